@@ -1,0 +1,21 @@
+"""The error hierarchy: one `TfpipeError` root; each subclass also inherits the builtin it refines."""
+
+
+class TfpipeError(Exception):
+    """Root of every error tfpipe raises on purpose."""
+
+
+class ConfigError(TfpipeError, ValueError):
+    """A configuration or argument is invalid; the message says how to fix it."""
+
+
+class InputError(TfpipeError, ValueError):
+    """Input data or an input_fn is malformed; the message names what and where."""
+
+
+class NotTrainedError(TfpipeError, ValueError):
+    """An operation needs a checkpoint and the model directory has none."""
+
+
+class NanLossError(TfpipeError, RuntimeError):
+    """Training produced a NaN or infinite loss."""

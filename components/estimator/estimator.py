@@ -1,0 +1,603 @@
+"""The Estimator: tf.estimator's train / evaluate / predict / export contract, built natively on TF2.
+
+Each call builds a "program" for its mode (the TF2 stand-in for tf.estimator's graph and session):
+a global step, the model_fn traced inside tf.function, and an object-based checkpoint restored from
+model_dir. Training runs `steps_per_execution` steps inside one tf.function call.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from components.errors import ConfigError, InputError, NanLossError, NotTrainedError
+from components.estimator import hooks as hooks_lib
+from components.estimator._inputs import batch_size_of, call_with_known_args, fn_args, to_dataset
+from components.estimator.mode_keys import ModeKeys
+from components.estimator.run_config import RunConfig
+from components.estimator.spec import EstimatorSpec, is_metric_object
+
+log = logging.getLogger("tfpipe.estimator")
+if not logging.getLogger().handlers and not log.handlers:
+    # Like absl under tf.estimator: progress is visible without configuring logging first.
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    log.addHandler(_handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False  # absl installs a root handler later; avoid printing every line twice
+
+CHECKPOINT_NAME = "model.ckpt"
+_VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+_MODEL_FN_ARGS = {"features", "labels", "mode", "params", "config"}
+_LOCAL_COLLECTIONS = {tf.compat.v1.GraphKeys.LOCAL_VARIABLES, tf.compat.v1.GraphKeys.METRIC_VARIABLES}
+
+
+class _Program:
+    """The model of one mode: its global step, its variables and the checkpoint that holds them.
+
+    The model_fn may create variables (a Keras model built inside it, say). The variable creator
+    below hands back the variables of the first call, in creation order, on every later call, so
+    tf.function's retraces and the loop body reuse one set of variables.
+    """
+
+    def __init__(self, estimator: "Estimator", mode: str, strategy):
+        self.est, self.mode = estimator, mode
+        self.strategy = strategy or tf.distribute.get_strategy()
+        with self.strategy.scope():
+            self.global_step = tf.Variable(
+                0, dtype=tf.int64, trainable=False, name="global_step",
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
+        self.created: list = []
+        self.local_vars: list = []
+        self._lock = threading.Lock()
+        self._cursor = threading.local()
+        self.spec: EstimatorSpec | None = None
+        self._root = None
+
+    def _creator(self, next_creator, **kwargs):
+        index = getattr(self._cursor, "i", 0)
+        self._cursor.i = index + 1
+        with self._lock:
+            if index < len(self.created):
+                return self.created[index]
+            var = next_creator(**kwargs)
+            self.created.append(var)
+            if _LOCAL_COLLECTIONS & set(kwargs.get("collections") or ()):
+                self.local_vars.append(var)
+            return var
+
+    def call_model_fn(self, features, labels) -> EstimatorSpec:
+        self._cursor.i = 0
+        graph = tf.compat.v1.get_default_graph()
+        # tf.compat.v1.train.get_global_step() looks in the current graph's collection.
+        if not graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_STEP):
+            graph.add_to_collection(tf.compat.v1.GraphKeys.GLOBAL_STEP, self.global_step)
+        with tf.variable_creator_scope(self._creator):
+            spec = self.est._call_model_fn(features, labels, self.mode)
+        self.spec = spec
+        return spec
+
+    @property
+    def root(self) -> tf.train.Checkpoint:
+        """The object the checkpoint saves: the model_fn's own tf.train.Checkpoint, or its variables by name."""
+        if self._root is not None:
+            return self._root
+        saver = getattr(self.spec.scaffold, "saver", None) if self.spec is not None else None
+        if isinstance(saver, tf.train.Checkpoint):
+            root = saver
+            if not any(v is self.global_step for v in root._trackable_children().values()):
+                root.global_step = self.global_step
+        else:
+            named, seen = {}, set()
+            local = {id(v) for v in self.local_vars}
+            for var in self.created:
+                if id(var) in local or _is_metric_variable(var):
+                    continue
+                base = var.name.split(":")[0]
+                name, k = base, 0
+                while name in seen:
+                    k += 1
+                    name = f"{base}_{k}"
+                seen.add(name)
+                named[name] = var
+            root = tf.train.Checkpoint(global_step=self.global_step, **named)
+        self._root = root
+        return root
+
+    def restore(self, path: str) -> None:
+        status = self.root.restore(path)
+        status.expect_partial()
+        try:
+            status.assert_existing_objects_matched()
+        except AssertionError as e:
+            raise ConfigError(
+                f"checkpoint {path} does not match the model built by model_fn ({str(e)[:300]}). "
+                "Did the model change? Train into a new model_dir, or use warm_start_from."
+            ) from e
+
+    def warm_start(self, path: str) -> None:
+        """Restores the model's variables (not the optimizer, not the global step) from `path`."""
+        children = {
+            name: child for name, child in self.root._trackable_children().items()
+            if child is not self.global_step and not _is_optimizer(child)
+        }
+        tf.train.Checkpoint(**children).restore(path).expect_partial()
+        log.info("warm-started from %s", path)
+
+
+def _is_metric_variable(var) -> bool:
+    # Keras metrics keep their state in non-trainable, sync-on-read variables.
+    return (not var.trainable) and getattr(var, "synchronization", None) == tf.VariableSynchronization.ON_READ
+
+
+def _is_optimizer(obj) -> bool:
+    return hasattr(obj, "apply_gradients") and hasattr(obj, "get_config")
+
+
+def _deps(op) -> list:
+    if op is None:
+        return []
+    return [op] if not isinstance(op, (list, tuple)) else list(op)
+
+
+def _find_checkpoint(path: str | None) -> str | None:
+    if not path:
+        return None
+    if tf.io.gfile.isdir(path):
+        return tf.train.latest_checkpoint(path)
+    return path
+
+
+class Estimator:
+    """Trains, evaluates, predicts with and exports a model defined by `model_fn`."""
+
+    def __init__(self, model_fn, model_dir=None, config=None, params=None, warm_start_from=None):
+        if not callable(model_fn):
+            raise ConfigError(f"model_fn must be callable, got {type(model_fn).__name__}")
+        args = set(fn_args(model_fn))
+        if "features" not in args:
+            raise ConfigError("model_fn must take an argument named `features`")
+        unknown = args - _MODEL_FN_ARGS
+        if unknown:
+            raise ConfigError(f"model_fn has arguments {sorted(unknown)}; it may only take {sorted(_MODEL_FN_ARGS)}")
+        if params is not None and "params" not in args:
+            raise ConfigError("params were given but model_fn does not take a `params` argument")
+        config = config or RunConfig()
+        if not isinstance(config, RunConfig):
+            raise ConfigError(f"config must be a components.estimator.RunConfig, got {type(config).__name__}")
+        model_dir = os.fspath(model_dir) if model_dir is not None else None
+        if model_dir and config.model_dir and os.path.abspath(model_dir) != os.path.abspath(config.model_dir):
+            raise ConfigError(f"model_dir {model_dir!r} and config.model_dir {config.model_dir!r} differ; give one")
+        model_dir = model_dir or config.model_dir
+        if not model_dir:
+            model_dir = tempfile.mkdtemp(prefix="tfpipe_model_")
+            log.warning("no model_dir given; using temporary folder %s", model_dir)
+        self._model_fn = model_fn
+        self._model_fn_args = args
+        self._config = config.replace(model_dir=model_dir)
+        self._params = dict(params or {})
+        self._warm_start_from = warm_start_from
+        # Premade estimators set this: per-example feature work (hashing, vocabulary lookups) that
+        # runs in the tf.data map, in parallel, rather than in the train step.
+        self._input_transform = None
+
+    model_dir = property(lambda self: self._config.model_dir)
+    config = property(lambda self: self._config)
+    params = property(lambda self: dict(self._params))
+    model_fn = property(lambda self: self._model_fn)
+
+    # ---- user functions -------------------------------------------------------------------------
+
+    def _call_model_fn(self, features, labels, mode) -> EstimatorSpec:
+        if labels is not None and "labels" not in self._model_fn_args:
+            raise ConfigError("model_fn does not take `labels`, but input_fn returned labels; "
+                              "add a `labels` argument to model_fn or return only features")
+        kwargs = {"features": features, "mode": mode, "params": self._params, "config": self._config}
+        if "labels" in self._model_fn_args:
+            kwargs["labels"] = labels
+        spec = call_with_known_args(self._model_fn, kwargs)
+        if not isinstance(spec, EstimatorSpec):
+            raise ConfigError(f"model_fn must return an EstimatorSpec, got {type(spec).__name__}")
+        return spec
+
+    def _dataset(self, input_fn, mode, input_context=None) -> tuple[tf.data.Dataset, bool]:
+        if not callable(input_fn):
+            raise ConfigError(f"input_fn must be callable, got {type(input_fn).__name__}")
+        available = {"mode": mode, "params": self._params, "config": self._config,
+                     "input_context": input_context or tf.distribute.InputContext()}
+        ds, has_labels = to_dataset(call_with_known_args(input_fn, available), input_fn)
+        if self._input_transform is not None:
+            transform = self._input_transform
+            ds = ds.map(lambda f, *rest: (transform(f), *rest), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE), has_labels
+
+    def _iterator(self, input_fn, mode, strategy):
+        """An iterator over the input and whether it yields labels; distributed when a strategy is set."""
+        if strategy is None:
+            ds, has_labels = self._dataset(input_fn, mode)
+            return iter(ds), has_labels
+        flags = []
+
+        def dataset_fn(ctx):
+            ds, has = self._dataset(input_fn, mode, ctx)
+            flags.append(has)
+            return ds
+
+        dist = strategy.distribute_datasets_from_function(dataset_fn)
+        return iter(dist), flags[0]
+
+    def _seed(self) -> None:
+        seed = self._config.tf_random_seed
+        if seed is not None:
+            tf.random.set_seed(seed)
+            random.seed(seed)
+            np.random.seed(seed)
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+
+    def latest_checkpoint(self) -> str | None:
+        """The path of the newest checkpoint in model_dir, or None."""
+        return tf.train.latest_checkpoint(self.model_dir)
+
+    def _require_checkpoint(self, checkpoint_path=None) -> str:
+        path = _find_checkpoint(checkpoint_path) if checkpoint_path else self.latest_checkpoint()
+        if not path:
+            where = checkpoint_path or self.model_dir
+            raise NotTrainedError(f"no trained model found in {where}; call train() first or pass checkpoint_path")
+        return path
+
+    def get_variable_names(self) -> list[str]:
+        """Names of the variables in the latest checkpoint (object paths, e.g. 'model/age/weights')."""
+        reader = tf.train.load_checkpoint(self._require_checkpoint())
+        names = [k[: -len(_VALUE_SUFFIX)] for k in reader.get_variable_to_shape_map() if k.endswith(_VALUE_SUFFIX)]
+        return sorted(names)
+
+    def get_variable_value(self, name: str) -> np.ndarray:
+        """The value of variable `name` (as get_variable_names lists it) in the latest checkpoint."""
+        reader = tf.train.load_checkpoint(self._require_checkpoint())
+        for key in (name, name + _VALUE_SUFFIX):
+            if reader.has_tensor(key):
+                return reader.get_tensor(key)
+        raise ConfigError(f"no variable {name!r} in {self.latest_checkpoint()}; get_variable_names() lists them")
+
+    # ---- train ----------------------------------------------------------------------------------
+
+    def train(self, input_fn, hooks=None, steps=None, max_steps=None, saving_listeners=None):
+        """Trains for `steps` more steps, or until global step `max_steps`, or until input runs out."""
+        if steps is not None and max_steps is not None:
+            raise ConfigError("give steps or max_steps to train(), not both")
+        for name, value in (("steps", steps), ("max_steps", max_steps)):
+            if value is not None and (not isinstance(value, (int, np.integer)) or value <= 0):
+                raise ConfigError(f"train(): {name} must be a positive int, got {value!r}")
+        latest = self.latest_checkpoint()
+        if max_steps is not None and latest:
+            done = int(tf.train.load_checkpoint(latest).get_tensor("global_step" + _VALUE_SUFFIX)) if _has_gs(latest) else 0
+            if done >= max_steps:
+                log.info("skipping training: global step %d already reached max_steps %d", done, max_steps)
+                return self
+        self._seed()
+        strategy = self._config.train_distribute
+        program = _Program(self, ModeKeys.TRAIN, strategy)
+        iterator, has_labels = self._iterator(input_fn, ModeKeys.TRAIN, strategy)
+        all_hooks = list(hooks or [])
+        _TrainLoop(self, program, iterator, has_labels, all_hooks, list(saving_listeners or []), steps, max_steps).run()
+        return self
+
+    # ---- evaluate -------------------------------------------------------------------------------
+
+    def evaluate(self, input_fn, steps=None, hooks=None, checkpoint_path=None, name=None):
+        """Evaluates the checkpoint on `steps` batches (or all the input) and returns the metrics."""
+        if steps is not None and steps <= 0:
+            raise ConfigError(f"evaluate(): steps must be positive, got {steps}")
+        path = self._require_checkpoint(checkpoint_path)
+        strategy = self._config.eval_distribute
+        program = _Program(self, ModeKeys.EVAL, strategy)
+        iterator, has_labels = self._iterator(input_fn, ModeKeys.EVAL, strategy)
+        results = _run_eval(program, iterator, has_labels, steps, path, list(hooks or []))
+        eval_dir = os.path.join(self.model_dir, "eval" if not name else f"eval_{name}")
+        writer = tf.summary.create_file_writer(eval_dir)
+        with writer.as_default():
+            for key, value in results.items():
+                if key != "global_step" and np.ndim(value) == 0:
+                    tf.summary.scalar(key, float(value), step=int(results["global_step"]))
+        writer.close()
+        log.info("evaluation at step %d: %s", results["global_step"],
+                 ", ".join(f"{k} = {v:.4g}" for k, v in sorted(results.items()) if np.ndim(v) == 0 and k != "global_step"))
+        return results
+
+    # ---- predict --------------------------------------------------------------------------------
+
+    def predict(self, input_fn, predict_keys=None, hooks=None, checkpoint_path=None, yield_single_examples=True):
+        """Yields predictions: one dict per example (or per batch with yield_single_examples=False)."""
+        path = self._require_checkpoint(checkpoint_path)
+        program = _Program(self, ModeKeys.PREDICT, None)
+        ds, _ = self._dataset(input_fn, ModeKeys.PREDICT)
+        iterator = iter(ds)
+        if isinstance(predict_keys, str):
+            predict_keys = [predict_keys]
+
+        @tf.function
+        def predict_step(it):
+            spec = program.call_model_fn(next(it)[0], None)
+            return spec.predictions
+
+        predict_step.get_concrete_function(iterator)
+        program.restore(path)
+        hook_list = list(hooks or []) + list(program.spec.prediction_hooks)
+        for h in hook_list:
+            h.begin()
+        try:
+            while True:
+                try:
+                    preds = predict_step(iterator)
+                except tf.errors.OutOfRangeError:
+                    return
+                single = not isinstance(preds, dict)
+                preds = {"predictions": preds} if single else preds
+                if predict_keys:
+                    missing = [k for k in predict_keys if k not in preds]
+                    if missing:
+                        raise ConfigError(f"predict_keys {missing} not in the model's predictions {sorted(preds)}")
+                    preds = {k: preds[k] for k in predict_keys}
+                preds = {k: v.numpy() for k, v in preds.items()}
+                if not yield_single_examples:
+                    yield preds["predictions"] if single else preds
+                    continue
+                sizes = {k: v.shape[0] if v.ndim else None for k, v in preds.items()}
+                n = next(iter(sizes.values()))
+                if n is None or any(s != n for s in sizes.values()):
+                    raise ConfigError(f"predictions have different batch sizes {sizes}; "
+                                      "use yield_single_examples=False")
+                for i in range(n):
+                    yield preds["predictions"][i] if single else {k: v[i] for k, v in preds.items()}
+        finally:
+            for h in hook_list:
+                h.end(None)
+
+    # ---- export ---------------------------------------------------------------------------------
+
+    def export_saved_model(self, export_dir_base, serving_input_receiver_fn, assets_extra=None,
+                           as_text=False, checkpoint_path=None, experimental_mode=ModeKeys.PREDICT):
+        """Writes a SavedModel to `<export_dir_base>/<timestamp>` (atomically) and returns its path."""
+        from components.estimator import _export
+
+        path = self._require_checkpoint(checkpoint_path)
+        return _export.export_saved_model(self, path, os.fspath(export_dir_base), serving_input_receiver_fn,
+                                          assets_extra, as_text)
+
+    def export_savedmodel(self, *args, **kwargs):
+        """Old name of export_saved_model."""
+        return self.export_saved_model(*args, **kwargs)
+
+
+def _has_gs(path: str) -> bool:
+    return tf.train.load_checkpoint(path).has_tensor("global_step" + _VALUE_SUFFIX)
+
+
+class _TrainLoop:
+    """Runs training in chunks that end exactly on the summary, logging and checkpoint steps."""
+
+    def __init__(self, est, program, iterator, has_labels, hooks, listeners, steps, max_steps):
+        self.est, self.p, self.it, self.has_labels = est, program, iterator, has_labels
+        self.hooks, self.listeners, self.steps, self.max_steps = hooks, listeners, steps, max_steps
+        self.cfg = est.config
+        self.is_chief = self.cfg.is_chief
+
+    def _chunk_fn(self):
+        p, strategy, has_labels = self.p, self.p.strategy, self.has_labels
+
+        def replica_fn(features, labels):
+            spec = p.call_model_fn(features, labels)
+            with tf.control_dependencies(_deps(spec.train_op)):
+                loss = tf.identity(tf.cast(spec.loss, tf.float32))
+            return loss, batch_size_of(features)
+
+        def step(batch):
+            features, labels = (batch[0], batch[1]) if has_labels else (batch[0], None)
+            loss, count = strategy.run(replica_fn, args=(features, labels))
+            return (strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None),
+                    strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None))
+
+        @tf.function
+        def chunk(iterator, n):
+            # The first step sits outside the loop: tf.function may create variables only there.
+            loss, count = step(next(iterator))
+            for _ in tf.range(n - 1):
+                nxt = iterator.get_next_as_optional()
+                if not nxt.has_value():
+                    break
+                loss, c = step(nxt.get_value())
+                count += c
+            return loss, count
+
+        return chunk
+
+    def run(self):
+        cfg, p, model_dir = self.cfg, self.p, self.est.model_dir
+        os.makedirs(model_dir, exist_ok=True)
+        writer = tf.summary.create_file_writer(model_dir) if self.is_chief else tf.summary.create_noop_writer()
+        every = cfg.save_summary_steps or 0
+        gs = p.global_step
+        with writer.as_default(step=gs), tf.summary.record_if(lambda: every > 0 and gs % every == 0):
+            chunk = self._chunk_fn()
+            with p.strategy.scope():
+                try:
+                    chunk.get_concrete_function(self.it, tf.constant(1))
+                except tf.errors.OutOfRangeError as e:
+                    raise InputError("input_fn produced no data to train on") from e
+            manager = tf.train.CheckpointManager(
+                p.root, model_dir, max_to_keep=cfg.keep_checkpoint_max or None,
+                keep_checkpoint_every_n_hours=cfg.keep_checkpoint_every_n_hours,
+                checkpoint_name=CHECKPOINT_NAME,
+            )
+            latest = self.est.latest_checkpoint()
+            if latest:
+                p.restore(latest)
+                log.info("restored %s (global step %d)", latest, int(gs.numpy()))
+            elif self.est._warm_start_from:
+                p.warm_start(_warm_start_path(self.est._warm_start_from))
+            self._loop(chunk, manager, writer)
+        writer.close()
+
+    def _loop(self, chunk, manager, writer):
+        cfg, gs = self.cfg, self.p.global_step
+        start = int(gs.numpy())
+        last = self.max_steps if self.max_steps is not None else (start + self.steps if self.steps else None)
+        hooks = self.hooks + list(self.p.spec.training_hooks) + (list(self.p.spec.training_chief_hooks) if self.is_chief else [])
+        per_call = 1 if hooks else cfg.steps_per_execution
+        for h in hooks:
+            h.begin()
+        for h in hooks:
+            h.after_create_session(None, None)
+        for listener in self.listeners:
+            listener.begin()
+        step, saved_at, last_save_time = start, None, time.time()
+        log_t, log_step, log_examples = time.time(), start, 0
+        loss = float("nan")
+        stop = False
+        while (last is None or step < last) and not stop:
+            n = per_call
+            for cadence in (cfg.save_summary_steps, cfg.log_step_count_steps, cfg.save_checkpoints_steps):
+                if cadence:
+                    n = min(n, cadence - step % cadence)
+            if last is not None:
+                n = min(n, last - step)
+            contexts = [hooks_lib.SessionRunContext() for _ in hooks]
+            requests = [h.before_run(c) for h, c in zip(hooks, contexts)]
+            try:
+                loss_t, count_t = chunk(self.it, tf.constant(n))
+            except tf.errors.OutOfRangeError:
+                log.info("input exhausted at step %d", step)
+                break
+            new_step = int(gs.numpy())
+            loss, count = float(loss_t.numpy()), int(count_t.numpy())
+            if new_step == step:
+                raise ConfigError("the model_fn's train_op did not increment the global step; include "
+                                  "tf.compat.v1.train.get_global_step().assign_add(1) in train_op")
+            if not np.isfinite(loss):
+                raise NanLossError(f"loss is {loss} at step {new_step}; lower the learning rate or check the input for NaN/inf")
+            step, log_examples = new_step, log_examples + count
+            outputs = {"loss": loss, "global_step": step}
+            for h, c, r in zip(hooks, contexts, requests):
+                results = hooks_lib.resolve_fetches(r.fetches, outputs) if r is not None else None
+                h.after_run(c, hooks_lib.SessionRunValues(results, None, None))
+                stop = stop or c.stop_requested
+            if cfg.save_summary_steps and step % cfg.save_summary_steps == 0 and self.is_chief:
+                with writer.as_default():
+                    tf.summary.scalar("loss", loss, step=step)
+            if cfg.log_step_count_steps and step % cfg.log_step_count_steps == 0:
+                now = time.time()
+                rate = (step - log_step) / max(now - log_t, 1e-9)
+                log.info("step %d: loss = %.5g (%.1f steps/s, %s examples/s)", step, loss, rate,
+                         f"{log_examples / max(now - log_t, 1e-9):,.0f}")
+                if self.is_chief:
+                    with writer.as_default():
+                        tf.summary.scalar("global_step/sec", rate, step=step)
+                log_t, log_step, log_examples = now, step, 0
+            due = (cfg.save_checkpoints_steps and step % cfg.save_checkpoints_steps == 0) or (
+                cfg.save_checkpoints_secs is not None and time.time() - last_save_time >= cfg.save_checkpoints_secs)
+            if due:
+                stop = self._save(manager, step) or stop
+                saved_at, last_save_time = step, time.time()
+        if saved_at != step:
+            stop = self._save(manager, step)
+        for h in hooks:
+            h.end(None)
+        for listener in self.listeners:
+            listener.end(None, step)
+        log.info("training stopped at step %d, loss = %.5g", step, loss)
+
+    def _save(self, manager, step) -> bool:
+        """Saves a checkpoint on the chief; True when a listener asks to stop."""
+        if not self.is_chief:
+            return False
+        for listener in self.listeners:
+            listener.before_save(None, step)
+        path = manager.save(checkpoint_number=step)
+        log.info("saved checkpoint %s", path)
+        return any(bool(listener.after_save(None, step)) for listener in self.listeners)
+
+
+def _warm_start_path(ws) -> str:
+    path = getattr(ws, "ckpt_to_initialize_from", ws)
+    found = _find_checkpoint(os.fspath(path))
+    if not found:
+        raise ConfigError(f"warm_start_from {path!r} holds no checkpoint")
+    return found
+
+
+def _run_eval(program, iterator, has_labels, steps, path, hooks) -> dict:
+    strategy = program.strategy
+
+    def replica_fn(features, labels):
+        spec = program.call_model_fn(features, labels)
+        updates = {k: v[1] for k, v in spec.eval_metric_ops.items() if isinstance(v, tuple)}
+        return tf.cast(spec.loss, tf.float32), updates
+
+    def step(batch):
+        features, labels = (batch[0], batch[1]) if has_labels else (batch[0], None)
+        loss, updates = strategy.run(replica_fn, args=(features, labels))
+        updates = {k: strategy.experimental_local_results(v)[0] for k, v in updates.items()}
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None), updates
+
+    @tf.function
+    def chunk(it, n):
+        loss, updates = step(next(it))
+        total, batches = loss, tf.constant(1, tf.int64)
+        for _ in tf.range(n - 1):
+            nxt = it.get_next_as_optional()
+            if not nxt.has_value():
+                break
+            loss, updates = step(nxt.get_value())
+            total += loss
+            batches += 1
+        return total, batches, updates
+
+    with strategy.scope():
+        try:
+            chunk.get_concrete_function(iterator, tf.constant(1))
+        except tf.errors.OutOfRangeError as e:
+            raise InputError("input_fn produced no data to evaluate on") from e
+    program.restore(path)
+    spec = program.spec
+    for var in program.local_vars:
+        var.assign(tf.zeros_like(var))
+    for value in spec.eval_metric_ops.values():
+        if is_metric_object(value):
+            value.reset_state()
+    all_hooks = hooks + list(spec.evaluation_hooks)
+    for h in all_hooks:
+        h.begin()
+    total, batches, last_updates, done = 0.0, 0, {}, 0
+    per_call = 1 if all_hooks else 100
+    while steps is None or done < steps:
+        n = per_call if steps is None else min(per_call, steps - done)
+        try:
+            t, b, upd = chunk(iterator, tf.constant(n))
+        except tf.errors.OutOfRangeError:
+            break
+        total, batches, last_updates = total + float(t), batches + int(b), upd
+        done += int(b)
+        for h in all_hooks:
+            ctx = hooks_lib.SessionRunContext()
+            h.before_run(ctx)
+            h.after_run(ctx, hooks_lib.SessionRunValues(None, None, None))
+        if int(b) < n:
+            break
+    for h in all_hooks:
+        h.end(None)
+    if batches == 0:
+        raise InputError("input_fn produced no data to evaluate on")
+    results = {"loss": np.float32(total / batches), "global_step": np.int64(program.global_step.numpy())}
+    for key, value in spec.eval_metric_ops.items():
+        results[key] = value.result().numpy() if is_metric_object(value) else last_updates[key].numpy()
+    return results

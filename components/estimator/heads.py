@@ -1,0 +1,171 @@
+"""Heads: loss, predictions, default eval metrics and export outputs of the premade estimators."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras
+
+from components.errors import ConfigError
+from components.estimator import export
+from components.estimator._features import WEIGHT_KEY
+
+SUM_OVER_BATCH_SIZE = "sum_over_batch_size"
+SUM = "sum"
+_REDUCTIONS = (SUM_OVER_BATCH_SIZE, SUM)
+
+
+class _Derived:
+    """A metric computed from other metrics' results (accuracy_baseline from label/mean)."""
+
+    def __init__(self, fn):
+        self._fn = fn
+
+    def update_state(self, *args, **kwargs):
+        pass
+
+    def reset_state(self):
+        pass
+
+    def result(self):
+        return self._fn()
+
+
+def _reduction(loss_reduction):
+    key = getattr(loss_reduction, "value", loss_reduction)
+    key = str(key).lower()
+    if key not in _REDUCTIONS:
+        raise ConfigError(f"loss_reduction must be one of {_REDUCTIONS}, got {loss_reduction!r}")
+    return key
+
+
+def example_weights(features, like):
+    if isinstance(features, dict) and WEIGHT_KEY in features:
+        return tf.cast(features[WEIGHT_KEY], like.dtype)
+    return tf.ones_like(like)
+
+
+class ClassificationHead:
+    """Binary (sigmoid) or multi-class (softmax) classification, with tf.estimator's keys and metrics."""
+
+    def __init__(self, n_classes=2, label_vocabulary=None, loss_reduction=SUM_OVER_BATCH_SIZE):
+        if not isinstance(n_classes, int) or n_classes < 2:
+            raise ConfigError(f"n_classes must be an int >= 2, got {n_classes!r}")
+        if label_vocabulary is not None:
+            label_vocabulary = list(label_vocabulary)
+            if len(label_vocabulary) != n_classes or not all(isinstance(v, str) for v in label_vocabulary):
+                raise ConfigError(f"label_vocabulary must list {n_classes} strings (one per class), got {label_vocabulary!r}")
+        self.n_classes = n_classes
+        self.label_vocabulary = label_vocabulary
+        self.class_names = label_vocabulary or [str(i) for i in range(n_classes)]
+        self.reduction = _reduction(loss_reduction)
+        self.binary = n_classes == 2
+        self.logits_dimension = 1 if self.binary else n_classes
+        self._table = None
+
+    def label_ids(self, labels):
+        """Labels as int64 class ids of shape [batch, 1], checked against n_classes / label_vocabulary."""
+        if isinstance(labels, dict):
+            if len(labels) != 1:
+                raise ConfigError(f"a classifier takes one label, got a dict with keys {sorted(labels)}")
+            labels = next(iter(labels.values()))
+        labels = tf.convert_to_tensor(labels)
+        labels = tf.reshape(labels, [-1, 1])
+        if self.label_vocabulary is not None:
+            if labels.dtype != tf.string:
+                raise ConfigError(f"with label_vocabulary, labels must be strings, got {labels.dtype.name}")
+            if self._table is None:
+                with tf.init_scope():
+                    self._table = tf.lookup.StaticHashTable(
+                        tf.lookup.KeyValueTensorInitializer(self.label_vocabulary, tf.range(self.n_classes, dtype=tf.int64)),
+                        default_value=-1,
+                    )
+            ids = self._table.lookup(labels)
+            tf.debugging.assert_non_negative(
+                ids, message=f"a label is not in label_vocabulary {self.label_vocabulary}")
+            return ids
+        if labels.dtype == tf.string:
+            raise ConfigError("labels are strings: pass label_vocabulary=[...] to map them to classes")
+        if not labels.dtype.is_integer:
+            raise ConfigError(f"classifier labels must be integer class ids, got {labels.dtype.name}")
+        ids = tf.cast(labels, tf.int64)
+        tf.debugging.assert_non_negative(ids, message="labels must be >= 0")
+        tf.debugging.assert_less(ids, tf.constant(self.n_classes, tf.int64),
+                                 message=f"labels must be < n_classes ({self.n_classes})")
+        return ids
+
+    def unreduced_loss(self, ids, logits):
+        if self.binary:
+            return tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.cast(ids, logits.dtype), logits=logits)
+        return tf.expand_dims(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids[:, 0], logits=logits), -1)
+
+    def loss(self, features, ids, logits):
+        unreduced = self.unreduced_loss(ids, logits)
+        weighted = unreduced * example_weights(features, unreduced)
+        total = tf.reduce_sum(weighted)
+        if self.reduction == SUM:
+            return total
+        return total / tf.cast(tf.size(weighted), total.dtype)
+
+    def predictions(self, logits) -> dict:
+        batch = tf.shape(logits)[0]
+        names = tf.constant(self.class_names)
+        if self.binary:
+            logistic = tf.sigmoid(logits)
+            probabilities = tf.concat([1.0 - logistic, logistic], axis=1)
+            class_ids = tf.cast(logits > 0, tf.int64)
+        else:
+            probabilities = tf.nn.softmax(logits)
+            class_ids = tf.expand_dims(tf.argmax(logits, axis=1), -1)
+        out = {
+            "logits": logits,
+            "probabilities": probabilities,
+            "class_ids": class_ids,
+            "classes": tf.gather(names, class_ids),
+            "all_class_ids": tf.tile(tf.range(self.n_classes, dtype=tf.int32)[None, :], [batch, 1]),
+            "all_classes": tf.tile(names[None, :], [batch, 1]),
+        }
+        if self.binary:
+            out["logistic"] = logistic
+        return out
+
+    def eval_metrics(self, features, ids, logits, predictions) -> dict:
+        unreduced = self.unreduced_loss(ids, logits)
+        w = example_weights(features, unreduced)
+        metrics = {"accuracy": tf_keras.metrics.Accuracy(name="accuracy"),
+                   "average_loss": tf_keras.metrics.Mean(name="average_loss")}
+        metrics["accuracy"].update_state(ids, predictions["class_ids"], sample_weight=w)
+        metrics["average_loss"].update_state(unreduced, sample_weight=w)
+        if not self.binary:
+            return metrics
+        labels_f = tf.cast(ids, tf.float32)
+        logistic = predictions["logistic"]
+        label_mean = tf_keras.metrics.Mean(name="label/mean")
+        label_mean.update_state(labels_f, sample_weight=w)
+        extra = {
+            "label/mean": label_mean,
+            "prediction/mean": tf_keras.metrics.Mean(name="prediction/mean"),
+            "auc": tf_keras.metrics.AUC(num_thresholds=200, curve="ROC", name="auc"),
+            "auc_precision_recall": tf_keras.metrics.AUC(num_thresholds=200, curve="PR", name="auc_precision_recall"),
+            "precision": tf_keras.metrics.Precision(name="precision"),
+            "recall": tf_keras.metrics.Recall(name="recall"),
+        }
+        extra["prediction/mean"].update_state(logistic, sample_weight=w)
+        extra["auc"].update_state(labels_f, logistic, sample_weight=w)
+        extra["auc_precision_recall"].update_state(labels_f, logistic, sample_weight=w)
+        class_f = tf.cast(predictions["class_ids"], tf.float32)
+        extra["precision"].update_state(labels_f, class_f, sample_weight=w)
+        extra["recall"].update_state(labels_f, class_f, sample_weight=w)
+        extra["accuracy_baseline"] = _Derived(lambda: tf.maximum(label_mean.result(), 1.0 - label_mean.result()))
+        metrics.update(extra)
+        return metrics
+
+    def export_outputs(self, predictions) -> dict:
+        classification = export.ClassificationOutput(scores=predictions["probabilities"], classes=predictions["all_classes"])
+        outputs = {
+            "serving_default": classification,
+            "classification": classification,
+            "predict": export.PredictOutput(predictions),
+        }
+        if self.binary:
+            outputs["regression"] = export.RegressionOutput(predictions["logistic"])
+        return outputs
