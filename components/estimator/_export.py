@@ -73,7 +73,7 @@ def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_
         fetches = wrapped.structured_outputs[name]
         if out.method in ("classification", "regression"):
             if not single_string:
-                log.warning("skipping the %s signature %r: it needs a receiver with one string input "
+                log.info("skipping the %s signature %r: it needs a receiver with one string input "
                             "(build_parsing_serving_input_receiver_fn)", out.method, name)
                 continue
             keys, feeds = ["inputs"], list(inputs.values())
@@ -85,6 +85,8 @@ def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_
         fn._num_positional_args = len(keys)
         signatures[name] = fn
 
+    if SERVING_DEFAULT not in signatures and "predict" in signatures:
+        signatures[SERVING_DEFAULT] = signatures["predict"]  # serving systems look for serving_default
     module = tf.Module()
     module.checkpoint_root = program.root
     module.variables_by_order = list(program.created) + [program.global_step]

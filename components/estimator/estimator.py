@@ -62,6 +62,13 @@ class _Program:
         self._cursor = threading.local()
         self.spec: EstimatorSpec | None = None
         self._root = None
+        # Objects a premade estimator builds eagerly for this program (model, optimizer, metrics).
+        self.state: dict = {}
+        estimator._active_program = self
+        prebuild = getattr(estimator, "_prebuild", None)
+        if prebuild is not None:
+            with self.strategy.scope():
+                prebuild(self)
 
     def _creator(self, next_creator, **kwargs):
         index = getattr(self._cursor, "i", 0)

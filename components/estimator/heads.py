@@ -128,35 +128,38 @@ class ClassificationHead:
             out["logistic"] = logistic
         return out
 
-    def eval_metrics(self, features, ids, logits, predictions) -> dict:
-        unreduced = self.unreduced_loss(ids, logits)
-        w = example_weights(features, unreduced)
+    def make_metrics(self) -> dict:
+        """The default eval metrics, fresh (their update happens in update_metrics)."""
         metrics = {"accuracy": tf_keras.metrics.Accuracy(name="accuracy"),
                    "average_loss": tf_keras.metrics.Mean(name="average_loss")}
+        if self.binary:
+            label_mean = tf_keras.metrics.Mean(name="label/mean")
+            metrics.update({
+                "label/mean": label_mean,
+                "prediction/mean": tf_keras.metrics.Mean(name="prediction/mean"),
+                "auc": tf_keras.metrics.AUC(num_thresholds=200, curve="ROC", name="auc"),
+                "auc_precision_recall": tf_keras.metrics.AUC(num_thresholds=200, curve="PR", name="auc_precision_recall"),
+                "precision": tf_keras.metrics.Precision(name="precision"),
+                "recall": tf_keras.metrics.Recall(name="recall"),
+                "accuracy_baseline": _Derived(lambda: tf.maximum(label_mean.result(), 1.0 - label_mean.result())),
+            })
+        return metrics
+
+    def update_metrics(self, metrics, features, ids, logits, predictions) -> dict:
+        unreduced = self.unreduced_loss(ids, logits)
+        w = example_weights(features, unreduced)
         metrics["accuracy"].update_state(ids, predictions["class_ids"], sample_weight=w)
         metrics["average_loss"].update_state(unreduced, sample_weight=w)
-        if not self.binary:
-            return metrics
-        labels_f = tf.cast(ids, tf.float32)
-        logistic = predictions["logistic"]
-        label_mean = tf_keras.metrics.Mean(name="label/mean")
-        label_mean.update_state(labels_f, sample_weight=w)
-        extra = {
-            "label/mean": label_mean,
-            "prediction/mean": tf_keras.metrics.Mean(name="prediction/mean"),
-            "auc": tf_keras.metrics.AUC(num_thresholds=200, curve="ROC", name="auc"),
-            "auc_precision_recall": tf_keras.metrics.AUC(num_thresholds=200, curve="PR", name="auc_precision_recall"),
-            "precision": tf_keras.metrics.Precision(name="precision"),
-            "recall": tf_keras.metrics.Recall(name="recall"),
-        }
-        extra["prediction/mean"].update_state(logistic, sample_weight=w)
-        extra["auc"].update_state(labels_f, logistic, sample_weight=w)
-        extra["auc_precision_recall"].update_state(labels_f, logistic, sample_weight=w)
-        class_f = tf.cast(predictions["class_ids"], tf.float32)
-        extra["precision"].update_state(labels_f, class_f, sample_weight=w)
-        extra["recall"].update_state(labels_f, class_f, sample_weight=w)
-        extra["accuracy_baseline"] = _Derived(lambda: tf.maximum(label_mean.result(), 1.0 - label_mean.result()))
-        metrics.update(extra)
+        if self.binary:
+            labels_f = tf.cast(ids, tf.float32)
+            logistic = predictions["logistic"]
+            class_f = tf.cast(predictions["class_ids"], tf.float32)
+            metrics["label/mean"].update_state(labels_f, sample_weight=w)
+            metrics["prediction/mean"].update_state(logistic, sample_weight=w)
+            metrics["auc"].update_state(labels_f, logistic, sample_weight=w)
+            metrics["auc_precision_recall"].update_state(labels_f, logistic, sample_weight=w)
+            metrics["precision"].update_state(labels_f, class_f, sample_weight=w)
+            metrics["recall"].update_state(labels_f, class_f, sample_weight=w)
         return metrics
 
     def export_outputs(self, predictions) -> dict:

@@ -30,7 +30,7 @@ class LinearModel(tf.Module):
         }
         self.linear_model["bias_weights"] = tf.Variable(tf.zeros([units]), name="bias_weights")
 
-    def __call__(self, columns: dict):
+    def __call__(self, columns: dict, training=False):
         logits = None
         for name, value in columns.items():
             if name == WEIGHT_KEY:
@@ -59,52 +59,61 @@ class LinearModel(tf.Module):
         return tf.math.divide_no_nan(summed, denom[:, None])
 
 
-def premade_model_fn(build_model, head, optimizer_factory):
-    """A model_fn for a premade estimator: build the model, apply the head, step the optimizer."""
+class PremadeEstimator(Estimator):
+    """An Estimator whose model, optimizer and metrics are built eagerly, once per program.
 
-    def model_fn(features, labels, mode, config):
-        model = build_model()
-        training = mode == ModeKeys.TRAIN
-        if mode == ModeKeys.PREDICT or labels is None:
-            logits = model(features, training=False) if _takes_training(model) else model(features)
-            preds = head.predictions(logits)
-            if mode != ModeKeys.PREDICT:
-                raise ConfigError(f"{mode} needs labels: the input_fn must return (features, labels)")
+    Building them before tracing (in the strategy's scope) rather than inside the model_fn lets
+    distribution strategies create mirrored variables the ordinary way.
+    """
+
+    def __init__(self, build_model, head, optimizer_factory, transform, **kwargs):
+        self._build_model, self._head, self._optimizer_factory = build_model, head, optimizer_factory
+        super().__init__(self._premade_model_fn, **kwargs)
+        self._input_transform = transform
+        self._export_resources = transform.resources.resources
+
+    def _prebuild(self, program) -> None:
+        program.state["model"] = self._build_model()
+        if program.mode == ModeKeys.TRAIN:
+            program.state["optimizer"] = self._optimizer_factory()
+        elif program.mode == ModeKeys.EVAL:
+            program.state["metrics"] = self._head.make_metrics()
+
+    def _premade_model_fn(self, features, labels, mode, config):
+        state = self._active_program.state
+        model, head = state["model"], self._head
+        parts = {model.name: model}
+        if mode == ModeKeys.PREDICT:
+            preds = head.predictions(model(features))
             return EstimatorSpec(mode, predictions=preds, export_outputs=head.export_outputs(preds),
-                                 scaffold=tf.compat.v1.train.Scaffold(saver=tf.train.Checkpoint(**_ckpt_parts(model))))
+                                 scaffold=_scaffold(parts))
+        if labels is None:
+            raise ConfigError(f"{mode} needs labels: the input_fn must return (features, labels)")
         ids = head.label_ids(labels)
-        gs = tf.compat.v1.train.get_global_step()
-        if training:
-            optimizer = optimizer_factory()
+        if mode == ModeKeys.TRAIN:
+            optimizer = state["optimizer"]
             with tf.GradientTape() as tape:
-                logits = model(features, training=True) if _takes_training(model) else model(features)
+                logits = model(features, training=True)
                 loss = head.loss(features, ids, logits)
                 # Optimizers sum gradients over replicas; scale so the update is the global mean.
                 scaled = loss / tf.distribute.get_replica_context().num_replicas_in_sync
             variables = model.trainable_variables
             grads = tape.gradient(scaled, variables)
+            gs = tf.compat.v1.train.get_global_step()
             train_op = tf.group(optimizer.apply_gradients(zip(grads, variables)), gs.assign_add(1))
-            return EstimatorSpec(mode, loss=loss, train_op=train_op,
-                                 scaffold=tf.compat.v1.train.Scaffold(saver=tf.train.Checkpoint(optimizer=optimizer, **_ckpt_parts(model))))
-        logits = model(features, training=False) if _takes_training(model) else model(features)
+            return EstimatorSpec(mode, loss=loss, train_op=train_op, scaffold=_scaffold(dict(parts, optimizer=optimizer)))
+        logits = model(features)
         loss = head.loss(features, ids, logits)
         preds = head.predictions(logits)
-        return EstimatorSpec(mode, loss=loss, predictions=preds,
-                             eval_metric_ops=head.eval_metrics(features, ids, logits, preds),
-                             scaffold=tf.compat.v1.train.Scaffold(saver=tf.train.Checkpoint(**_ckpt_parts(model))))
-
-    return model_fn
+        metrics = head.update_metrics(state["metrics"], features, ids, logits, preds)
+        return EstimatorSpec(mode, loss=loss, predictions=preds, eval_metric_ops=metrics, scaffold=_scaffold(parts))
 
 
-def _ckpt_parts(model) -> dict:
-    return {model.name: model}
+def _scaffold(parts: dict):
+    return tf.compat.v1.train.Scaffold(saver=tf.train.Checkpoint(**parts))
 
 
-def _takes_training(model) -> bool:
-    return not isinstance(model, LinearModel)
-
-
-class LinearClassifier(Estimator):
+class LinearClassifier(PremadeEstimator):
     """Linear classifier over feature columns, trained with FTRL by default (tf.estimator.LinearClassifier)."""
 
     def __init__(self, feature_columns, model_dir=None, n_classes=2, weight_column=None, label_vocabulary=None,
@@ -116,11 +125,10 @@ class LinearClassifier(Estimator):
         head = heads_lib.ClassificationHead(n_classes, label_vocabulary, loss_reduction)
         dims = transform.dims()
         learning_rate = min(0.2, 1.0 / math.sqrt(len(transform.columns)))
-        model_fn = premade_model_fn(
+        super().__init__(
             lambda: LinearModel(dims, head.logits_dimension, sparse_combiner),
             head,
             lambda: make_optimizer(optimizer, learning_rate),
+            transform,
+            model_dir=model_dir, config=config, warm_start_from=warm_start_from,
         )
-        super().__init__(model_fn, model_dir=model_dir, config=config, warm_start_from=warm_start_from)
-        self._input_transform = transform
-        self._export_resources = transform.resources.resources
