@@ -45,8 +45,12 @@ def _is_features_spec(spec) -> bool:
     return isinstance(spec, dict) and bool(spec) and all(isinstance(k, str) for k in spec)
 
 
-def to_dataset(result, input_fn) -> tuple[tf.data.Dataset, bool]:
-    """Normalises an input_fn's result to a Dataset of `(features, labels)` or `(features,)` and a has-labels flag."""
+def to_dataset(result, input_fn, repeat_tensors: bool = True) -> tuple[tf.data.Dataset, bool]:
+    """Normalises an input_fn's result to a Dataset of `(features, labels)` or `(features,)` and a has-labels flag.
+
+    Tensors returned directly form one batch; training repeats it forever (as graph tensors did
+    under tf.estimator's session.run), evaluation and prediction see it once.
+    """
     name = getattr(input_fn, "__name__", repr(input_fn))
     if isinstance(result, tf.data.Dataset):
         spec = result.element_spec
@@ -58,11 +62,14 @@ def to_dataset(result, input_fn) -> tuple[tf.data.Dataset, bool]:
             f"input_fn {name!r} returned a Dataset whose elements are {spec}; each element must be "
             "(features, labels) or features, where features is a Tensor or a dict of str -> Tensor"
         )
-    # Tensors returned directly repeat forever, as graph tensors did under tf.estimator's session.run.
     if isinstance(result, tuple) and len(result) == 2 and _is_features(result[0]):
-        return tf.data.Dataset.from_tensors(result).repeat(), True
-    if _is_features(result):
-        return tf.data.Dataset.from_tensors((result,)).repeat(), False
+        ds, has_labels = tf.data.Dataset.from_tensors(result), True
+    elif _is_features(result):
+        ds, has_labels = tf.data.Dataset.from_tensors((result,)), False
+    else:
+        ds = None
+    if ds is not None:
+        return (ds.repeat() if repeat_tensors else ds), has_labels
     raise InputError(
         f"input_fn {name!r} returned {type(result).__name__}; it must return a tf.data.Dataset, a "
         "(features, labels) tuple, or features (a Tensor or a dict of str -> Tensor)"

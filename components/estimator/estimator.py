@@ -221,7 +221,7 @@ class Estimator:
             raise ConfigError(f"input_fn must be callable, got {type(input_fn).__name__}")
         available = {"mode": mode, "params": self._params, "config": self._config,
                      "input_context": input_context or tf.distribute.InputContext()}
-        ds, has_labels = to_dataset(call_with_known_args(input_fn, available), input_fn)
+        ds, has_labels = to_dataset(call_with_known_args(input_fn, available), input_fn, mode == ModeKeys.TRAIN)
         if self._input_transform is not None:
             transform = self._input_transform
             ds = ds.map(lambda f, *rest: (transform(f), *rest), num_parallel_calls=tf.data.AUTOTUNE)
