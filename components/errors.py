@@ -4,6 +4,10 @@
 class TfpipeError(Exception):
     """Root of every error tfpipe raises on purpose."""
 
+    # AutoGraph re-raises an error from traced code with the same type only when that type's
+    # __init__ is Exception's; anything else becomes a StagingError and callers lose the type.
+    __init__ = Exception.__init__
+
 
 class ConfigError(TfpipeError, ValueError):
     """A configuration or argument is invalid; the message says how to fix it."""

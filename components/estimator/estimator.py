@@ -483,6 +483,9 @@ class _TrainLoop:
             try:
                 loss_t, count_t = chunk(self.it, tf.constant(n))
             except tf.errors.OutOfRangeError:
+                # Only the chunk's first get_next raises, so no step ran; but an increment with no
+                # data dependency (gs.assign_add(1) in a train_op) may still have executed: undo it.
+                gs.assign(step)
                 log.info("input exhausted at step %d", step)
                 break
             new_step = int(gs.numpy())
