@@ -1,0 +1,1 @@
+"""Raw-data schemas (tensorflow-metadata Schema text protos) and artifact type definitions."""

@@ -1,0 +1,19 @@
+"""The CLI's fast paths."""
+
+import subprocess
+import sys
+
+from pipeline.cli import build_parser, main
+
+
+def test_help_lists_commands_without_importing_tensorflow():
+    code = "import sys; from pipeline.cli import build_parser; build_parser(); print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    help_text = build_parser().format_help()
+    assert "titanic" in help_text and "version" in help_text
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    assert main([]) == 2
+    assert "usage: tfpipe" in capsys.readouterr().out
