@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import shutil
 import tempfile
 import threading
 import time
@@ -377,6 +376,9 @@ class Estimator:
         """Writes a SavedModel to `<export_dir_base>/<timestamp>` (atomically) and returns its path."""
         from components.estimator import _export
 
+        if experimental_mode != ModeKeys.PREDICT:
+            raise ConfigError("export_saved_model exports the PREDICT mode only; "
+                              f"experimental_mode={experimental_mode!r} is not supported")
         path = self._require_checkpoint(checkpoint_path)
         return _export.export_saved_model(self, path, os.fspath(export_dir_base), serving_input_receiver_fn,
                                           assets_extra, as_text)
@@ -414,19 +416,8 @@ class _TrainLoop:
             return (strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None),
                     strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None))
 
-        @tf.function
-        def chunk(iterator, n):
-            # The first step sits outside the loop: tf.function may create variables only there.
-            loss, count = step(next(iterator))
-            for _ in tf.range(n - 1):
-                nxt = iterator.get_next_as_optional()
-                if not nxt.has_value():
-                    break
-                loss, c = step(nxt.get_value())
-                count += c
-            return loss, count
-
-        return chunk
+        # Keep the last step's loss; add up the examples.
+        return _chunk_fn(step, lambda acc, new: (new[0], acc[1] + new[1]))
 
     def run(self):
         cfg, p, model_dir = self.cfg, self.p, self.est.model_dir
@@ -537,6 +528,24 @@ class _TrainLoop:
         return any(bool(listener.after_save(None, step)) for listener in self.listeners)
 
 
+def _chunk_fn(step, accumulate):
+    """A tf.function running up to `n` steps over an iterator, folding their outputs with `accumulate`."""
+
+    @tf.function
+    def chunk(iterator, n):
+        # The first step sits outside the loop: tf.function may create variables only there. Its
+        # get_next raises OutOfRangeError at the end of input; later steps stop on an empty optional.
+        acc = step(next(iterator))
+        for _ in tf.range(n - 1):
+            nxt = iterator.get_next_as_optional()
+            if not nxt.has_value():
+                break
+            acc = accumulate(acc, step(nxt.get_value()))
+        return acc
+
+    return chunk
+
+
 def _warm_start_path(ws) -> str:
     path = getattr(ws, "ckpt_to_initialize_from", ws)
     found = _find_checkpoint(os.fspath(path))
@@ -557,20 +566,10 @@ def _run_eval(program, iterator, has_labels, steps, path, hooks) -> dict:
         features, labels = (batch[0], batch[1]) if has_labels else (batch[0], None)
         loss, updates = strategy.run(replica_fn, args=(features, labels))
         updates = {k: strategy.experimental_local_results(v)[0] for k, v in updates.items()}
-        return strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None), updates
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None), tf.constant(1, tf.int64), updates
 
-    @tf.function
-    def chunk(it, n):
-        loss, updates = step(next(it))
-        total, batches = loss, tf.constant(1, tf.int64)
-        for _ in tf.range(n - 1):
-            nxt = it.get_next_as_optional()
-            if not nxt.has_value():
-                break
-            loss, updates = step(nxt.get_value())
-            total += loss
-            batches += 1
-        return total, batches, updates
+    # Sum the losses and count the batches; v1 metrics' update ops give their value after the last step.
+    chunk = _chunk_fn(step, lambda acc, new: (acc[0] + new[0], acc[1] + new[1], new[2]))
 
     with strategy.scope():
         try:

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
 from components import estimator
 from components.errors import ConfigError, InputError
@@ -101,3 +102,20 @@ def test_bad_use_of_linear_classifier(tmp_path):
             lambda: ({"age": [[1.0]]}, [["maybe"]]), steps=1)
     with pytest.raises(ConfigError, match="feature_columns is empty"):
         estimator.LinearClassifier([], model_dir=str(tmp_path / "e"))
+
+
+def test_warm_start_copies_weights_but_not_step_or_optimizer(tmp_path):
+    x = tf.feature_column.numeric_column("x")
+
+    def input_fn():
+        return tf.data.Dataset.from_tensor_slices(({"x": [1.0, 2.0, 3.0, 4.0]}, [1, 1, 0, 0])).repeat().batch(4)
+
+    first = estimator.LinearClassifier([x], model_dir=str(tmp_path / "a"))
+    first.train(input_fn, steps=40)
+    trained = first.get_variable_value("linear/linear_model/x/weights")
+    assert abs(trained[0, 0]) > 0.1
+    second = estimator.LinearClassifier([x], model_dir=str(tmp_path / "b"), warm_start_from=str(tmp_path / "a"),
+                                        optimizer=lambda: tf_keras.optimizers.legacy.SGD(1e-9))
+    second.train(input_fn, steps=1)
+    assert second.get_variable_value("global_step") == 1
+    np.testing.assert_allclose(second.get_variable_value("linear/linear_model/x/weights"), trained, rtol=1e-5)
