@@ -57,7 +57,7 @@ class RunConfig:
         experimental_max_worker_delay_secs=None,
         session_creation_timeout_secs=7200,
         checkpoint_save_graph_def=True,
-        steps_per_execution=50,
+        steps_per_execution=100,
     ):
         steps_given = save_checkpoints_steps is not _USE_DEFAULT and save_checkpoints_steps is not None
         secs_given = save_checkpoints_secs is not _USE_DEFAULT and save_checkpoints_secs is not None
