@@ -286,7 +286,9 @@ class Estimator:
                 raise ConfigError(f"train(): {name} must be a positive int, got {value!r}")
         latest = self.latest_checkpoint()
         if max_steps is not None and latest:
-            done = int(tf.train.load_checkpoint(latest).get_tensor("global_step" + _VALUE_SUFFIX)) if _has_gs(latest) else 0
+            reader = tf.train.load_checkpoint(latest)
+            key = "global_step" + _VALUE_SUFFIX
+            done = int(reader.get_tensor(key)) if reader.has_tensor(key) else 0
             if done >= max_steps:
                 log.info("skipping training: global step %d already reached max_steps %d", done, max_steps)
                 return self
@@ -294,8 +296,7 @@ class Estimator:
         strategy = self._config.train_distribute
         program = _Program(self, ModeKeys.TRAIN, strategy)
         iterator, has_labels = self._iterator(input_fn, ModeKeys.TRAIN, strategy)
-        all_hooks = list(hooks or [])
-        _TrainLoop(self, program, iterator, has_labels, all_hooks, list(saving_listeners or []), steps, max_steps).run()
+        _TrainLoop(self, program, iterator, has_labels, list(hooks or []), list(saving_listeners or []), steps, max_steps).run()
         return self
 
     # ---- evaluate -------------------------------------------------------------------------------
@@ -386,10 +387,6 @@ class Estimator:
     def export_savedmodel(self, *args, **kwargs):
         """Old name of export_saved_model."""
         return self.export_saved_model(*args, **kwargs)
-
-
-def _has_gs(path: str) -> bool:
-    return tf.train.load_checkpoint(path).has_tensor("global_step" + _VALUE_SUFFIX)
 
 
 class _TrainLoop:
