@@ -21,6 +21,7 @@ from components.errors import ConfigError, InputError, NanLossError, NotTrainedE
 from components.estimator import hooks as hooks_lib
 from components.estimator._inputs import batch_size_of, call_with_known_args, fn_args, to_dataset
 from components.estimator.mode_keys import ModeKeys
+from components.estimator.optimizers import is_optimizer
 from components.estimator.run_config import RunConfig
 from components.estimator.spec import EstimatorSpec, is_metric_object
 
@@ -134,7 +135,7 @@ class _Program:
         """Restores the model's variables (not the optimizer, not the global step) from `path`."""
         children = {
             name: child for name, child in self.root._trackable_children().items()
-            if child is not self.global_step and not _is_optimizer(child)
+            if child is not self.global_step and not is_optimizer(child)
         }
         tf.train.Checkpoint(**children).restore(path).expect_partial()
         log.info("warm-started from %s", path)
@@ -143,10 +144,6 @@ class _Program:
 def _is_metric_variable(var) -> bool:
     # Keras metrics keep their state in non-trainable, sync-on-read variables.
     return (not var.trainable) and getattr(var, "synchronization", None) == tf.VariableSynchronization.ON_READ
-
-
-def _is_optimizer(obj) -> bool:
-    return hasattr(obj, "apply_gradients") and hasattr(obj, "get_config")
 
 
 def _deps(op) -> list:

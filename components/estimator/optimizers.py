@@ -17,13 +17,18 @@ _BY_NAME = {
 }
 
 
+def is_optimizer(obj) -> bool:
+    """True for a Keras (2 or 3) optimizer instance."""
+    return hasattr(obj, "apply_gradients") and hasattr(obj, "get_config")
+
+
 def make_optimizer(spec, default_learning_rate: float):
     """A fresh optimizer from a name, an instance (copied, so each model gets its own slots) or a factory."""
     if isinstance(spec, str):
         if spec not in _BY_NAME:
             raise ConfigError(f"unknown optimizer {spec!r}; use one of {sorted(_BY_NAME)} or an optimizer instance")
         return _BY_NAME[spec](learning_rate=default_learning_rate)
-    if hasattr(spec, "apply_gradients") and hasattr(spec, "get_config"):
+    if is_optimizer(spec):
         return spec.__class__.from_config(spec.get_config())
     if callable(spec):
         made = spec()
