@@ -6,8 +6,17 @@
 """
 
 from components.estimator import export
+from components.estimator.baseline import BaselineClassifier, BaselineRegressor
+from components.estimator.dnn import (
+    DNNClassifier,
+    DNNEstimator,
+    DNNLinearCombinedClassifier,
+    DNNLinearCombinedEstimator,
+    DNNLinearCombinedRegressor,
+    DNNRegressor,
+)
 from components.estimator.estimator import Estimator
-from components.estimator.linear import LinearClassifier
+from components.estimator.heads import SUM, SUM_OVER_BATCH_SIZE, ClassificationHead, MultiLabelHead, RegressionHead
 from components.estimator.hooks import (
     CheckpointSaverListener,
     SessionRunArgs,
@@ -16,21 +25,37 @@ from components.estimator.hooks import (
     SessionRunValues,
     StopAtStepHook,
 )
+from components.estimator.linear import LinearClassifier, LinearEstimator, LinearRegressor
 from components.estimator.mode_keys import ModeKeys
 from components.estimator.run_config import RunConfig
 from components.estimator.spec import EstimatorSpec
 
 __all__ = [
+    "BaselineClassifier",
+    "BaselineRegressor",
     "CheckpointSaverListener",
+    "ClassificationHead",
+    "DNNClassifier",
+    "DNNEstimator",
+    "DNNLinearCombinedClassifier",
+    "DNNLinearCombinedEstimator",
+    "DNNLinearCombinedRegressor",
+    "DNNRegressor",
     "Estimator",
     "EstimatorSpec",
+    "LinearClassifier",
+    "LinearEstimator",
+    "LinearRegressor",
     "ModeKeys",
+    "MultiLabelHead",
+    "RegressionHead",
     "RunConfig",
+    "SUM",
+    "SUM_OVER_BATCH_SIZE",
     "SessionRunArgs",
     "SessionRunContext",
     "SessionRunHook",
     "SessionRunValues",
     "StopAtStepHook",
-    "LinearClassifier",
     "export",
 ]

@@ -58,40 +58,64 @@ def validate_columns(columns, what="feature_columns") -> list:
     return columns
 
 
-class ColumnTransform:
-    """Raw feature dict -> {column name: {'ids': SparseTensor[, 'weights']} or dense [batch, dim]}."""
+def _embedding_source(column):
+    """The categorical column an embedding column looks up, or None for other columns."""
+    if isinstance(column, fc2.EmbeddingColumn):
+        return column.categorical_column
+    return None
 
-    def __init__(self, columns, weight_column=None, dense_columns_allowed=(fc2.NumericColumn,)):
-        self.columns = validate_columns(columns)
+
+class ColumnTransform:
+    """Raw feature dict -> {column name: {'ids': SparseTensor[, 'weights']} or dense [batch, dim]}.
+
+    `kind="linear"` treats categorical columns (and indicator columns over them) as sparse ids,
+    for a weight gather. `kind="dnn"` wants dense inputs: embedding columns become sparse ids (the
+    model holds the embedding table), every other dense column (numeric, indicator, bucketized) is
+    computed here, in the input pipeline.
+    """
+
+    def __init__(self, columns, kind: str = "linear", what: str = "feature_columns"):
+        self.columns = validate_columns(columns, what)
+        self.kind = kind
         for col in self.columns:
-            if _as_categorical(col) is None and not isinstance(col, dense_columns_allowed):
+            if kind == "linear" and _as_categorical(col) is None and not isinstance(col, fc2.NumericColumn):
                 raise ConfigError(
-                    f"feature column {col.name!r} ({type(col).__name__}) is not supported here; a linear model "
-                    "takes numeric, bucketized and categorical columns (or indicator columns over them)"
+                    f"{what}: column {col.name!r} ({type(col).__name__}) is not supported by a linear model; "
+                    "it takes numeric, bucketized and categorical columns (or indicator columns over them)"
                 )
-        self.weight_column = weight_column
+            if kind == "dnn" and not isinstance(col, fc2.DenseColumn):
+                raise ConfigError(
+                    f"{what}: a DNN takes dense columns, but {col.name!r} is {type(col).__name__}; wrap it in "
+                    f"tf.feature_column.indicator_column({col.name!r}-column) or embedding_column(...)"
+                )
+            if kind == "dnn" and not isinstance(col, (fc2.NumericColumn, fc2.IndicatorColumn, fc2.BucketizedColumn,
+                                                      fc2.EmbeddingColumn)):
+                raise ConfigError(f"{what}: column {col.name!r} ({type(col).__name__}) is not supported by the DNN; "
+                                  "use numeric, bucketized, indicator or embedding columns")
+        # tf.estimator's input layer orders columns by name.
+        self.columns.sort(key=lambda c: c.name)
         self.resources = _Resources()
 
     def required_features(self) -> set[str]:
         keys = set()
         for col in self.columns:
             keys |= set(col.parse_example_spec)
-        if self.weight_column is not None:
-            keys.add(self._weight_key())
         return keys
 
-    def _weight_key(self) -> str:
-        return self.weight_column if isinstance(self.weight_column, str) else self.weight_column.key
+    def _sparse_source(self, col):
+        return _as_categorical(col) if self.kind == "linear" else _embedding_source(col)
 
     def dims(self) -> dict:
-        """{column name: ('categorical', num_buckets) or ('dense', width)}."""
+        """{column name: ('categorical', num_buckets) | ('embedding', num_buckets, dim, combiner) | ('dense', width)}."""
         out = {}
         for col in self.columns:
-            cat = _as_categorical(col)
-            if cat is not None:
-                out[col.name] = ("categorical", cat.num_buckets)
-            else:
+            source = self._sparse_source(col)
+            if source is None:
                 out[col.name] = ("dense", col.variable_shape.num_elements())
+            elif self.kind == "linear":
+                out[col.name] = ("categorical", source.num_buckets)
+            else:
+                out[col.name] = ("embedding", source.num_buckets, col.dimension, col.combiner)
         return out
 
     def __call__(self, features):
@@ -106,16 +130,14 @@ class ColumnTransform:
         cache = fc2.FeatureTransformationCache(features)
         out = {}
         for col in self.columns:
-            cat = _as_categorical(col)
-            if cat is not None:
-                pair = cat.get_sparse_tensors(cache, self.resources)
-                entry = {"ids": tf.cast(pair.id_tensor, tf.int64) if pair.id_tensor.dtype != tf.int64 else pair.id_tensor}
+            source = self._sparse_source(col)
+            if source is not None:
+                pair = source.get_sparse_tensors(cache, self.resources)
+                ids = pair.id_tensor if pair.id_tensor.dtype == tf.int64 else tf.cast(pair.id_tensor, tf.int64)
+                entry = {"ids": ids}
                 if pair.weight_tensor is not None:
                     entry["weights"] = pair.weight_tensor
                 out[col.name] = entry
             else:
-                out[col.name] = col.get_dense_tensor(cache, self.resources)
-        if self.weight_column is not None:
-            w = features[self._weight_key()]
-            out[WEIGHT_KEY] = tf.reshape(tf.cast(w, tf.float32), [-1, 1])
+                out[col.name] = tf.cast(col.get_dense_tensor(cache, self.resources), tf.float32)
         return out

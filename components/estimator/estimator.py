@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from components.errors import ConfigError, InputError, NanLossError, NotTrainedError
 from components.estimator import hooks as hooks_lib
+from components.estimator._compat import allow_keras3_variables_in_group
 from components.estimator._inputs import batch_size_of, call_with_known_args, fn_args, to_dataset
 from components.estimator.mode_keys import ModeKeys
 from components.estimator.optimizers import is_optimizer
@@ -88,6 +89,7 @@ class _Program:
         # tf.compat.v1.train.get_global_step() looks in the current graph's collection.
         if not graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_STEP):
             graph.add_to_collection(tf.compat.v1.GraphKeys.GLOBAL_STEP, self.global_step)
+        allow_keras3_variables_in_group()
         with tf.variable_creator_scope(self._creator):
             spec = self.est._call_model_fn(features, labels, self.mode)
         self.spec = spec

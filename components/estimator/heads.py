@@ -58,32 +58,57 @@ def example_weights(features, like):
     return tf.ones_like(like)
 
 
-class ClassificationHead:
+class _Head:
+    """What every head shares: labels in, a reduced loss out, and the export outputs' shape."""
+
+    logits_dimension: int
+    reduction: str
+
+    def loss(self, features, labels, logits):
+        """The training loss: weighted per-example losses, summed or averaged over the batch."""
+        unreduced = self.unreduced_loss(labels, logits)
+        weighted = unreduced * example_weights(features, unreduced)
+        total = tf.reduce_sum(weighted)
+        if self.reduction == SUM:
+            return total
+        return total / tf.cast(tf.size(weighted), total.dtype)
+
+    def _check_width(self, labels, width: int, what: str):
+        """Labels reshaped to [batch, width], with an error that says what was expected."""
+        labels = tf.convert_to_tensor(labels)
+        if labels.shape.rank is not None and labels.shape.rank >= 2 and labels.shape[-1] is not None \
+                and labels.shape[-1] != width:
+            raise ConfigError(f"labels have shape {labels.shape} but {what} is {width}; "
+                              f"labels must be [batch, {width}]")
+        if labels.shape.rank in (0, 1) and width != 1:
+            raise ConfigError(f"labels have shape {labels.shape} but {what} is {width}; "
+                              f"labels must be [batch, {width}]")
+        return tf.reshape(labels, [-1, width])
+
+
+def _single_label(labels):
+    if isinstance(labels, dict):
+        if len(labels) != 1:
+            raise ConfigError(f"this head takes one label, got a dict with keys {sorted(labels)}")
+        labels = next(iter(labels.values()))
+    return labels
+
+
+class ClassificationHead(_Head):
     """Binary (sigmoid) or multi-class (softmax) classification, with tf.estimator's keys and metrics."""
 
     def __init__(self, n_classes=2, label_vocabulary=None, loss_reduction=SUM_OVER_BATCH_SIZE):
-        if not isinstance(n_classes, int) or n_classes < 2:
-            raise ConfigError(f"n_classes must be an int >= 2, got {n_classes!r}")
-        if label_vocabulary is not None:
-            label_vocabulary = list(label_vocabulary)
-            if len(label_vocabulary) != n_classes or not all(isinstance(v, str) for v in label_vocabulary):
-                raise ConfigError(f"label_vocabulary must list {n_classes} strings (one per class), got {label_vocabulary!r}")
-        self.n_classes = n_classes
-        self.label_vocabulary = label_vocabulary
-        self.class_names = label_vocabulary or [str(i) for i in range(n_classes)]
+        self.n_classes = _check_n_classes(n_classes, 2)
+        self.label_vocabulary = _check_vocabulary(label_vocabulary, n_classes)
+        self.class_names = self.label_vocabulary or [str(i) for i in range(n_classes)]
         self.reduction = _reduction(loss_reduction)
         self.binary = n_classes == 2
         self.logits_dimension = 1 if self.binary else n_classes
         self._table = None
 
-    def label_ids(self, labels):
+    def labels(self, labels):
         """Labels as int64 class ids of shape [batch, 1], checked against n_classes / label_vocabulary."""
-        if isinstance(labels, dict):
-            if len(labels) != 1:
-                raise ConfigError(f"a classifier takes one label, got a dict with keys {sorted(labels)}")
-            labels = next(iter(labels.values()))
-        labels = tf.convert_to_tensor(labels)
-        labels = tf.reshape(labels, [-1, 1])
+        labels = self._check_width(_single_label(labels), 1, "a class id per example")
         if self.label_vocabulary is not None:
             if labels.dtype != tf.string:
                 raise ConfigError(f"with label_vocabulary, labels must be strings, got {labels.dtype.name}")
@@ -112,16 +137,7 @@ class ClassificationHead:
             return tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.cast(ids, logits.dtype), logits=logits)
         return tf.expand_dims(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids[:, 0], logits=logits), -1)
 
-    def loss(self, features, ids, logits):
-        unreduced = self.unreduced_loss(ids, logits)
-        weighted = unreduced * example_weights(features, unreduced)
-        total = tf.reduce_sum(weighted)
-        if self.reduction == SUM:
-            return total
-        return total / tf.cast(tf.size(weighted), total.dtype)
-
     def predictions(self, logits) -> dict:
-        batch = tf.shape(logits)[0]
         names = tf.constant(self.class_names)
         if self.binary:
             logistic = tf.sigmoid(logits)
@@ -135,8 +151,7 @@ class ClassificationHead:
             "probabilities": probabilities,
             "class_ids": class_ids,
             "classes": tf.gather(names, class_ids),
-            "all_class_ids": tf.tile(tf.range(self.n_classes, dtype=tf.int32)[None, :], [batch, 1]),
-            "all_classes": tf.tile(names[None, :], [batch, 1]),
+            **_all_classes(tf.shape(logits)[0], names),
         }
         if self.binary:
             out["logistic"] = logistic
@@ -177,12 +192,120 @@ class ClassificationHead:
         return metrics
 
     def export_outputs(self, predictions) -> dict:
-        classification = export.ClassificationOutput(scores=predictions["probabilities"], classes=predictions["all_classes"])
-        outputs = {
-            "serving_default": classification,
-            "classification": classification,
-            "predict": export.PredictOutput(predictions),
-        }
+        outputs = _classification_outputs(predictions)
         if self.binary:
             outputs["regression"] = export.RegressionOutput(predictions["logistic"])
         return outputs
+
+
+class MultiLabelHead(_Head):
+    """Independent sigmoid per class; labels are multi-hot [batch, n_classes] (tf.estimator.MultiLabelHead)."""
+
+    def __init__(self, n_classes, label_vocabulary=None, loss_reduction=SUM_OVER_BATCH_SIZE):
+        self.n_classes = _check_n_classes(n_classes, 2)
+        self.label_vocabulary = _check_vocabulary(label_vocabulary, n_classes)
+        self.class_names = self.label_vocabulary or [str(i) for i in range(n_classes)]
+        self.reduction = _reduction(loss_reduction)
+        self.logits_dimension = n_classes
+
+    def labels(self, labels):
+        labels = self._check_width(_single_label(labels), self.n_classes, "n_classes")
+        if labels.dtype == tf.string:
+            raise ConfigError("multi-label labels must be multi-hot 0/1 values, got strings")
+        labels = tf.cast(labels, tf.float32)
+        tf.debugging.assert_equal(labels * (1.0 - labels), tf.zeros_like(labels),
+                                  message="multi-label labels must be 0 or 1 (multi-hot)")
+        return labels
+
+    def unreduced_loss(self, labels, logits):
+        # One loss per example: the mean over classes, as tf.estimator's multi-label head.
+        ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+        return tf.reduce_mean(ce, axis=-1, keepdims=True)
+
+    def predictions(self, logits) -> dict:
+        return {"logits": logits, "probabilities": tf.sigmoid(logits),
+                **_all_classes(tf.shape(logits)[0], tf.constant(self.class_names))}
+
+    def make_metrics(self) -> dict:
+        return {"average_loss": tf_keras.metrics.Mean(name="average_loss"),
+                "auc": tf_keras.metrics.AUC(num_thresholds=200, curve="ROC", name="auc"),
+                "auc_precision_recall": _TrapezoidalPRAUC()}
+
+    def update_metrics(self, metrics, features, labels, logits, predictions) -> dict:
+        unreduced = self.unreduced_loss(labels, logits)
+        w = example_weights(features, unreduced)
+        metrics["average_loss"].update_state(unreduced, sample_weight=w)
+        class_w = w * tf.ones_like(labels)  # every class of an example carries its weight
+        for key in ("auc", "auc_precision_recall"):
+            metrics[key].update_state(labels, predictions["probabilities"], sample_weight=class_w)
+        return metrics
+
+    def export_outputs(self, predictions) -> dict:
+        return _classification_outputs(predictions)
+
+
+class RegressionHead(_Head):
+    """Squared-error regression of `label_dimension` float targets (tf.estimator.RegressionHead)."""
+
+    def __init__(self, label_dimension=1, loss_reduction=SUM_OVER_BATCH_SIZE):
+        if not isinstance(label_dimension, int) or label_dimension < 1:
+            raise ConfigError(f"label_dimension must be an int >= 1, got {label_dimension!r}")
+        self.logits_dimension = label_dimension
+        self.reduction = _reduction(loss_reduction)
+
+    def labels(self, labels):
+        labels = self._check_width(_single_label(labels), self.logits_dimension, "label_dimension")
+        if labels.dtype == tf.string:
+            raise ConfigError("regression labels must be numbers, got strings")
+        return tf.cast(labels, tf.float32)
+
+    def unreduced_loss(self, labels, logits):
+        return tf.math.squared_difference(logits, labels)
+
+    def predictions(self, logits) -> dict:
+        return {"predictions": logits}
+
+    def make_metrics(self) -> dict:
+        return {name: tf_keras.metrics.Mean(name=name) for name in ("average_loss", "label/mean", "prediction/mean")}
+
+    def update_metrics(self, metrics, features, labels, logits, predictions) -> dict:
+        unreduced = self.unreduced_loss(labels, logits)
+        w = example_weights(features, unreduced) * tf.ones_like(labels)
+        metrics["average_loss"].update_state(unreduced, sample_weight=w)
+        metrics["label/mean"].update_state(labels, sample_weight=w)
+        metrics["prediction/mean"].update_state(logits, sample_weight=w)
+        return metrics
+
+    def export_outputs(self, predictions) -> dict:
+        regression = export.RegressionOutput(predictions["predictions"])
+        return {"serving_default": regression, "regression": regression,
+                "predict": export.PredictOutput(predictions)}
+
+
+def _check_n_classes(n_classes, least: int) -> int:
+    if not isinstance(n_classes, int) or isinstance(n_classes, bool) or n_classes < least:
+        raise ConfigError(f"n_classes must be an int >= {least}, got {n_classes!r}")
+    return n_classes
+
+
+def _check_vocabulary(label_vocabulary, n_classes):
+    if label_vocabulary is None:
+        return None
+    vocab = list(label_vocabulary)
+    if len(vocab) != n_classes or not all(isinstance(v, str) for v in vocab):
+        raise ConfigError(f"label_vocabulary must list {n_classes} strings (one per class), got {vocab!r}")
+    if len(set(vocab)) != len(vocab):
+        raise ConfigError(f"label_vocabulary has duplicates: {vocab!r}")
+    return vocab
+
+
+def _all_classes(batch, names) -> dict:
+    n = tf.shape(names)[0]
+    return {"all_class_ids": tf.tile(tf.range(n, dtype=tf.int32)[None, :], [batch, 1]),
+            "all_classes": tf.tile(names[None, :], [batch, 1])}
+
+
+def _classification_outputs(predictions) -> dict:
+    classification = export.ClassificationOutput(scores=predictions["probabilities"], classes=predictions["all_classes"])
+    return {"serving_default": classification, "classification": classification,
+            "predict": export.PredictOutput(predictions)}

@@ -1,0 +1,202 @@
+"""DNN estimators (feed-forward networks over dense feature columns) and the wide-and-deep combination."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import tensorflow as tf
+import tf_keras
+
+from components.errors import ConfigError
+from components.estimator import heads as heads_lib
+from components.estimator._features import ColumnTransform
+from components.estimator.linear import linear_part
+from components.estimator.premade import Part, PremadeEstimator, sparse_lookup
+
+_BN_MOMENTUM, _BN_EPSILON = 0.999, 1e-3
+
+
+def _moving(value):
+    # Each replica updates its own copy; reads (and checkpoints) average them, as Keras does.
+    return tf.Variable(value, trainable=False, synchronization=tf.VariableSynchronization.ON_READ,
+                       aggregation=tf.VariableAggregation.MEAN)
+
+
+class _BatchNorm(tf.Module):
+    def __init__(self, width: int, name: str):
+        super().__init__(name=name)
+        self.gamma = tf.Variable(tf.ones([width]), name="gamma")
+        self.beta = tf.Variable(tf.zeros([width]), name="beta")
+        self.moving_mean = _moving(tf.zeros([width]))
+        self.moving_variance = _moving(tf.ones([width]))
+
+    def __call__(self, x, training):
+        if training:
+            mean, variance = tf.nn.moments(x, axes=[0])
+            self.moving_mean.assign(self.moving_mean * _BN_MOMENTUM + mean * (1 - _BN_MOMENTUM))
+            self.moving_variance.assign(self.moving_variance * _BN_MOMENTUM + variance * (1 - _BN_MOMENTUM))
+        else:
+            mean, variance = self.moving_mean, self.moving_variance
+        return tf.nn.batch_normalization(x, mean, variance, self.beta, self.gamma, _BN_EPSILON)
+
+
+class _Dense(tf.Module):
+    def __init__(self, fan_in: int, units: int, name: str):
+        super().__init__(name=name)
+        self.kernel = tf.Variable(tf_keras.initializers.GlorotUniform()([fan_in, units]), name="kernel")
+        self.bias = tf.Variable(tf.zeros([units]), name="bias")
+
+    def __call__(self, x):
+        return tf.matmul(x, self.kernel) + self.bias
+
+
+class DNNModel(tf.Module):
+    """Input layer (dense columns concatenated by name, embeddings looked up) -> hidden layers -> logits.
+
+    Variable paths follow tf.estimator: dnn/hiddenlayer_<i>/kernel, dnn/hiddenlayer_<i>/batchnorm_<i>/gamma,
+    dnn/logits/kernel, dnn/input_from_feature_columns/input_layer/<column>/embedding_weights.
+    """
+
+    def __init__(self, dims: dict, hidden_units, units: int, activation_fn=tf.nn.relu, dropout=None,
+                 batch_norm=False):
+        super().__init__(name="dnn")
+        self._dims, self._activation, self._dropout = dims, activation_fn, dropout
+        tables, width = {}, 0
+        for name, dim in dims.items():
+            if dim[0] == "embedding":
+                _, rows, size, _ = dim
+                init = tf.random.truncated_normal([rows, size], stddev=1.0 / math.sqrt(size))
+                tables[name] = {"embedding_weights": tf.Variable(init, name=f"{name}/embedding_weights")}
+                width += size
+            else:
+                width += dim[1]
+        self.input_from_feature_columns = {"input_layer": tables}
+        self._depth = len(hidden_units)
+        for i, n in enumerate(hidden_units):
+            layer = _Dense(width, n, f"hiddenlayer_{i}")
+            if batch_norm:
+                setattr(layer, f"batchnorm_{i}", _BatchNorm(n, f"batchnorm_{i}"))
+            setattr(self, f"hiddenlayer_{i}", layer)
+            width = n
+        self.logits = _Dense(width, units, "logits")
+
+    def __call__(self, columns: dict, training=False):
+        tables = self.input_from_feature_columns["input_layer"]
+        inputs = []
+        for name, dim in self._dims.items():
+            value = columns[name]
+            inputs.append(sparse_lookup(tables[name]["embedding_weights"], value, dim[3]) if dim[0] == "embedding"
+                          else value)
+        net = tf.concat(inputs, axis=1) if len(inputs) > 1 else inputs[0]
+        for i in range(self._depth):
+            layer = getattr(self, f"hiddenlayer_{i}")
+            net = self._activation(layer(net))
+            if training and self._dropout:
+                net = tf.nn.dropout(net, rate=self._dropout)
+            norm = getattr(layer, f"batchnorm_{i}", None)
+            if norm is not None:
+                net = norm(net, training)
+        return self.logits(net)
+
+
+def dnn_part(hidden_units, feature_columns, units, optimizer, activation_fn=tf.nn.relu, dropout=None,
+             batch_norm=False, learning_rate=0.05, what="feature_columns") -> Part:
+    """The DNN part of a premade model, with its arguments checked."""
+    if isinstance(hidden_units, numbers.Integral):
+        hidden_units = [hidden_units]
+    hidden_units = list(hidden_units or [])
+    if not hidden_units or not all(isinstance(n, numbers.Integral) and n > 0 for n in hidden_units):
+        raise ConfigError(f"hidden_units must be a non-empty list of positive ints (e.g. [128, 64]), got {hidden_units!r}")
+    if dropout is not None and not (isinstance(dropout, numbers.Real) and 0 <= dropout < 1):
+        raise ConfigError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+    if not callable(activation_fn):
+        raise ConfigError(f"activation_fn must be callable (e.g. tf.nn.relu), got {activation_fn!r}")
+    transform = ColumnTransform(feature_columns, "dnn", what)
+    dims = transform.dims()
+    return Part(transform, lambda: DNNModel(dims, hidden_units, units, activation_fn, dropout, batch_norm),
+                optimizer, learning_rate)
+
+
+class DNNEstimator(PremadeEstimator):
+    """A DNN with any head (tf.estimator.DNNEstimator)."""
+
+    def __init__(self, head, hidden_units, feature_columns, model_dir=None, optimizer="Adagrad",
+                 activation_fn=tf.nn.relu, dropout=None, config=None, warm_start_from=None, batch_norm=False,
+                 weight_column=None):
+        part = dnn_part(hidden_units, feature_columns, head.logits_dimension, optimizer, activation_fn, dropout,
+                        batch_norm)
+        super().__init__(head, {"dnn": part}, weight_column=weight_column, model_dir=model_dir, config=config,
+                         warm_start_from=warm_start_from)
+
+
+class DNNClassifier(DNNEstimator):
+    """Feed-forward classifier (tf.estimator.DNNClassifier), trained with Adagrad by default."""
+
+    def __init__(self, hidden_units, feature_columns, model_dir=None, n_classes=2, weight_column=None,
+                 label_vocabulary=None, optimizer="Adagrad", activation_fn=tf.nn.relu, dropout=None,
+                 config=None, warm_start_from=None, loss_reduction=heads_lib.SUM_OVER_BATCH_SIZE, batch_norm=False):
+        head = heads_lib.ClassificationHead(n_classes, label_vocabulary, loss_reduction)
+        super().__init__(head, hidden_units, feature_columns, model_dir, optimizer, activation_fn, dropout, config,
+                         warm_start_from, batch_norm, weight_column)
+
+
+class DNNRegressor(DNNEstimator):
+    """Feed-forward regressor (tf.estimator.DNNRegressor), trained with Adagrad by default."""
+
+    def __init__(self, hidden_units, feature_columns, model_dir=None, label_dimension=1, weight_column=None,
+                 optimizer="Adagrad", activation_fn=tf.nn.relu, dropout=None, config=None, warm_start_from=None,
+                 loss_reduction=heads_lib.SUM_OVER_BATCH_SIZE, batch_norm=False):
+        head = heads_lib.RegressionHead(label_dimension, loss_reduction)
+        super().__init__(head, hidden_units, feature_columns, model_dir, optimizer, activation_fn, dropout, config,
+                         warm_start_from, batch_norm, weight_column)
+
+
+class DNNLinearCombinedEstimator(PremadeEstimator):
+    """Wide (linear) and deep (DNN) parts whose logits add up, each with its own optimizer."""
+
+    def __init__(self, head, model_dir=None, linear_feature_columns=None, linear_optimizer="Ftrl",
+                 dnn_feature_columns=None, dnn_optimizer="Adagrad", dnn_hidden_units=None,
+                 dnn_activation_fn=tf.nn.relu, dnn_dropout=None, config=None, warm_start_from=None,
+                 linear_sparse_combiner="sum", batch_norm=False, weight_column=None):
+        if not linear_feature_columns and not dnn_feature_columns:
+            raise ConfigError("give linear_feature_columns, dnn_feature_columns or both")
+        parts = {}
+        if linear_feature_columns:
+            parts["linear"] = linear_part(linear_feature_columns, head.logits_dimension, linear_optimizer,
+                                          linear_sparse_combiner, max_learning_rate=0.005,
+                                          what="linear_feature_columns")
+        if dnn_feature_columns:
+            parts["dnn"] = dnn_part(dnn_hidden_units, dnn_feature_columns, head.logits_dimension, dnn_optimizer,
+                                    dnn_activation_fn, dnn_dropout, batch_norm, learning_rate=0.001,
+                                    what="dnn_feature_columns")
+        super().__init__(head, parts, weight_column=weight_column, model_dir=model_dir, config=config,
+                         warm_start_from=warm_start_from)
+
+
+class DNNLinearCombinedClassifier(DNNLinearCombinedEstimator):
+    """Wide-and-deep classifier (tf.estimator.DNNLinearCombinedClassifier)."""
+
+    def __init__(self, model_dir=None, linear_feature_columns=None, linear_optimizer="Ftrl",
+                 dnn_feature_columns=None, dnn_optimizer="Adagrad", dnn_hidden_units=None,
+                 dnn_activation_fn=tf.nn.relu, dnn_dropout=None, n_classes=2, weight_column=None,
+                 label_vocabulary=None, config=None, warm_start_from=None,
+                 loss_reduction=heads_lib.SUM_OVER_BATCH_SIZE, batch_norm=False, linear_sparse_combiner="sum"):
+        head = heads_lib.ClassificationHead(n_classes, label_vocabulary, loss_reduction)
+        super().__init__(head, model_dir, linear_feature_columns, linear_optimizer, dnn_feature_columns,
+                         dnn_optimizer, dnn_hidden_units, dnn_activation_fn, dnn_dropout, config, warm_start_from,
+                         linear_sparse_combiner, batch_norm, weight_column)
+
+
+class DNNLinearCombinedRegressor(DNNLinearCombinedEstimator):
+    """Wide-and-deep regressor (tf.estimator.DNNLinearCombinedRegressor)."""
+
+    def __init__(self, model_dir=None, linear_feature_columns=None, linear_optimizer="Ftrl",
+                 dnn_feature_columns=None, dnn_optimizer="Adagrad", dnn_hidden_units=None,
+                 dnn_activation_fn=tf.nn.relu, dnn_dropout=None, label_dimension=1, weight_column=None,
+                 config=None, warm_start_from=None, loss_reduction=heads_lib.SUM_OVER_BATCH_SIZE, batch_norm=False,
+                 linear_sparse_combiner="sum"):
+        head = heads_lib.RegressionHead(label_dimension, loss_reduction)
+        super().__init__(head, model_dir, linear_feature_columns, linear_optimizer, dnn_feature_columns,
+                         dnn_optimizer, dnn_hidden_units, dnn_activation_fn, dnn_dropout, config, warm_start_from,
+                         linear_sparse_combiner, batch_norm, weight_column)

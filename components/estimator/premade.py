@@ -1,0 +1,132 @@
+"""The machinery the premade estimators share: parts (model + optimizer), the input transform, the model_fn."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import tensorflow as tf
+
+from components.errors import ConfigError, InputError
+from components.estimator._features import WEIGHT_KEY
+from components.estimator.estimator import Estimator
+from components.estimator.mode_keys import ModeKeys
+from components.estimator.optimizers import make_optimizer
+from components.estimator.spec import EstimatorSpec
+
+
+@dataclasses.dataclass
+class Part:
+    """One trainable piece of a premade model ('linear', 'dnn', 'baseline') and how to feed and train it.
+
+    `transform` maps raw features to what `build_model()`'s module takes; it runs in the tf.data
+    map. The part's logits are summed with the other parts' logits.
+    """
+
+    transform: Callable
+    build_model: Callable[[], tf.Module]
+    optimizer: object
+    learning_rate: float
+
+    def make_optimizer(self):
+        return make_optimizer(self.optimizer, self.learning_rate)
+
+
+def sparse_lookup(table, entry: dict, combiner: str = "sum"):
+    """Rows of `table` gathered for each example's ids (optionally weighted), combined per example."""
+    ids, weights = entry["ids"], entry.get("weights")
+    rows = ids.indices[:, 0]
+    batch = ids.dense_shape[0]
+    vals = tf.gather(table, ids.values)
+    scale = tf.ones_like(ids.values, dtype=table.dtype) if weights is None else tf.cast(weights.values, table.dtype)
+    vals *= scale[:, None]
+    summed = tf.math.unsorted_segment_sum(vals, rows, batch)
+    if combiner == "sum":
+        return summed
+    norm = scale if combiner == "mean" else tf.square(scale)
+    denom = tf.math.unsorted_segment_sum(norm, rows, batch)
+    if combiner == "sqrtn":
+        denom = tf.sqrt(denom)
+    return tf.math.divide_no_nan(summed, denom[:, None])
+
+
+def weight_key(weight_column) -> str | None:
+    if weight_column is None:
+        return None
+    if isinstance(weight_column, str):
+        return weight_column
+    key = getattr(weight_column, "key", None)
+    if not isinstance(key, str):
+        raise ConfigError(f"weight_column must be a feature name or a numeric_column, got {weight_column!r}")
+    return key
+
+
+class PremadeEstimator(Estimator):
+    """An Estimator over a head and named parts, whose model, optimizers and metrics are built eagerly.
+
+    Building them before tracing (in the strategy's scope) rather than inside the model_fn lets
+    distribution strategies create mirrored variables the ordinary way.
+    """
+
+    def __init__(self, head, parts: dict[str, Part], weight_column=None, **kwargs):
+        self._head, self._parts = head, parts
+        self._weight_key = weight_key(weight_column)
+        super().__init__(self._premade_model_fn, **kwargs)
+        self._input_transform = self._transform
+        self._export_resources = lambda: [
+            r for p in parts.values() if hasattr(p.transform, "resources") for r in p.transform.resources.resources()
+        ]
+
+    def _transform(self, features):
+        out = {name: part.transform(features) for name, part in self._parts.items()}
+        if self._weight_key is not None:
+            if self._weight_key not in features:
+                raise InputError(f"weight_column {self._weight_key!r} is not among the features {sorted(features)}")
+            out[WEIGHT_KEY] = tf.reshape(tf.cast(features[self._weight_key], tf.float32), [-1, 1])
+        return out
+
+    def _prebuild(self, program) -> None:
+        program.state["models"] = {name: part.build_model() for name, part in self._parts.items()}
+        if program.mode == ModeKeys.TRAIN:
+            program.state["optimizers"] = {name: part.make_optimizer() for name, part in self._parts.items()}
+        elif program.mode == ModeKeys.EVAL:
+            program.state["metrics"] = self._head.make_metrics()
+
+    def _logits(self, models, features, training):
+        logits = [model(features[name], training=training) for name, model in models.items()]
+        return tf.add_n(logits) if len(logits) > 1 else logits[0]
+
+    def _premade_model_fn(self, features, labels, mode, config):
+        state = self._active_program.state
+        models, head = state["models"], self._head
+        parts = dict(models)
+        if mode == ModeKeys.PREDICT:
+            preds = head.predictions(self._logits(models, features, False))
+            return EstimatorSpec(mode, predictions=preds, export_outputs=head.export_outputs(preds),
+                                 scaffold=_scaffold(parts))
+        if labels is None:
+            raise ConfigError(f"{mode} needs labels: the input_fn must return (features, labels)")
+        labels = head.labels(labels)
+        if mode == ModeKeys.TRAIN:
+            optimizers = state["optimizers"]
+            with tf.GradientTape() as tape:
+                logits = self._logits(models, features, True)
+                loss = head.loss(features, labels, logits)
+                # Optimizers sum gradients over replicas; scale so the update is the global mean.
+                scaled = loss / tf.distribute.get_replica_context().num_replicas_in_sync
+            variables = {name: model.trainable_variables for name, model in models.items()}
+            grads = tape.gradient(scaled, variables)
+            updates = [optimizers[name].apply_gradients(zip(grads[name], variables[name])) for name in models]
+            gs = tf.compat.v1.train.get_global_step()
+            train_op = tf.group(*updates, gs.assign_add(1))
+            parts.update({f"{name}_optimizer": opt for name, opt in optimizers.items()})
+            return EstimatorSpec(mode, loss=loss, train_op=train_op, scaffold=_scaffold(parts))
+        logits = self._logits(models, features, False)
+        loss = head.loss(features, labels, logits)
+        preds = head.predictions(logits)
+        metrics = head.update_metrics(state["metrics"], features, labels, logits, preds)
+        return EstimatorSpec(mode, loss=loss, predictions=preds, eval_metric_ops=metrics, scaffold=_scaffold(parts))
+
+
+def _scaffold(parts: dict):
+    return tf.compat.v1.train.Scaffold(saver=tf.train.Checkpoint(**parts))
