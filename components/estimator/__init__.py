@@ -29,6 +29,7 @@ from components.estimator.linear import LinearClassifier, LinearEstimator, Linea
 from components.estimator.mode_keys import ModeKeys
 from components.estimator.run_config import RunConfig
 from components.estimator.spec import EstimatorSpec
+from components.estimator.warm_start import WarmStartSettings
 
 __all__ = [
     "BaselineClassifier",
@@ -57,5 +58,6 @@ __all__ = [
     "SessionRunHook",
     "SessionRunValues",
     "StopAtStepHook",
+    "WarmStartSettings",
     "export",
 ]

@@ -22,9 +22,9 @@ from components.estimator import hooks as hooks_lib
 from components.estimator._compat import allow_keras3_variables_in_group
 from components.estimator._inputs import batch_size_of, call_with_known_args, fn_args, to_dataset
 from components.estimator.mode_keys import ModeKeys
-from components.estimator.optimizers import is_optimizer
 from components.estimator.run_config import RunConfig
 from components.estimator.spec import EstimatorSpec, is_metric_object
+from components.estimator.warm_start import as_settings, warm_start
 
 log = logging.getLogger("tfpipe.estimator")
 if not logging.getLogger().handlers and not log.handlers:
@@ -133,16 +133,6 @@ class _Program:
                 "Did the model change? Train into a new model_dir, or use warm_start_from."
             ) from e
 
-    def warm_start(self, path: str) -> None:
-        """Restores the model's variables (not the optimizer, not the global step) from `path`."""
-        children = {
-            name: child for name, child in self.root._trackable_children().items()
-            if child is not self.global_step and not is_optimizer(child)
-        }
-        tf.train.Checkpoint(**children).restore(path).expect_partial()
-        log.info("warm-started from %s", path)
-
-
 def _is_metric_variable(var) -> bool:
     # Keras metrics keep their state in non-trainable, sync-on-read variables.
     return (not var.trainable) and getattr(var, "synchronization", None) == tf.VariableSynchronization.ON_READ
@@ -190,7 +180,7 @@ class Estimator:
         self._model_fn_args = args
         self._config = config.replace(model_dir=model_dir)
         self._params = dict(params or {})
-        self._warm_start_from = warm_start_from
+        self._warm_start_from = as_settings(warm_start_from) if warm_start_from is not None else None
         # Premade estimators set this: per-example feature work (hashing, vocabulary lookups) that
         # runs in the tf.data map, in parallel, rather than in the train step.
         self._input_transform = None
@@ -438,7 +428,7 @@ class _TrainLoop:
                 p.restore(latest)
                 log.info("restored %s (global step %d)", latest, int(gs.numpy()))
             elif self.est._warm_start_from:
-                p.warm_start(_warm_start_path(self.est._warm_start_from))
+                warm_start(p.root, p.global_step, self.est._warm_start_from)
             self._loop(chunk, manager, writer)
         writer.close()
 
@@ -540,14 +530,6 @@ def _chunk_fn(step, accumulate):
         return acc
 
     return chunk
-
-
-def _warm_start_path(ws) -> str:
-    path = getattr(ws, "ckpt_to_initialize_from", ws)
-    found = _find_checkpoint(os.fspath(path))
-    if not found:
-        raise ConfigError(f"warm_start_from {path!r} holds no checkpoint")
-    return found
 
 
 def _run_eval(program, iterator, has_labels, steps, path, hooks) -> dict:

@@ -22,11 +22,19 @@ def is_optimizer(obj) -> bool:
     return hasattr(obj, "apply_gradients") and hasattr(obj, "get_config")
 
 
+def check_optimizer(spec):
+    """Fails at construction, not at train time, on an optimizer spec make_optimizer cannot use."""
+    if isinstance(spec, str) and spec not in _BY_NAME:
+        raise ConfigError(f"unknown optimizer {spec!r}; use one of {sorted(_BY_NAME)} or an optimizer instance")
+    if not isinstance(spec, str) and not is_optimizer(spec) and not callable(spec):
+        raise ConfigError(f"optimizer must be a name, an optimizer or a callable returning one; got {spec!r}")
+    return spec
+
+
 def make_optimizer(spec, default_learning_rate: float):
     """A fresh optimizer from a name, an instance (copied, so each model gets its own slots) or a factory."""
+    check_optimizer(spec)
     if isinstance(spec, str):
-        if spec not in _BY_NAME:
-            raise ConfigError(f"unknown optimizer {spec!r}; use one of {sorted(_BY_NAME)} or an optimizer instance")
         return _BY_NAME[spec](learning_rate=default_learning_rate)
     if is_optimizer(spec):
         return spec.__class__.from_config(spec.get_config())
@@ -35,4 +43,3 @@ def make_optimizer(spec, default_learning_rate: float):
         if not hasattr(made, "apply_gradients"):
             raise ConfigError(f"optimizer factory returned {type(made).__name__}, not an optimizer")
         return made
-    raise ConfigError(f"optimizer must be a name, an optimizer or a callable returning one; got {spec!r}")

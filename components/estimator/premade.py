@@ -11,7 +11,7 @@ from components.errors import ConfigError, InputError
 from components.estimator._features import WEIGHT_KEY
 from components.estimator.estimator import Estimator
 from components.estimator.mode_keys import ModeKeys
-from components.estimator.optimizers import make_optimizer
+from components.estimator.optimizers import check_optimizer, make_optimizer
 from components.estimator.spec import EstimatorSpec
 
 
@@ -27,6 +27,9 @@ class Part:
     build_model: Callable[[], tf.Module]
     optimizer: object
     learning_rate: float
+
+    def __post_init__(self):
+        check_optimizer(self.optimizer)
 
     def make_optimizer(self):
         return make_optimizer(self.optimizer, self.learning_rate)
