@@ -144,6 +144,37 @@ def _deps(op) -> list:
     return [op] if not isinstance(op, (list, tuple)) else list(op)
 
 
+def _variable_paths(checkpoint: str, all_paths: bool = False) -> dict:
+    """From the checkpoint's object graph: {preferred path: key}, or {key: every path} with all_paths."""
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    reader = tf.train.load_checkpoint(checkpoint)
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    found: dict[str, list[tuple]] = {}
+    # Walk every simple path (the graphs are small and shallow); a few per node is plenty.
+    stack, per_node = [(0, ())], {}
+    while stack:
+        node_id, parts = stack.pop()
+        if per_node.get(node_id, 0) >= 4 or len(parts) > 16:
+            continue
+        per_node[node_id] = per_node.get(node_id, 0) + 1
+        node = graph.nodes[node_id]
+        for attr in node.attributes:
+            if attr.name == "VARIABLE_VALUE":
+                found.setdefault(attr.checkpoint_key, []).append(parts)
+        for child in node.children:
+            stack.append((child.node_id, parts + (child.local_name,)))
+    if all_paths:
+        return {key: {"/".join(p) for p in paths} for key, paths in found.items()}
+
+    def rank(parts):
+        return (any("optimizer" in p.lower() for p in parts), len(parts), parts)
+
+    return {"/".join(min(paths, key=rank)): key for key, paths in found.items()
+            if not (len(paths[0]) == 1 and paths[0][0] == "save_counter")}
+
+
 def _find_checkpoint(path: str | None) -> str | None:
     if not path:
         return None
@@ -251,18 +282,24 @@ class Estimator:
         return path
 
     def get_variable_names(self) -> list[str]:
-        """Names of the variables in the latest checkpoint (object paths, e.g. 'model/age/weights')."""
-        reader = tf.train.load_checkpoint(self._require_checkpoint())
-        names = [k[: -len(_VALUE_SUFFIX)] for k in reader.get_variable_to_shape_map() if k.endswith(_VALUE_SUFFIX)]
-        return sorted(names)
+        """Names of the variables in the latest checkpoint: object paths such as 'linear/linear_model/age/weights'.
+
+        A variable reachable along several paths (a model's and its optimizer's) is named by the
+        shortest path that does not go through an optimizer.
+        """
+        return sorted(_variable_paths(self._require_checkpoint()))
 
     def get_variable_value(self, name: str) -> np.ndarray:
-        """The value of variable `name` (as get_variable_names lists it) in the latest checkpoint."""
-        reader = tf.train.load_checkpoint(self._require_checkpoint())
+        """The value of variable `name`: any object path that reaches it in the latest checkpoint."""
+        path = self._require_checkpoint()
+        reader = tf.train.load_checkpoint(path)
         for key in (name, name + _VALUE_SUFFIX):
             if reader.has_tensor(key):
                 return reader.get_tensor(key)
-        raise ConfigError(f"no variable {name!r} in {self.latest_checkpoint()}; get_variable_names() lists them")
+        for key, paths in _variable_paths(path, all_paths=True).items():
+            if name in paths:
+                return reader.get_tensor(key)
+        raise ConfigError(f"no variable {name!r} in {path}; get_variable_names() lists them")
 
     # ---- train ----------------------------------------------------------------------------------
 

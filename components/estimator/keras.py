@@ -36,6 +36,22 @@ def _leaf_metrics(metrics) -> list:
     return out
 
 
+def _io_names(model) -> tuple[list, list]:
+    """Input and output names; a Sequential model (Keras 3 has no names for it) uses its first/last layer's."""
+    inputs = getattr(model, "input_names", None)
+    outputs = getattr(model, "output_names", None)
+    if not inputs:
+        try:
+            inputs = [getattr(t, "name", "").split(":")[0] for t in tf.nest.flatten(model.inputs)]
+        except (AttributeError, ValueError):  # a Sequential model not built yet
+            inputs = []
+        if not inputs or not all(inputs):
+            inputs = [model.layers[0].name]
+    if not outputs:
+        outputs = [model.layers[-1].name]
+    return list(inputs), list(outputs)
+
+
 class _KerasEstimator(Estimator):
     """Per program (train / eval / predict): a copy of the Keras model, compiled like the original."""
 
@@ -47,9 +63,7 @@ class _KerasEstimator(Estimator):
         self._source = keras_model
         # The Keras model's state at conversion is where training starts (tf.estimator kept it too).
         self._initial_weights = keras_model.get_weights()
-        self._input_names = list(getattr(keras_model, "input_names", None) or
-                                 [t.name.split(":")[0] for t in tf.nest.flatten(keras_model.inputs)])
-        self._output_names = list(keras_model.output_names)
+        self._input_names, self._output_names = _io_names(keras_model)
         super().__init__(self._keras_model_fn, model_dir=model_dir, config=config)
 
     def _copy(self):
