@@ -13,3 +13,17 @@ def save_linear_checkpoint(model_dir, dims, weights: dict, bias, global_step: in
     model.linear_model["bias_weights"].assign(bias)
     root = tf.train.Checkpoint(linear=model, global_step=tf.Variable(global_step, dtype=tf.int64))
     tf.train.CheckpointManager(root, str(model_dir), max_to_keep=1, checkpoint_name="model.ckpt").save(global_step)
+
+
+def save_dnn_checkpoint(model_dir, dims, layers, global_step: int) -> None:
+    """Writes a DNN checkpoint from ((kernel, bias), ...) per hidden layer then logits, as tf.estimator's tests did."""
+    from components.estimator.dnn import DNNModel
+
+    hidden = [len(bias) for _, bias in layers[:-1]]
+    model = DNNModel(dims, hidden, len(layers[-1][1]))
+    modules = [getattr(model, f"hiddenlayer_{i}") for i in range(len(hidden))] + [model.logits]
+    for module, (kernel, bias) in zip(modules, layers):
+        module.kernel.assign(kernel)
+        module.bias.assign(bias)
+    root = tf.train.Checkpoint(dnn=model, global_step=tf.Variable(global_step, dtype=tf.int64))
+    tf.train.CheckpointManager(root, str(model_dir), max_to_keep=1, checkpoint_name="model.ckpt").save(global_step)
