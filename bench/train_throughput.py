@@ -117,7 +117,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--models", default="linear", help="comma list: linear (dnn arrives with the DNN estimators)")
+    parser.add_argument("--models", default="linear,dnn", help="comma list of: linear, dnn ([128, 64])")
     parser.add_argument("--no-write", action="store_true", help="print only; do not write bench/results")
     args = parser.parse_args(argv)
     features, labels = synthetic(args.rows)

@@ -58,9 +58,9 @@ def validate_columns(columns, what="feature_columns") -> list:
     return columns
 
 
-def _embedding_source(column):
-    """The categorical column an embedding column looks up, or None for other columns."""
-    if isinstance(column, fc2.EmbeddingColumn):
+def _dnn_sparse_source(column):
+    """The categorical column behind an embedding or indicator column (fed to the DNN as ids), else None."""
+    if isinstance(column, (fc2.EmbeddingColumn, fc2.IndicatorColumn)):
         return column.categorical_column
     return None
 
@@ -70,8 +70,8 @@ class ColumnTransform:
 
     `kind="linear"` treats categorical columns (and indicator columns over them) as sparse ids,
     for a weight gather. `kind="dnn"` wants dense inputs: embedding columns become sparse ids (the
-    model holds the embedding table), every other dense column (numeric, indicator, bucketized) is
-    computed here, in the input pipeline.
+    model holds the embedding table), and so do indicator columns (a one-hot times the first layer's
+    kernel is a gather of its rows); numeric and bucketized columns are computed here.
     """
 
     def __init__(self, columns, kind: str = "linear", what: str = "feature_columns"):
@@ -103,10 +103,11 @@ class ColumnTransform:
         return keys
 
     def _sparse_source(self, col):
-        return _as_categorical(col) if self.kind == "linear" else _embedding_source(col)
+        return _as_categorical(col) if self.kind == "linear" else _dnn_sparse_source(col)
 
     def dims(self) -> dict:
-        """{column name: ('categorical', num_buckets) | ('embedding', num_buckets, dim, combiner) | ('dense', width)}."""
+        """{column name: ('categorical' | 'indicator', num_buckets) | ('embedding', num_buckets, dim, combiner)
+        | ('dense', width)}."""
         out = {}
         for col in self.columns:
             source = self._sparse_source(col)
@@ -114,6 +115,8 @@ class ColumnTransform:
                 out[col.name] = ("dense", col.variable_shape.num_elements())
             elif self.kind == "linear":
                 out[col.name] = ("categorical", source.num_buckets)
+            elif isinstance(col, fc2.IndicatorColumn):
+                out[col.name] = ("indicator", source.num_buckets)
             else:
                 out[col.name] = ("embedding", source.num_buckets, col.dimension, col.combiner)
         return out

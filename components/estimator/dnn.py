@@ -63,14 +63,23 @@ class DNNModel(tf.Module):
         super().__init__(name="dnn")
         self._dims, self._activation, self._dropout = dims, activation_fn, dropout
         tables, width = {}, 0
+        # First-layer kernel rows: indicator columns own a block each (looked up by id), the dense
+        # inputs (numeric, bucketized, embeddings) the remaining rows, in column-name order.
+        dense_rows, indicators = [], []
         for name, dim in dims.items():
             if dim[0] == "embedding":
                 _, rows, size, _ = dim
                 init = tf.random.truncated_normal([rows, size], stddev=1.0 / math.sqrt(size))
                 tables[name] = {"embedding_weights": tf.Variable(init, name=f"{name}/embedding_weights")}
+                dense_rows.extend(range(width, width + size))
                 width += size
-            else:
+            elif dim[0] == "indicator":
+                indicators.append((name, width))
                 width += dim[1]
+            else:
+                dense_rows.extend(range(width, width + dim[1]))
+                width += dim[1]
+        self._dense_rows, self._indicators = tuple(dense_rows), tuple(indicators)
         self.input_from_feature_columns = {"input_layer": tables}
         self._depth = len(hidden_units)
         for i, n in enumerate(hidden_units):
@@ -81,17 +90,32 @@ class DNNModel(tf.Module):
             width = n
         self.logits = _Dense(width, units, "logits")
 
-    def __call__(self, columns: dict, training=False):
+    def _first_layer(self, columns: dict):
         tables = self.input_from_feature_columns["input_layer"]
-        inputs = []
+        dense = []
         for name, dim in self._dims.items():
-            value = columns[name]
-            inputs.append(sparse_lookup(tables[name]["embedding_weights"], value, dim[3]) if dim[0] == "embedding"
-                          else value)
-        net = tf.concat(inputs, axis=1) if len(inputs) > 1 else inputs[0]
+            if dim[0] == "embedding":
+                dense.append(sparse_lookup(tables[name]["embedding_weights"], columns[name], dim[3]))
+            elif dim[0] == "dense":
+                dense.append(columns[name])
+        layer = self.hiddenlayer_0
+        if not self._indicators:
+            return layer(tf.concat(dense, axis=1) if len(dense) > 1 else dense[0])
+        out = layer.bias
+        if dense:
+            rows = tf.gather(layer.kernel, self._dense_rows)
+            out = out + tf.matmul(tf.concat(dense, axis=1) if len(dense) > 1 else dense[0], rows)
+        for name, offset in self._indicators:
+            ids = columns[name]["ids"]
+            shifted = dict(columns[name], ids=tf.SparseTensor(ids.indices, ids.values + offset, ids.dense_shape))
+            out = out + sparse_lookup(layer.kernel, shifted, "sum")
+        return out
+
+    def __call__(self, columns: dict, training=False):
+        pre = self._first_layer(columns)
         for i in range(self._depth):
             layer = getattr(self, f"hiddenlayer_{i}")
-            net = self._activation(layer(net))
+            net = self._activation(pre if i == 0 else layer(net))
             if training and self._dropout:
                 net = tf.nn.dropout(net, rate=self._dropout)
             norm = getattr(layer, f"batchnorm_{i}", None)

@@ -119,18 +119,16 @@ class ClassificationHead(_Head):
                         default_value=-1,
                     )
             ids = self._table.lookup(labels)
-            tf.debugging.assert_non_negative(
-                ids, message=f"a label is not in label_vocabulary {self.label_vocabulary}")
-            return ids
+            return _checked(ids, tf.debugging.assert_non_negative(
+                ids, message=f"a label is not in label_vocabulary {self.label_vocabulary}"))
         if labels.dtype == tf.string:
             raise ConfigError("labels are strings: pass label_vocabulary=[...] to map them to classes")
         if not labels.dtype.is_integer:
             raise ConfigError(f"classifier labels must be integer class ids, got {labels.dtype.name}")
         ids = tf.cast(labels, tf.int64)
-        tf.debugging.assert_non_negative(ids, message="labels must be >= 0")
-        tf.debugging.assert_less(ids, tf.constant(self.n_classes, tf.int64),
-                                 message=f"labels must be < n_classes ({self.n_classes})")
-        return ids
+        return _checked(ids, tf.debugging.assert_non_negative(ids, message="labels must be >= 0"),
+                        tf.debugging.assert_less(ids, tf.constant(self.n_classes, tf.int64),
+                                                 message=f"labels must be < n_classes ({self.n_classes})"))
 
     def unreduced_loss(self, ids, logits):
         if self.binary:
@@ -213,9 +211,8 @@ class MultiLabelHead(_Head):
         if labels.dtype == tf.string:
             raise ConfigError("multi-label labels must be multi-hot 0/1 values, got strings")
         labels = tf.cast(labels, tf.float32)
-        tf.debugging.assert_equal(labels * (1.0 - labels), tf.zeros_like(labels),
-                                  message="multi-label labels must be 0 or 1 (multi-hot)")
-        return labels
+        return _checked(labels, tf.debugging.assert_equal(labels * (1.0 - labels), tf.zeros_like(labels),
+                                                          message="multi-label labels must be 0 or 1 (multi-hot)"))
 
     def unreduced_loss(self, labels, logits):
         # One loss per example: the mean over classes, as tf.estimator's multi-label head.
@@ -280,6 +277,12 @@ class RegressionHead(_Head):
         regression = export.RegressionOutput(predictions["predictions"])
         return {"serving_default": regression, "regression": regression,
                 "predict": export.PredictOutput(predictions)}
+
+
+def _checked(value, *asserts):
+    """`value`, usable only after `asserts` pass: the loss kernels would otherwise fail first, less clearly."""
+    with tf.control_dependencies([a for a in asserts if a is not None]):
+        return tf.identity(value)
 
 
 def _check_n_classes(n_classes, least: int) -> int:

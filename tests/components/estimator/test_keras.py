@@ -155,5 +155,5 @@ def test_seed_object_based_checkpoint_example(tmp_path):
     # Keras 3's Dense keeps its kernel as `_kernel`: the object path is net/l1/_kernel.
     name = next(n for n in est.get_variable_names() if n.startswith("net/l1/") and n.endswith("kernel"))
     np.testing.assert_allclose(kernel, est.get_variable_value(name))
-    # Ten Adam steps at 0.1 move every weight away from its random start, toward y = 5x + [0..4].
-    assert np.all(kernel > 0.5)
+    # The bias starts at 0 and the outputs stay below y = 5x + [0..4], so ten Adam steps of 0.1 add about 1.
+    np.testing.assert_allclose(net.l1.bias.numpy(), np.ones(5), atol=0.2)

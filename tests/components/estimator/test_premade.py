@@ -269,6 +269,22 @@ def test_dnn_classifier_evaluate_golden_multi_class(tmp_path):
     assert float(result["accuracy"]) == float(np.argmax(logits[0]) == 1)
 
 
+def test_dnn_indicator_columns_match_the_one_hot_network(tmp_path):
+    # Indicator columns are fed as ids (a gather of first-layer kernel rows); the result must equal the
+    # network applied to the concatenated [age, one-hot(class)] input, columns in name order.
+    layers = ((np.arange(8, dtype=np.float32).reshape(4, 2) / 10 - 0.3, [0.1, -0.1]), _GOLDEN_LAYERS[1],
+              _GOLDEN_LAYERS[2])
+    save_dnn_checkpoint(tmp_path, {"age": ("dense", 1), "class_indicator": ("indicator", 3)}, layers, global_step=7)
+    est = estimator.DNNClassifier((2, 2), [fc.indicator_column(CLASS), AGE], model_dir=str(tmp_path))
+    feats = {"age": [[2.0], [-1.0], [0.5]], "class": [["Third"], ["First"], ["Second"]]}
+    logits = np.array([p["logits"][0] for p in est.predict(lambda: feats)])
+    x = np.array([[2.0, 0, 0, 1], [-1.0, 1, 0, 0], [0.5, 0, 1, 0]], np.float32)
+    h = x
+    for kernel, bias in layers[:2]:
+        h = np.maximum(h @ np.array(kernel) + bias, 0)
+    np.testing.assert_allclose(logits, (h @ np.array(layers[2][0]) + layers[2][1])[:, 0], rtol=1e-5, atol=1e-6)
+
+
 # ---- warm starting ------------------------------------------------------------------------------------------------
 
 def test_warm_start_settings_filter_and_savedmodel(titanic, tmp_path):
