@@ -112,10 +112,10 @@ class DNNModel(tf.Module):
         return out
 
     def __call__(self, columns: dict, training=False):
-        pre = self._first_layer(columns)
+        net = None
         for i in range(self._depth):
             layer = getattr(self, f"hiddenlayer_{i}")
-            net = self._activation(pre if i == 0 else layer(net))
+            net = self._activation(self._first_layer(columns) if i == 0 else layer(net))
             if training and self._dropout:
                 net = tf.nn.dropout(net, rate=self._dropout)
             norm = getattr(layer, f"batchnorm_{i}", None)
