@@ -5,7 +5,7 @@
     est.train(input_fn, steps=100)
 """
 
-from components.estimator import export
+from components.estimator import export, keras
 from components.estimator.baseline import BaselineClassifier, BaselineRegressor
 from components.estimator.dnn import (
     DNNClassifier,
@@ -25,6 +25,7 @@ from components.estimator.hooks import (
     SessionRunValues,
     StopAtStepHook,
 )
+from components.estimator.keras import model_to_estimator
 from components.estimator.linear import LinearClassifier, LinearEstimator, LinearRegressor
 from components.estimator.mode_keys import ModeKeys
 from components.estimator.run_config import RunConfig
@@ -60,4 +61,6 @@ __all__ = [
     "StopAtStepHook",
     "WarmStartSettings",
     "export",
+    "keras",
+    "model_to_estimator",
 ]
