@@ -91,6 +91,7 @@ def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_
     module.checkpoint_root = program.root
     module.variables_by_order = list(program.created) + [program.global_step]
     module.resources = list(getattr(est, "_export_resources", lambda: [])())
+    module.receiver_trackables = list(receiver.trackables)
     os.makedirs(export_dir_base, exist_ok=True)
     stamp = int(time.time())
     while os.path.exists(os.path.join(export_dir_base, str(stamp))):

@@ -30,14 +30,19 @@ def _as_tensor_dict(value, default_key: str, what: str) -> dict:
 
 
 class ServingInputReceiver(
-    collections.namedtuple("ServingInputReceiver", ["features", "receiver_tensors", "receiver_tensors_alternatives"])
+    collections.namedtuple("ServingInputReceiver",
+                           ["features", "receiver_tensors", "receiver_tensors_alternatives", "trackables"])
 ):
-    """The features a model_fn gets at serving time and the tensors a client feeds."""
+    """The features a model_fn gets at serving time and the tensors a client feeds.
 
-    def __new__(cls, features, receiver_tensors, receiver_tensors_alternatives=None):
+    `trackables` (a tfpipe addition) lists TF2 objects the receiver's graph uses, such as a
+    tf.Transform layer; the SavedModel keeps them so its signatures can run on their own.
+    """
+
+    def __new__(cls, features, receiver_tensors, receiver_tensors_alternatives=None, trackables=None):
         features = _as_tensor_dict(features, SINGLE_FEATURE_DEFAULT_NAME, "features")
         receiver_tensors = _as_tensor_dict(receiver_tensors, SINGLE_RECEIVER_DEFAULT_NAME, "receiver_tensors")
-        return super().__new__(cls, features, receiver_tensors, receiver_tensors_alternatives)
+        return super().__new__(cls, features, receiver_tensors, receiver_tensors_alternatives, list(trackables or []))
 
 
 def build_parsing_serving_input_receiver_fn(feature_spec, default_batch_size=None):

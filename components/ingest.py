@@ -1,0 +1,323 @@
+"""ingest: CSV, TFRecord (tf.Example) or Parquet in; gzipped tf.Example TFRecords per split, statistics and a schema out.
+
+Reading streams (a row at a time, two passes when the schema is inferred), so memory does not grow
+with the input; only the statistics' value counters do, and they stop adding new values at a cap.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import glob
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from components.errors import ConfigError, InputError
+
+FORMATS = ("csv", "tfrecord", "parquet")
+_TOP_VALUES_CAP = 10_000
+_TYPE_NAMES = {schema_pb2.INT: "INT", schema_pb2.FLOAT: "FLOAT", schema_pb2.BYTES: "BYTES"}
+
+
+@dataclass
+class IngestConfig:
+    """What to read and how to split it (validated by pipeline.config before it gets here)."""
+
+    input: str | dict  # a path or glob; or {split name: path or glob} for pre-split data
+    format: str | None = None  # csv | tfrecord | parquet; None: from the file extension
+    splits: dict = field(default_factory=lambda: {"train": 7, "eval": 3})  # name -> weight, hash split
+    schema: str | None = None  # a tensorflow-metadata Schema (pbtxt) to check against; None: inferred
+
+
+@dataclass
+class IngestResult:
+    counts: dict
+    schema_path: str
+    statistics_path: str
+
+
+def _files(pattern: str) -> list[str]:
+    found = sorted(glob.glob(os.path.expanduser(pattern)))
+    if not found:
+        raise InputError(f"ingest: no file matches {pattern!r}")
+    return found
+
+
+def _format(path: str, given: str | None) -> str:
+    if given:
+        if given not in FORMATS:
+            raise ConfigError(f"ingest: format must be one of {FORMATS}, got {given!r}")
+        return given
+    name = path.lower()
+    if name.endswith(".csv") or name.endswith(".csv.gz"):
+        return "csv"
+    if name.endswith(".parquet"):
+        return "parquet"
+    if ".tfrecord" in name or name.endswith(".tfr"):
+        return "tfrecord"
+    raise ConfigError(f"ingest: cannot tell the format of {path!r} from its name; set format: csv|tfrecord|parquet")
+
+
+# ---- reading: every reader yields (file, row number, {column: value or None}) ----------------------------------
+
+def _read_csv(path: str) -> Iterator[tuple[str, int, dict]]:
+    opener = (lambda p: __import__("gzip").open(p, "rt", newline="", encoding="utf-8")) if path.endswith(".gz") \
+        else (lambda p: open(p, newline="", encoding="utf-8"))
+    with opener(path) as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        if len(set(header)) != len(header) or any(not h.strip() for h in header):
+            raise InputError(f"{path}: the header row has empty or repeated column names: {header}")
+        for row in reader:
+            line = reader.line_num
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise InputError(f"{path}, row {line}: {len(row)} fields where the header has {len(header)} "
+                                 f"({', '.join(header)})")
+            yield path, line, {h: (v if v != "" else None) for h, v in zip(header, row)}
+
+
+def _read_tfrecord(path: str) -> Iterator[tuple[str, int, dict]]:
+    compression = "GZIP" if path.endswith(".gz") else ""
+    for i, record in enumerate(tf.data.TFRecordDataset(path, compression_type=compression).as_numpy_iterator(), 1):
+        example = tf.train.Example()
+        try:
+            example.ParseFromString(record)
+        except Exception as e:
+            raise InputError(f"{path}, record {i}: not a serialized tf.train.Example ({e})") from e
+        row = {}
+        for name, feat in example.features.feature.items():
+            kind = feat.WhichOneof("kind")
+            values = list(getattr(feat, kind).value) if kind else []
+            values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
+            row[name] = None if not values else (values[0] if len(values) == 1 else values)
+        yield path, i, row
+
+
+def _read_parquet(path: str) -> Iterator[tuple[str, int, dict]]:
+    import pyarrow.parquet as pq
+
+    n = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+        for row in batch.to_pylist():
+            n += 1
+            yield path, n, row
+
+
+_READERS = {"csv": _read_csv, "tfrecord": _read_tfrecord, "parquet": _read_parquet}
+
+
+def _rows(files: list[str], fmt: str | None) -> Iterator[tuple[str, int, dict]]:
+    for path in files:
+        yield from _READERS[_format(path, fmt)](path)
+
+
+# ---- schema -----------------------------------------------------------------------------------------------------
+
+def _kind(value) -> int:
+    """The narrowest schema type that holds `value` (a CSV string or a typed value)."""
+    if isinstance(value, list):
+        kinds = {_kind(v) for v in value}
+        return max(kinds) if kinds else schema_pb2.INT
+    if isinstance(value, bool) or isinstance(value, int):
+        return schema_pb2.INT
+    if isinstance(value, float):
+        return schema_pb2.FLOAT
+    text = str(value)
+    try:
+        int(text)
+        return schema_pb2.INT
+    except ValueError:
+        pass
+    try:
+        float(text)
+        return schema_pb2.FLOAT
+    except ValueError:
+        return schema_pb2.BYTES
+
+
+# INT < FLOAT < BYTES: a column takes the widest type any of its values needs.
+_WIDTH = {schema_pb2.INT: 0, schema_pb2.FLOAT: 1, schema_pb2.BYTES: 2}
+
+
+def infer_schema(rows) -> schema_pb2.Schema:
+    """Each column's widest type (INT < FLOAT < BYTES); required (presence 1.0) when no row lacks it."""
+    kinds, present, total = {}, collections.Counter(), 0
+    for _, _, row in rows:
+        total += 1
+        for name, value in row.items():
+            kinds.setdefault(name, None)
+            if value is None:
+                continue
+            present[name] += 1
+            k = _kind(value)
+            if kinds[name] is None or _WIDTH[k] > _WIDTH[kinds[name]]:
+                kinds[name] = k
+    schema = schema_pb2.Schema()
+    for name, kind in kinds.items():
+        feature = schema.feature.add()
+        feature.name = name
+        feature.type = kind if kind is not None else schema_pb2.BYTES
+        if present[name] == total:
+            feature.presence.min_fraction = 1.0
+            feature.shape.dim.add().size = 1
+        else:
+            feature.presence.min_fraction = 0.0
+    return schema
+
+
+def load_schema(path: str) -> schema_pb2.Schema:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return text_format.Parse(f.read(), schema_pb2.Schema())
+    except FileNotFoundError as e:
+        raise InputError(f"ingest: schema file {path} does not exist") from e
+    except text_format.ParseError as e:
+        raise InputError(f"{path}: not a tensorflow-metadata Schema text proto ({e})") from e
+
+
+def write_text_proto(proto, path: Path) -> None:
+    path.write_text(text_format.MessageToString(proto), encoding="utf-8")
+
+
+# ---- conversion and statistics ----------------------------------------------------------------------------------
+
+def _convert(value, kind, where: str):
+    values = value if isinstance(value, list) else [value]
+    try:
+        if kind == schema_pb2.INT:
+            out = []
+            for v in values:
+                if isinstance(v, float) and not v.is_integer():
+                    raise ValueError
+                out.append(int(v) if not isinstance(v, str) else int(v.strip()))
+            return out
+        if kind == schema_pb2.FLOAT:
+            return [float(v) for v in values]
+        return [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in values]
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: {value!r} is not {_TYPE_NAMES[kind]}, which the schema says this column is") from None
+
+
+class _Stats:
+    def __init__(self, schema):
+        self.kinds = {f.name: f.type for f in schema.feature}
+        self.count = collections.Counter()
+        self.missing = collections.Counter()
+        self.num = {n: [math.inf, -math.inf, 0.0] for n, k in self.kinds.items() if k != schema_pb2.BYTES}
+        self.top = {n: collections.Counter() for n, k in self.kinds.items() if k == schema_pb2.BYTES}
+
+    def add(self, name, values):
+        if values is None:
+            self.missing[name] += 1
+            return
+        self.count[name] += 1
+        if name in self.num:
+            acc = self.num[name]
+            for v in values:
+                acc[0], acc[1], acc[2] = min(acc[0], v), max(acc[1], v), acc[2] + v
+        else:
+            counter = self.top[name]
+            for v in values:
+                if v in counter or len(counter) < _TOP_VALUES_CAP:
+                    counter[v] += 1
+
+    def as_dict(self) -> dict:
+        out = {}
+        for name, kind in self.kinds.items():
+            entry = {"type": _TYPE_NAMES[kind], "count": self.count[name], "missing": self.missing[name]}
+            if name in self.num and self.count[name]:
+                lo, hi, total = self.num[name]
+                entry.update(min=lo, max=hi, mean=total / self.count[name])
+            elif name in self.top:
+                entry["top_values"] = [[v.decode("utf-8", "replace"), n] for v, n in self.top[name].most_common(10)]
+                entry["unique"] = len(self.top[name])
+            out[name] = entry
+        return out
+
+
+def _split_of(row: dict, cuts: list[tuple[str, float]]) -> str:
+    # A stable hash of the row's content: the same row always lands in the same split.
+    key = json.dumps(row, sort_keys=True, default=str).encode("utf-8")
+    point = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64
+    for name, upper in cuts:
+        if point < upper:
+            return name
+    return cuts[-1][0]
+
+
+def ingest(config: IngestConfig, output_dir: str | os.PathLike) -> IngestResult:
+    """Writes <output_dir>/Split-<name>/data.tfrecord.gz, schema.pbtxt and statistics.json."""
+    out = Path(output_dir)
+    pre_split = isinstance(config.input, dict)
+    sources = {name: _files(p) for name, p in config.input.items()} if pre_split else {None: _files(config.input)}
+    if config.schema:
+        schema = load_schema(config.schema)
+    else:
+        schema = infer_schema(r for files in sources.values() for r in _rows(files, config.format))
+    kinds = {f.name: f.type for f in schema.feature}
+    required = {f.name for f in schema.feature if f.presence.min_fraction >= 1.0}
+    if not pre_split:
+        weights = {k: float(v) for k, v in config.splits.items()}
+        total_w = sum(weights.values())
+        running, cuts = 0.0, []
+        for name, w in weights.items():
+            running += w / total_w
+            cuts.append((name, running))
+    names = list(config.input) if pre_split else list(config.splits)
+    writers = {}
+    stats, counts = _Stats(schema), collections.Counter()
+    try:
+        for name in names:
+            (out / f"Split-{name}").mkdir(parents=True, exist_ok=True)
+            writers[name] = tf.io.TFRecordWriter(str(out / f"Split-{name}" / "data.tfrecord.gz"), options="GZIP")
+        checked_files = set()
+        for split_name, files in sources.items():
+            for path, line, row in _rows(files, config.format):
+                if path not in checked_files:
+                    checked_files.add(path)
+                    lacking = sorted(required - set(row))
+                    if lacking:
+                        raise InputError(f"{path}: column(s) {lacking} that the schema requires are missing; "
+                                         f"the file has {sorted(row)}")
+                example = tf.train.Example()
+                for name, kind in kinds.items():
+                    value = row.get(name)
+                    where = f"{path}, row {line}, column {name!r}"
+                    if value is None:
+                        if name in required:
+                            raise InputError(f"{where}: the value is missing, but the schema requires it")
+                        stats.add(name, None)
+                        continue
+                    values = _convert(value, kind, where)
+                    stats.add(name, values)
+                    feature = example.features.feature[name]
+                    {schema_pb2.INT: feature.int64_list, schema_pb2.FLOAT: feature.float_list,
+                     schema_pb2.BYTES: feature.bytes_list}[kind].value.extend(values)
+                target = split_name if pre_split else _split_of(row, cuts)
+                writers[target].write(example.SerializeToString())
+                counts[target] += 1
+    finally:
+        for w in writers.values():
+            w.close()
+    if sum(counts.values()) == 0:
+        where = ", ".join(f for files in sources.values() for f in files)
+        raise InputError(f"ingest: no rows in {where}")
+    schema_path, stats_path = out / "schema.pbtxt", out / "statistics.json"
+    write_text_proto(schema, schema_path)
+    counts = {name: counts.get(name, 0) for name in names}
+    stats_path.write_text(json.dumps({"num_examples": counts, "features": stats.as_dict()}, indent=2), encoding="utf-8")
+    return IngestResult(counts, str(schema_path), str(stats_path))
