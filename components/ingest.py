@@ -36,6 +36,7 @@ class IngestConfig:
     format: str | None = None  # csv | tfrecord | parquet; None: from the file extension
     splits: dict = field(default_factory=lambda: {"train": 7, "eval": 3})  # name -> weight, hash split
     schema: str | None = None  # a tensorflow-metadata Schema (pbtxt) to check against; None: inferred
+    na_values: list = field(default_factory=lambda: [""])  # CSV strings that mean "missing"
 
 
 @dataclass
@@ -69,7 +70,7 @@ def _format(path: str, given: str | None) -> str:
 
 # ---- reading: every reader yields (file, row number, {column: value or None}) ----------------------------------
 
-def _read_csv(path: str) -> Iterator[tuple[str, int, dict]]:
+def _read_csv(path: str, na_values=("",)) -> Iterator[tuple[str, int, dict]]:
     opener = (lambda p: __import__("gzip").open(p, "rt", newline="", encoding="utf-8")) if path.endswith(".gz") \
         else (lambda p: open(p, newline="", encoding="utf-8"))
     with opener(path) as f:
@@ -87,7 +88,7 @@ def _read_csv(path: str) -> Iterator[tuple[str, int, dict]]:
             if len(row) != len(header):
                 raise InputError(f"{path}, row {line}: {len(row)} fields where the header has {len(header)} "
                                  f"({', '.join(header)})")
-            yield path, line, {h: (v if v != "" else None) for h, v in zip(header, row)}
+            yield path, line, {h: (None if v in na_values else v) for h, v in zip(header, row)}
 
 
 def _read_tfrecord(path: str) -> Iterator[tuple[str, int, dict]]:
@@ -120,9 +121,10 @@ def _read_parquet(path: str) -> Iterator[tuple[str, int, dict]]:
 _READERS = {"csv": _read_csv, "tfrecord": _read_tfrecord, "parquet": _read_parquet}
 
 
-def _rows(files: list[str], fmt: str | None) -> Iterator[tuple[str, int, dict]]:
+def _rows(files: list[str], config: IngestConfig) -> Iterator[tuple[str, int, dict]]:
     for path in files:
-        yield from _READERS[_format(path, fmt)](path)
+        fmt = _format(path, config.format)
+        yield from (_read_csv(path, set(config.na_values)) if fmt == "csv" else _READERS[fmt](path))
 
 
 # ---- schema -----------------------------------------------------------------------------------------------------
@@ -267,7 +269,7 @@ def ingest(config: IngestConfig, output_dir: str | os.PathLike) -> IngestResult:
     if config.schema:
         schema = load_schema(config.schema)
     else:
-        schema = infer_schema(r for files in sources.values() for r in _rows(files, config.format))
+        schema = infer_schema(r for files in sources.values() for r in _rows(files, config))
     kinds = {f.name: f.type for f in schema.feature}
     required = {f.name for f in schema.feature if f.presence.min_fraction >= 1.0}
     if not pre_split:
@@ -286,7 +288,7 @@ def ingest(config: IngestConfig, output_dir: str | os.PathLike) -> IngestResult:
             writers[name] = tf.io.TFRecordWriter(str(out / f"Split-{name}" / "data.tfrecord.gz"), options="GZIP")
         checked_files = set()
         for split_name, files in sources.items():
-            for path, line, row in _rows(files, config.format):
+            for path, line, row in _rows(files, config):
                 if path not in checked_files:
                     checked_files.add(path)
                     lacking = sorted(required - set(row))

@@ -30,6 +30,7 @@ from components.estimator.linear import LinearClassifier, LinearEstimator, Linea
 from components.estimator.mode_keys import ModeKeys
 from components.estimator.run_config import RunConfig
 from components.estimator.spec import EstimatorSpec
+from components.estimator.training import EvalSpec, FinalExporter, LatestExporter, TrainSpec, train_and_evaluate
 from components.estimator.warm_start import WarmStartSettings
 
 __all__ = [
@@ -60,6 +61,11 @@ __all__ = [
     "SessionRunValues",
     "StopAtStepHook",
     "WarmStartSettings",
+    "EvalSpec",
+    "FinalExporter",
+    "LatestExporter",
+    "TrainSpec",
+    "train_and_evaluate",
     "export",
     "keras",
     "model_to_estimator",

@@ -1,0 +1,163 @@
+"""evaluator: the served model on the raw eval split, overall and per slice, and a blessing that is explicit either way."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from components.errors import ConfigError, InputError
+
+BLESSED, NOT_BLESSED = "BLESSED", "NOT_BLESSED"
+_LOWER_IS_BETTER = {"average_loss", "mean_absolute_error"}
+
+
+@dataclass
+class EvaluatorConfig:
+    label: str  # the label's key among the transformed features (what the model was trained on)
+    slices: list = field(default_factory=list)  # raw feature names to slice by
+    thresholds: dict = field(default_factory=dict)  # metric -> {"lower": x} and/or {"upper": y}
+    change_thresholds: dict = field(default_factory=dict)  # metric -> {"max_decrease": x} (or max_increase)
+    split: str = "eval"
+
+
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC by ranks (ties averaged); 0.5 when only one class is present."""
+    pos = labels == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return 0.5
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    i = 0
+    while i < len(scores):
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _metrics(kind: str, labels: np.ndarray, preds: dict) -> dict:
+    out = {"example_count": int(len(labels))}
+    if not len(labels):
+        return out
+    if kind == "classification":
+        out["accuracy"] = float(np.mean(preds["class_ids"] == labels))
+        if "logistic" in preds:
+            out["auc"] = _auc(labels, preds["logistic"])
+            out["label/mean"] = float(np.mean(labels))
+            out["prediction/mean"] = float(np.mean(preds["logistic"]))
+    else:
+        err = preds["predictions"] - labels
+        out.update({"average_loss": float(np.mean(err ** 2)), "mean_absolute_error": float(np.mean(np.abs(err))),
+                    "label/mean": float(np.mean(labels)), "prediction/mean": float(np.mean(preds["predictions"]))})
+    return out
+
+
+def _score(model_dir: str, examples_pattern: str, label: str, tft_output, raw_spec: dict, slices: list):
+    """Runs the model's predict signature over the raw examples; returns kind, labels, predictions, slice values."""
+    model = tf.saved_model.load(model_dir)
+    if "predict" not in model.signatures:
+        raise ConfigError(f"evaluator: {model_dir} has no 'predict' signature")
+    predict = model.signatures["predict"]
+    layer = tft_output.transform_features_layer()
+    labels, preds, slice_values = [], defaultdict(list), defaultdict(list)
+    ds = tf.data.TFRecordDataset(tf.io.gfile.glob(examples_pattern), compression_type="GZIP").batch(256)
+    kind = None
+    for batch in ds:
+        out = predict(examples=batch)
+        kind = kind or ("classification" if "class_ids" in out else "regression")
+        raw = tf.io.parse_example(batch, raw_spec)
+        transformed = layer(raw)
+        if label not in transformed:
+            raise ConfigError(f"evaluator: label {label!r} is not among the transformed features {sorted(transformed)}")
+        labels.append(tf.reshape(transformed[label], [-1]).numpy())
+        if kind == "classification":
+            preds["class_ids"].append(out["class_ids"].numpy().reshape(-1))
+            if "logistic" in out:
+                preds["logistic"].append(out["logistic"].numpy().reshape(-1))
+        else:
+            preds["predictions"].append(out["predictions"].numpy().reshape(-1))
+        for name in slices:
+            value = raw[name]
+            if isinstance(value, tf.SparseTensor):
+                value = tf.sparse.to_dense(value, default_value=b"" if value.dtype == tf.string else 0)
+            flat = value.numpy().reshape(len(batch), -1)[:, 0] if value.shape.rank else value.numpy()
+            slice_values[name].extend(v.decode() if isinstance(v, bytes) else str(v) for v in flat)
+    if kind is None:
+        raise InputError(f"evaluator: no examples in {examples_pattern}")
+    return kind, np.concatenate(labels), {k: np.concatenate(v) for k, v in preds.items()}, slice_values
+
+
+def _check(overall: dict, baseline: dict | None, config: EvaluatorConfig) -> list[str]:
+    """Reasons the model is not blessed (empty: blessed)."""
+    reasons = []
+    for metric, bounds in config.thresholds.items():
+        value = overall.get(metric)
+        if value is None:
+            reasons.append(f"{metric}: not computed for this model (it has {sorted(overall)})")
+            continue
+        if "lower" in bounds and value < bounds["lower"]:
+            reasons.append(f"{metric} = {value:.4g} is below the lower bound {bounds['lower']}")
+        if "upper" in bounds and value > bounds["upper"]:
+            reasons.append(f"{metric} = {value:.4g} is above the upper bound {bounds['upper']}")
+    if baseline is not None:
+        for metric, change in config.change_thresholds.items():
+            if metric not in overall or metric not in baseline:
+                reasons.append(f"{metric}: missing for the candidate or the baseline")
+                continue
+            delta = overall[metric] - baseline[metric]
+            if "max_decrease" in change and -delta > change["max_decrease"]:
+                reasons.append(f"{metric} fell by {-delta:.4g} against the baseline ({baseline[metric]:.4g}); "
+                               f"at most {change['max_decrease']} is allowed")
+            if "max_increase" in change and delta > change["max_increase"]:
+                reasons.append(f"{metric} rose by {delta:.4g} against the baseline ({baseline[metric]:.4g}); "
+                               f"at most {change['max_increase']} is allowed")
+    return reasons
+
+
+def evaluate(config: EvaluatorConfig, serving_model_dir: str, examples_dir: str, schema_path: str,
+             transform_graph_dir: str, output_dir: str, baseline_model_dir: str | None = None) -> dict:
+    """Writes <output_dir>/metrics.json and <output_dir>/BLESSED or NOT_BLESSED; returns the metrics document."""
+    import tensorflow_transform as tft
+
+    from components.trainer import raw_feature_spec
+
+    for metric, bounds in {**config.thresholds, **config.change_thresholds}.items():
+        if not isinstance(bounds, dict) or not set(bounds) <= {"lower", "upper", "max_decrease", "max_increase"}:
+            raise ConfigError(f"evaluator: threshold for {metric!r} must be a dict of lower/upper/max_decrease/"
+                              f"max_increase, got {bounds!r}")
+    pattern = str(Path(examples_dir) / f"Split-{config.split}" / "*.gz")
+    tft_output = tft.TFTransformOutput(transform_graph_dir)
+    raw_spec = raw_feature_spec(schema_path)
+    missing = [s for s in config.slices if s not in raw_spec]
+    if missing:
+        raise ConfigError(f"evaluator: slice feature(s) {missing} are not in the schema ({sorted(raw_spec)})")
+    kind, labels, preds, slice_values = _score(serving_model_dir, pattern, config.label, tft_output, raw_spec,
+                                               config.slices)
+    overall = _metrics(kind, labels, preds)
+    slices = {}
+    for name, values in slice_values.items():
+        values = np.asarray(values)
+        for v in sorted(set(values)):
+            mask = values == v
+            slices[f"{name}={v}"] = _metrics(kind, labels[mask], {k: p[mask] for k, p in preds.items()})
+    baseline = None
+    if baseline_model_dir:
+        b_kind, b_labels, b_preds, _ = _score(baseline_model_dir, pattern, config.label, tft_output, raw_spec, [])
+        baseline = _metrics(b_kind, b_labels, b_preds)
+    reasons = _check(overall, baseline, config)
+    doc = {"kind": kind, "overall": overall, "slices": slices, "baseline": baseline,
+           "baseline_model": baseline_model_dir, "thresholds": config.thresholds,
+           "change_thresholds": config.change_thresholds, "blessed": not reasons, "reasons": reasons}
+    out = Path(output_dir)
+    (out / "metrics.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    (out / (BLESSED if not reasons else NOT_BLESSED)).write_text("\n".join(reasons) + "\n", encoding="utf-8")
+    return doc

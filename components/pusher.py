@@ -1,0 +1,34 @@
+"""pusher: a blessed model to <serving_base>/<version>/, atomically; an unblessed one nowhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from components.errors import InputError
+
+
+def push(serving_model_dir: str, blessed: bool, serving_base: str, output_dir: str) -> dict:
+    """Copies the model to a hidden temp folder beside the target, then renames it into place."""
+    out = Path(output_dir)
+    if not blessed:
+        doc = {"pushed": False, "reason": "the model is not blessed"}
+        (out / "push.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
+        return doc
+    if not (Path(serving_model_dir) / "saved_model.pb").exists():
+        raise InputError(f"pusher: {serving_model_dir} is not a SavedModel")
+    base = Path(serving_base)
+    base.mkdir(parents=True, exist_ok=True)
+    existing = [int(p.name) for p in base.iterdir() if p.name.isdigit()]
+    version = max([int(time.time())] + [v + 1 for v in existing])
+    tmp = base / f".tmp-{version}-{os.getpid()}"
+    shutil.copytree(serving_model_dir, tmp)
+    target = base / str(version)
+    # rename() within one filesystem is atomic: a serving process sees no model or all of it.
+    os.rename(tmp, target)
+    doc = {"pushed": True, "version": version, "path": str(target)}
+    (out / "push.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    return doc

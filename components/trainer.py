@@ -1,0 +1,111 @@
+"""trainer: the user's Estimator, trained with train_and_evaluate on the transformed examples, exported for raw tf.Examples."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tensorflow as tf
+
+from components.errors import ConfigError, InputError
+from components.user_module import load_function
+
+SERVING_MODEL = "serving_model"
+MODEL_RUN = "model_run"
+
+
+@dataclass
+class TrainerConfig:
+    module: str  # a .py path or dotted module with build_estimator(run_config, transform_output, params)
+    label: str  # the label's key among the transformed features
+    raw_label: str | None = None  # its key in the raw examples (default: label); left out of the serving input
+    train_steps: int = 1000
+    eval_steps: int | None = None  # None: the whole eval split
+    batch_size: int = 32
+    seed: int = 42
+    params: dict = field(default_factory=dict)
+    train_split: str = "train"
+    eval_split: str = "eval"
+
+
+def _pattern(transformed_dir: str, split: str) -> str:
+    folder = Path(transformed_dir) / f"Split-{split}"
+    if not folder.is_dir() or not list(folder.glob("*.gz")):
+        raise InputError(f"trainer: no transformed examples for split {split!r} in {transformed_dir}")
+    return str(folder / "*.gz")
+
+
+def make_input_fn(pattern: str, feature_spec: dict, label: str, batch_size: int, train: bool, seed: int):
+    """An input_fn over gzipped tf.Example files: (features, label) batches; repeats and shuffles when training."""
+    if label not in feature_spec:
+        raise ConfigError(f"trainer: label {label!r} is not among the transformed features {sorted(feature_spec)}; "
+                          "the preprocessing_fn must output it")
+
+    def input_fn():
+        return tf.data.experimental.make_batched_features_dataset(
+            pattern, batch_size, feature_spec, label_key=label,
+            reader=lambda files: tf.data.TFRecordDataset(files, compression_type="GZIP"),
+            num_epochs=None if train else 1, shuffle=train, shuffle_seed=seed, drop_final_batch=False)
+
+    return input_fn
+
+
+def raw_serving_receiver_fn(tft_output, raw_feature_spec: dict, raw_label: str):
+    """Serving input: serialized raw tf.Examples, parsed and transformed inside the SavedModel."""
+    from components.estimator import export
+
+    spec = {k: v for k, v in raw_feature_spec.items() if k != raw_label}
+
+    def receiver_fn():
+        serialized = tf.compat.v1.placeholder(tf.string, shape=[None], name="input_example_tensor")
+        layer = tft_output.transform_features_layer()
+        features = layer(tf.io.parse_example(serialized, spec))
+        return export.ServingInputReceiver(features, {"examples": serialized}, trackables=[layer])
+
+    return receiver_fn
+
+
+def raw_feature_spec(schema_path: str) -> dict:
+    from tensorflow_transform.tf_metadata import schema_utils
+
+    from components.ingest import load_schema
+
+    return dict(schema_utils.schema_as_feature_spec(load_schema(schema_path)).feature_spec)
+
+
+def train(config: TrainerConfig, transformed_dir: str, transform_graph_dir: str, schema_path: str,
+          output_dir: str) -> dict:
+    """Writes <output_dir>/model_run (checkpoints, events) and <output_dir>/serving_model (the SavedModel)."""
+    import tensorflow_transform as tft
+
+    from components import estimator as est_lib
+
+    tft_output = tft.TFTransformOutput(transform_graph_dir)
+    spec = tft_output.transformed_feature_spec()
+    out = Path(output_dir)
+    run_config = est_lib.RunConfig(model_dir=str(out / MODEL_RUN), tf_random_seed=config.seed,
+                                   save_checkpoints_steps=max(1, config.train_steps))
+    build = load_function(config.module, "build_estimator")
+    estimator = build(run_config, tft_output, dict(config.params))
+    if not isinstance(estimator, est_lib.Estimator):
+        raise ConfigError(f"build_estimator in {config.module} returned {type(estimator).__name__}, "
+                          "not a components.estimator Estimator")
+    train_input = make_input_fn(_pattern(transformed_dir, config.train_split), spec, config.label,
+                                config.batch_size, True, config.seed)
+    eval_input = make_input_fn(_pattern(transformed_dir, config.eval_split), spec, config.label,
+                               config.batch_size, False, config.seed)
+    receiver = raw_serving_receiver_fn(tft_output, raw_feature_spec(schema_path), config.raw_label or config.label)
+    exporter = est_lib.FinalExporter("serving", receiver)
+    result, exports = est_lib.train_and_evaluate(
+        estimator, est_lib.TrainSpec(train_input, max_steps=config.train_steps),
+        est_lib.EvalSpec(eval_input, steps=config.eval_steps, exporters=[exporter], throttle_secs=0))
+    if not exports:
+        raise InputError("trainer: training ended before max_steps (the train split ran out?), nothing exported")
+    serving = out / SERVING_MODEL
+    shutil.move(os.fsdecode(exports[-1]), serving)
+    metrics = {k: float(v) for k, v in result.items() if getattr(v, "ndim", 0) == 0}
+    (out / "eval_metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    return {"serving_model": str(serving), "eval": metrics}

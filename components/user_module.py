@@ -1,0 +1,53 @@
+"""Loading the user's module (preprocessing_fn, build_estimator) from a file path or a dotted name."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+
+from components.errors import ConfigError
+
+
+def load_function(module: str, name: str):
+    """`name` from `module`: a path to a .py file, or an importable dotted module name."""
+    if module.endswith(".py") or os.sep in module:
+        path = os.path.abspath(module)
+        if not os.path.isfile(path):
+            raise ConfigError(f"user module {module} does not exist")
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:12]
+        # A name per content: an edited module is loaded afresh, not served from sys.modules.
+        mod_name = f"tfpipe_user_{os.path.splitext(os.path.basename(path))[0]}_{digest}"
+        mod = sys.modules.get(mod_name)
+        if mod is None:
+            spec = importlib.util.spec_from_file_location(mod_name, path)
+            mod = importlib.util.module_from_spec(spec)
+            try:
+                spec.loader.exec_module(mod)
+            except Exception as e:
+                raise ConfigError(f"user module {path} failed to import: {type(e).__name__}: {e}") from e
+            sys.modules[mod_name] = mod
+    else:
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as e:
+            raise ConfigError(f"user module {module!r} cannot be imported: {e}") from e
+    fn = getattr(mod, name, None)
+    if not callable(fn):
+        raise ConfigError(f"user module {module} has no function {name}()")
+    return fn
+
+
+def module_source(module: str) -> bytes:
+    """The module's source, for cache keys: a change to it must re-run what depends on it."""
+    if module.endswith(".py") or os.sep in module:
+        with open(module, "rb") as f:
+            return f.read()
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin:
+        raise ConfigError(f"user module {module!r} cannot be found")
+    with open(spec.origin, "rb") as f:
+        return f.read()
