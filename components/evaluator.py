@@ -124,8 +124,9 @@ def _check(overall: dict, baseline: dict | None, config: EvaluatorConfig) -> lis
 
 
 def evaluate(config: EvaluatorConfig, serving_model_dir: str, examples_dir: str, schema_path: str,
-             transform_graph_dir: str, output_dir: str, baseline_model_dir: str | None = None) -> dict:
-    """Writes <output_dir>/metrics.json and <output_dir>/BLESSED or NOT_BLESSED; returns the metrics document."""
+             transform_graph_dir: str, evaluation_dir: str, blessing_dir: str,
+             baseline_model_dir: str | None = None) -> dict:
+    """Writes <evaluation_dir>/metrics.json and <blessing_dir>/BLESSED or NOT_BLESSED; returns the metrics document."""
     import tensorflow_transform as tft
 
     from components.trainer import raw_feature_spec
@@ -157,7 +158,17 @@ def evaluate(config: EvaluatorConfig, serving_model_dir: str, examples_dir: str,
     doc = {"kind": kind, "overall": overall, "slices": slices, "baseline": baseline,
            "baseline_model": baseline_model_dir, "thresholds": config.thresholds,
            "change_thresholds": config.change_thresholds, "blessed": not reasons, "reasons": reasons}
-    out = Path(output_dir)
-    (out / "metrics.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
-    (out / (BLESSED if not reasons else NOT_BLESSED)).write_text("\n".join(reasons) + "\n", encoding="utf-8")
+    (Path(evaluation_dir) / "metrics.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    marker = Path(blessing_dir) / (BLESSED if not reasons else NOT_BLESSED)
+    marker.write_text("\n".join(reasons) + "\n", encoding="utf-8")
     return doc
+
+
+def is_blessed(blessing_dir: str) -> bool:
+    """What the evaluator decided; an empty or foreign folder is an error, not a silent "no"."""
+    folder = Path(blessing_dir)
+    if (folder / BLESSED).exists():
+        return True
+    if (folder / NOT_BLESSED).exists():
+        return False
+    raise InputError(f"{blessing_dir} holds no blessing (neither {BLESSED} nor {NOT_BLESSED})")

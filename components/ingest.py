@@ -261,9 +261,10 @@ def _split_of(row: dict, cuts: list[tuple[str, float]]) -> str:
     return cuts[-1][0]
 
 
-def ingest(config: IngestConfig, output_dir: str | os.PathLike) -> IngestResult:
-    """Writes <output_dir>/Split-<name>/data.tfrecord.gz, schema.pbtxt and statistics.json."""
-    out = Path(output_dir)
+def ingest(config: IngestConfig, examples_dir: str | os.PathLike, schema_dir: str | os.PathLike | None = None,
+           statistics_dir: str | os.PathLike | None = None) -> IngestResult:
+    """Writes <examples_dir>/Split-<name>/data.tfrecord.gz, <schema_dir>/schema.pbtxt, <statistics_dir>/statistics.json."""
+    out = Path(examples_dir)
     pre_split = isinstance(config.input, dict)
     sources = {name: _files(p) for name, p in config.input.items()} if pre_split else {None: _files(config.input)}
     if config.schema:
@@ -318,7 +319,8 @@ def ingest(config: IngestConfig, output_dir: str | os.PathLike) -> IngestResult:
     if sum(counts.values()) == 0:
         where = ", ".join(f for files in sources.values() for f in files)
         raise InputError(f"ingest: no rows in {where}")
-    schema_path, stats_path = out / "schema.pbtxt", out / "statistics.json"
+    schema_path = Path(schema_dir or out) / "schema.pbtxt"
+    stats_path = Path(statistics_dir or out) / "statistics.json"
     write_text_proto(schema, schema_path)
     counts = {name: counts.get(name, 0) for name in names}
     stats_path.write_text(json.dumps({"num_examples": counts, "features": stats.as_dict()}, indent=2), encoding="utf-8")

@@ -13,10 +13,6 @@ import tensorflow as tf
 from components.errors import ConfigError, InputError
 from components.user_module import load_function
 
-SERVING_MODEL = "serving_model"
-MODEL_RUN = "model_run"
-
-
 @dataclass
 class TrainerConfig:
     module: str  # a .py path or dotted module with build_estimator(run_config, transform_output, params)
@@ -77,16 +73,15 @@ def raw_feature_spec(schema_path: str) -> dict:
 
 
 def train(config: TrainerConfig, transformed_dir: str, transform_graph_dir: str, schema_path: str,
-          output_dir: str) -> dict:
-    """Writes <output_dir>/model_run (checkpoints, events) and <output_dir>/serving_model (the SavedModel)."""
+          model_dir: str, model_run_dir: str) -> dict:
+    """Writes the serving SavedModel into model_dir, checkpoints and events into model_run_dir."""
     import tensorflow_transform as tft
 
     from components import estimator as est_lib
 
     tft_output = tft.TFTransformOutput(transform_graph_dir)
     spec = tft_output.transformed_feature_spec()
-    out = Path(output_dir)
-    run_config = est_lib.RunConfig(model_dir=str(out / MODEL_RUN), tf_random_seed=config.seed,
+    run_config = est_lib.RunConfig(model_dir=str(model_run_dir), tf_random_seed=config.seed,
                                    save_checkpoints_steps=max(1, config.train_steps))
     build = load_function(config.module, "build_estimator")
     estimator = build(run_config, tft_output, dict(config.params))
@@ -104,8 +99,11 @@ def train(config: TrainerConfig, transformed_dir: str, transform_graph_dir: str,
         est_lib.EvalSpec(eval_input, steps=config.eval_steps, exporters=[exporter], throttle_secs=0))
     if not exports:
         raise InputError("trainer: training ended before max_steps (the train split ran out?), nothing exported")
-    serving = out / SERVING_MODEL
-    shutil.move(os.fsdecode(exports[-1]), serving)
+    # The SavedModel's files go straight into model_dir (the caller's folder, which may exist already).
+    export = Path(os.fsdecode(exports[-1]))
+    for item in export.iterdir():
+        shutil.move(str(item), Path(model_dir) / item.name)
+    shutil.rmtree(export, ignore_errors=True)
     metrics = {k: float(v) for k, v in result.items() if getattr(v, "ndim", 0) == 0}
-    (out / "eval_metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    return {"serving_model": str(serving), "eval": metrics}
+    (Path(model_run_dir) / "eval_metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    return {"eval": metrics}

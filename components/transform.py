@@ -9,10 +9,6 @@ from pathlib import Path
 from components.errors import InputError, TfpipeError
 from components.user_module import load_function
 
-TRANSFORM_GRAPH = "transform_graph"
-TRANSFORMED_EXAMPLES = "transformed_examples"
-
-
 class TransformError(TfpipeError):
     """The user's preprocessing_fn failed."""
 
@@ -31,8 +27,9 @@ def _split_names(examples_dir: Path) -> list[str]:
     return names
 
 
-def transform(config: TransformConfig, examples_dir: str, schema_path: str, output_dir: str) -> dict:
-    """Writes <output_dir>/transform_graph and <output_dir>/transformed_examples/Split-<name>/."""
+def transform(config: TransformConfig, examples_dir: str, schema_path: str, transform_graph_dir: str,
+              transformed_examples_dir: str) -> dict:
+    """Writes the tf.Transform graph to transform_graph_dir and transformed_examples_dir/Split-<name>/."""
     import apache_beam as beam
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
@@ -42,7 +39,7 @@ def transform(config: TransformConfig, examples_dir: str, schema_path: str, outp
     from components.ingest import load_schema
 
     preprocessing_fn = load_function(config.module, "preprocessing_fn")
-    examples, out = Path(examples_dir), Path(output_dir)
+    examples = Path(examples_dir)
     splits = _split_names(examples)
     if config.analyze_split not in splits:
         raise InputError(f"transform: analyze_split {config.analyze_split!r} is not among the splits {splits}")
@@ -58,24 +55,24 @@ def transform(config: TransformConfig, examples_dir: str, schema_path: str, outp
         return tfxio.TFExampleRecord(file_pattern=str(examples / f"Split-{split}" / "*.gz"), schema=schema,
                                      telemetry_descriptors=["tfpipe"])
 
-    with tempfile.TemporaryDirectory(prefix="tft_", dir=output_dir) as tmp:
+    with tempfile.TemporaryDirectory(prefix="tft_", dir=transformed_examples_dir) as tmp:
         with beam.Pipeline(options=PipelineOptions(list(config.beam_args))) as pipeline, \
                 tft_beam.Context(temp_dir=tmp):
             analyze_io = source(config.analyze_split)
             raw = pipeline | "Read-analyze" >> analyze_io.BeamSource()
             transform_fn = (raw, analyze_io.TensorAdapterConfig()) | tft_beam.AnalyzeDataset(guarded)
-            _ = transform_fn | tft_beam.WriteTransformFn(str(out / TRANSFORM_GRAPH))
+            _ = transform_fn | tft_beam.WriteTransformFn(str(transform_graph_dir))
             for split in splits:
                 split_io = source(split)
                 data = pipeline | f"Read-{split}" >> split_io.BeamSource()
                 (batches, metadata) = ((data, split_io.TensorAdapterConfig()), transform_fn) | \
                     f"Transform-{split}" >> tft_beam.TransformDataset(output_record_batches=True)
-                target = out / TRANSFORMED_EXAMPLES / f"Split-{split}"
+                target = Path(transformed_examples_dir) / f"Split-{split}"
                 _ = (batches
                      | f"Encode-{split}" >> beam.FlatMapTuple(
                          lambda batch, _, schema=metadata: _encoder(schema).encode(batch))
                      | f"Write-{split}" >> beam.io.WriteToTFRecord(str(target / "data"), file_name_suffix=".gz"))
-    tft.TFTransformOutput(str(out / TRANSFORM_GRAPH)).transformed_feature_spec()  # fails early if unreadable
+    tft.TFTransformOutput(str(transform_graph_dir)).transformed_feature_spec()  # fails early if unreadable
     return {"splits": splits}
 
 

@@ -1,0 +1,131 @@
+"""The pipeline's YAML config: validated once, here, with paths resolved against the file's folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from components.errors import ConfigError
+
+COMPONENTS = ("ingest", "transform", "trainer", "evaluator", "pusher")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IngestSection(_Section):
+    input: Union[str, dict[str, str]]
+    format: Optional[str] = None
+    splits: dict[str, float] = Field(default_factory=lambda: {"train": 7, "eval": 3})
+    schema_file: Optional[str] = Field(default=None, alias="schema")
+    na_values: list[str] = Field(default_factory=lambda: [""])
+
+    @field_validator("splits")
+    @classmethod
+    def _positive(cls, splits):
+        if not splits or any(w <= 0 for w in splits.values()):
+            raise ValueError("splits must map split names to positive weights, e.g. {train: 7, eval: 3}")
+        return splits
+
+
+class TransformSection(_Section):
+    module: str
+    analyze_split: str = "train"
+    beam_args: list[str] = Field(default_factory=lambda: ["--runner=DirectRunner", "--direct_num_workers=1"])
+
+
+class TrainerSection(_Section):
+    module: str
+    label: str
+    raw_label: Optional[str] = None
+    train_steps: int = Field(default=1000, gt=0)
+    eval_steps: Optional[int] = Field(default=None, gt=0)
+    batch_size: int = Field(default=32, gt=0)
+    seed: int = 42
+    params: dict = Field(default_factory=dict)
+    train_split: str = "train"
+    eval_split: str = "eval"
+
+
+class EvaluatorSection(_Section):
+    label: Optional[str] = None  # default: the trainer's label
+    slices: list[str] = Field(default_factory=list)
+    thresholds: dict[str, dict[str, float]] = Field(default_factory=dict)
+    change_thresholds: dict[str, dict[str, float]] = Field(default_factory=dict)
+    split: str = "eval"
+
+
+class PusherSection(_Section):
+    serving_base: Optional[str] = None  # default: <root>/serving
+
+
+class PipelineConfig(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    root: Optional[str] = None  # default: ./tfpipe_root/<name>, beside the config file
+    metadata: Optional[str] = None  # sqlite path or URL, postgresql://, mysql://; default <root>/metadata.sqlite
+    ingest: IngestSection
+    transform: TransformSection
+    trainer: TrainerSection
+    evaluator: EvaluatorSection = Field(default_factory=EvaluatorSection)
+    pusher: PusherSection = Field(default_factory=PusherSection)
+    source: Optional[str] = None  # the YAML file this came from (set by load_config)
+
+    @model_validator(mode="after")
+    def _defaults(self):
+        if self.evaluator.label is None:
+            self.evaluator.label = self.trainer.label
+        return self
+
+    def section(self, component: str) -> dict:
+        """The component's config as plain data (for MLMD properties and the cache key)."""
+        return getattr(self, component).model_dump(by_alias=True)
+
+
+def _resolve(base: Path, value: str) -> str:
+    value = os.path.expanduser(value)
+    return value if os.path.isabs(value) or "://" in value else str((base / value).resolve())
+
+
+def _is_path(value: str) -> bool:
+    return value.endswith(".py") or "/" in value or value.startswith(".")
+
+
+def load_config(path: str | os.PathLike, overrides: dict | None = None) -> PipelineConfig:
+    """Reads and validates a pipeline YAML; errors name the file and the field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"pipeline config {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping (name, ingest, transform, trainer, ...)")
+    raw.update(overrides or {})
+    try:
+        config = PipelineConfig(**raw)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"{path}: {problems}") from None
+    base = path.resolve().parent
+    config.source = str(path.resolve())
+    config.root = _resolve(base, config.root or f"tfpipe_root/{config.name}")
+    if config.metadata is None:
+        config.metadata = str(Path(config.root) / "metadata.sqlite")
+    elif "://" not in config.metadata:
+        config.metadata = _resolve(base, config.metadata)
+    ing = config.ingest
+    ing.input = {k: _resolve(base, v) for k, v in ing.input.items()} if isinstance(ing.input, dict) \
+        else _resolve(base, ing.input)
+    if ing.schema_file:
+        ing.schema_file = _resolve(base, ing.schema_file)
+    for section in (config.transform, config.trainer):
+        if _is_path(section.module):
+            section.module = _resolve(base, section.module)
+    config.pusher.serving_base = _resolve(base, config.pusher.serving_base or str(Path(config.root) / "serving"))
+    return config

@@ -1,0 +1,56 @@
+"""The Prefect flow: ingest -> transform -> trainer -> evaluator -> pusher, one task each."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from prefect import flow, task
+
+from pipeline.config import COMPONENTS, load_config
+from pipeline.metadata import MetadataStore
+from pipeline.steps import STEPS, run_step
+
+log = logging.getLogger("tfpipe.pipeline")
+
+
+def _no_cache(no_cache, component: str) -> bool:
+    return no_cache is True or (isinstance(no_cache, (list, tuple)) and component in no_cache)
+
+
+@task(name="tfpipe-component", task_run_name="{component}", retries=0)
+def component_task(config_path: str, overrides: dict, component: str, run_id: str, input_ids: dict,
+                   no_cache) -> dict:
+    """One component: resolve its input artifacts by id, run or reuse it, return its outputs' ids and its state."""
+    cfg = load_config(config_path, overrides)
+    store = MetadataStore(cfg.metadata)
+    run = store.start_run(cfg.name, run_id)
+    inputs = {name: store.artifact(i) for name, i in input_ids.items()}
+    outputs, state = run_step(cfg, store, run, component, inputs, use_cache=not _no_cache(no_cache, component))
+    return {"state": state, "outputs": {name: a.id for name, a in outputs.items()},
+            "uris": {name: a.uri for name, a in outputs.items()}}
+
+
+@flow(name="tfpipe", flow_run_name="{run_name}", log_prints=True)
+def pipeline_flow(config_path: str, overrides: dict | None = None, no_cache=False, run_name: str = "run",
+                  components: list | None = None) -> dict:
+    """Runs the components in order (all by default); a component's inputs are its upstream outputs in this run."""
+    overrides = overrides or {}
+    cfg = load_config(config_path, overrides)  # validated once, before anything runs
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    store = MetadataStore(cfg.metadata)
+    store.start_run(cfg.name, run_id)
+    produced, results = {}, {}
+    for component in components or COMPONENTS:
+        step = STEPS[component]
+        input_ids = {}
+        for name, (upstream, output) in step.inputs.items():
+            source = produced.get(upstream) or {n: a.id for n, a in store.latest_live(cfg.name, upstream).items()}
+            if output in source:
+                input_ids[name] = source[output]
+        result = component_task(config_path, overrides, component, run_id, input_ids, no_cache)
+        produced[component] = result["outputs"]
+        results[component] = result
+    return {"pipeline": cfg.name, "run_id": run_id, "metadata": cfg.metadata, "root": cfg.root,
+            "serving_base": cfg.pusher.serving_base, "components": results}

@@ -1,0 +1,260 @@
+"""ML Metadata: the only module that imports ml_metadata. Types, contexts, executions, artifacts, events."""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.parse
+from dataclasses import dataclass
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from components.errors import ConfigError
+
+PIPELINE, PIPELINE_RUN, COMPONENT = "pipeline", "pipeline_run", "component"
+ARTIFACT_TYPES = ("Examples", "Schema", "ExampleStatistics", "TransformGraph", "TransformedExamples", "Model",
+                  "ModelRun", "ModelEvaluation", "ModelBlessing", "PushedModel")
+_EXEC_PROPS = ("cache_key", "config", "code_version", "library_versions", "pipeline", "run_id", "error")
+STATES = {"RUNNING": pb.Execution.RUNNING, "COMPLETE": pb.Execution.COMPLETE, "FAILED": pb.Execution.FAILED,
+          "CACHED": pb.Execution.CACHED}
+
+
+def connection_config(url: str) -> pb.ConnectionConfig:
+    """sqlite path (or sqlite:///path), postgresql://user[:pw]@host[:port]/db, mysql://user[:pw]@host[:port]/db."""
+    config = pb.ConnectionConfig()
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme in ("", "sqlite", "file"):
+        path = parsed.path if parsed.scheme else url
+        os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+        config.sqlite.filename_uri = path
+        config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    elif parsed.scheme in ("postgresql", "postgres"):
+        pg = config.postgresql
+        pg.host = parsed.hostname or "127.0.0.1"
+        pg.port = str(parsed.port or 5432)
+        pg.user = urllib.parse.unquote(parsed.username or "postgres")
+        if parsed.password:
+            pg.password = urllib.parse.unquote(parsed.password)
+        pg.dbname = parsed.path.lstrip("/") or "mlmd"
+    elif parsed.scheme in ("mysql", "mariadb"):
+        my = config.mysql
+        my.host = parsed.hostname or "127.0.0.1"
+        my.port = parsed.port or 3306
+        my.user = urllib.parse.unquote(parsed.username or "root")
+        if parsed.password:
+            my.password = urllib.parse.unquote(parsed.password)
+        my.database = parsed.path.lstrip("/") or "mlmd"
+    else:
+        raise ConfigError(f"metadata store {url!r}: use a SQLite path, postgresql://... or mysql://...")
+    return config
+
+
+@dataclass
+class Artifact:
+    """An artifact as the pipeline passes it around (id, type, uri, state, custom properties)."""
+
+    id: int
+    type: str
+    uri: str
+    state: str
+    properties: dict
+
+    @classmethod
+    def of(cls, proto, type_name: str) -> "Artifact":
+        props = {k: _value(v) for k, v in proto.custom_properties.items()}
+        return cls(proto.id, type_name, proto.uri, pb.Artifact.State.Name(proto.state), props)
+
+
+def _value(v):
+    kind = v.WhichOneof("value")
+    return getattr(v, kind) if kind else None
+
+
+def _set(props, key, value):
+    if isinstance(value, bool):
+        props[key].bool_value = value
+    elif isinstance(value, int):
+        props[key].int_value = value
+    elif isinstance(value, float):
+        props[key].double_value = value
+    else:
+        props[key].string_value = str(value)
+
+
+class MetadataStore:
+    def __init__(self, url: str):
+        self.url = url
+        try:
+            self.store = metadata_store.MetadataStore(connection_config(url))
+        except Exception as e:
+            raise ConfigError(f"cannot open the metadata store {url}: {e}") from e
+        self._types = {}
+        for name in (PIPELINE, PIPELINE_RUN, COMPONENT):
+            self._types[("ctx", name)] = self.store.put_context_type(pb.ContextType(name=name))
+        for name in ARTIFACT_TYPES:
+            self._types[("art", name)] = self.store.put_artifact_type(pb.ArtifactType(name=name))
+        self._type_names = {v: k[1] for k, v in self._types.items() if k[0] == "art"}
+
+    # ---- contexts -----------------------------------------------------------------------------------------------
+
+    def _context(self, type_name: str, name: str) -> pb.Context:
+        found = self.store.get_context_by_type_and_name(type_name, name)
+        if found is not None:
+            return found
+        ctx = pb.Context(type_id=self._types[("ctx", type_name)], name=name)
+        try:
+            [ctx.id] = self.store.put_contexts([ctx])
+        except Exception:  # another process made it first
+            return self.store.get_context_by_type_and_name(type_name, name)
+        return ctx
+
+    def start_run(self, pipeline: str, run_id: str) -> dict:
+        """The pipeline and pipeline_run contexts (the run a child of the pipeline)."""
+        pipe = self._context(PIPELINE, pipeline)
+        run = self._context(PIPELINE_RUN, f"{pipeline}.{run_id}")
+        try:
+            self.store.put_parent_contexts([pb.ParentContext(child_id=run.id, parent_id=pipe.id)])
+        except Exception:
+            pass  # already linked
+        return {"pipeline": pipe, "run": run, "name": pipeline}
+
+    def _exec_type(self, component: str) -> int:
+        key = ("exec", component)
+        if key not in self._types:
+            etype = pb.ExecutionType(name=f"tfpipe.{component}")
+            for prop in _EXEC_PROPS:
+                etype.properties[prop] = pb.STRING
+            self._types[key] = self.store.put_execution_type(etype)
+        return self._types[key]
+
+    # ---- executions ---------------------------------------------------------------------------------------------
+
+    def start(self, run: dict, component: str, inputs: dict, outputs: dict, props: dict, uri_of) -> tuple:
+        """Registers a RUNNING execution with PENDING outputs, input events and contexts, in one put_execution.
+
+        `outputs` maps output names to artifact types; `uri_of(name, execution_id)` gives each URI, so the
+        execution id comes first (an execution registered alone), then everything else at once.
+        """
+        execution = pb.Execution(type_id=self._exec_type(component), last_known_state=pb.Execution.RUNNING)
+        for k, v in props.items():
+            execution.properties[k].string_value = str(v)
+        [execution.id] = self.store.put_executions([execution])
+        artifacts = {}
+        for name, type_name in outputs.items():
+            artifacts[name] = pb.Artifact(type_id=self._types[("art", type_name)], uri=uri_of(name, execution.id),
+                                          state=pb.Artifact.PENDING)
+            artifacts[name].custom_properties["name"].string_value = name
+        pairs = self._events(inputs, pb.Event.INPUT) + [
+            (a, _event(pb.Event.OUTPUT, name)) for name, a in artifacts.items()]
+        contexts = [run["pipeline"], run["run"], self._context(COMPONENT, f"{run['name']}.{component}")]
+        _, ids, _ = self.store.put_execution(execution, pairs, contexts, reuse_context_if_already_exist=True)
+        for (artifact, _), artifact_id in zip(pairs[len(pairs) - len(artifacts):], ids[len(pairs) - len(artifacts):]):
+            artifact.id = artifact_id
+        return execution, artifacts, contexts
+
+    def _events(self, inputs: dict, kind) -> list:
+        pairs = []
+        for name, artifact in inputs.items():
+            [proto] = self.store.get_artifacts_by_id([artifact.id])
+            pairs.append((proto, _event(kind, name)))
+        return pairs
+
+    def finish(self, execution, artifacts: dict, contexts, state: str, error: str | None = None,
+               artifact_props: dict | None = None) -> dict:
+        """Marks the execution COMPLETE (outputs LIVE) or FAILED (outputs ABANDONED), in one put_execution."""
+        execution.last_known_state = STATES[state]
+        if error:
+            execution.properties["error"].string_value = error[:4000]
+        live = state == "COMPLETE"
+        for name, artifact in artifacts.items():
+            artifact.state = pb.Artifact.LIVE if live else pb.Artifact.ABANDONED
+            for k, v in (artifact_props or {}).get(name, {}).items():
+                _set(artifact.custom_properties, k, v)
+        self.store.put_execution(execution, [(a, None) for a in artifacts.values()], contexts,
+                                 reuse_context_if_already_exist=True, reuse_artifact_if_already_exist_by_external_id=False)
+        return {name: Artifact.of(a, self._type_names[a.type_id]) for name, a in artifacts.items()}
+
+    def record_cached(self, run: dict, component: str, inputs: dict, outputs: dict, props: dict) -> None:
+        """A CACHED execution: it read `inputs` and reused the LIVE `outputs`, registered in one call."""
+        execution = pb.Execution(type_id=self._exec_type(component), last_known_state=pb.Execution.CACHED)
+        for k, v in props.items():
+            execution.properties[k].string_value = str(v)
+        protos = self.store.get_artifacts_by_id([a.id for a in outputs.values()])
+        pairs = self._events(inputs, pb.Event.INPUT) + [
+            (p, _event(pb.Event.OUTPUT, name)) for name, p in zip(outputs, protos)]
+        contexts = [run["pipeline"], run["run"], self._context(COMPONENT, f"{run['name']}.{component}")]
+        self.store.put_execution(execution, pairs, contexts, reuse_context_if_already_exist=True)
+
+    # ---- queries ------------------------------------------------------------------------------------------------
+
+    def outputs_of(self, execution_id: int) -> dict:
+        events = [e for e in self.store.get_events_by_execution_ids([execution_id]) if e.type == pb.Event.OUTPUT]
+        protos = {a.id: a for a in self.store.get_artifacts_by_id([e.artifact_id for e in events])}
+        return {e.path.steps[0].key: Artifact.of(protos[e.artifact_id], self._type_names[protos[e.artifact_id].type_id])
+                for e in events}
+
+    def inputs_of(self, execution_id: int) -> dict:
+        events = [e for e in self.store.get_events_by_execution_ids([execution_id]) if e.type == pb.Event.INPUT]
+        protos = {a.id: a for a in self.store.get_artifacts_by_id([e.artifact_id for e in events])}
+        return {e.path.steps[0].key: Artifact.of(protos[e.artifact_id], self._type_names[protos[e.artifact_id].type_id])
+                for e in events}
+
+    def executions(self, component: str | None = None) -> list:
+        if component is None:
+            return self.store.get_executions()
+        return self.store.get_executions_by_type(f"tfpipe.{component}")
+
+    def find_cached(self, component: str, cache_key: str):
+        """The newest COMPLETE execution with this cache key whose outputs are LIVE and still on disk."""
+        candidates = [e for e in self.executions(component)
+                      if e.last_known_state == pb.Execution.COMPLETE and e.properties["cache_key"].string_value == cache_key]
+        for execution in sorted(candidates, key=lambda e: e.create_time_since_epoch, reverse=True):
+            outputs = self.outputs_of(execution.id)
+            if outputs and all(a.state == "LIVE" and os.path.exists(a.uri) for a in outputs.values()):
+                return execution, outputs
+        return None
+
+    def latest_live(self, pipeline: str, component: str) -> dict:
+        """The outputs of the newest COMPLETE execution of `component` in this pipeline."""
+        ctx = self.store.get_context_by_type_and_name(COMPONENT, f"{pipeline}.{component}")
+        if ctx is None:
+            return {}
+        done = [e for e in self.store.get_executions_by_context(ctx.id)
+                if e.last_known_state in (pb.Execution.COMPLETE, pb.Execution.CACHED)]
+        for execution in sorted(done, key=lambda e: (e.create_time_since_epoch, e.id), reverse=True):
+            outputs = self.outputs_of(execution.id)
+            if outputs and all(a.state == "LIVE" for a in outputs.values()):
+                return outputs
+        return {}
+
+    def artifact(self, artifact_id: int) -> Artifact:
+        found = self.store.get_artifacts_by_id([artifact_id])
+        if not found:
+            raise ConfigError(f"no artifact with id {artifact_id} in {self.url}")
+        return Artifact.of(found[0], self._type_names.get(found[0].type_id, "?"))
+
+    def artifacts(self, type_name: str | None = None, state: str | None = None) -> list[Artifact]:
+        protos = self.store.get_artifacts_by_type(type_name) if type_name else self.store.get_artifacts()
+        out = [Artifact.of(p, self._type_names.get(p.type_id, "?")) for p in protos]
+        return [a for a in out if state is None or a.state == state]
+
+    def runs(self, pipeline: str | None = None) -> list[dict]:
+        """Each pipeline_run context with its executions' components and states."""
+        out = []
+        for ctx in self.store.get_contexts_by_type(PIPELINE_RUN):
+            if pipeline and not ctx.name.startswith(f"{pipeline}."):
+                continue
+            execs = self.store.get_executions_by_context(ctx.id)
+            types = {t.id: t.name for t in self.store.get_execution_types()}
+            out.append({"run": ctx.name, "created": ctx.create_time_since_epoch,
+                        "executions": [(types[e.type_id].removeprefix("tfpipe."), pb.Execution.State.Name(e.last_known_state),
+                                        e.id) for e in sorted(execs, key=lambda e: e.id)]})
+        return sorted(out, key=lambda r: r["created"])
+
+
+def _event(kind, name: str) -> pb.Event:
+    event = pb.Event(type=kind)
+    event.path.steps.add().key = name
+    event.milliseconds_since_epoch = int(time.time() * 1000)
+    return event

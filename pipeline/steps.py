@@ -1,0 +1,203 @@
+"""The five steps: what each reads, what it writes, and how it calls its component.
+
+`run_step` is what every Prefect task does: resolve inputs, check the cache, register the execution,
+run the component into staging folders, publish (rename staging -> final URIs, outputs LIVE) or fail
+(execution FAILED, nothing LIVE, staging removed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import traceback
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Callable
+
+from components import evaluator, ingest, pusher, trainer, transform
+from components.errors import ConfigError
+from components.user_module import module_source
+from pipeline.config import PipelineConfig
+from pipeline.metadata import Artifact, MetadataStore
+
+log = logging.getLogger("tfpipe.pipeline")
+_LIBRARIES = ("tensorflow", "tensorflow-transform", "apache-beam", "tf-keras", "tfx-bsl")
+
+
+@dataclass
+class Step:
+    name: str
+    inputs: dict  # input name -> (upstream step, its output name)
+    outputs: dict  # output name -> artifact type
+    run: Callable  # (config, {input: Artifact}, {output: staging dir}, store) -> {output: {property: value}}
+    code: object  # the component module, whose source is part of the cache key
+
+
+def _ingest(cfg: PipelineConfig, inputs, out, store) -> dict:
+    c = cfg.ingest
+    result = ingest.ingest(ingest.IngestConfig(input=c.input, format=c.format, splits=dict(c.splits),
+                                               schema=c.schema_file, na_values=list(c.na_values)),
+                           out["examples"], out["schema"], out["statistics"])
+    return {"examples": {"split_names": json.dumps(list(result.counts)), "counts": json.dumps(result.counts)}}
+
+
+def _transform(cfg: PipelineConfig, inputs, out, store) -> dict:
+    c = cfg.transform
+    result = transform.transform(transform.TransformConfig(c.module, c.analyze_split, list(c.beam_args)),
+                                 inputs["examples"].uri, _schema_file(inputs["schema"]),
+                                 out["transform_graph"], out["transformed_examples"])
+    return {"transformed_examples": {"split_names": json.dumps(result["splits"])}}
+
+
+def _trainer(cfg: PipelineConfig, inputs, out, store) -> dict:
+    c = cfg.trainer
+    config = trainer.TrainerConfig(c.module, c.label, c.raw_label, c.train_steps, c.eval_steps, c.batch_size, c.seed,
+                                   dict(c.params), c.train_split, c.eval_split)
+    result = trainer.train(config, inputs["transformed_examples"].uri, inputs["transform_graph"].uri,
+                           _schema_file(inputs["schema"]), out["model"], out["model_run"])
+    return {"model_run": {k: v for k, v in result["eval"].items() if isinstance(v, float)}}
+
+
+def _evaluator(cfg: PipelineConfig, inputs, out, store) -> dict:
+    c = cfg.evaluator
+    baseline = baseline_model(cfg, store, inputs)
+    doc = evaluator.evaluate(
+        evaluator.EvaluatorConfig(c.label, list(c.slices), dict(c.thresholds), dict(c.change_thresholds), c.split),
+        inputs["model"].uri, inputs["examples"].uri, _schema_file(inputs["schema"]), inputs["transform_graph"].uri,
+        out["evaluation"], out["blessing"], baseline)
+    props = {f"metric:{k}": float(v) for k, v in doc["overall"].items()}
+    return {"evaluation": props, "blessing": {"blessed": bool(doc["blessed"]), "baseline": baseline or ""}}
+
+
+def _pusher(cfg: PipelineConfig, inputs, out, store) -> dict:
+    blessed = evaluator.is_blessed(inputs["blessing"].uri)
+    doc = pusher.push(inputs["model"].uri, blessed, cfg.pusher.serving_base, out["pushed_model"])
+    return {"pushed_model": {"pushed": bool(doc["pushed"]), "pushed_destination": doc.get("path", ""),
+                             "pushed_version": str(doc.get("version", "")), "model_uri": inputs["model"].uri}}
+
+
+def _schema_file(artifact: Artifact) -> str:
+    return str(Path(artifact.uri) / "schema.pbtxt")
+
+
+def baseline_model(cfg: PipelineConfig, store: MetadataStore, inputs: dict) -> str | None:
+    """The newest model this pipeline pushed, unless it is the candidate itself: what change thresholds compare to."""
+    pushed = store.latest_live(cfg.name, "pusher").get("pushed_model")
+    if not pushed or not pushed.properties.get("pushed"):
+        return None
+    if pushed.properties.get("model_uri") == inputs["model"].uri:
+        return None  # the same model (a cached trainer): comparing it with itself says nothing
+    destination = pushed.properties.get("pushed_destination", "")
+    return destination if os.path.isdir(destination) else None
+
+
+STEPS = {
+    "ingest": Step("ingest", {}, {"examples": "Examples", "schema": "Schema", "statistics": "ExampleStatistics"},
+                   _ingest, ingest),
+    "transform": Step("transform", {"examples": ("ingest", "examples"), "schema": ("ingest", "schema")},
+                      {"transform_graph": "TransformGraph", "transformed_examples": "TransformedExamples"},
+                      _transform, transform),
+    "trainer": Step("trainer", {"transformed_examples": ("transform", "transformed_examples"),
+                                "transform_graph": ("transform", "transform_graph"), "schema": ("ingest", "schema")},
+                    {"model": "Model", "model_run": "ModelRun"}, _trainer, trainer),
+    "evaluator": Step("evaluator", {"model": ("trainer", "model"), "examples": ("ingest", "examples"),
+                                    "schema": ("ingest", "schema"), "transform_graph": ("transform", "transform_graph")},
+                      {"evaluation": "ModelEvaluation", "blessing": "ModelBlessing"}, _evaluator, evaluator),
+    "pusher": Step("pusher", {"model": ("trainer", "model"), "blessing": ("evaluator", "blessing")},
+                   {"pushed_model": "PushedModel"}, _pusher, pusher),
+}
+
+
+# ---- fingerprints and the cache key ---------------------------------------------------------------------------
+
+def fingerprint(path: str) -> str:
+    """A hash of a folder's (or file's) relative names and contents."""
+    digest = hashlib.sha256()
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    for f in files:
+        digest.update(str(f.relative_to(root) if f != root else f.name).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict:
+    out = {}
+    for dist in _LIBRARIES:
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "absent"
+    return out
+
+
+def cache_key(step: Step, cfg: PipelineConfig, inputs: dict, store: MetadataStore) -> str:
+    section = cfg.section(step.name)
+    parts = {
+        "component": step.name,
+        "code": hashlib.sha256(Path(step.code.__file__).read_bytes()).hexdigest(),
+        "config": section,
+        "inputs": {name: [a.id, a.properties.get("fingerprint", "")] for name, a in sorted(inputs.items())},
+        "libraries": library_versions(),
+    }
+    module = section.get("module")
+    if module:
+        parts["user_module"] = hashlib.sha256(module_source(module)).hexdigest()
+    if step.name == "pusher":
+        parts["serving_base"] = cfg.pusher.serving_base
+    if step.name == "evaluator":
+        parts["baseline"] = baseline_model(cfg, store, inputs)  # a new baseline must re-judge the model
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# ---- running one step -----------------------------------------------------------------------------------------
+
+def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, inputs: dict,
+             use_cache: bool = True) -> tuple[dict, str]:
+    """Runs (or reuses) one step; returns ({output: Artifact}, state) where state is COMPLETE or CACHED."""
+    step = STEPS[name]
+    missing = sorted(set(step.inputs) - set(inputs))
+    if missing:
+        raise ConfigError(f"{name}: inputs {missing} are missing; run the upstream components first")
+    key = cache_key(step, cfg, inputs, store)
+    props = {"cache_key": key, "config": json.dumps(cfg.section(name), sort_keys=True, default=str),
+             "code_version": key[:12], "library_versions": json.dumps(library_versions()),
+             "pipeline": cfg.name, "run_id": run["run"].name}
+    if use_cache:
+        hit = store.find_cached(name, key)
+        if hit is not None:
+            _, outputs = hit
+            store.record_cached(run, name, inputs, outputs, props)
+            log.info("%s: cached (reusing execution outputs %s)", name, ", ".join(a.uri for a in outputs.values()))
+            return outputs, "CACHED"
+
+    def uri_of(output: str, execution_id: int) -> str:
+        return str(Path(cfg.root) / name / output / str(execution_id))
+
+    execution, artifacts, contexts = store.start(run, name, inputs, step.outputs, props, uri_of)
+    staging = {out: a.uri + ".staging" for out, a in artifacts.items()}
+    for path in staging.values():
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path)
+    log.info("%s: running (execution %d)", name, execution.id)
+    try:
+        extra = step.run(cfg, inputs, staging, store) or {}
+        for out, path in staging.items():
+            os.rename(path, artifacts[out].uri)  # publish: the final URI appears complete or not at all
+    except BaseException as e:
+        for path in staging.values():
+            shutil.rmtree(path, ignore_errors=True)
+        store.finish(execution, artifacts, contexts, "FAILED",
+                     error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
+        log.error("%s: FAILED (execution %d): %s", name, execution.id, e)
+        raise
+    props_out = {out: dict(extra.get(out, {}), fingerprint=fingerprint(a.uri)) for out, a in artifacts.items()}
+    outputs = store.finish(execution, artifacts, contexts, "COMPLETE", artifact_props=props_out)
+    log.info("%s: COMPLETE (execution %d)", name, execution.id)
+    return outputs, "COMPLETE"
