@@ -3,14 +3,103 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from pathlib import Path
+
+COMPONENTS = ("ingest", "transform", "trainer", "evaluator", "pusher")
+TITANIC_YAML = Path(__file__).resolve().parents[1] / "examples" / "titanic" / "pipeline.yaml"
+
+
+def _overrides(args) -> dict:
+    out = {}
+    if getattr(args, "root", None):
+        out["root"] = os.path.abspath(args.root)
+    if getattr(args, "metadata", None):
+        out["metadata"] = args.metadata if "://" in args.metadata else os.path.abspath(args.metadata)
+    return out
+
+
+def _no_cache(args):
+    if args.no_cache is None:
+        return False
+    return True if args.no_cache == [] else list(args.no_cache)
+
+
+def _summary(result: dict) -> None:
+    print(f"pipeline {result['pipeline']} run {result['run_id']}")
+    for name, info in result["components"].items():
+        print(f"  {name:<10} {info['state']:<9} " + " ".join(f"{k}={v}" for k, v in info["uris"].items()))
+    comps = result["components"]
+    if "evaluator" in comps:
+        metrics = json.loads((Path(comps["evaluator"]["uris"]["evaluation"]) / "metrics.json").read_text())
+        print(f"metrics:      {Path(comps['evaluator']['uris']['evaluation']) / 'metrics.json'}")
+        print("              " + ", ".join(f"{k} {v:.4g}" for k, v in metrics["overall"].items())
+              + f"; blessed: {metrics['blessed']}" + ("" if metrics["blessed"] else f" ({'; '.join(metrics['reasons'])})"))
+    if "pusher" in comps:
+        push = json.loads((Path(comps["pusher"]["uris"]["pushed_model"]) / "push.json").read_text())
+        print(f"pushed model: {push['path']}" if push["pushed"] else "pushed model: none (not blessed)")
+    print(f"MLMD store:   {result['metadata']}")
+
+
+def _run(config_path: str, args, components=None, inputs=None) -> int:
+    from pipeline.flow import pipeline_flow
+
+    result = pipeline_flow(config_path, overrides=_overrides(args), no_cache=_no_cache(args),
+                           run_name=Path(config_path).stem, components=components, inputs=inputs)
+    _summary(result)
+    return 0
+
+
+def _cmd_run(args) -> int:
+    return _run(args.config, args)
 
 
 def _cmd_titanic(args) -> int:
-    from examples.titanic import seed_estimator
+    if args.seed_program:
+        from examples.titanic import seed_estimator
 
-    argv = ["--steps", str(args.steps)] + (["--workdir", args.workdir] if args.workdir else [])
-    seed_estimator.main(argv)
+        seed_estimator.main(["--steps", str(args.steps)] + (["--workdir", args.root] if args.root else []))
+        return 0
+    args.root = args.root or os.path.join("tfpipe_root", "titanic")
+    return _run(str(TITANIC_YAML), args)
+
+
+def _cmd_component(args) -> int:
+    inputs = {}
+    for item in args.input or []:
+        name, _, ref = item.partition("=")
+        if not name or not ref:
+            raise SystemExit(f"--input takes NAME=ARTIFACT_ID or NAME=URI, got {item!r}")
+        inputs[name] = ref
+    return _run(args.config, args, components=[args.name], inputs=inputs)
+
+
+def _store(args):
+    from pipeline.config import load_config
+    from pipeline.metadata import MetadataStore
+
+    cfg = load_config(args.config, _overrides(args))
+    return cfg, MetadataStore(cfg.metadata)
+
+
+def _cmd_runs(args) -> int:
+    cfg, store = _store(args)
+    runs = store.runs(cfg.name)
+    if not runs:
+        print(f"no runs of {cfg.name} in {cfg.metadata}")
+    for run in runs:
+        states = ", ".join(f"{c}:{s}" for c, s, _ in run["executions"])
+        print(f"{run['run']}  {states}")
+    return 0
+
+
+def _cmd_artifacts(args) -> int:
+    _, store = _store(args)
+    for a in store.artifacts(args.type, args.state):
+        props = " ".join(f"{k}={v}" for k, v in sorted(a.properties.items()) if k != "fingerprint")
+        print(f"{a.id:>5}  {a.type:<20} {a.state:<9} {a.uri}  {props}")
     return 0
 
 
@@ -22,16 +111,58 @@ def _cmd_version(args) -> int:
     return 0
 
 
+def _store_args(p, root=True):
+    if root:
+        p.add_argument("--root", help="pipeline root for artifacts (default: the config's root)")
+    p.add_argument("--metadata", help="MLMD store: a SQLite path, postgresql://... or mysql://... (default: the config's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfpipe",
-        description="TensorFlow training pipelines: Estimator training, tf.Transform, Prefect, ML Metadata.",
+        description="TensorFlow training pipelines: ingest -> transform -> trainer -> evaluator -> pusher, "
+                    "on Prefect, with lineage in ML Metadata.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p = sub.add_parser("titanic", help="run the seed's Titanic Estimator program (train, evaluate, predict)")
-    p.add_argument("--workdir", help="where the data split and the model go (default: a new temp dir)")
-    p.add_argument("--steps", type=int, default=100, help="training steps (default 100)")
-    p.set_defaults(func=_cmd_titanic)
+
+    p = sub.add_parser("run", help="run a whole pipeline from its YAML config")
+    p.add_argument("config", help="the pipeline YAML (see examples/titanic/pipeline.yaml)")
+    p.add_argument("--no-cache", nargs="*", metavar="COMPONENT", choices=COMPONENTS,
+                   help="re-run everything (no names) or only these components instead of reusing cached outputs")
+    _store_args(p)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("titanic", help="run the bundled Titanic pipeline with embedded defaults "
+                                       "(SQLite MLMD, local Prefect API, Beam DirectRunner, CPU)")
+    p.add_argument("--root", help="where artifacts, the MLMD store and the served models go (default ./tfpipe_root/titanic)")
+    p.add_argument("--no-cache", nargs="*", metavar="COMPONENT", choices=COMPONENTS, help="as for `run`")
+    p.add_argument("--seed-program", action="store_true",
+                   help="instead, run the seed guide's four-step LinearClassifier program")
+    p.add_argument("--steps", type=int, default=100, help="training steps of --seed-program (default 100)")
+    p.set_defaults(func=_cmd_titanic, metadata=None)
+
+    p = sub.add_parser("component", help="run one component; its inputs default to the upstream component's "
+                                         "latest LIVE outputs in MLMD")
+    p.add_argument("name", choices=COMPONENTS)
+    p.add_argument("--config", required=True, help="the pipeline YAML")
+    p.add_argument("--input", action="append", metavar="NAME=ID|URI",
+                   help="use this artifact (MLMD id or URI) as input NAME; repeatable")
+    p.add_argument("--no-cache", nargs="*", metavar="COMPONENT", choices=COMPONENTS, help="as for `run`")
+    _store_args(p)
+    p.set_defaults(func=_cmd_component)
+
+    p = sub.add_parser("runs", help="list a pipeline's runs and the state of each component")
+    p.add_argument("--config", required=True, help="the pipeline YAML")
+    _store_args(p)
+    p.set_defaults(func=_cmd_runs)
+
+    p = sub.add_parser("artifacts", help="list artifacts in MLMD, optionally filtered")
+    p.add_argument("--config", required=True, help="the pipeline YAML")
+    p.add_argument("--type", help="an artifact type, e.g. Model, Examples, PushedModel")
+    p.add_argument("--state", choices=("PENDING", "LIVE", "ABANDONED"), help="only artifacts in this state")
+    _store_args(p)
+    p.set_defaults(func=_cmd_artifacts)
+
     p = sub.add_parser("version", help="print the versions of tfpipe and the libraries it runs on")
     p.set_defaults(func=_cmd_version)
     return parser
@@ -43,7 +174,14 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return args.func(args)
+    from components.errors import ConfigError, InputError, TfpipeError
+
+    try:
+        return args.func(args)
+    except (TfpipeError, ConfigError, InputError) as e:
+        # Config and input errors are the user's to fix: say what, not a traceback.
+        print(f"tfpipe: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

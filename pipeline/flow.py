@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 
-from prefect import flow, task
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here: no telemetry
+
+from prefect import flow, task  # noqa: E402
 
 from pipeline.config import COMPONENTS, load_config
 from pipeline.metadata import MetadataStore
@@ -34,8 +37,12 @@ def component_task(config_path: str, overrides: dict, component: str, run_id: st
 
 @flow(name="tfpipe", flow_run_name="{run_name}", log_prints=True)
 def pipeline_flow(config_path: str, overrides: dict | None = None, no_cache=False, run_name: str = "run",
-                  components: list | None = None) -> dict:
-    """Runs the components in order (all by default); a component's inputs are its upstream outputs in this run."""
+                  components: list | None = None, inputs: dict | None = None) -> dict:
+    """Runs the components in order (all by default).
+
+    A component's inputs are its upstream outputs in this run, else the upstream's latest LIVE
+    outputs in MLMD; `inputs` ({input name: artifact id or URI}) overrides them.
+    """
     overrides = overrides or {}
     cfg = load_config(config_path, overrides)  # validated once, before anything runs
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -49,6 +56,8 @@ def pipeline_flow(config_path: str, overrides: dict | None = None, no_cache=Fals
             source = produced.get(upstream) or {n: a.id for n, a in store.latest_live(cfg.name, upstream).items()}
             if output in source:
                 input_ids[name] = source[output]
+            if name in (inputs or {}):
+                input_ids[name] = store.resolve(inputs[name])
         result = component_task(config_path, overrides, component, run_id, input_ids, no_cache)
         produced[component] = result["outputs"]
         results[component] = result

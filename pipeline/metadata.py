@@ -234,6 +234,15 @@ class MetadataStore:
             raise ConfigError(f"no artifact with id {artifact_id} in {self.url}")
         return Artifact.of(found[0], self._type_names.get(found[0].type_id, "?"))
 
+    def resolve(self, ref) -> int:
+        """An artifact id from an id or a URI (the newest LIVE artifact at that URI)."""
+        if isinstance(ref, int) or str(ref).isdigit():
+            return self.artifact(int(ref)).id
+        found = [a for a in self.store.get_artifacts_by_uri(os.path.abspath(str(ref))) if a.state == pb.Artifact.LIVE]
+        if not found:
+            raise ConfigError(f"no LIVE artifact at {ref} in {self.url}")
+        return max(found, key=lambda a: a.id).id
+
     def artifacts(self, type_name: str | None = None, state: str | None = None) -> list[Artifact]:
         protos = self.store.get_artifacts_by_type(type_name) if type_name else self.store.get_artifacts()
         out = [Artifact.of(p, self._type_names.get(p.type_id, "?")) for p in protos]
