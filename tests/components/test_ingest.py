@@ -1,0 +1,83 @@
+"""ingest on its own: formats, splits, statistics, schema inference and checks, bad input."""
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import tensorflow as tf
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from components.errors import InputError
+from components.ingest import IngestConfig, ingest, load_schema
+
+CSV = "name,age,score,city\nann,31,1.5,Paris\nbob,,2.5,Lyon\ncid,45,3,Paris\ndee,52,0.5,\n"
+
+
+def _examples(folder):
+    out = []
+    for path in sorted(folder.glob("Split-*/*.gz")):
+        for record in tf.data.TFRecordDataset(str(path), compression_type="GZIP").as_numpy_iterator():
+            ex = tf.train.Example()
+            ex.ParseFromString(record)
+            out.append(ex)
+    return out
+
+
+def test_csv_infers_types_presence_and_statistics(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text(CSV)
+    result = ingest(IngestConfig(input=str(src), splits={"train": 1, "eval": 1}), tmp_path / "out")
+    assert sum(result.counts.values()) == 4 and set(result.counts) == {"train", "eval"}
+    schema = {f.name: f for f in load_schema(result.schema_path).feature}
+    assert [schema_pb2.FeatureType.Name(schema[n].type) for n in ("name", "age", "score", "city")] == \
+        ["BYTES", "INT", "FLOAT", "BYTES"]
+    assert schema["name"].presence.min_fraction == 1.0 and schema["age"].presence.min_fraction == 0.0
+    stats = json.loads(open(result.statistics_path).read())
+    assert stats["features"]["age"] == {"type": "INT", "count": 3, "missing": 1, "min": 31, "max": 52, "mean": 128 / 3}
+    assert stats["features"]["city"]["top_values"][0] == ["Paris", 2]
+    examples = _examples(tmp_path / "out")
+    bob = next(e for e in examples if e.features.feature["name"].bytes_list.value[0] == b"bob")
+    assert "age" not in bob.features.feature  # a missing value is an absent feature
+    assert bob.features.feature["score"].float_list.value[0] == 2.5
+
+
+def test_hash_split_is_deterministic_and_follows_weights(tmp_path):
+    rows = "\n".join(f"{i},{i * 2}" for i in range(1000))
+    (tmp_path / "in.csv").write_text("a,b\n" + rows + "\n")
+    first = ingest(IngestConfig(input=str(tmp_path / "in.csv")), tmp_path / "one").counts
+    second = ingest(IngestConfig(input=str(tmp_path / "in.csv")), tmp_path / "two").counts
+    assert first == second and 640 < first["train"] < 760  # 7:3
+    assert (tmp_path / "one/Split-eval/data.tfrecord.gz").read_bytes() == (tmp_path / "two/Split-eval/data.tfrecord.gz").read_bytes()
+
+
+def test_parquet_tfrecord_and_pre_split_inputs(tmp_path):
+    pq.write_table(pa.table({"x": [1.0, 2.0, None], "label": ["a", "b", "a"]}), tmp_path / "t.parquet")
+    parquet = ingest(IngestConfig(input=str(tmp_path / "t.parquet"), splits={"all": 1}), tmp_path / "pq")
+    assert parquet.counts == {"all": 3}
+    # Its output is TFRecord input for the next ingest, given pre-split.
+    again = ingest(IngestConfig(input={"train": str(tmp_path / "pq/Split-all/*.gz"),
+                                       "eval": str(tmp_path / "pq/Split-all/*.gz")}, schema=parquet.schema_path),
+                   tmp_path / "tfr")
+    assert again.counts == {"train": 3, "eval": 3}
+    assert len(_examples(tmp_path / "tfr")) == 6
+
+
+def test_bad_input_names_file_row_and_column(tmp_path):
+    good = tmp_path / "good.csv"
+    good.write_text(CSV)
+    schema = ingest(IngestConfig(input=str(good)), tmp_path / "g").schema_path
+    with pytest.raises(InputError, match="no file matches"):
+        ingest(IngestConfig(input=str(tmp_path / "nope*.csv")), tmp_path / "a")
+    (tmp_path / "ragged.csv").write_text("a,b\n1,2\n3,4,5\n")
+    with pytest.raises(InputError, match=r"ragged.csv, row 3: 3 fields where the header has 2"):
+        ingest(IngestConfig(input=str(tmp_path / "ragged.csv")), tmp_path / "b")
+    (tmp_path / "typo.csv").write_text("name,age,score,city\nann,31,1.5,Paris\nbob,old,2,Lyon\n")
+    with pytest.raises(InputError, match=r"typo.csv, row 3, column 'age': 'old' is not INT"):
+        ingest(IngestConfig(input=str(tmp_path / "typo.csv"), schema=schema), tmp_path / "c")
+    (tmp_path / "nocol.csv").write_text("name,age,city\nann,31,Paris\n")
+    with pytest.raises(InputError, match=r"nocol.csv: column\(s\) \['score'\] that the schema requires are missing"):
+        ingest(IngestConfig(input=str(tmp_path / "nocol.csv"), schema=schema), tmp_path / "d")
+    (tmp_path / "empty.csv").write_text("name,age\n")
+    with pytest.raises(InputError, match="no rows in .*empty.csv"):
+        ingest(IngestConfig(input=str(tmp_path / "empty.csv")), tmp_path / "e")
