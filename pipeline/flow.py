@@ -30,9 +30,9 @@ def component_task(config_path: str, overrides: dict, component: str, run_id: st
     store = MetadataStore(cfg.metadata)
     run = store.start_run(cfg.name, run_id)
     inputs = {name: store.artifact(i) for name, i in input_ids.items()}
-    outputs, state = run_step(cfg, store, run, component, inputs, use_cache=not _no_cache(no_cache, component))
+    outputs, state, compute = run_step(cfg, store, run, component, inputs, use_cache=not _no_cache(no_cache, component))
     return {"state": state, "outputs": {name: a.id for name, a in outputs.items()},
-            "uris": {name: a.uri for name, a in outputs.items()}}
+            "uris": {name: a.uri for name, a in outputs.items()}, "compute_seconds": compute}
 
 
 @flow(name="tfpipe", flow_run_name="{run_name}", log_prints=True)
@@ -58,7 +58,9 @@ def pipeline_flow(config_path: str, overrides: dict | None = None, no_cache=Fals
                 input_ids[name] = source[output]
             if name in (inputs or {}):
                 input_ids[name] = store.resolve(inputs[name])
+        started = time.perf_counter()
         result = component_task(config_path, overrides, component, run_id, input_ids, no_cache)
+        result["wall_seconds"] = time.perf_counter() - started
         produced[component] = result["outputs"]
         results[component] = result
     return {"pipeline": cfg.name, "run_id": run_id, "metadata": cfg.metadata, "root": cfg.root,

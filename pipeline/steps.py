@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import traceback
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -159,8 +160,8 @@ def cache_key(step: Step, cfg: PipelineConfig, inputs: dict, store: MetadataStor
 # ---- running one step -----------------------------------------------------------------------------------------
 
 def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, inputs: dict,
-             use_cache: bool = True) -> tuple[dict, str]:
-    """Runs (or reuses) one step; returns ({output: Artifact}, state) where state is COMPLETE or CACHED."""
+             use_cache: bool = True) -> tuple[dict, str, float]:
+    """Runs (or reuses) one step; returns ({output: Artifact}, COMPLETE or CACHED, seconds in the component)."""
     step = STEPS[name]
     missing = sorted(set(step.inputs) - set(inputs))
     if missing:
@@ -175,7 +176,7 @@ def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, in
             _, outputs = hit
             store.record_cached(run, name, inputs, outputs, props)
             log.info("%s: cached (reusing execution outputs %s)", name, ", ".join(a.uri for a in outputs.values()))
-            return outputs, "CACHED"
+            return outputs, "CACHED", 0.0
 
     def uri_of(output: str, execution_id: int) -> str:
         return str(Path(cfg.root) / name / output / str(execution_id))
@@ -186,8 +187,10 @@ def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, in
         shutil.rmtree(path, ignore_errors=True)
         os.makedirs(path)
     log.info("%s: running (execution %d)", name, execution.id)
+    started = time.perf_counter()
     try:
         extra = step.run(cfg, inputs, staging, store) or {}
+        compute = time.perf_counter() - started
         for out, path in staging.items():
             os.rename(path, artifacts[out].uri)  # publish: the final URI appears complete or not at all
     except BaseException as e:
@@ -200,4 +203,4 @@ def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, in
     props_out = {out: dict(extra.get(out, {}), fingerprint=fingerprint(a.uri)) for out, a in artifacts.items()}
     outputs = store.finish(execution, artifacts, contexts, "COMPLETE", artifact_props=props_out)
     log.info("%s: COMPLETE (execution %d)", name, execution.id)
-    return outputs, "COMPLETE"
+    return outputs, "COMPLETE", compute

@@ -11,7 +11,18 @@ def test_help_lists_commands_without_importing_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
     help_text = build_parser().format_help()
-    assert "titanic" in help_text and "version" in help_text
+    for command in ("run", "titanic", "component", "runs", "artifacts", "version"):
+        assert command in help_text
+
+
+def test_every_command_documents_itself(capsys):
+    import pytest
+
+    for command in ("run", "titanic", "component", "runs", "artifacts", "version"):
+        with pytest.raises(SystemExit) as done:
+            main([command, "--help"])
+        assert done.value.code == 0
+        assert f"usage: tfpipe {command}" in capsys.readouterr().out
 
 
 def test_no_command_prints_help_and_fails(capsys):

@@ -61,7 +61,7 @@ def test_ingest_records_lineage_and_is_cached_the_second_time(tmp_path):
     cfg = _config(tmp_path, _write(tmp_path / "in.csv", CSV[:60]))
     store = MetadataStore(cfg.metadata)
     run = store.start_run(cfg.name, "r1")
-    outputs, state = run_step(cfg, store, run, "ingest", {})
+    outputs, state, _ = run_step(cfg, store, run, "ingest", {})
     assert state == "COMPLETE"
     assert {n: (a.type, a.state) for n, a in outputs.items()} == {
         "examples": ("Examples", "LIVE"), "schema": ("Schema", "LIVE"), "statistics": ("ExampleStatistics", "LIVE")}
@@ -75,14 +75,14 @@ def test_ingest_records_lineage_and_is_cached_the_second_time(tmp_path):
     run_ctx = store.store.get_context_by_type_and_name("pipeline_run", f"{cfg.name}.r1")
     assert [p.name for p in store.store.get_parent_contexts_by_context(run_ctx.id)] == [cfg.name]
 
-    again, state = run_step(cfg, store, store.start_run(cfg.name, "r2"), "ingest", {})
+    again, state, _ = run_step(cfg, store, store.start_run(cfg.name, "r2"), "ingest", {})
     assert state == "CACHED" and {n: a.id for n, a in again.items()} == {n: a.id for n, a in outputs.items()}
     states = [pb.Execution.State.Name(e.last_known_state) for e in store.executions("ingest")]
     assert states == ["COMPLETE", "CACHED"]
     cached_outputs = store.outputs_of(store.executions("ingest")[1].id)
     assert {n: a.id for n, a in cached_outputs.items()} == {n: a.id for n, a in outputs.items()}
 
-    _, state = run_step(cfg, store, store.start_run(cfg.name, "r3"), "ingest", {}, use_cache=False)
+    _, state, _ = run_step(cfg, store, store.start_run(cfg.name, "r3"), "ingest", {}, use_cache=False)
     assert state == "COMPLETE"
 
 
@@ -99,7 +99,7 @@ def test_bad_input_fails_the_execution_and_publishes_nothing(tmp_path, case, lin
     if schema:  # a schema taken from good data, the way a team pins one
         good = _config(tmp_path / "good", _write(tmp_path / "good.csv", CSV[:40]))
         good_store = MetadataStore(good.metadata)
-        outputs, _ = run_step(good, good_store, good_store.start_run(good.name, "g"), "ingest", {})
+        outputs, _, _ = run_step(good, good_store, good_store.start_run(good.name, "g"), "ingest", {})
         schema_file = str(Path(outputs["schema"].uri) / "schema.pbtxt")
     source = tmp_path / "absent.csv" if lines is None else _write(tmp_path / "in.csv", lines)
     cfg = _config(tmp_path / "bad", source, ingest={"schema": schema_file})
@@ -119,7 +119,7 @@ def test_failing_preprocessing_fn_fails_transform(tmp_path):
     cfg = _config(tmp_path, _write(tmp_path / "in.csv", CSV[:60]), transform={"module": str(module)})
     store = MetadataStore(cfg.metadata)
     run = store.start_run(cfg.name, "r")
-    ingested, _ = run_step(cfg, store, run, "ingest", {})
+    ingested, _, _ = run_step(cfg, store, run, "ingest", {})
     with pytest.raises(TransformError, match=r"preprocessing_fn in .*broken.py failed: KeyError: 'NoSuchColumn'"):
         run_step(cfg, store, run, "transform", {"examples": ingested["examples"], "schema": ingested["schema"]})
     [execution] = store.executions("transform")
@@ -134,12 +134,12 @@ def test_shared_store_on_a_database_server(tmp_path, url):
     cfg = _config(tmp_path, _write(tmp_path / "in.csv", CSV[:30]), metadata=url)
     assert cfg.metadata == url
     store = MetadataStore(url)
-    outputs, state = run_step(cfg, store, store.start_run(cfg.name, "a"), "ingest", {})
+    outputs, state, _ = run_step(cfg, store, store.start_run(cfg.name, "a"), "ingest", {})
     assert state == "COMPLETE"
     # A second client (another machine, in production) sees the same records and reuses them.
     other = MetadataStore(url)
     assert other.latest_live(cfg.name, "ingest")["examples"].id == outputs["examples"].id
-    _, state = run_step(cfg, other, other.start_run(cfg.name, "b"), "ingest", {})
+    _, state, _ = run_step(cfg, other, other.start_run(cfg.name, "b"), "ingest", {})
     assert state == "CACHED"
     assert [r["run"] for r in other.runs(cfg.name)] == [f"{cfg.name}.a", f"{cfg.name}.b"]
 
