@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import sys
@@ -21,8 +20,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+from _report import emit  # noqa: E402
 from pipeline.flow import pipeline_flow  # noqa: E402
 
 
@@ -59,12 +60,7 @@ def main(argv=None) -> dict:
         },
     }
     doc["total_overhead_seconds"] = round(sum(c["overhead_seconds"] for c in doc["components"].values()), 3)
-    text = json.dumps(doc, indent=2)
-    print(text)
-    if not args.no_write:
-        out = Path(__file__).parent / "results" / f"{dt.date.today().isoformat()}-pipeline.json"
-        out.write_text(text + "\n")
-    return doc
+    return emit(doc, "pipeline", write=not args.no_write)
 
 
 if __name__ == "__main__":

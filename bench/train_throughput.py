@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import shutil
@@ -21,10 +20,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
+
+from _report import emit  # noqa: E402
 
 from components import estimator  # noqa: E402
 
@@ -139,12 +141,7 @@ def main(argv=None) -> dict:
             "ratio_vs_keras_fit": round(est_rate / keras_rate, 3),
             "fraction_of_ceiling": round(est_rate / result["input_pipeline_ceiling_examples_per_sec"], 3),
         }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if not args.no_write:
-        out = Path(__file__).parent / "results" / f"{dt.date.today().isoformat()}-train.json"
-        out.write_text(text + "\n")
-    return result
+    return emit(result, "train", write=not args.no_write)
 
 
 if __name__ == "__main__":
