@@ -23,3 +23,7 @@ class NotTrainedError(TfpipeError, ValueError):
 
 class NanLossError(TfpipeError, RuntimeError):
     """Training produced a NaN or infinite loss."""
+
+
+class ClusterError(TfpipeError, RuntimeError):
+    """A task of a distributed training cluster failed or stopped answering."""

@@ -15,6 +15,7 @@ from components.estimator.dnn import (
     DNNLinearCombinedRegressor,
     DNNRegressor,
 )
+from components.estimator.distribute import parameter_server_strategy, tpu_strategy
 from components.estimator.estimator import Estimator
 from components.estimator.heads import SUM, SUM_OVER_BATCH_SIZE, ClassificationHead, MultiLabelHead, RegressionHead
 from components.estimator.hooks import (
@@ -30,7 +31,14 @@ from components.estimator.linear import LinearClassifier, LinearEstimator, Linea
 from components.estimator.mode_keys import ModeKeys
 from components.estimator.run_config import RunConfig
 from components.estimator.spec import EstimatorSpec
-from components.estimator.training import EvalSpec, FinalExporter, LatestExporter, TrainSpec, train_and_evaluate
+from components.estimator.training import (
+    BestExporter,
+    EvalSpec,
+    FinalExporter,
+    LatestExporter,
+    TrainSpec,
+    train_and_evaluate,
+)
 from components.estimator.warm_start import WarmStartSettings
 
 __all__ = [
@@ -61,11 +69,14 @@ __all__ = [
     "SessionRunValues",
     "StopAtStepHook",
     "WarmStartSettings",
+    "BestExporter",
     "EvalSpec",
     "FinalExporter",
     "LatestExporter",
     "TrainSpec",
     "train_and_evaluate",
+    "tpu_strategy",
+    "parameter_server_strategy",
     "export",
     "keras",
     "model_to_estimator",

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from components.errors import ConfigError, InputError, NanLossError, NotTrainedError
+from components.errors import ClusterError, ConfigError, InputError, NanLossError, NotTrainedError
 from components.estimator import hooks as hooks_lib
 from components.estimator._compat import allow_keras3_variables_in_group
 from components.estimator._inputs import batch_size_of, call_with_known_args, fn_args, to_dataset
@@ -144,6 +144,20 @@ def _deps(op) -> list:
     return [op] if not isinstance(op, (list, tuple)) else list(op)
 
 
+def _is_parameter_server(strategy) -> bool:
+    return isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy)
+
+
+_COORDINATORS: dict = {}
+
+
+def _coordinator(strategy):
+    """The one ClusterCoordinator of a ParameterServerStrategy (TF allows a single one per strategy)."""
+    if id(strategy) not in _COORDINATORS:
+        _COORDINATORS[id(strategy)] = (strategy, tf.distribute.experimental.coordinator.ClusterCoordinator(strategy))
+    return _COORDINATORS[id(strategy)][1]
+
+
 def _variable_paths(checkpoint: str, all_paths: bool = False) -> dict:
     """From the checkpoint's object graph: {preferred path: key}, or {key: every path} with all_paths."""
     from tensorflow.core.protobuf import trackable_object_graph_pb2
@@ -258,6 +272,11 @@ class Estimator:
             flags.append(has)
             return ds
 
+        if _is_parameter_server(strategy):
+            # The coordinator builds the dataset on every worker; asynchronous training reads it there.
+            coordinator = _coordinator(strategy)
+            per_worker = coordinator.create_per_worker_dataset(strategy.distribute_datasets_from_function(dataset_fn))
+            return iter(per_worker), flags[0]
         dist = strategy.distribute_datasets_from_function(dataset_fn)
         return iter(dist), flags[0]
 
@@ -322,7 +341,13 @@ class Estimator:
         strategy = self._config.train_distribute
         program = _Program(self, ModeKeys.TRAIN, strategy)
         iterator, has_labels = self._iterator(input_fn, ModeKeys.TRAIN, strategy)
-        _TrainLoop(self, program, iterator, has_labels, list(hooks or []), list(saving_listeners or []), steps, max_steps).run()
+        loop = _TrainLoop(self, program, iterator, has_labels, list(hooks or []), list(saving_listeners or []), steps,
+                          max_steps)
+        if _is_parameter_server(strategy):
+            # Traced once here, on a local copy of the input, so the variables exist (on the parameter
+            # servers) and the checkpoint can be restored before any step is scheduled on a worker.
+            loop.trace_iterator = iter(self._dataset(input_fn, ModeKeys.TRAIN)[0])
+        loop.run()
         return self
 
     # ---- evaluate -------------------------------------------------------------------------------
@@ -423,6 +448,7 @@ class _TrainLoop:
         self.hooks, self.listeners, self.steps, self.max_steps = hooks, listeners, steps, max_steps
         self.cfg = est.config
         self.is_chief = self.cfg.is_chief
+        self.trace_iterator = None
 
     def _chunk_fn(self):
         p, strategy, has_labels = self.p, self.p.strategy, self.has_labels
@@ -450,9 +476,11 @@ class _TrainLoop:
         gs = p.global_step
         with writer.as_default(step=gs), tf.summary.record_if(lambda: every > 0 and gs % every == 0):
             chunk = self._chunk_fn()
+            parameter_server = _is_parameter_server(p.strategy)
+            self._run_chunk = self._scheduled(chunk) if parameter_server else chunk
             with p.strategy.scope():
                 try:
-                    chunk.get_concrete_function(self.it, tf.constant(1))
+                    chunk.get_concrete_function(self.trace_iterator if parameter_server else self.it, tf.constant(1))
                 except tf.errors.OutOfRangeError as e:
                     raise InputError("input_fn produced no data to train on") from e
             manager = tf.train.CheckpointManager(
@@ -495,15 +523,22 @@ class _TrainLoop:
             contexts = [hooks_lib.SessionRunContext() for _ in hooks]
             requests = [h.before_run(c) for h, c in zip(hooks, contexts)]
             try:
-                loss_t, count_t = chunk(self.it, tf.constant(n))
+                loss_t, count_t = self._run_chunk(self.it, tf.constant(n))
             except tf.errors.OutOfRangeError:
                 # Only the chunk's first get_next raises, so no step ran; but an increment with no
                 # data dependency (gs.assign_add(1) in a train_op) may still have executed: undo it.
                 gs.assign(step)
                 log.info("input exhausted at step %d", step)
                 break
+            except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError) as e:
+                if not self.cfg.cluster_spec:
+                    raise
+                raise ClusterError(
+                    f"{self.cfg.task_type} {self.cfg.task_id}: a task of the training cluster stopped answering at "
+                    f"step {step} ({str(e).splitlines()[0][:300]}). Restart the cluster's tasks: training resumes "
+                    f"from the last checkpoint, {self.est.latest_checkpoint() or 'none yet'}.") from e
             new_step = int(gs.numpy())
-            loss, count = float(loss_t.numpy()), int(count_t.numpy())
+            loss, count = float(np.asarray(loss_t)), int(np.asarray(count_t))
             if new_step == step:
                 raise ConfigError("the model_fn's train_op did not increment the global step; include "
                                   "tf.compat.v1.train.get_global_step().assign_add(1) in train_op")
@@ -539,6 +574,21 @@ class _TrainLoop:
         for listener in self.listeners:
             listener.end(None, step)
         log.info("training stopped at step %d, loss = %.5g", step, loss)
+
+    def _scheduled(self, chunk):
+        """Under ParameterServerStrategy: split the n steps over the workers, schedule, wait for all."""
+        coordinator = _coordinator(self.p.strategy)
+        workers = max(1, self.cfg.num_worker_replicas - (1 if self.cfg.cluster_spec.get("chief") else 0))
+
+        def run(iterator, n):
+            n = int(n)
+            shares = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
+            remotes = [coordinator.schedule(chunk, args=(iterator, tf.constant(k))) for k in shares if k]
+            coordinator.join()
+            results = [r.fetch() for r in remotes]
+            return results[-1][0], sum(int(r[1]) for r in results)
+
+        return run
 
     def _save(self, manager, step) -> bool:
         """Saves a checkpoint on the chief; True when a listener asks to stop."""

@@ -8,6 +8,8 @@ import shutil
 import time
 from typing import NamedTuple
 
+import tensorflow as tf
+
 from components.errors import ConfigError
 
 log = logging.getLogger("tfpipe.estimator")
@@ -65,15 +67,104 @@ class FinalExporter(_Exporter):
         return self._export(estimator, export_path, checkpoint_path) if is_the_final_export else None
 
 
-def train_and_evaluate(estimator, train_spec: TrainSpec, eval_spec: EvalSpec):
-    """Trains to max_steps, evaluating (and exporting) after each checkpoint at most every throttle_secs.
+class BestExporter(_Exporter):
+    """Exports when an evaluation beats the best so far (lowest loss by default).
 
-    Returns (the last evaluation's metrics, the export paths of the final evaluation).
+    After a restart the best so far is read back from the evaluation event files, so a worse model
+    is not exported just because the process is new.
+    """
+
+    def __init__(self, name="best_exporter", serving_input_receiver_fn=None, event_file_pattern="eval/*.tfevents.*",
+                 compare_fn=None, assets_extra=None, as_text=False, exports_to_keep=5, metric_key="loss"):
+        super().__init__(name, serving_input_receiver_fn, assets_extra, as_text, exports_to_keep)
+        self.metric_key = metric_key
+        self.compare_fn = compare_fn or (lambda best, current: current[metric_key] < best[metric_key])
+        self.event_file_pattern, self._best = event_file_pattern, None
+
+    def _best_from_events(self, model_dir):
+        best = None
+        for path in tf.io.gfile.glob(os.path.join(model_dir, self.event_file_pattern)):
+            for event in tf.compat.v1.train.summary_iterator(path):
+                values = {}
+                for v in event.summary.value:
+                    tensor = tf.make_ndarray(v.tensor) if v.HasField("tensor") else v.simple_value
+                    values[v.tag] = float(tensor)
+                if self.metric_key in values and (best is None or self.compare_fn(best, values)):
+                    best = values
+        return best
+
+    def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
+        if self._best is None:
+            self._best = self._best_from_events(estimator.model_dir)
+            if self._best is not None and self._best.get(self.metric_key) == float(eval_result[self.metric_key]):
+                self._best = None  # the event files already hold this very evaluation
+        current = {k: float(v) for k, v in eval_result.items() if getattr(v, "ndim", 0) == 0}
+        if self._best is None or self.compare_fn(self._best, current):
+            self._best = current
+            return self._export(estimator, export_path, checkpoint_path)
+        return None
+
+
+def train_and_evaluate(estimator, train_spec: TrainSpec, eval_spec: EvalSpec):
+    """Trains to max_steps and evaluates, locally or as this process's task in a TF_CONFIG cluster.
+
+    Locally: evaluation (and exporters) after each checkpoint, at most every throttle_secs, and at the end.
+    In a cluster: `ps` (and, under ParameterServerStrategy, `worker`) tasks serve; chief and workers
+    train; the `evaluator` task evaluates each new checkpoint until max_steps. Without an evaluator
+    task the chief evaluates once training ends. Returns (metrics, export paths), or (None, []) on a
+    task that does not evaluate.
     """
     if not isinstance(train_spec, TrainSpec) or not isinstance(eval_spec, EvalSpec):
         raise ConfigError("train_and_evaluate needs a TrainSpec and an EvalSpec")
     if train_spec.max_steps is None:
         raise ConfigError("TrainSpec.max_steps is required: training has to end for the final evaluation")
+    cfg = estimator.config
+    cluster = cfg.cluster_spec or {}
+    if not cluster:
+        return _local(estimator, train_spec, eval_spec)
+    role = cfg.task_type
+    # With parameter servers (TF2's ParameterServerStrategy) workers only serve: the chief coordinates.
+    if role == "ps" or (role == "worker" and "ps" in cluster):
+        _serve(cfg)
+        return None, []
+    if role == "evaluator":
+        return _evaluator_loop(estimator, train_spec, eval_spec)
+    estimator.train(train_spec.input_fn, hooks=list(train_spec.hooks), max_steps=train_spec.max_steps)
+    if cfg.is_chief and "evaluator" not in cluster:
+        return _evaluate_and_export(estimator, eval_spec, True, estimator.latest_checkpoint())
+    return None, []
+
+
+def _serve(cfg):
+    """A parameter server (or a ParameterServerStrategy worker): serve until killed, as tf.estimator's did."""
+    server = tf.distribute.Server(tf.train.ClusterSpec(cfg.cluster_spec), job_name=cfg.task_type,
+                                  task_index=cfg.task_id, protocol="grpc", start=True)
+    log.info("%s %d serving at %s", cfg.task_type, cfg.task_id, server.target)
+    server.join()
+
+
+def _evaluator_loop(estimator, train_spec, eval_spec):
+    """Evaluates every new checkpoint (at most every throttle_secs) until one reaches max_steps."""
+    time.sleep(min(eval_spec.start_delay_secs, 5))
+    last, last_time = None, 0.0
+    while True:
+        latest = estimator.latest_checkpoint()
+        if latest and latest != last and time.time() - last_time >= eval_spec.throttle_secs:
+            step = int(latest.rsplit("-", 1)[1])
+            final = step >= train_spec.max_steps
+            try:
+                result, exports = _evaluate_and_export(estimator, eval_spec, final, latest)
+            except (tf.errors.NotFoundError, ValueError) as e:
+                # The chief's CheckpointManager may delete an old checkpoint while it is read: take the next.
+                log.info("evaluator: %s went away (%s); waiting for the next checkpoint", latest, e)
+                continue
+            last, last_time = latest, time.time()
+            if final:
+                return result, exports
+        time.sleep(0.5)
+
+
+def _local(estimator, train_spec, eval_spec):
     every = estimator.config.save_checkpoints_steps or train_spec.max_steps
     last_eval = 0.0
     while True:
@@ -86,11 +177,11 @@ def train_and_evaluate(estimator, train_spec: TrainSpec, eval_spec: EvalSpec):
             break  # input ran out before max_steps
         final = target >= train_spec.max_steps
         if final or time.time() - last_eval >= eval_spec.throttle_secs:
-            result, exports = _evaluate_and_export(estimator, eval_spec, final)
+            result, exports = _evaluate_and_export(estimator, eval_spec, final, estimator.latest_checkpoint())
             last_eval = time.time()
             if final:
                 return result, exports
-    return _evaluate_and_export(estimator, eval_spec, True)
+    return _evaluate_and_export(estimator, eval_spec, True, estimator.latest_checkpoint())
 
 
 def _global_step(estimator) -> int:
@@ -98,8 +189,7 @@ def _global_step(estimator) -> int:
     return int(estimator.get_variable_value("global_step")) if latest else 0
 
 
-def _evaluate_and_export(estimator, eval_spec, final):
-    checkpoint = estimator.latest_checkpoint()
+def _evaluate_and_export(estimator, eval_spec, final, checkpoint):
     result = estimator.evaluate(eval_spec.input_fn, steps=eval_spec.steps, hooks=list(eval_spec.hooks),
                                 checkpoint_path=checkpoint, name=eval_spec.name)
     exports = []

@@ -1,0 +1,137 @@
+"""Real localhost clusters from TF_CONFIG: MultiWorkerMirroredStrategy, ParameterServerStrategy with an
+evaluator, a worker killed mid-training; plus the strategies that run in one process."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import estimator
+from components.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(cluster, task_type, index, model_dir, max_steps, kind, *extra):
+    env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}}),
+               TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.Popen([sys.executable, "-m", "tests.components.estimator.cluster_worker", str(model_dir),
+                             str(max_steps), kind, *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc, timeout=300) -> tuple[int, dict | None, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+    return proc.returncode, json.loads(lines[-1][len("RESULT "):]) if lines else None, err
+
+
+def _serve_check(export_path):
+    loaded = tf.saved_model.load(export_path)
+    out = loaded.signatures["predict"](x=tf.constant([[-0.9], [0.9]]))
+    assert out["classes"].numpy().ravel().tolist() == [b"0", b"1"]
+
+
+@pytest.mark.slow
+def test_multi_worker_mirrored_two_workers_train_one_model(tmp_path):
+    cluster = {"worker": [f"127.0.0.1:{_port()}", f"127.0.0.1:{_port()}"]}
+    procs = [_start(cluster, "worker", i, tmp_path / "model", 60, "multi_worker") for i in range(2)]
+    (rc0, chief, err0), (rc1, other, err1) = (_finish(p) for p in procs)
+    assert rc0 == 0 and rc1 == 0, err0[-2000:] + err1[-2000:]
+    # Worker 0 is the chief: it alone evaluates and exports; worker 1 trained its shard and returns.
+    assert chief["result"]["global_step"] == 60 and chief["result"]["accuracy"] > 0.9
+    assert other["result"] == {} and other["exports"] == []
+    assert len(chief["exports"]) == 1 and os.listdir(tmp_path / "model" / "export" / "final") == [
+        os.path.basename(chief["exports"][0])]
+    _serve_check(chief["exports"][0])
+
+
+@pytest.mark.slow
+def test_parameter_server_cluster_with_an_evaluator(tmp_path):
+    cluster = {"chief": [f"127.0.0.1:{_port()}"], "worker": [f"127.0.0.1:{_port()}", f"127.0.0.1:{_port()}"],
+               "ps": [f"127.0.0.1:{_port()}"], "evaluator": [f"127.0.0.1:{_port()}"]}
+    servers = [_start(cluster, "ps", 0, tmp_path / "model", 60, "ps")]
+    servers += [_start(cluster, "worker", i, tmp_path / "model", 60, "ps") for i in range(2)]
+    try:
+        chief = _start(cluster, "chief", 0, tmp_path / "model", 60, "ps")
+        evaluator = _start(cluster, "evaluator", 0, tmp_path / "model", 60, "ps")
+        rc, chief_out, err = _finish(chief)
+        assert rc == 0, err[-3000:]
+        rc, eval_out, err = _finish(evaluator)
+        assert rc == 0, err[-3000:]
+    finally:
+        for s in servers:
+            s.kill()
+            s.communicate()
+    # With an evaluator task the chief only trains; the evaluator saw the final checkpoint and exported.
+    assert chief_out["result"] == {}
+    assert eval_out["result"]["global_step"] == 60 and eval_out["result"]["accuracy"] > 0.9
+    steps_seen = sorted(int(p.name[len("model.ckpt-"):-len(".index")]) for p in (tmp_path / "model").glob("model.ckpt-*.index"))
+    assert steps_seen[-1] == 60
+    _serve_check(eval_out["exports"][0])
+
+
+@pytest.mark.slow
+def test_killed_worker_is_reported_and_the_cluster_resumes(tmp_path):
+    model_dir = tmp_path / "model"
+    cluster = {"worker": [f"127.0.0.1:{_port()}", f"127.0.0.1:{_port()}"]}
+    procs = [_start(cluster, "worker", i, model_dir, 100000, "multi_worker", "--slow") for i in range(2)]
+    deadline = time.time() + 180
+    while not list(model_dir.glob("model.ckpt-*.index")) and time.time() < deadline:
+        time.sleep(0.3)
+    assert list(model_dir.glob("model.ckpt-*.index")), "the cluster never checkpointed"
+    procs[1].send_signal(signal.SIGKILL)
+    rc, _, err = _finish(procs[0], timeout=240)
+    _finish(procs[1])
+    assert rc != 0
+    assert "ClusterError" in err and "stopped answering" in err and "resumes from the last checkpoint" in err
+    saved = max(int(p.name[len("model.ckpt-"):-len(".index")]) for p in model_dir.glob("model.ckpt-*.index"))
+
+    # Restarted, both workers pick up the checkpoint and finish.
+    cluster = {"worker": [f"127.0.0.1:{_port()}", f"127.0.0.1:{_port()}"]}
+    procs = [_start(cluster, "worker", i, model_dir, saved + 40, "multi_worker") for i in range(2)]
+    (rc0, chief, err0), (rc1, _, err1) = (_finish(p) for p in procs)
+    assert rc0 == 0 and rc1 == 0, err0[-2000:] + err1[-2000:]
+    assert f"(global step {saved})" in err0 and chief["result"]["global_step"] == saved + 40
+
+
+def test_single_process_strategies_match_no_strategy(tmp_path):
+    x = tf.feature_column.numeric_column("x")
+
+    def input_fn(input_context=None):
+        xs = tf.range(64, dtype=tf.float32) / 32.0 - 1.0
+        return tf.data.Dataset.from_tensor_slices(({"x": xs}, tf.cast(xs > 0.1, tf.int32))).repeat().batch(16)
+
+    weights = {}
+    for name, strategy in [("none", None), ("one_device", tf.distribute.OneDeviceStrategy("/cpu:0")),
+                           ("central_storage", tf.distribute.experimental.CentralStorageStrategy(["/cpu:0"]))]:
+        cfg = estimator.RunConfig(train_distribute=strategy, eval_distribute=strategy, tf_random_seed=1)
+        est = estimator.LinearClassifier([x], model_dir=str(tmp_path / name), config=cfg, optimizer="SGD")
+        est.train(input_fn, steps=20)
+        assert est.evaluate(input_fn, steps=2)["global_step"] == 20
+        weights[name] = est.get_variable_value("linear/linear_model/x/weights")
+    np.testing.assert_allclose(weights["one_device"], weights["none"], rtol=1e-5)
+    np.testing.assert_allclose(weights["central_storage"], weights["none"], rtol=1e-5)
+
+
+def test_tpu_strategy_without_a_tpu_says_so():
+    with pytest.raises(ConfigError, match="no TPU found"):
+        estimator.tpu_strategy()
