@@ -135,3 +135,33 @@ def test_single_process_strategies_match_no_strategy(tmp_path):
 def test_tpu_strategy_without_a_tpu_says_so():
     with pytest.raises(ConfigError, match="no TPU found"):
         estimator.tpu_strategy()
+
+
+def test_local_train_and_evaluate_with_exporters(tmp_path):
+    x = tf.feature_column.numeric_column("x")
+
+    def input_fn():
+        xs = tf.range(64, dtype=tf.float32) / 32.0 - 1.0
+        return tf.data.Dataset.from_tensor_slices(({"x": xs}, tf.cast(xs > 0.1, tf.int32))).repeat().batch(16)
+
+    def eval_fn():
+        return input_fn().take(4)
+
+    receiver = estimator.export.build_raw_serving_input_receiver_fn({"x": tf.zeros([1, 1])})
+    cfg = estimator.RunConfig(save_checkpoints_steps=10, tf_random_seed=1)
+    est = estimator.LinearClassifier([x], model_dir=str(tmp_path), config=cfg, optimizer="SGD")
+    exporters = [estimator.LatestExporter("latest", receiver, exports_to_keep=2),
+                 estimator.BestExporter("best", receiver), estimator.FinalExporter("final", receiver)]
+    result, exports = estimator.train_and_evaluate(
+        est, estimator.TrainSpec(input_fn, max_steps=50), estimator.EvalSpec(eval_fn, exporters=exporters, throttle_secs=0))
+    assert result["global_step"] == 50
+    listing = {e.name: sorted(os.listdir(tmp_path / "export" / e.name)) for e in exporters}
+    assert len(listing["latest"]) == 2 and len(listing["final"]) == 1 and len(listing["best"]) >= 1
+    assert {os.fsdecode(p) for p in exports} >= {str(tmp_path / "export" / "final" / listing["final"][0])}
+    # Five evaluations were written; a new BestExporter (a restarted process) recovers the best of them.
+    losses = [float(tf.make_ndarray(v.tensor)) for path in tf.io.gfile.glob(str(tmp_path / "eval" / "*tfevents*"))
+              for ev in tf.compat.v1.train.summary_iterator(path) for v in ev.summary.value if v.tag == "loss"]
+    assert len(losses) == 5
+    assert estimator.BestExporter("best", receiver)._best_from_events(str(tmp_path))["loss"] == pytest.approx(min(losses))
+    with pytest.raises(ConfigError, match="max_steps is required"):
+        estimator.train_and_evaluate(est, estimator.TrainSpec(input_fn), estimator.EvalSpec(eval_fn))
