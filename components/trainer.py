@@ -19,6 +19,7 @@ class TrainerConfig:
     label: str  # the label's key among the transformed features
     raw_label: str | None = None  # its key in the raw examples (default: label); left out of the serving input
     train_steps: int = 1000
+    checkpoint_steps: int | None = None  # default min(train_steps, 200): what a re-run after a crash resumes from
     eval_steps: int | None = None  # None: the whole eval split
     batch_size: int = 32
     seed: int = 42
@@ -82,7 +83,7 @@ def train(config: TrainerConfig, transformed_dir: str, transform_graph_dir: str,
     tft_output = tft.TFTransformOutput(transform_graph_dir)
     spec = tft_output.transformed_feature_spec()
     run_config = est_lib.RunConfig(model_dir=str(model_run_dir), tf_random_seed=config.seed,
-                                   save_checkpoints_steps=max(1, config.train_steps))
+                                   save_checkpoints_steps=config.checkpoint_steps or max(1, min(config.train_steps, 200)))
     build = load_function(config.module, "build_estimator")
     estimator = build(run_config, tft_output, dict(config.params))
     if not isinstance(estimator, est_lib.Estimator):
@@ -96,7 +97,7 @@ def train(config: TrainerConfig, transformed_dir: str, transform_graph_dir: str,
     exporter = est_lib.FinalExporter("serving", receiver)
     result, exports = est_lib.train_and_evaluate(
         estimator, est_lib.TrainSpec(train_input, max_steps=config.train_steps),
-        est_lib.EvalSpec(eval_input, steps=config.eval_steps, exporters=[exporter], throttle_secs=0))
+        est_lib.EvalSpec(eval_input, steps=config.eval_steps, exporters=[exporter], throttle_secs=600))
     if not exports:
         raise InputError("trainer: training ended before max_steps (the train split ran out?), nothing exported")
     # The SavedModel's files go straight into model_dir (the caller's folder, which may exist already).

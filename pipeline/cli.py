@@ -18,7 +18,19 @@ def _overrides(args) -> dict:
         out["root"] = os.path.abspath(args.root)
     if getattr(args, "metadata", None):
         out["metadata"] = args.metadata if "://" in args.metadata else os.path.abspath(args.metadata)
+        out["metadata"] = _password_to_env(out["metadata"])
     return out
+
+
+def _password_to_env(url: str) -> str:
+    """A password in --metadata moves to the environment, so flow parameters (shown in the UI) never hold it."""
+    import urllib.parse
+
+    parsed = urllib.parse.urlparse(url)
+    if not parsed.password:
+        return url
+    os.environ["TFPIPE_METADATA_PASSWORD"] = urllib.parse.unquote(parsed.password)
+    return urllib.parse.urlunparse(parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", "@", 1)))
 
 
 def _no_cache(args):
@@ -88,7 +100,9 @@ def _cmd_runs(args) -> int:
     cfg, store = _store(args)
     runs = store.runs(cfg.name)
     if not runs:
-        print(f"no runs of {cfg.name} in {cfg.metadata}")
+        from pipeline.metadata import redact
+
+        print(f"no runs of {cfg.name} in {redact(cfg.metadata)}")
     for run in runs:
         states = ", ".join(f"{c}:{s}" for c, s, _ in run["executions"])
         print(f"{run['run']}  {states}")
@@ -168,6 +182,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _setup_logging() -> None:
+    """Progress of tfpipe's own loggers (steps, training) on stderr, whatever Prefect sets up for itself."""
+    import logging
+
+    logger = logging.getLogger("tfpipe")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -176,6 +203,7 @@ def main(argv=None) -> int:
         return 2
     from components.errors import ConfigError, InputError, TfpipeError
 
+    _setup_logging()
     try:
         return args.func(args)
     except (TfpipeError, ConfigError, InputError) as e:

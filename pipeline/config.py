@@ -44,6 +44,7 @@ class TrainerSection(_Section):
     label: str
     raw_label: Optional[str] = None
     train_steps: int = Field(default=1000, gt=0)
+    checkpoint_steps: Optional[int] = Field(default=None, gt=0)
     eval_steps: Optional[int] = Field(default=None, gt=0)
     batch_size: int = Field(default=32, gt=0)
     seed: int = 42

@@ -8,11 +8,12 @@ import time
 import uuid
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here: no telemetry
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tfpipe")  # step and training logs in the Prefect UI
 
 from prefect import flow, task  # noqa: E402
 
 from pipeline.config import COMPONENTS, load_config
-from pipeline.metadata import MetadataStore
+from pipeline.metadata import MetadataStore, redact
 from pipeline.steps import STEPS, run_step
 
 log = logging.getLogger("tfpipe.pipeline")
@@ -63,5 +64,5 @@ def pipeline_flow(config_path: str, overrides: dict | None = None, no_cache=Fals
         result["wall_seconds"] = time.perf_counter() - started
         produced[component] = result["outputs"]
         results[component] = result
-    return {"pipeline": cfg.name, "run_id": run_id, "metadata": cfg.metadata, "root": cfg.root,
+    return {"pipeline": cfg.name, "run_id": run_id, "metadata": redact(cfg.metadata), "root": cfg.root,
             "serving_base": cfg.pusher.serving_base, "components": results}

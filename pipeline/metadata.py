@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -20,6 +21,18 @@ STATES = {"RUNNING": pb.Execution.RUNNING, "COMPLETE": pb.Execution.COMPLETE, "F
           "CACHED": pb.Execution.CACHED}
 
 
+PASSWORD_ENV = "TFPIPE_METADATA_PASSWORD"
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced by ***: what logs, artifacts and messages may show."""
+    parsed = urllib.parse.urlparse(url)
+    if not parsed.password:
+        return url
+    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
+    return urllib.parse.urlunparse(parsed._replace(netloc=netloc))
+
+
 def connection_config(url: str) -> pb.ConnectionConfig:
     """sqlite path (or sqlite:///path), postgresql://user[:pw]@host[:port]/db, mysql://user[:pw]@host[:port]/db."""
     config = pb.ConnectionConfig()
@@ -34,19 +47,21 @@ def connection_config(url: str) -> pb.ConnectionConfig:
         pg.host = parsed.hostname or "127.0.0.1"
         pg.port = str(parsed.port or 5432)
         pg.user = urllib.parse.unquote(parsed.username or "postgres")
-        if parsed.password:
-            pg.password = urllib.parse.unquote(parsed.password)
+        password = parsed.password or os.environ.get(PASSWORD_ENV)
+        if password:
+            pg.password = urllib.parse.unquote(password)
         pg.dbname = parsed.path.lstrip("/") or "mlmd"
     elif parsed.scheme in ("mysql", "mariadb"):
         my = config.mysql
         my.host = parsed.hostname or "127.0.0.1"
         my.port = parsed.port or 3306
         my.user = urllib.parse.unquote(parsed.username or "root")
-        if parsed.password:
-            my.password = urllib.parse.unquote(parsed.password)
+        password = parsed.password or os.environ.get(PASSWORD_ENV)
+        if password:
+            my.password = urllib.parse.unquote(password)
         my.database = parsed.path.lstrip("/") or "mlmd"
     else:
-        raise ConfigError(f"metadata store {url!r}: use a SQLite path, postgresql://... or mysql://...")
+        raise ConfigError(f"metadata store {redact(url)!r}: use a SQLite path, postgresql://... or mysql://...")
     return config
 
 
@@ -82,13 +97,43 @@ def _set(props, key, value):
         props[key].string_value = str(value)
 
 
+class _Retrying:
+    """The MLMD client, with each call retried (backoff up to ~30 s) while SQLite says it is locked.
+
+    Several pipelines sharing one SQLite file take turns at its write lock; MLMD reports the wait
+    as an error instead of waiting.
+    """
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        def call(*args, **kwargs):
+            delay = 0.05
+            for attempt in range(12):
+                try:
+                    return method(*args, **kwargs)
+                except Exception as e:
+                    if "locked" not in str(e).lower() and "busy" not in str(e).lower() or attempt == 11:
+                        raise
+                    time.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+
+        return call
+
+
 class MetadataStore:
     def __init__(self, url: str):
         self.url = url
         try:
-            self.store = metadata_store.MetadataStore(connection_config(url))
+            self.store = _Retrying(metadata_store.MetadataStore(connection_config(url)))
         except Exception as e:
-            raise ConfigError(f"cannot open the metadata store {url}: {e}") from e
+            message = str(e).replace(urllib.parse.urlparse(url).password or "\0", "***")
+            raise ConfigError(f"cannot open the metadata store {redact(url)}: {message}") from e
         self._types = {}
         for name in (PIPELINE, PIPELINE_RUN, COMPONENT):
             self._types[("ctx", name)] = self.store.put_context_type(pb.ContextType(name=name))
@@ -130,6 +175,34 @@ class MetadataStore:
 
     # ---- executions ---------------------------------------------------------------------------------------------
 
+    def recover_dead(self, component: str) -> list:
+        """Marks FAILED the RUNNING executions of `component` whose process (on this host) is gone.
+
+        A process killed with SIGKILL cannot record its own failure; the next run does it. Returns
+        the recovered executions with their outputs (now ABANDONED).
+        """
+        recovered = []
+        for execution in self.executions(component):
+            if execution.last_known_state != pb.Execution.RUNNING:
+                continue
+            host = execution.custom_properties["host"].string_value
+            pid = execution.custom_properties["pid"].int_value
+            if host != socket.gethostname() or not pid or _alive(pid):
+                continue
+            outputs = {name: proto for name, proto in self._output_protos(execution.id).items()}
+            execution.last_known_state = pb.Execution.FAILED
+            execution.properties["error"].string_value = f"the process running it (pid {pid} on {host}) died"
+            for artifact in outputs.values():
+                artifact.state = pb.Artifact.ABANDONED
+            self.store.put_execution(execution, [(a, None) for a in outputs.values()], [])
+            recovered.append((execution, outputs))
+        return recovered
+
+    def _output_protos(self, execution_id: int) -> dict:
+        events = [e for e in self.store.get_events_by_execution_ids([execution_id]) if e.type == pb.Event.OUTPUT]
+        protos = {a.id: a for a in self.store.get_artifacts_by_id([e.artifact_id for e in events])}
+        return {e.path.steps[0].key: protos[e.artifact_id] for e in events}
+
     def start(self, run: dict, component: str, inputs: dict, outputs: dict, props: dict, uri_of) -> tuple:
         """Registers a RUNNING execution with PENDING outputs, input events and contexts, in one put_execution.
 
@@ -139,6 +212,9 @@ class MetadataStore:
         execution = pb.Execution(type_id=self._exec_type(component), last_known_state=pb.Execution.RUNNING)
         for k, v in props.items():
             execution.properties[k].string_value = str(v)
+        # Who runs it: a later run can tell a dead process's RUNNING execution from a live one.
+        execution.custom_properties["host"].string_value = socket.gethostname()
+        execution.custom_properties["pid"].int_value = os.getpid()
         [execution.id] = self.store.put_executions([execution])
         artifacts = {}
         for name, type_name in outputs.items():
@@ -231,7 +307,7 @@ class MetadataStore:
     def artifact(self, artifact_id: int) -> Artifact:
         found = self.store.get_artifacts_by_id([artifact_id])
         if not found:
-            raise ConfigError(f"no artifact with id {artifact_id} in {self.url}")
+            raise ConfigError(f"no artifact with id {artifact_id} in {redact(self.url)}")
         return Artifact.of(found[0], self._type_names.get(found[0].type_id, "?"))
 
     def resolve(self, ref) -> int:
@@ -240,7 +316,7 @@ class MetadataStore:
             return self.artifact(int(ref)).id
         found = [a for a in self.store.get_artifacts_by_uri(os.path.abspath(str(ref))) if a.state == pb.Artifact.LIVE]
         if not found:
-            raise ConfigError(f"no LIVE artifact at {ref} in {self.url}")
+            raise ConfigError(f"no LIVE artifact at {ref} in {redact(self.url)}")
         return max(found, key=lambda a: a.id).id
 
     def artifacts(self, type_name: str | None = None, state: str | None = None) -> list[Artifact]:
@@ -260,6 +336,16 @@ class MetadataStore:
                         "executions": [(types[e.type_id].removeprefix("tfpipe."), pb.Execution.State.Name(e.last_known_state),
                                         e.id) for e in sorted(execs, key=lambda e: e.id)]})
         return sorted(out, key=lambda r: r["created"])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _event(kind, name: str) -> pb.Event:

@@ -36,6 +36,7 @@ class Step:
     outputs: dict  # output name -> artifact type
     run: Callable  # (config, {input: Artifact}, {output: staging dir}, store) -> {output: {property: value}}
     code: object  # the component module, whose source is part of the cache key
+    resumable: tuple = ()  # outputs a re-run adopts from a dead run of the same inputs (checkpoints)
 
 
 def _ingest(cfg: PipelineConfig, inputs, out, store) -> dict:
@@ -56,8 +57,8 @@ def _transform(cfg: PipelineConfig, inputs, out, store) -> dict:
 
 def _trainer(cfg: PipelineConfig, inputs, out, store) -> dict:
     c = cfg.trainer
-    config = trainer.TrainerConfig(c.module, c.label, c.raw_label, c.train_steps, c.eval_steps, c.batch_size, c.seed,
-                                   dict(c.params), c.train_split, c.eval_split)
+    config = trainer.TrainerConfig(c.module, c.label, c.raw_label, c.train_steps, c.checkpoint_steps, c.eval_steps,
+                                   c.batch_size, c.seed, dict(c.params), c.train_split, c.eval_split)
     result = trainer.train(config, inputs["transformed_examples"].uri, inputs["transform_graph"].uri,
                            _schema_file(inputs["schema"]), out["model"], out["model_run"])
     return {"model_run": {k: v for k, v in result["eval"].items() if isinstance(v, float)}}
@@ -104,7 +105,7 @@ STEPS = {
                       _transform, transform),
     "trainer": Step("trainer", {"transformed_examples": ("transform", "transformed_examples"),
                                 "transform_graph": ("transform", "transform_graph"), "schema": ("ingest", "schema")},
-                    {"model": "Model", "model_run": "ModelRun"}, _trainer, trainer),
+                    {"model": "Model", "model_run": "ModelRun"}, _trainer, trainer, resumable=("model_run",)),
     "evaluator": Step("evaluator", {"model": ("trainer", "model"), "examples": ("ingest", "examples"),
                                     "schema": ("ingest", "schema"), "transform_graph": ("transform", "transform_graph")},
                       {"evaluation": "ModelEvaluation", "blessing": "ModelBlessing"}, _evaluator, evaluator),
@@ -170,6 +171,14 @@ def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, in
     props = {"cache_key": key, "config": json.dumps(cfg.section(name), sort_keys=True, default=str),
              "code_version": key[:12], "library_versions": json.dumps(library_versions()),
              "pipeline": cfg.name, "run_id": run["run"].name}
+    # Executions left RUNNING by a killed process become FAILED; their checkpoints may be adopted below.
+    adoptable = {}
+    for dead, dead_outputs in store.recover_dead(name):
+        log.warning("%s: execution %d was left RUNNING by a process that died; marked FAILED", name, dead.id)
+        if dead.properties["cache_key"].string_value == key:
+            for out in step.resumable:
+                if out in dead_outputs and os.path.isdir(dead_outputs[out].uri + ".staging"):
+                    adoptable[out] = dead_outputs[out].uri + ".staging"
     if use_cache:
         hit = store.find_cached(name, key)
         if hit is not None:
@@ -183,9 +192,14 @@ def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, in
 
     execution, artifacts, contexts = store.start(run, name, inputs, step.outputs, props, uri_of)
     staging = {out: a.uri + ".staging" for out, a in artifacts.items()}
-    for path in staging.values():
+    for out, path in staging.items():
         shutil.rmtree(path, ignore_errors=True)
-        os.makedirs(path)
+        if out in adoptable:
+            # Resume: the dead run's checkpoints become this run's starting point.
+            os.rename(adoptable[out], path)
+            log.info("%s: resuming from %s", name, adoptable[out])
+        else:
+            os.makedirs(path)
     log.info("%s: running (execution %d)", name, execution.id)
     started = time.perf_counter()
     try:

@@ -164,23 +164,36 @@ def _evaluator_loop(estimator, train_spec, eval_spec):
         time.sleep(0.5)
 
 
+class _EvalTrigger:
+    """A checkpoint listener that stops training when an evaluation is due (throttle_secs since the last)."""
+
+    def __init__(self, throttle_secs, max_steps):
+        self.throttle_secs, self.max_steps, self.last, self.fired = throttle_secs, max_steps, time.time(), False
+
+    def begin(self):
+        self.fired = False
+
+    def before_save(self, session, global_step):
+        pass
+
+    def after_save(self, session, global_step):
+        self.fired = global_step < self.max_steps and time.time() - self.last >= self.throttle_secs
+        return self.fired
+
+    def end(self, session, global_step):
+        pass
+
+
 def _local(estimator, train_spec, eval_spec):
-    every = estimator.config.save_checkpoints_steps or train_spec.max_steps
-    last_eval = 0.0
-    while True:
-        done = _global_step(estimator)
-        if done >= train_spec.max_steps:
-            break
-        target = min(train_spec.max_steps, (done // every + 1) * every)
-        estimator.train(train_spec.input_fn, hooks=list(train_spec.hooks), max_steps=target)
-        if _global_step(estimator) < target:
-            break  # input ran out before max_steps
-        final = target >= train_spec.max_steps
-        if final or time.time() - last_eval >= eval_spec.throttle_secs:
-            result, exports = _evaluate_and_export(estimator, eval_spec, final, estimator.latest_checkpoint())
-            last_eval = time.time()
-            if final:
-                return result, exports
+    # One training call runs until max_steps; it stops early only when an evaluation is due.
+    trigger = _EvalTrigger(eval_spec.throttle_secs, train_spec.max_steps)
+    while _global_step(estimator) < train_spec.max_steps:
+        estimator.train(train_spec.input_fn, hooks=list(train_spec.hooks), max_steps=train_spec.max_steps,
+                        saving_listeners=[trigger])
+        if not trigger.fired:
+            break  # max_steps reached, or the input ran out
+        _evaluate_and_export(estimator, eval_spec, False, estimator.latest_checkpoint())
+        trigger.last = time.time()
     return _evaluate_and_export(estimator, eval_spec, True, estimator.latest_checkpoint())
 
 

@@ -70,9 +70,10 @@ def test_parameter_server_cluster_with_an_evaluator(tmp_path):
                "ps": [f"127.0.0.1:{_port()}"], "evaluator": [f"127.0.0.1:{_port()}"]}
     servers = [_start(cluster, "ps", 0, tmp_path / "model", 60, "ps")]
     servers += [_start(cluster, "worker", i, tmp_path / "model", 60, "ps") for i in range(2)]
+    chief = _start(cluster, "chief", 0, tmp_path / "model", 60, "ps")
+    evaluator = _start(cluster, "evaluator", 0, tmp_path / "model", 60, "ps")
+    servers += [chief, evaluator]  # all killed at the end, whatever happens
     try:
-        chief = _start(cluster, "chief", 0, tmp_path / "model", 60, "ps")
-        evaluator = _start(cluster, "evaluator", 0, tmp_path / "model", 60, "ps")
         rc, chief_out, err = _finish(chief)
         assert rc == 0, err[-3000:]
         rc, eval_out, err = _finish(evaluator)
