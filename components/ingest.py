@@ -79,9 +79,20 @@ def _read_csv(path: str, na_values=("",)) -> Iterator[tuple[str, int, dict]]:
             header = next(reader)
         except StopIteration:
             return
+        except UnicodeDecodeError as e:
+            raise InputError(f"{path}, row 1: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
+            raise InputError(f"{path}: the header {header[0]!r} is one column; the file looks delimited by "
+                             "something other than commas, and ingest reads comma-separated CSV")
         if len(set(header)) != len(header) or any(not h.strip() for h in header):
             raise InputError(f"{path}: the header row has empty or repeated column names: {header}")
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except UnicodeDecodeError as e:
+                raise InputError(f"{path}, row {reader.line_num + 1}: not UTF-8 text ({e.reason})") from None
             line = reader.line_num
             if not row:
                 continue
@@ -207,11 +218,15 @@ def _convert(value, kind, where: str):
                     raise ValueError
                 out.append(int(v) if not isinstance(v, str) else int(v.strip()))
             return out
-        if kind == schema_pb2.FLOAT:
-            return [float(v) for v in values]
-        return [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in values]
+        if kind == schema_pb2.BYTES:
+            return [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in values]
+        out = [float(v) for v in values]
     except (TypeError, ValueError):
         raise InputError(f"{where}: {value!r} is not {_TYPE_NAMES[kind]}, which the schema says this column is") from None
+    if not all(math.isfinite(v) for v in out):
+        raise InputError(f"{where}: {value!r} is not a finite number; write a missing value as an empty field "
+                         "(or list its spelling in na_values)")
+    return out
 
 
 class _Stats:

@@ -81,3 +81,15 @@ def test_bad_input_names_file_row_and_column(tmp_path):
     (tmp_path / "empty.csv").write_text("name,age\n")
     with pytest.raises(InputError, match="no rows in .*empty.csv"):
         ingest(IngestConfig(input=str(tmp_path / "empty.csv")), tmp_path / "e")
+
+
+def test_encoding_delimiter_and_non_finite_numbers_are_refused(tmp_path):
+    (tmp_path / "latin1.csv").write_bytes("name,city\nann,Paris\nzoe,Orl\xe9ans\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"latin1.csv, row \d: not UTF-8 text"):
+        ingest(IngestConfig(input=str(tmp_path / "latin1.csv")), tmp_path / "a")
+    (tmp_path / "semi.csv").write_text("name;age\nann;31\n")
+    with pytest.raises(InputError, match="looks delimited by something other than commas"):
+        ingest(IngestConfig(input=str(tmp_path / "semi.csv")), tmp_path / "b")
+    (tmp_path / "nan.csv").write_text("name,score\nann,1.5\nbob,inf\n")
+    with pytest.raises(InputError, match=r"nan.csv, row 3, column 'score': 'inf' is not a finite number"):
+        ingest(IngestConfig(input=str(tmp_path / "nan.csv")), tmp_path / "c")
