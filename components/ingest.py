@@ -75,31 +75,35 @@ def _read_csv(path: str, na_values=("",)) -> Iterator[tuple[str, int, dict]]:
         else (lambda p: open(p, newline="", encoding="utf-8"))
     with opener(path) as f:
         reader = csv.reader(f)
-        try:
-            header = next(reader)
-        except StopIteration:
+        rows = _numbered(reader, path)
+        first = next(rows, None)
+        if first is None:
             return
-        except UnicodeDecodeError as e:
-            raise InputError(f"{path}, row 1: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        header = first[1]
         if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
             raise InputError(f"{path}: the header {header[0]!r} is one column; the file looks delimited by "
                              "something other than commas, and ingest reads comma-separated CSV")
         if len(set(header)) != len(header) or any(not h.strip() for h in header):
             raise InputError(f"{path}: the header row has empty or repeated column names: {header}")
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except UnicodeDecodeError as e:
-                raise InputError(f"{path}, row {reader.line_num + 1}: not UTF-8 text ({e.reason})") from None
-            line = reader.line_num
+        for line, row in rows:
             if not row:
                 continue
             if len(row) != len(header):
                 raise InputError(f"{path}, row {line}: {len(row)} fields where the header has {len(header)} "
                                  f"({', '.join(header)})")
             yield path, line, {h: (None if v in na_values else v) for h, v in zip(header, row)}
+
+
+def _numbered(reader, path: str):
+    """(line number, row) pairs; undecodable bytes become an InputError naming the row."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as e:
+            raise InputError(f"{path}, row {reader.line_num + 1}: not UTF-8 text ({e.reason})") from None
+        yield reader.line_num, row
 
 
 def _read_tfrecord(path: str) -> Iterator[tuple[str, int, dict]]:

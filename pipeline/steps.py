@@ -49,7 +49,7 @@ def _ingest(cfg: PipelineConfig, inputs, out, store) -> dict:
 
 def _transform(cfg: PipelineConfig, inputs, out, store) -> dict:
     c = cfg.transform
-    result = transform.transform(transform.TransformConfig(c.module, c.analyze_split, list(c.beam_args)),
+    result = transform.transform(transform.TransformConfig(**c.model_dump()),
                                  inputs["examples"].uri, _schema_file(inputs["schema"]),
                                  out["transform_graph"], out["transformed_examples"])
     return {"transformed_examples": {"split_names": json.dumps(result["splits"])}}
@@ -57,8 +57,7 @@ def _transform(cfg: PipelineConfig, inputs, out, store) -> dict:
 
 def _trainer(cfg: PipelineConfig, inputs, out, store) -> dict:
     c = cfg.trainer
-    config = trainer.TrainerConfig(c.module, c.label, c.raw_label, c.train_steps, c.checkpoint_steps, c.eval_steps,
-                                   c.batch_size, c.seed, dict(c.params), c.train_split, c.eval_split)
+    config = trainer.TrainerConfig(**c.model_dump())
     result = trainer.train(config, inputs["transformed_examples"].uri, inputs["transform_graph"].uri,
                            _schema_file(inputs["schema"]), out["model"], out["model_run"])
     return {"model_run": {k: v for k, v in result["eval"].items() if isinstance(v, float)}}
@@ -68,7 +67,7 @@ def _evaluator(cfg: PipelineConfig, inputs, out, store) -> dict:
     c = cfg.evaluator
     baseline = baseline_model(cfg, store, inputs)
     doc = evaluator.evaluate(
-        evaluator.EvaluatorConfig(c.label, list(c.slices), dict(c.thresholds), dict(c.change_thresholds), c.split),
+        evaluator.EvaluatorConfig(**c.model_dump()),
         inputs["model"].uri, inputs["examples"].uri, _schema_file(inputs["schema"]), inputs["transform_graph"].uri,
         out["evaluation"], out["blessing"], baseline)
     props = {f"metric:{k}": float(v) for k, v in doc["overall"].items()}
