@@ -189,7 +189,7 @@ class MetadataStore:
             pid = execution.custom_properties["pid"].int_value
             if host != socket.gethostname() or not pid or _alive(pid):
                 continue
-            outputs = {name: proto for name, proto in self._output_protos(execution.id).items()}
+            outputs = self._event_protos(execution.id, pb.Event.OUTPUT)
             execution.last_known_state = pb.Execution.FAILED
             execution.properties["error"].string_value = f"the process running it (pid {pid} on {host}) died"
             for artifact in outputs.values():
@@ -198,8 +198,9 @@ class MetadataStore:
             recovered.append((execution, outputs))
         return recovered
 
-    def _output_protos(self, execution_id: int) -> dict:
-        events = [e for e in self.store.get_events_by_execution_ids([execution_id]) if e.type == pb.Event.OUTPUT]
+    def _event_protos(self, execution_id: int, kind) -> dict:
+        """{event name: artifact proto} for the execution's INPUT or OUTPUT events."""
+        events = [e for e in self.store.get_events_by_execution_ids([execution_id]) if e.type == kind]
         protos = {a.id: a for a in self.store.get_artifacts_by_id([e.artifact_id for e in events])}
         return {e.path.steps[0].key: protos[e.artifact_id] for e in events}
 
@@ -265,16 +266,12 @@ class MetadataStore:
     # ---- queries ------------------------------------------------------------------------------------------------
 
     def outputs_of(self, execution_id: int) -> dict:
-        events = [e for e in self.store.get_events_by_execution_ids([execution_id]) if e.type == pb.Event.OUTPUT]
-        protos = {a.id: a for a in self.store.get_artifacts_by_id([e.artifact_id for e in events])}
-        return {e.path.steps[0].key: Artifact.of(protos[e.artifact_id], self._type_names[protos[e.artifact_id].type_id])
-                for e in events}
+        return {name: Artifact.of(p, self._type_names[p.type_id])
+                for name, p in self._event_protos(execution_id, pb.Event.OUTPUT).items()}
 
     def inputs_of(self, execution_id: int) -> dict:
-        events = [e for e in self.store.get_events_by_execution_ids([execution_id]) if e.type == pb.Event.INPUT]
-        protos = {a.id: a for a in self.store.get_artifacts_by_id([e.artifact_id for e in events])}
-        return {e.path.steps[0].key: Artifact.of(protos[e.artifact_id], self._type_names[protos[e.artifact_id].type_id])
-                for e in events}
+        return {name: Artifact.of(p, self._type_names[p.type_id])
+                for name, p in self._event_protos(execution_id, pb.Event.INPUT).items()}
 
     def executions(self, component: str | None = None) -> list:
         if component is None:
