@@ -25,6 +25,7 @@ from components.errors import ConfigError, InputError
 
 FORMATS = ("csv", "tfrecord", "parquet")
 _TOP_VALUES_CAP = 10_000
+_MAX_FIELD = 1 << 20  # characters in one CSV field; longer is almost always an unclosed quote
 _TYPE_NAMES = {schema_pb2.INT: "INT", schema_pb2.FLOAT: "FLOAT", schema_pb2.BYTES: "BYTES"}
 
 
@@ -37,6 +38,9 @@ class IngestConfig:
     splits: dict = field(default_factory=lambda: {"train": 7, "eval": 3})  # name -> weight, hash split
     schema: str | None = None  # a tensorflow-metadata Schema (pbtxt) to check against; None: inferred
     na_values: list = field(default_factory=lambda: [""])  # CSV strings that mean "missing"
+    label: str | None = None  # the label column: must be present in every file and row
+    label_is_class: bool = True  # its values in other splits must occur in train_split (unless FLOAT)
+    train_split: str = "train"
 
 
 @dataclass
@@ -71,15 +75,16 @@ def _format(path: str, given: str | None) -> str:
 # ---- reading: every reader yields (file, row number, {column: value or None}) ----------------------------------
 
 def _read_csv(path: str, na_values=("",)) -> Iterator[tuple[str, int, dict]]:
-    opener = (lambda p: __import__("gzip").open(p, "rt", newline="", encoding="utf-8")) if path.endswith(".gz") \
-        else (lambda p: open(p, newline="", encoding="utf-8"))
-    with opener(path) as f:
-        reader = csv.reader(f)
-        rows = _numbered(reader, path)
-        first = next(rows, None)
-        if first is None:
+    import gzip
+
+    # csv's own limit is global and low (128 KiB); ours, checked per field below, names the column.
+    csv.field_size_limit(max(csv.field_size_limit(), 16 * _MAX_FIELD))
+    with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
+        reader = csv.reader(_decoded(f))
+        header = []
+        rows = _numbered(reader, path, header)
+        if next(rows, None) is None:
             return
-        header = first[1]
         if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
             raise InputError(f"{path}: the header {header[0]!r} is one column; the file looks delimited by "
                              "something other than commas, and ingest reads comma-separated CSV")
@@ -91,19 +96,48 @@ def _read_csv(path: str, na_values=("",)) -> Iterator[tuple[str, int, dict]]:
             if len(row) != len(header):
                 raise InputError(f"{path}, row {line}: {len(row)} fields where the header has {len(header)} "
                                  f"({', '.join(header)})")
+            for h, v in zip(header, row):
+                if len(v) > _MAX_FIELD:
+                    raise InputError(f"{path}, row {line}, column {h!r}: the field is {len(v):,} characters long, over "
+                                     f"the {_MAX_FIELD:,} allowed; is a quote left unclosed?")
             yield path, line, {h: (None if v in na_values else v) for h, v in zip(header, row)}
 
 
-def _numbered(reader, path: str):
-    """(line number, row) pairs; undecodable bytes become an InputError naming the row."""
+class _NotUtf8(Exception):
+    def __init__(self, line: int, before: str, byte: int):
+        super().__init__(line, before, byte)
+        self.line, self.before, self.byte = line, before, byte
+
+
+def _decoded(lines) -> Iterator[str]:
+    """Lines of bytes decoded one at a time, so an undecodable byte is placed on its own line."""
+    for n, raw in enumerate(lines, 1):
+        try:
+            yield raw.decode("utf-8-sig" if n == 1 else "utf-8")  # a spreadsheet's byte-order mark is not data
+        except UnicodeDecodeError as e:
+            raise _NotUtf8(n, raw[:e.start].decode("utf-8", "replace"), raw[e.start]) from None
+
+
+def _numbered(reader, path: str, header: list):
+    """(line number, row) pairs after the header (which fills `header`); bad bytes or CSV name the row."""
     while True:
         try:
             row = next(reader)
         except StopIteration:
             return
-        except UnicodeDecodeError as e:
-            raise InputError(f"{path}, row {reader.line_num + 1}: not UTF-8 text ({e.reason})") from None
-        yield reader.line_num, row
+        except _NotUtf8 as e:
+            column = len(next(csv.reader([e.before]), [""])) - 1 if e.before else 0
+            named = f", column {header[column]!r}" if column < len(header) else ""
+            raise InputError(f"{path}, row {e.line}{named}: not UTF-8 text (byte {e.byte:#04x}); save the file as "
+                             "UTF-8") from None
+        except csv.Error as e:
+            hint = "; is a quote left unclosed?" if "field limit" in str(e) else ""
+            raise InputError(f"{path}, row {reader.line_num}: not valid CSV ({e}){hint}") from None
+        if not header:
+            header.extend(row)
+            yield 1, row
+        else:
+            yield reader.line_num, row
 
 
 def _read_tfrecord(path: str) -> Iterator[tuple[str, int, dict]]:
@@ -270,6 +304,49 @@ class _Stats:
         return out
 
 
+def _check_columns(path: str, row: dict, kinds: dict, required: set, config: IngestConfig) -> None:
+    """A file's columns (seen on its first row) against the schema and the label."""
+    if config.label and config.label not in row:
+        raise InputError(f"{path}: the label column {config.label!r} is missing; the file has {sorted(row)}")
+    lacking = sorted(required - set(row))
+    if lacking:
+        raise InputError(f"{path}: column(s) {lacking} that the schema requires are missing; the file has {sorted(row)}")
+    extra = sorted(set(row) - set(kinds))
+    if extra and config.schema:
+        raise InputError(f"{path}: column(s) {extra} are not in the schema {config.schema}; remove them from the "
+                         "file or add them to the schema")
+
+
+class _LabelValues:
+    """Where each class label value first occurs, per split: a value the train split lacks cannot be learned."""
+
+    def __init__(self, config: IngestConfig, kinds: dict):
+        kind = kinds.get(config.label)
+        self.on = bool(config.label and config.label_is_class and kind is not None and kind != schema_pb2.FLOAT)
+        self.label, self.train = config.label, config.train_split
+        self.first = collections.defaultdict(dict)  # split -> {value: (path, row)}
+
+    def note(self, split, values, path, line):
+        if self.on and values is not None:
+            seen = self.first[split]
+            if tuple(values) not in seen:
+                seen[tuple(values)] = (path, line)
+                if len(seen) > _TOP_VALUES_CAP:
+                    self.on = False  # this many distinct values: a quantity, not classes
+
+    def check(self):
+        if not self.on or self.train not in self.first:
+            return
+        for split, seen in self.first.items():
+            for value, (path, line) in seen.items():
+                if value not in self.first[self.train]:
+                    shown = value[0].decode("utf-8", "replace") if isinstance(value[0], bytes) else value[0]
+                    raise InputError(
+                        f"{path}, row {line}, column {self.label!r}: the label {shown!r} (split {split!r}) never "
+                        f"occurs in the {self.train!r} split, so the model cannot learn it; fix or drop the row, or "
+                        "set ingest.label_is_class: false if the label is a quantity")
+
+
 def _split_of(row: dict, cuts: list[tuple[str, float]]) -> str:
     # A stable hash of the row's content: the same row always lands in the same split.
     key = json.dumps(row, sort_keys=True, default=str).encode("utf-8")
@@ -302,6 +379,7 @@ def ingest(config: IngestConfig, examples_dir: str | os.PathLike, schema_dir: st
     names = list(config.input) if pre_split else list(config.splits)
     writers = {}
     stats, counts = _Stats(schema), collections.Counter()
+    labels = _LabelValues(config, kinds)
     try:
         for name in names:
             (out / f"Split-{name}").mkdir(parents=True, exist_ok=True)
@@ -311,25 +389,28 @@ def ingest(config: IngestConfig, examples_dir: str | os.PathLike, schema_dir: st
             for path, line, row in _rows(files, config):
                 if path not in checked_files:
                     checked_files.add(path)
-                    lacking = sorted(required - set(row))
-                    if lacking:
-                        raise InputError(f"{path}: column(s) {lacking} that the schema requires are missing; "
-                                         f"the file has {sorted(row)}")
-                example = tf.train.Example()
+                    _check_columns(path, row, kinds, required, config)
+                example, label_values = tf.train.Example(), None
                 for name, kind in kinds.items():
                     value = row.get(name)
                     where = f"{path}, row {line}, column {name!r}"
                     if value is None:
+                        if name == config.label:
+                            raise InputError(f"{where}: the label is missing; every row needs one "
+                                             "(fill it in or drop the row)")
                         if name in required:
                             raise InputError(f"{where}: the value is missing, but the schema requires it")
                         stats.add(name, None)
                         continue
                     values = _convert(value, kind, where)
                     stats.add(name, values)
+                    if name == config.label:
+                        label_values = values
                     feature = example.features.feature[name]
                     {schema_pb2.INT: feature.int64_list, schema_pb2.FLOAT: feature.float_list,
                      schema_pb2.BYTES: feature.bytes_list}[kind].value.extend(values)
                 target = split_name if pre_split else _split_of(row, cuts)
+                labels.note(target, label_values, path, line)
                 writers[target].write(example.SerializeToString())
                 counts[target] += 1
     finally:
@@ -337,7 +418,8 @@ def ingest(config: IngestConfig, examples_dir: str | os.PathLike, schema_dir: st
             w.close()
     if sum(counts.values()) == 0:
         where = ", ".join(f for files in sources.values() for f in files)
-        raise InputError(f"ingest: no rows in {where}")
+        raise InputError(f"ingest: no rows in {where} (an empty file, or a header alone)")
+    labels.check()
     schema_path = Path(schema_dir or out) / "schema.pbtxt"
     stats_path = Path(statistics_dir or out) / "statistics.json"
     write_text_proto(schema, schema_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import importlib.util
@@ -41,12 +42,37 @@ def load_function(module: str, name: str):
     return fn
 
 
+def check_defines(module: str, name: str) -> None:
+    """Fails early, without importing the module, if it is missing or has no top-level `name`."""
+    source = module_source(module)
+    try:
+        tree = ast.parse(source, filename=module)
+    except SyntaxError as e:
+        raise ConfigError(f"user module {module}, line {e.lineno}: not valid Python ({e.msg})") from None
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
+            return
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            return
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and any((a.asname or a.name) == name for a in node.names):
+            return
+    defined = sorted(n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_"))
+    raise ConfigError(f"user module {module} has no function {name}(); it defines {defined or 'no functions'}")
+
+
 def module_source(module: str) -> bytes:
     """The module's source, for cache keys: a change to it must re-run what depends on it."""
     if module.endswith(".py") or os.sep in module:
-        with open(module, "rb") as f:
-            return f.read()
-    spec = importlib.util.find_spec(module)
+        try:
+            with open(module, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise ConfigError(f"user module {module} does not exist") from None
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
     if spec is None or not spec.origin:
         raise ConfigError(f"user module {module!r} cannot be found")
     with open(spec.origin, "rb") as f:

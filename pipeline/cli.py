@@ -56,6 +56,9 @@ def _summary(result: dict) -> None:
 
 
 def _run(config_path: str, args, components=None, inputs=None) -> int:
+    from pipeline.config import load_config
+
+    load_config(config_path, _overrides(args))  # a bad config fails in a second, before TensorFlow loads
     from pipeline.flow import pipeline_flow
 
     result = pipeline_flow(config_path, overrides=_overrides(args), no_cache=_no_cache(args),

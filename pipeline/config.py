@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Optional, Union
@@ -10,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from components.errors import ConfigError
+from components.user_module import check_defines
 
 COMPONENTS = ("ingest", "transform", "trainer", "evaluator", "pusher")
 
@@ -24,6 +26,10 @@ class IngestSection(_Section):
     splits: dict[str, float] = Field(default_factory=lambda: {"train": 7, "eval": 3})
     schema_file: Optional[str] = Field(default=None, alias="schema")
     na_values: list[str] = Field(default_factory=lambda: [""])
+    label: Optional[str] = None  # the raw label column; default: trainer.raw_label, else trainer.label
+    # A class label: each value in another split must occur in the train split, or the model cannot learn it.
+    # Set false for a quantity (regression) stored as integers.
+    label_is_class: bool = True
 
     @field_validator("splits")
     @classmethod
@@ -80,6 +86,8 @@ class PipelineConfig(_Section):
     def _defaults(self):
         if self.evaluator.label is None:
             self.evaluator.label = self.trainer.label
+        if self.ingest.label is None:
+            self.ingest.label = self.trainer.raw_label or self.trainer.label
         return self
 
     def section(self, component: str) -> dict:
@@ -87,9 +95,36 @@ class PipelineConfig(_Section):
         return getattr(self, component).model_dump(by_alias=True)
 
 
-def _resolve(base: Path, value: str) -> str:
+_SECTIONS = {"ingest": IngestSection, "transform": TransformSection, "trainer": TrainerSection,
+             "evaluator": EvaluatorSection, "pusher": PusherSection}
+_MODULE_FUNCTIONS = {"transform": "preprocessing_fn", "trainer": "build_estimator"}
+
+
+def _problem(err: dict) -> str:
+    """One pydantic error as a person wants it: where, what is wrong, and what is allowed."""
+    loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        model = _SECTIONS.get(str(err["loc"][0])) if len(err["loc"]) == 2 else PipelineConfig
+        keys = [f.alias or n for n, f in model.model_fields.items() if n != "source"] if model else []
+        close = difflib.get_close_matches(str(err["loc"][-1]), keys, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{loc}: unknown key{hint}; the keys here are {', '.join(keys)}"
+    if err["type"] == "missing":
+        return f"{loc}: required, but not given"
+    return f"{loc}: {err['msg']} (got {err['input']!r})"
+
+
+def _resolve(base: Path, value: str, field: str = "") -> str:
     value = os.path.expanduser(value)
-    return value if os.path.isabs(value) or "://" in value else str((base / value).resolve())
+    if os.path.isabs(value) or "://" in value:
+        return value
+    resolved = (base / value).resolve()
+    if field and not resolved.is_relative_to(base):
+        # A relative path is read as "in this pipeline's folder"; one that climbs out is likely a mistake
+        # (or a config copied from elsewhere), so it must be said explicitly, as an absolute path.
+        raise ConfigError(f"{field}: {value!r} points outside the pipeline's folder {base}; "
+                          f"write it as an absolute path ({resolved}) if that is intended")
+    return str(resolved)
 
 
 def _is_path(value: str) -> bool:
@@ -111,22 +146,37 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> Pipel
     try:
         config = PipelineConfig(**raw)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"{path}: {problems}") from None
-    base = path.resolve().parent
-    config.source = str(path.resolve())
-    config.root = _resolve(base, config.root or f"tfpipe_root/{config.name}")
+        problems = [_problem(err) for err in e.errors()]
+        raise ConfigError(f"{path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems)) from None
+    try:
+        _resolve_paths(config, path.resolve())
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return config
+
+
+def _resolve_paths(config: PipelineConfig, source: Path) -> None:
+    """Relative paths are relative to the config file's folder; user modules must define their function."""
+    base = source.parent
+    config.source = str(source)
+    config.root = _resolve(base, config.root or f"tfpipe_root/{config.name}", "root")
     if config.metadata is None:
         config.metadata = str(Path(config.root) / "metadata.sqlite")
     elif "://" not in config.metadata:
-        config.metadata = _resolve(base, config.metadata)
+        config.metadata = _resolve(base, config.metadata, "metadata")
     ing = config.ingest
-    ing.input = {k: _resolve(base, v) for k, v in ing.input.items()} if isinstance(ing.input, dict) \
-        else _resolve(base, ing.input)
+    ing.input = {k: _resolve(base, v, f"ingest.input.{k}") for k, v in ing.input.items()} \
+        if isinstance(ing.input, dict) else _resolve(base, ing.input, "ingest.input")
     if ing.schema_file:
-        ing.schema_file = _resolve(base, ing.schema_file)
-    for section in (config.transform, config.trainer):
+        ing.schema_file = _resolve(base, ing.schema_file, "ingest.schema")
+    for name, function in _MODULE_FUNCTIONS.items():
+        section = getattr(config, name)
         if _is_path(section.module):
-            section.module = _resolve(base, section.module)
-    config.pusher.serving_base = _resolve(base, config.pusher.serving_base or str(Path(config.root) / "serving"))
-    return config
+            section.module = _resolve(base, section.module, f"{name}.module")
+        try:
+            check_defines(section.module, function)
+        except ConfigError as e:
+            raise ConfigError(f"{name}.module: {e}") from None
+    serving = config.pusher.serving_base
+    config.pusher.serving_base = _resolve(base, serving, "pusher.serving_base") if serving \
+        else str(Path(config.root) / "serving")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from components._process import alive
 from components.errors import ConfigError
 
 PIPELINE, PIPELINE_RUN, COMPONENT = "pipeline", "pipeline_run", "component"
@@ -187,7 +188,7 @@ class MetadataStore:
                 continue
             host = execution.custom_properties["host"].string_value
             pid = execution.custom_properties["pid"].int_value
-            if host != socket.gethostname() or not pid or _alive(pid):
+            if host != socket.gethostname() or not pid or alive(pid):
                 continue
             outputs = self._event_protos(execution.id, pb.Event.OUTPUT)
             execution.last_known_state = pb.Execution.FAILED
@@ -333,16 +334,6 @@ class MetadataStore:
                         "executions": [(types[e.type_id].removeprefix("tfpipe."), pb.Execution.State.Name(e.last_known_state),
                                         e.id) for e in sorted(execs, key=lambda e: e.id)]})
         return sorted(out, key=lambda r: r["created"])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _event(kind, name: str) -> pb.Event:

@@ -42,7 +42,9 @@ class Step:
 def _ingest(cfg: PipelineConfig, inputs, out, store) -> dict:
     c = cfg.ingest
     result = ingest.ingest(ingest.IngestConfig(input=c.input, format=c.format, splits=dict(c.splits),
-                                               schema=c.schema_file, na_values=list(c.na_values)),
+                                               schema=c.schema_file, na_values=list(c.na_values),
+                                               label=c.label, label_is_class=c.label_is_class,
+                                               train_split=cfg.trainer.train_split),
                            out["examples"], out["schema"], out["statistics"])
     return {"examples": {"split_names": json.dumps(list(result.counts)), "counts": json.dumps(result.counts)}}
 
@@ -174,10 +176,12 @@ def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, in
     adoptable = {}
     for dead, dead_outputs in store.recover_dead(name):
         log.warning("%s: execution %d was left RUNNING by a process that died; marked FAILED", name, dead.id)
-        if dead.properties["cache_key"].string_value == key:
-            for out in step.resumable:
-                if out in dead_outputs and os.path.isdir(dead_outputs[out].uri + ".staging"):
-                    adoptable[out] = dead_outputs[out].uri + ".staging"
+        for out, artifact in dead_outputs.items():
+            left = artifact.uri + ".staging"
+            if out in step.resumable and dead.properties["cache_key"].string_value == key and os.path.isdir(left):
+                adoptable[out] = left
+            else:
+                shutil.rmtree(left, ignore_errors=True)  # a dead run's partial output: nobody will read it
     if use_cache:
         hit = store.find_cached(name, key)
         if hit is not None:

@@ -85,7 +85,7 @@ def test_bad_input_names_file_row_and_column(tmp_path):
 
 def test_encoding_delimiter_and_non_finite_numbers_are_refused(tmp_path):
     (tmp_path / "latin1.csv").write_bytes("name,city\nann,Paris\nzoe,Orl\xe9ans\n".encode("latin-1"))
-    with pytest.raises(InputError, match=r"latin1.csv, row \d: not UTF-8 text"):
+    with pytest.raises(InputError, match=r"latin1.csv, row 3, column 'city': not UTF-8 text \(byte 0xe9\)"):
         ingest(IngestConfig(input=str(tmp_path / "latin1.csv")), tmp_path / "a")
     (tmp_path / "semi.csv").write_text("name;age\nann;31\n")
     with pytest.raises(InputError, match="looks delimited by something other than commas"):

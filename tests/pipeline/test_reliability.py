@@ -91,7 +91,9 @@ def test_four_pipelines_at_once_lose_no_record(tmp_path, backend):
     name = f"conc{os.getpid()}{backend}{int(time.time())}"
     config = tmp_path / "pipeline.yaml"
     config.write_text(yaml.safe_dump({"name": name, "root": str(tmp_path / "root"), "ingest": {"input": str(csv)},
-                                      "transform": {"module": "m.py"}, "trainer": {"module": "m.py", "label": "y"}}))
+                                      "transform": {"module": str(EXAMPLES / "titanic" / "preprocessing.py")},
+                                      "trainer": {"module": str(EXAMPLES / "titanic" / "model.py"),
+                                                  "label": "survived", "raw_label": "Survived"}}))
     url = str(tmp_path / "root" / "metadata.sqlite") if backend == "sqlite" else "postgresql://postgres@127.0.0.1:5432/test"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     procs = [subprocess.Popen([sys.executable, "-m", "tests.pipeline.concurrent_ingest", str(config), url, f"p{i}", "3"],
