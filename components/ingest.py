@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -103,15 +104,22 @@ def _read_csv(path: str, na_values=("",)) -> Iterator[tuple[str, int, dict]]:
             yield path, line, {h: (None if v in na_values else v) for h, v in zip(header, row)}
 
 
+_LONE_CR = re.compile(rb"(?<=\r)(?!\n)")
+
+
 class _NotUtf8(Exception):
     def __init__(self, line: int, before: str, byte: int):
         super().__init__(line, before, byte)
         self.line, self.before, self.byte = line, before, byte
 
 
-def _decoded(lines) -> Iterator[str]:
-    """Lines of bytes decoded one at a time, so an undecodable byte is placed on its own line."""
-    for n, raw in enumerate(lines, 1):
+def _decoded(f) -> Iterator[str]:
+    """Lines of bytes decoded one at a time, so an undecodable byte is placed on its own line.
+
+    Lines end at \n, \r\n or a lone \r (old spreadsheets), with the ending kept, as csv expects.
+    """
+    pieces = (piece for line in f for piece in _LONE_CR.split(line) if piece)
+    for n, raw in enumerate(pieces, 1):
         try:
             yield raw.decode("utf-8-sig" if n == 1 else "utf-8")  # a spreadsheet's byte-order mark is not data
         except UnicodeDecodeError as e:

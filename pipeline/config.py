@@ -144,7 +144,7 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> Pipel
         raise ConfigError(f"{path}: the top level must be a mapping (name, ingest, transform, trainer, ...)")
     raw.update(overrides or {})
     try:
-        config = PipelineConfig(**raw)
+        config = PipelineConfig.model_validate(raw)
     except ValidationError as e:
         problems = [_problem(err) for err in e.errors()]
         raise ConfigError(f"{path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems)) from None
