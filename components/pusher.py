@@ -29,9 +29,16 @@ def push(serving_model_dir: str, blessed: bool, serving_base: str, output_dir: s
     version = max([int(time.time())] + [v + 1 for v in existing])
     tmp = base / f".tmp-{version}-{socket.gethostname()}-{os.getpid()}"
     shutil.copytree(serving_model_dir, tmp)
-    target = base / str(version)
     # rename() within one filesystem is atomic: a serving process sees no model or all of it.
-    os.rename(tmp, target)
+    while True:
+        target = base / str(version)
+        try:
+            os.rename(tmp, target)
+            break
+        except OSError:
+            if not target.exists():
+                raise
+            version += 1  # another pusher took this version a moment ago
     doc = {"pushed": True, "version": version, "path": str(target)}
     (out / "push.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
     return doc

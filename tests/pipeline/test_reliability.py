@@ -83,29 +83,141 @@ def test_credentials_never_shown():
         del os.environ["TFPIPE_METADATA_PASSWORD"]
 
 
+def _small_titanic(tmp_path, rows=120, **trainer) -> Path:
+    """The Titanic example on its first rows, into tmp_path/root: a whole pipeline in well under a minute."""
+    csv = tmp_path / "titanic.csv"
+    csv.write_text("\n".join((EXAMPLES / "titanic" / "data" / "train.csv").read_text().splitlines()[:rows + 1]) + "\n")
+    doc = yaml.safe_load((EXAMPLES / "titanic" / "pipeline.yaml").read_text())
+    doc["ingest"]["input"] = str(csv)
+    for section in ("transform", "trainer"):
+        doc[section]["module"] = str(EXAMPLES / "titanic" / doc[section]["module"])
+    doc["trainer"].update(trainer)
+    doc["evaluator"] = {"thresholds": {"accuracy": {"lower": 0.0}}}  # bless whatever a tiny run learns
+    doc["root"] = str(tmp_path / "root")
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    return config
+
+
+def _finish(proc, log: Path, timeout=600) -> str:
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+    text = log.read_text()
+    assert proc.returncode == 0, text[-3000:]
+    return text
+
+
+def _state(execution) -> str:
+    return pb.Execution.State.Name(execution.last_known_state)
+
+
+@pytest.mark.slow
+def test_killed_transform_publishes_nothing_and_the_rerun_replaces_it(tmp_path):
+    config = _small_titanic(tmp_path, rows=891)
+    proc = _tfpipe(tmp_path / "first.log", "run", str(config))
+    staging = tmp_path / "root" / "transform" / "transformed_examples"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(staging.glob("*.staging")):
+        time.sleep(0.05)
+    time.sleep(3)  # Beam is analyzing and writing by now
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    store = MetadataStore(str(tmp_path / "root" / "metadata.sqlite"))
+    [dead] = store.executions("transform")
+    assert _state(dead) == "RUNNING"
+    outputs = store.outputs_of(dead.id)
+    assert {a.state for a in outputs.values()} == {"PENDING"}  # never LIVE: nobody may read them
+    assert not any(Path(a.uri).exists() for a in outputs.values())
+
+    rerun = _tfpipe(tmp_path / "rerun.log", "component", "transform", "--config", str(config))
+    _finish(rerun, tmp_path / "rerun.log")
+    dead, done = store.executions("transform")
+    assert _state(dead) == "FAILED" and {a.state for a in store.outputs_of(dead.id).values()} == {"ABANDONED"}
+    assert not list(staging.parent.parent.glob("*/*.staging"))  # the dead run's partial output is gone
+    assert _state(done) == "COMPLETE"
+    new = store.outputs_of(done.id)
+    assert {a.state for a in new.values()} == {"LIVE"} and all(Path(a.uri).is_dir() for a in new.values())
+    assert store.inputs_of(done.id)["examples"].id == store.inputs_of(dead.id)["examples"].id
+
+
+_SLOW_PUSH = """
+import sys
+from components.pusher import push
+push(sys.argv[1], True, sys.argv[2], sys.argv[3])
+"""
+
+
+def test_killed_pusher_leaves_no_model_version_and_the_next_push_is_whole(tmp_path):
+    model = tmp_path / "model"
+    (model / "variables").mkdir(parents=True)
+    (model / "saved_model.pb").write_bytes(b"graph")
+    for i in range(20000):  # enough files that the copy takes seconds
+        (model / "variables" / f"shard-{i}").write_bytes(b"w" * 64)
+    base, out = tmp_path / "serving", tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_PUSH, str(model), str(base), str(out)], cwd=ROOT)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(base.glob(".tmp-*/variables/shard-1*")):
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    [half] = list(base.glob(".tmp-*"))
+    assert 0 < len(list(half.rglob("shard-*"))) < 20000, "the kill did not land mid-copy"
+    assert [p for p in base.iterdir() if p.name.isdigit()] == []  # a server sees no version at all
+
+    from components.pusher import push
+
+    doc = push(str(model), True, str(base), str(out))
+    assert [p.name for p in base.iterdir()] == [str(doc["version"])]  # whole, and the half-copy cleaned away
+    assert len(list((base / str(doc["version"]) / "variables").iterdir())) == 20000
+
+
+def test_passwords_never_reach_logs_prefect_or_mlmd(tmp_path):
+    password = f"Pw-{os.getpid()}-never-shown"
+    config = _small_titanic(tmp_path, rows=60)
+    prefect_home = tmp_path / "prefect"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PREFECT_HOME=str(prefect_home))
+    url = f"postgresql://postgres:{password}@127.0.0.1:5432/test"  # trust auth: any password is accepted
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "component", "ingest", "--config", str(config),
+                           "--metadata", url], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "postgres:***@" in done.stdout or "postgres@" in done.stdout
+    assert password not in done.stdout + done.stderr
+    # Prefect's database (flow parameters, logs, task results) and every file the run wrote
+    for f in [*prefect_home.rglob("*"), *(tmp_path / "root").rglob("*")]:
+        if f.is_file():
+            assert password.encode() not in f.read_bytes(), f
+    store = MetadataStore("postgresql://postgres@127.0.0.1:5432/test")
+    name = yaml.safe_load(config.read_text())["name"]
+    mine = [e for e in store.executions("ingest") if e.properties["pipeline"].string_value == name]
+    assert mine
+    records = [*mine, *store.store.get_artifacts(), *store.store.get_contexts()]
+    assert not [r for r in records if password in str(r)]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_four_pipelines_at_once_lose_no_record(tmp_path, backend):
-    csv = tmp_path / "in.csv"
-    csv.write_text("\n".join((EXAMPLES / "titanic" / "data" / "train.csv").read_text().splitlines()[:200]) + "\n")
+    config = _small_titanic(tmp_path, rows=80, train_steps=20)
     name = f"conc{os.getpid()}{backend}{int(time.time())}"
-    config = tmp_path / "pipeline.yaml"
-    config.write_text(yaml.safe_dump({"name": name, "root": str(tmp_path / "root"), "ingest": {"input": str(csv)},
-                                      "transform": {"module": str(EXAMPLES / "titanic" / "preprocessing.py")},
-                                      "trainer": {"module": str(EXAMPLES / "titanic" / "model.py"),
-                                                  "label": "survived", "raw_label": "Survived"}}))
+    config.write_text(config.read_text().replace("name: titanic", f"name: {name}"))
     url = str(tmp_path / "root" / "metadata.sqlite") if backend == "sqlite" else "postgresql://postgres@127.0.0.1:5432/test"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.pipeline.concurrent_ingest", str(config), url, f"p{i}", "3"],
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(4)]
-    results = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, results):
-        assert p.returncode == 0 and "DONE" in out, err[-3000:]
+    procs = [_tfpipe(tmp_path / f"run{i}.log", "run", str(config), "--metadata", url, "--no-cache") for i in range(4)]
+    for i, proc in enumerate(procs):
+        _finish(proc, tmp_path / f"run{i}.log", timeout=900)
     store = MetadataStore(url)
-    mine = [e for e in store.executions("ingest") if e.properties["pipeline"].string_value == name]
-    assert len(mine) == 12 and {pb.Execution.State.Name(e.last_known_state) for e in mine} == {"COMPLETE"}
+    runs = store.runs(name)
+    assert len(runs) == 4
+    assert all([(c, s) for c, s, _ in run["executions"]] ==
+               [(c, "COMPLETE") for c in ("ingest", "transform", "trainer", "evaluator", "pusher")] for run in runs)
+    mine = [e for e in store.executions() if e.properties["pipeline"].string_value == name]
+    assert len(mine) == 20 and {_state(e) for e in mine} == {"COMPLETE"}
     outputs = [a for e in mine for a in store.outputs_of(e.id).values()]
-    assert len(outputs) == 36 and {a.state for a in outputs} == {"LIVE"}
-    assert len({a.uri for a in outputs}) == 36 and all(Path(a.uri).is_dir() for a in outputs)
-    assert len(store.runs(name)) == 12
+    assert len(outputs) == 40 and {a.state for a in outputs} == {"LIVE"}
+    assert len({a.uri for a in outputs}) == 40 and all(Path(a.uri).is_dir() for a in outputs)
+    inputs = [a for e in mine for a in store.inputs_of(e.id).values()]
+    assert len(inputs) == 4 * (2 + 3 + 4 + 2)  # every input event of every execution
+    pushed = {a.properties["pushed_destination"] for a in outputs if a.type == "PushedModel"}
+    assert len(pushed) == 4 and all((Path(p) / "saved_model.pb").exists() for p in pushed)
