@@ -419,7 +419,8 @@ def ingest(config: IngestConfig, examples_dir: str | os.PathLike, schema_dir: st
                      schema_pb2.BYTES: feature.bytes_list}[kind].value.extend(values)
                 target = split_name if pre_split else _split_of(row, cuts)
                 labels.note(target, label_values, path, line)
-                writers[target].write(example.SerializeToString())
+                # deterministic: map fields (the features) in key order, so the same rows give the same bytes
+                writers[target].write(example.SerializeToString(deterministic=True))
                 counts[target] += 1
     finally:
         for w in writers.values():

@@ -23,6 +23,7 @@ class TrainerConfig:
     eval_steps: int | None = None  # None: the whole eval split
     batch_size: int = 32
     seed: int = 42
+    deterministic: bool = True  # same seed and data on CPU -> bit-identical variables (op determinism on)
     params: dict = field(default_factory=dict)
     train_split: str = "train"
     eval_split: str = "eval"
@@ -80,6 +81,10 @@ def train(config: TrainerConfig, transformed_dir: str, transform_graph_dir: str,
 
     from components import estimator as est_lib
 
+    if config.deterministic:
+        # Seeds Python, NumPy and TF, and makes TF pick deterministic kernels: a re-run gives the same bits.
+        tf.keras.utils.set_random_seed(config.seed)
+        tf.config.experimental.enable_op_determinism()
     tft_output = tft.TFTransformOutput(transform_graph_dir)
     spec = tft_output.transformed_feature_spec()
     run_config = est_lib.RunConfig(model_dir=str(model_run_dir), tf_random_seed=config.seed,
@@ -107,4 +112,7 @@ def train(config: TrainerConfig, transformed_dir: str, transform_graph_dir: str,
     shutil.rmtree(export, ignore_errors=True)
     metrics = {k: float(v) for k, v in result.items() if getattr(v, "ndim", 0) == 0}
     (Path(model_run_dir) / "eval_metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    return {"eval": metrics}
+    strategy = estimator.config.train_distribute
+    topology = {"strategy": type(strategy).__name__ if strategy else "none",
+                "replicas": int(strategy.num_replicas_in_sync) if strategy else 1}
+    return {"eval": metrics, "topology": topology}

@@ -120,6 +120,69 @@ def _cmd_artifacts(args) -> int:
     return 0
 
 
+def _metadata_store(args):
+    """The MLMD store named by --metadata, else the one the --config file names."""
+    from pipeline.metadata import MetadataStore
+
+    if args.metadata:
+        return MetadataStore(_overrides(args)["metadata"])
+    if not args.config:
+        raise SystemExit("tfpipe: error: say which MLMD store: --config PIPELINE.yaml or --metadata PATH|URL")
+    return _store(args)[1]
+
+
+def _cmd_lineage(args) -> int:
+    from pipeline import lineage
+
+    store = _metadata_store(args)
+    graph = lineage.build(store, lineage.resolve(store, args.artifact))
+    rendered = {"text": lineage.text, "dot": lineage.dot, "svg": lineage.svg}[args.format](graph)
+    if args.output:
+        Path(args.output).write_text(rendered, encoding="utf-8")
+        print(f"lineage of {graph.nodes[graph.focus]['label']} written to {args.output}")
+    else:
+        print(rendered)
+    return 0
+
+
+def _cmd_reproduce(args) -> int:
+    from pipeline.reproduce import DIFFERENT, reproduce
+
+    report = reproduce(_metadata_store(args), args.run)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"reproduced {report['original']} as {report['reproduction']} "
+              f"({'bit-identical expected' if report['exact_expected'] else 'tolerance: metrics within 0.02'})")
+        number = {change: i for i, change in enumerate(report["changes"], 1)}
+        for row in report["outputs"]:
+            causes = ", ".join(f"[{number[c]}]" for c in row["likely_cause"]) or "no recorded change (nondeterminism?)"
+            print(f"  {row['component']:<10} {row['output']:<21} {row['verdict']}"
+                  + (f"   likely cause: {causes}" if row["verdict"] == DIFFERENT else ""))
+        if report["changes"]:
+            print("changed since the original run:")
+        for change, i in number.items():
+            print(f"  [{i}] {change}")
+        print(f"verdict: {report['verdict']}")
+    return 1 if report["verdict"] == DIFFERENT else 0
+
+
+def _cmd_diff(args) -> int:
+    from pipeline.reproduce import diff
+
+    report = diff(_metadata_store(args), args.run_a, args.run_b)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"a: {report['a']}\nb: {report['b']}")
+    print("states:  " + ", ".join(f"{c} {x}/{y}" for c, (x, y) in report["states"].items() if x or y))
+    for change in report["changes"] or ["no difference in config, inputs, modules, code or versions"]:
+        print(f"  {change}")
+    for key, values in report["metrics"].items():
+        print(f"  metric {key}: {values.get('a')} -> {values.get('b')}")
+    return 0
+
+
 def _cmd_version(args) -> int:
     from importlib.metadata import version
 
@@ -179,6 +242,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", choices=("PENDING", "LIVE", "ABANDONED"), help="only artifacts in this state")
     _store_args(p)
     p.set_defaults(func=_cmd_artifacts)
+
+    p = sub.add_parser("lineage", help="where an artifact came from (back to the raw input files) and what was "
+                                       "made from it")
+    p.add_argument("artifact", help="an artifact id, an artifact's path, or a pushed model's serving folder")
+    p.add_argument("--format", choices=("text", "dot", "svg"), default="text",
+                   help="text (default), graphviz dot, or svg (drawn by graphviz's dot)")
+    p.add_argument("--output", "-o", help="write to this file instead of printing")
+    p.add_argument("--config", help="the pipeline YAML whose MLMD store to read")
+    _store_args(p)
+    p.set_defaults(func=_cmd_lineage)
+
+    p = sub.add_parser("reproduce", help="re-run a recorded run from its manifest (config, inputs), nothing "
+                                         "cached, and compare every output: identical, within tolerance or "
+                                         "different, with the likely cause; exits 1 when different")
+    p.add_argument("run", help="a run id (as `tfpipe runs` prints it)")
+    p.add_argument("--config", help="the pipeline YAML whose MLMD store to read")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _store_args(p)
+    p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser("diff", help="what differs between two runs: config, input files, modules, code, "
+                                    "library versions, metrics")
+    p.add_argument("run_a")
+    p.add_argument("run_b")
+    p.add_argument("--config", help="the pipeline YAML whose MLMD store to read")
+    p.add_argument("--json", action="store_true", help="print the differences as JSON")
+    _store_args(p)
+    p.set_defaults(func=_cmd_diff)
 
     p = sub.add_parser("version", help="print the versions of tfpipe and the libraries it runs on")
     p.set_defaults(func=_cmd_version)

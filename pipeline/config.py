@@ -54,6 +54,7 @@ class TrainerSection(_Section):
     eval_steps: Optional[int] = Field(default=None, gt=0)
     batch_size: int = Field(default=32, gt=0)
     seed: int = 42
+    deterministic: bool = True
     params: dict = Field(default_factory=dict)
     train_split: str = "train"
     eval_split: str = "eval"

@@ -66,5 +66,22 @@ def pipeline_flow(config_path: str, overrides: dict | None = None, no_cache=Fals
         result["wall_seconds"] = time.perf_counter() - started
         produced[component] = result["outputs"]
         results[component] = result
+    if results:
+        _attach_lineage(store, cfg.name, results)
     return {"pipeline": cfg.name, "run_id": run_id, "metadata": redact(cfg.metadata), "root": cfg.root,
             "serving_base": cfg.pusher.serving_base, "components": results}
+
+
+def _attach_lineage(store: MetadataStore, pipeline: str, results: dict) -> None:
+    """The lineage of the run's last output (the push, in a whole run), as a Prefect artifact on the flow run."""
+    from prefect.artifacts import create_markdown_artifact
+
+    from pipeline import lineage
+
+    last = list(results.values())[-1]["outputs"]
+    focus = last.get("pushed_model") or next(iter(last.values()))
+    graph = lineage.build(store, focus)
+    create_markdown_artifact(key=f"{pipeline.lower().replace('_', '-').replace('.', '-')}-lineage",
+                             markdown=f"## Lineage of {graph.nodes[graph.focus]['label']}\n\n" + lineage.markdown(graph),
+                             description="MLMD lineage: raw input files -> examples -> transform -> model -> "
+                                         "evaluation -> push")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -141,6 +142,7 @@ class MetadataStore:
         for name in ARTIFACT_TYPES:
             self._types[("art", name)] = self.store.put_artifact_type(pb.ArtifactType(name=name))
         self._type_names = {v: k[1] for k, v in self._types.items() if k[0] == "art"}
+        self._exec_names = {}  # execution type id -> component, filled on first need
 
     # ---- contexts -----------------------------------------------------------------------------------------------
 
@@ -212,8 +214,7 @@ class MetadataStore:
         execution id comes first (an execution registered alone), then everything else at once.
         """
         execution = pb.Execution(type_id=self._exec_type(component), last_known_state=pb.Execution.RUNNING)
-        for k, v in props.items():
-            execution.properties[k].string_value = str(v)
+        _set_props(execution, props)
         # Who runs it: a later run can tell a dead process's RUNNING execution from a live one.
         execution.custom_properties["host"].string_value = socket.gethostname()
         execution.custom_properties["pid"].int_value = os.getpid()
@@ -256,8 +257,7 @@ class MetadataStore:
     def record_cached(self, run: dict, component: str, inputs: dict, outputs: dict, props: dict) -> None:
         """A CACHED execution: it read `inputs` and reused the LIVE `outputs`, registered in one call."""
         execution = pb.Execution(type_id=self._exec_type(component), last_known_state=pb.Execution.CACHED)
-        for k, v in props.items():
-            execution.properties[k].string_value = str(v)
+        _set_props(execution, props)
         protos = self.store.get_artifacts_by_id([a.id for a in outputs.values()])
         pairs = self._events(inputs, pb.Event.INPUT) + [
             (p, _event(pb.Event.OUTPUT, name)) for name, p in zip(outputs, protos)]
@@ -322,6 +322,42 @@ class MetadataStore:
         out = [Artifact.of(p, self._type_names.get(p.type_id, "?")) for p in protos]
         return [a for a in out if state is None or a.state == state]
 
+    def find_run(self, ref: str) -> str:
+        """A pipeline_run's full name from itself or its run id (the part after the pipeline name)."""
+        names = [c.name for c in self.store.get_contexts_by_type(PIPELINE_RUN)]
+        found = [n for n in names if n == ref or n.endswith(f".{ref}")]
+        if len(found) != 1:
+            known = ", ".join(sorted(names)[-5:]) or "none"
+            raise ConfigError(f"{'no' if not found else 'more than one'} run {ref!r} in {redact(self.url)} "
+                              f"(latest runs: {known}; `tfpipe runs` lists them all)")
+        return found[0]
+
+    def run_executions(self, run_name: str) -> list[dict]:
+        """The executions of one run, oldest first, as execution() describes them."""
+        ctx = self.store.get_context_by_type_and_name(PIPELINE_RUN, run_name)
+        execs = self.store.get_executions_by_context(ctx.id) if ctx else []
+        return [self._describe(e) for e in sorted(execs, key=lambda e: e.id)]
+
+    def execution(self, execution_id: int) -> dict:
+        [proto] = self.store.get_executions_by_id([execution_id])
+        return self._describe(proto)
+
+    def _describe(self, e) -> dict:
+        if e.type_id not in self._exec_names:
+            self._exec_names = {t.id: t.name.removeprefix("tfpipe.") for t in self.store.get_execution_types()}
+        props = {k: _value(v) for k, v in e.properties.items()}
+        custom = {k: _value(v) for k, v in e.custom_properties.items()}
+        return {"id": e.id, "component": self._exec_names[e.type_id], "state": pb.Execution.State.Name(e.last_known_state),
+                "properties": props, "manifest": json.loads(custom.get("manifest") or "{}")}
+
+    def artifact_events(self, artifact_id: int) -> list[tuple[int, str, str]]:
+        """(execution id, INPUT or OUTPUT, the event's name) for each event on the artifact."""
+        return [(e.execution_id, pb.Event.Type.Name(e.type), e.path.steps[0].key if e.path.steps else "")
+                for e in self.store.get_events_by_artifact_ids([artifact_id])]
+
+    def artifacts_by_uri(self, uri: str) -> list[Artifact]:
+        return [Artifact.of(p, self._type_names.get(p.type_id, "?")) for p in self.store.get_artifacts_by_uri(uri)]
+
     def runs(self, pipeline: str | None = None) -> list[dict]:
         """Each pipeline_run context with its executions' components and states."""
         out = []
@@ -334,6 +370,12 @@ class MetadataStore:
                         "executions": [(types[e.type_id].removeprefix("tfpipe."), pb.Execution.State.Name(e.last_known_state),
                                         e.id) for e in sorted(execs, key=lambda e: e.id)]})
         return sorted(out, key=lambda r: r["created"])
+
+
+def _set_props(execution, props: dict) -> None:
+    """The declared properties as such; anything else (the run manifest) as a custom property."""
+    for k, v in props.items():
+        (execution.properties if k in _EXEC_PROPS else execution.custom_properties)[k].string_value = str(v)
 
 
 def _event(kind, name: str) -> pb.Event:

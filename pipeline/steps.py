@@ -15,18 +15,18 @@ import shutil
 import time
 import traceback
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable
 
 from components import evaluator, ingest, pusher, trainer, transform
 from components.errors import ConfigError
 from components.user_module import module_source
+from pipeline import manifest
 from pipeline.config import PipelineConfig
+from pipeline.manifest import fingerprint, library_versions
 from pipeline.metadata import Artifact, MetadataStore
 
 log = logging.getLogger("tfpipe.pipeline")
-_LIBRARIES = ("tensorflow", "tensorflow-transform", "apache-beam", "tf-keras", "tfx-bsl")
 
 
 @dataclass
@@ -62,7 +62,7 @@ def _trainer(cfg: PipelineConfig, inputs, out, store) -> dict:
     config = trainer.TrainerConfig(**c.model_dump())
     result = trainer.train(config, inputs["transformed_examples"].uri, inputs["transform_graph"].uri,
                            _schema_file(inputs["schema"]), out["model"], out["model_run"])
-    return {"model_run": {k: v for k, v in result["eval"].items() if isinstance(v, float)}}
+    return {"model_run": {**{k: v for k, v in result["eval"].items() if isinstance(v, float)}, **result["topology"]}}
 
 
 def _evaluator(cfg: PipelineConfig, inputs, out, store) -> dict:
@@ -117,30 +117,8 @@ STEPS = {
 
 # ---- fingerprints and the cache key ---------------------------------------------------------------------------
 
-def fingerprint(path: str) -> str:
-    """A hash of a folder's (or file's) relative names and contents."""
-    digest = hashlib.sha256()
-    root = Path(path)
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    for f in files:
-        digest.update(str(f.relative_to(root) if f != root else f.name).encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-def library_versions() -> dict:
-    out = {}
-    for dist in _LIBRARIES:
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = "absent"
-    return out
-
-
-def cache_key(step: Step, cfg: PipelineConfig, inputs: dict, store: MetadataStore) -> str:
+def cache_key(step: Step, cfg: PipelineConfig, inputs: dict, store: MetadataStore,
+              input_files: dict | None = None) -> str:
     section = cfg.section(step.name)
     parts = {
         "component": step.name,
@@ -152,6 +130,8 @@ def cache_key(step: Step, cfg: PipelineConfig, inputs: dict, store: MetadataStor
     module = section.get("module")
     if module:
         parts["user_module"] = hashlib.sha256(module_source(module)).hexdigest()
+    if step.name == "ingest":
+        parts["input_files"] = input_files or manifest.input_files(cfg)  # an edited CSV must be read again
     if step.name == "pusher":
         parts["serving_base"] = cfg.pusher.serving_base
     if step.name == "evaluator":
@@ -168,10 +148,12 @@ def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, in
     missing = sorted(set(step.inputs) - set(inputs))
     if missing:
         raise ConfigError(f"{name}: inputs {missing} are missing; run the upstream components first")
-    key = cache_key(step, cfg, inputs, store)
+    files = manifest.input_files(cfg) if name == "ingest" else None
+    key = cache_key(step, cfg, inputs, store, files)
+    recorded = manifest.build(cfg, name, inputs, files)
     props = {"cache_key": key, "config": json.dumps(cfg.section(name), sort_keys=True, default=str),
-             "code_version": key[:12], "library_versions": json.dumps(library_versions()),
-             "pipeline": cfg.name, "run_id": run["run"].name}
+             "code_version": json.dumps(recorded["code"]), "library_versions": json.dumps(library_versions()),
+             "pipeline": cfg.name, "run_id": run["run"].name, "manifest": json.dumps(recorded, sort_keys=True)}
     # Executions left RUNNING by a killed process become FAILED; their checkpoints may be adopted below.
     adoptable = {}
     for dead, dead_outputs in store.recover_dead(name):

@@ -1,0 +1,135 @@
+"""Run manifests: what a step ran with (code, libraries, hardware, seeds, config, input contents), and the
+fingerprints that say whether two runs made the same thing."""
+
+from __future__ import annotations
+
+import functools
+import glob
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from components.user_module import module_source
+from pipeline.config import PipelineConfig
+from pipeline.metadata import redact
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE_LIBRARIES = ("tensorflow", "tensorflow-transform", "apache-beam", "tf-keras", "tfx-bsl")
+MANIFEST_LIBRARIES = CACHE_LIBRARIES + ("prefect", "ml-metadata", "numpy", "protobuf", "pyarrow")
+# How far metrics may move between runs that cannot be bit-identical (several replicas, GPUs).
+TOLERANCE = {"metric_abs": 0.02}
+
+
+def _volatile(name: str) -> bool:
+    # Bytes that change from run to run while the result does not: TensorBoard events (wall times),
+    # the checkpoint index (timestamps), the push record (its version is the push time), and a
+    # SavedModel's graph, which records the temporary folder tf.Transform analyzed in (its variables,
+    # assets and metadata are hashed, and the code that builds the graph is in the manifest).
+    return name in ("checkpoint", "push.json", "saved_model.pb", "fingerprint.pb") \
+        or name.startswith("events.out.tfevents.")
+
+
+def fingerprint(path: str) -> str:
+    """A hash of a folder's (or file's) relative names and contents, run-to-run noise left out.
+
+    Gzipped files are hashed decompressed: the gzip header holds the time it was written.
+    """
+    import gzip
+
+    digest = hashlib.sha256()
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and not _volatile(p.name))
+    for f in files:
+        digest.update(str(f.relative_to(root) if f != root else f.name).encode())
+        with (gzip.open(f, "rb") if f.suffix == ".gz" else open(f, "rb")) as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def library_versions(dists=CACHE_LIBRARIES) -> dict:
+    out = {}
+    for dist in dists:
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "absent"
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> dict:
+    """tfpipe's git commit and whether the work tree differs from it; the package version outside git."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode == 0:
+            dirty = git("status", "--porcelain", "--untracked-files=no", "--", "components", "pipeline")
+            return {"git_commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        return {"package": version("tfpipe")}
+    except PackageNotFoundError:
+        return {"package": "unknown"}
+
+
+@functools.lru_cache(maxsize=1)
+def hardware() -> dict:
+    import tensorflow as tf
+
+    devices = [f"{d.device_type}:{d.name.rsplit(':', 1)[-1]}" for d in tf.config.list_physical_devices()]
+    out = {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
+           "devices": devices}
+    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    if cluster:
+        out["tf_config_cluster"] = {role: len(tasks) for role, tasks in cluster.items()}
+    return out
+
+
+def input_files(cfg: PipelineConfig) -> dict:
+    """{path: sha256} of every file the ingest input names (globs expanded)."""
+    patterns = cfg.ingest.input.values() if isinstance(cfg.ingest.input, dict) else [cfg.ingest.input]
+    files = sorted({f for p in patterns for f in glob.glob(os.path.expanduser(p))})
+    return {f: fingerprint(f) for f in files}
+
+
+def user_modules(cfg: PipelineConfig) -> dict:
+    return {f"{name}.module": {"path": getattr(cfg, name).module,
+                               "sha256": hashlib.sha256(module_source(getattr(cfg, name).module)).hexdigest()}
+            for name in ("transform", "trainer")}
+
+
+def exactness(hw: dict) -> dict:
+    """Whether a re-run can be bit-identical here, and if not, why and within what it should agree."""
+    reasons = []
+    if any(d.startswith(("GPU", "TPU")) for d in hw.get("devices", [])):
+        reasons.append("accelerators (GPU/TPU kernels are not all deterministic)")
+    if sum(hw.get("tf_config_cluster", {}).values()) > 1:
+        reasons.append("a multi-worker TF_CONFIG cluster (the order of gradient updates varies)")
+    return {"exact": not reasons, "why": "; ".join(reasons)} if reasons else {"exact": True}
+
+
+def build(cfg: PipelineConfig, component: str, inputs: dict, files: dict | None = None) -> dict:
+    """The manifest recorded on a step's execution."""
+    hw = hardware()
+    manifest = {
+        "component": component,
+        "code": code_version(),
+        "user_modules": user_modules(cfg),
+        "libraries": {"python": platform.python_version(), **library_versions(MANIFEST_LIBRARIES)},
+        "hardware": hw,
+        "seeds": {"trainer.seed": cfg.trainer.seed, "split": "content hash of each row (no seed)"},
+        "config": {**json.loads(cfg.model_dump_json(by_alias=True)), "metadata": redact(cfg.metadata)},
+        "inputs": {name: {"id": a.id, "fingerprint": a.properties.get("fingerprint", "")} for name, a in inputs.items()},
+        "determinism": exactness(hw),
+    }
+    if component == "ingest":
+        manifest["input_files"] = files if files is not None else input_files(cfg)
+    return manifest
