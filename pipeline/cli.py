@@ -91,11 +91,37 @@ def _cmd_component(args) -> int:
     return _run(args.config, args, components=[args.name], inputs=inputs)
 
 
+def _cmd_deploy(args) -> int:
+    import urllib.parse
+
+    from pipeline.config import load_config
+
+    if args.metadata and urllib.parse.urlparse(args.metadata).password:
+        raise SystemExit("tfpipe: error: a deployment's parameters are shown in the Prefect UI: keep the password "
+                         "out of --metadata (set metadata_secret: <Secret block> in the config, or "
+                         "TFPIPE_METADATA_PASSWORD in the worker's environment)")
+    overrides = _overrides(args)
+    cfg = load_config(args.config, overrides)  # a deployment of a broken config would fail at 3 a.m.
+    from pipeline.deploy import deploy
+
+    name = args.name or cfg.name
+    deployment_id = deploy(args.config, name, args.pool, args.cron, overrides, _no_cache(args), args.timezone)
+    print(f"deployment tfpipe/{name} ({deployment_id}) on work pool {args.pool!r}"
+          + (f", schedule {args.cron!r} {args.timezone}" if args.cron else ", no schedule"))
+    print(f"start a worker:  uv run prefect worker start --pool {args.pool}")
+    print(f"run it now:      uv run prefect deployment run 'tfpipe/{name}' [--param no_cache=true]")
+    return 0
+
+
 def _store(args):
     from pipeline.config import load_config
     from pipeline.metadata import MetadataStore
 
     cfg = load_config(args.config, _overrides(args))
+    if cfg.metadata_secret:
+        from pipeline.flow import open_store
+
+        return cfg, open_store(cfg)
     return cfg, MetadataStore(cfg.metadata)
 
 
@@ -230,6 +256,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", nargs="*", metavar="COMPONENT", choices=COMPONENTS, help="as for `run`")
     _store_args(p)
     p.set_defaults(func=_cmd_component)
+
+    p = sub.add_parser("deploy", help="create or update a Prefect deployment of a pipeline, with a schedule, on a "
+                                      "process work pool (needs a Prefect server: PREFECT_API_URL)")
+    p.add_argument("config", help="the pipeline YAML")
+    p.add_argument("--name", help="deployment name (default: the pipeline's name); runs as tfpipe/NAME")
+    p.add_argument("--pool", default="tfpipe", help="work pool, created as a process pool if missing (default tfpipe)")
+    p.add_argument("--cron", help='schedule, e.g. "0 3 * * *" for 03:00 every day (default: none, run on demand)')
+    p.add_argument("--timezone", default="UTC", help="time zone of --cron (default UTC)")
+    p.add_argument("--no-cache", nargs="*", metavar="COMPONENT", choices=COMPONENTS,
+                   help="this deployment's runs re-run everything (no names) or these components")
+    _store_args(p)
+    p.set_defaults(func=_cmd_deploy)
 
     p = sub.add_parser("runs", help="list a pipeline's runs and the state of each component")
     p.add_argument("--config", required=True, help="the pipeline YAML")

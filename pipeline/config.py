@@ -76,6 +76,7 @@ class PipelineConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     root: Optional[str] = None  # default: ./tfpipe_root/<name>, beside the config file
     metadata: Optional[str] = None  # sqlite path or URL, postgresql://, mysql://; default <root>/metadata.sqlite
+    metadata_secret: Optional[str] = None  # a Prefect Secret block holding the store's password
     ingest: IngestSection
     transform: TransformSection
     trainer: TrainerSection

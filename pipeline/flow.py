@@ -13,12 +13,30 @@ os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tfpipe")  # step and tra
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from prefect import flow, task  # noqa: E402
+from prefect.states import Completed  # noqa: E402
 
+from pipeline import ui
 from pipeline.config import COMPONENTS, load_config
-from pipeline.metadata import MetadataStore, redact
+from pipeline.metadata import PASSWORD_ENV, MetadataStore, redact
 from pipeline.steps import STEPS, run_step
 
 log = logging.getLogger("tfpipe.pipeline")
+
+
+def open_store(cfg) -> MetadataStore:
+    """The config's MLMD store; a password kept in a Prefect Secret block is fetched into the process
+    environment, where the store reads it, so it never sits in the config, a flow parameter or a log."""
+    if cfg.metadata_secret and not os.environ.get(PASSWORD_ENV):
+        from prefect.blocks.system import Secret
+
+        try:
+            os.environ[PASSWORD_ENV] = Secret.load(cfg.metadata_secret).get()
+        except ValueError as e:
+            from components.errors import ConfigError
+
+            raise ConfigError(f"metadata_secret: no Prefect Secret block {cfg.metadata_secret!r} ({e}); create it "
+                              f"with Secret(value=...).save({cfg.metadata_secret!r})") from None
+    return MetadataStore(cfg.metadata)
 
 
 def _no_cache(no_cache, component: str) -> bool:
@@ -30,12 +48,16 @@ def component_task(config_path: str, overrides: dict, component: str, run_id: st
                    no_cache) -> dict:
     """One component: resolve its input artifacts by id, run or reuse it, return its outputs' ids and its state."""
     cfg = load_config(config_path, overrides)
-    store = MetadataStore(cfg.metadata)
+    store = open_store(cfg)
     run = store.start_run(cfg.name, run_id)
     inputs = {name: store.artifact(i) for name, i in input_ids.items()}
     outputs, state, compute = run_step(cfg, store, run, component, inputs, use_cache=not _no_cache(no_cache, component))
-    return {"state": state, "outputs": {name: a.id for name, a in outputs.items()},
-            "uris": {name: a.uri for name, a in outputs.items()}, "compute_seconds": compute}
+    result = {"state": state, "outputs": {name: a.id for name, a in outputs.items()},
+              "uris": {name: a.uri for name, a in outputs.items()}, "compute_seconds": compute}
+    if state == "CACHED":
+        # Shown as "Cached" in the UI: the outputs are an earlier execution's, reused.
+        return Completed(name="Cached", message="outputs reused from an earlier run", data=result)
+    return result
 
 
 @flow(name="tfpipe", flow_run_name="{run_name}", log_prints=True)
@@ -49,7 +71,7 @@ def pipeline_flow(config_path: str, overrides: dict | None = None, no_cache=Fals
     overrides = overrides or {}
     cfg = load_config(config_path, overrides)  # validated once, before anything runs
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    store = MetadataStore(cfg.metadata)
+    store = open_store(cfg)
     store.start_run(cfg.name, run_id)
     produced, results = {}, {}
     for component in components or COMPONENTS:
@@ -62,26 +84,14 @@ def pipeline_flow(config_path: str, overrides: dict | None = None, no_cache=Fals
             if name in (inputs or {}):
                 input_ids[name] = store.resolve(inputs[name])
         started = time.perf_counter()
-        result = component_task(config_path, overrides, component, run_id, input_ids, no_cache)
+        # A task that reports itself Cached hands back its State: .result() gives the same dict either way.
+        state = component_task(config_path, overrides, component, run_id, input_ids, no_cache, return_state=True)
+        result = state.result()
         result["wall_seconds"] = time.perf_counter() - started
         produced[component] = result["outputs"]
         results[component] = result
     if results:
-        _attach_lineage(store, cfg.name, results)
+        ui.publish(store, cfg.name, f"{cfg.name}.{run_id}", results)
     return {"pipeline": cfg.name, "run_id": run_id, "metadata": redact(cfg.metadata), "root": cfg.root,
             "serving_base": cfg.pusher.serving_base, "components": results}
 
-
-def _attach_lineage(store: MetadataStore, pipeline: str, results: dict) -> None:
-    """The lineage of the run's last output (the push, in a whole run), as a Prefect artifact on the flow run."""
-    from prefect.artifacts import create_markdown_artifact
-
-    from pipeline import lineage
-
-    last = list(results.values())[-1]["outputs"]
-    focus = last.get("pushed_model") or next(iter(last.values()))
-    graph = lineage.build(store, focus)
-    create_markdown_artifact(key=f"{pipeline.lower().replace('_', '-').replace('.', '-')}-lineage",
-                             markdown=f"## Lineage of {graph.nodes[graph.focus]['label']}\n\n" + lineage.markdown(graph),
-                             description="MLMD lineage: raw input files -> examples -> transform -> model -> "
-                                         "evaluation -> push")

@@ -11,14 +11,16 @@ def test_help_lists_commands_without_importing_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
     help_text = build_parser().format_help()
-    for command in ("run", "titanic", "component", "runs", "artifacts", "lineage", "reproduce", "diff", "version"):
+    for command in ("run", "titanic", "component", "deploy", "runs", "artifacts", "lineage", "reproduce", "diff",
+                    "version"):
         assert command in help_text
 
 
 def test_every_command_documents_itself(capsys):
     import pytest
 
-    for command in ("run", "titanic", "component", "runs", "artifacts", "lineage", "reproduce", "diff", "version"):
+    for command in ("run", "titanic", "component", "deploy", "runs", "artifacts", "lineage", "reproduce", "diff",
+                    "version"):
         with pytest.raises(SystemExit) as done:
             main([command, "--help"])
         assert done.value.code == 0

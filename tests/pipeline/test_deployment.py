@@ -1,0 +1,166 @@
+"""A real Prefect server and process worker: `tfpipe deploy` makes a scheduled deployment, runs triggered
+through the API complete with their lineage in MLMD, cached components show as Cached, and the Prefect UI
+(headless Chromium) shows the run's component task runs and its metrics artifact."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.metadata import MetadataStore
+
+ROOT = Path(__file__).resolve().parents[2]
+TITANIC = ROOT / "examples" / "titanic"
+OUTPUT = ROOT / "tests" / "output"
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Api:
+    def __init__(self, url):
+        self.url = url
+
+    def __call__(self, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method="GET" if body is None else "POST",
+                                         headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or "null")
+
+    def wait(self, flow_run_id, timeout=600) -> dict:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            run = self(f"/flow_runs/{flow_run_id}")
+            if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                return run
+            time.sleep(2)
+        raise AssertionError(f"flow run {flow_run_id} did not finish in {timeout} s")
+
+    def task_states(self, flow_run_id) -> dict:
+        runs = self("/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run_id]}}})
+        return {t["name"]: t["state"]["name"] for t in runs}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`prefect server start` on a free loopback port, with its own home; its UI talks to that port."""
+    home = tmp_path_factory.mktemp("prefect_server")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_API_URL=url, PREFECT_UI_API_URL=url,
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", TF_CPP_MIN_LOG_LEVEL="2")
+    log = open(home / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    api = Api(url)
+    deadline = time.time() + 180
+    while True:
+        try:
+            if api("/health"):
+                break
+        except OSError:
+            pass
+        assert proc.poll() is None and time.time() < deadline, (home / "server.log").read_text()[-3000:]
+        time.sleep(1)
+    yield {"api": api, "env": env, "home": home, "ui": f"http://127.0.0.1:{port}"}
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=60)
+
+
+def test_deployment_runs_on_a_worker_and_shows_in_the_ui(server, tmp_path):
+    api, env = server["api"], server["env"]
+    project = tmp_path / "project"
+    project.mkdir()
+    for module in ("preprocessing.py", "model.py"):
+        shutil.copy(TITANIC / module, project / module)
+    (project / "train.csv").write_text("\n".join((TITANIC / "data" / "train.csv").read_text().splitlines()[:121]) + "\n")
+    (project / "pipeline.yaml").write_text(yaml.safe_dump({
+        "name": "deployed", "ingest": {"input": "train.csv"}, "transform": {"module": "preprocessing.py"},
+        "trainer": {"module": "model.py", "label": "survived", "raw_label": "Survived", "train_steps": 50},
+        "evaluator": {"thresholds": {"accuracy": {"lower": 0.5}}}}))
+    root = tmp_path / "root"
+
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "deploy", str(project / "pipeline.yaml"),
+                           "--pool", "tfpipe-test", "--cron", "0 3 * * *", "--root", str(root)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "deployment tfpipe/deployed" in done.stdout and "schedule '0 3 * * *' UTC" in done.stdout
+    deployment = api("/deployments/name/tfpipe/deployed")
+    assert [s["schedule"]["cron"] for s in deployment["schedules"]] == ["0 3 * * *"]
+    assert deployment["parameters"]["overrides"] == {"root": str(root)}
+    assert deployment["work_pool_name"] == "tfpipe-test"
+
+    worker_log = open(tmp_path / "worker.log", "w")
+    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "tfpipe-test"],
+                              cwd=ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        first = api(f"/deployments/{deployment['id']}/create_flow_run", {})
+        run = api.wait(first["id"])
+        assert run["state"]["type"] == "COMPLETED", (tmp_path / "worker.log").read_text()[-4000:]
+        assert api.task_states(first["id"]) == dict.fromkeys(
+            ["ingest", "transform", "trainer", "evaluator", "pusher"], "Completed")
+
+        # A per-run parameter: this run re-runs only the pusher; the rest is reused and shows as Cached.
+        second = api(f"/deployments/{deployment['id']}/create_flow_run", {"parameters": {"no_cache": ["pusher"]}})
+        assert api.wait(second["id"])["state"]["type"] == "COMPLETED"
+        assert api.task_states(second["id"]) == {"ingest": "Cached", "transform": "Cached", "trainer": "Cached",
+                                                 "evaluator": "Cached", "pusher": "Completed"}
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=60)
+
+    artifacts = {a["key"]: a for a in api("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [first["id"]]}}})}
+    assert set(artifacts) == {"deployed-metrics", "deployed-pushed-model", "deployed-lineage"}
+    rows = json.loads(artifacts["deployed-metrics"]["data"])
+    assert {"metric": "accuracy", "threshold": "lower 0.5", "result": "pass"}.items() <= \
+        next(r for r in rows if r["metric"] == "accuracy").items()
+    assert "BLESSED" in artifacts["deployed-metrics"]["description"]
+    assert str(root / "serving") in artifacts["deployed-pushed-model"]["data"]
+
+    # MLMD holds the deployed run's lineage: the pushed model back to the CSV the deployment read.
+    store = MetadataStore(str(root / "metadata.sqlite"))
+    first_run, second_run = store.runs("deployed")
+    assert [s for _, s, _ in first_run["executions"]] == ["COMPLETE"] * 5
+    assert [s for _, s, _ in second_run["executions"]] == ["CACHED"] * 4 + ["COMPLETE"]
+    ingest = store.run_executions(first_run["run"])[0]
+    assert list(ingest["manifest"]["input_files"]) == [str(project / "train.csv")]
+    for e in store.run_executions(first_run["run"]):
+        assert f"#{e['id']}" in artifacts["deployed-lineage"]["data"]  # the summary lists each MLMD execution
+
+    _ui_shows_the_run(server["ui"], first["id"])
+
+
+def _ui_shows_the_run(ui: str, flow_run_id: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    OUTPUT.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        page = browser.new_page(viewport={"width": 1600, "height": 1100})
+        page.goto(f"{ui}/runs/flow-run/{flow_run_id}")
+        page.get_by_text("Task Runs", exact=True).first.click()
+        for component in ("ingest", "transform", "trainer", "evaluator", "pusher"):
+            page.get_by_text(component, exact=True).first.wait_for(timeout=60_000)
+        page.screenshot(path=str(OUTPUT / "prefect_ui_task_runs.png"), full_page=True)
+        page.get_by_text("Artifacts", exact=True).first.click()
+        page.get_by_text("deployed-metrics").first.click()
+        page.get_by_text("lower 0.5").first.wait_for(timeout=60_000)  # the metrics table, thresholds and all
+        page.screenshot(path=str(OUTPUT / "prefect_ui_metrics.png"), full_page=True)
+        browser.close()
+    assert (OUTPUT / "prefect_ui_metrics.png").stat().st_size > 10_000
