@@ -47,7 +47,7 @@ def split_titanic(out_dir: str | os.PathLike, seed: int = 42, train_fraction: fl
     paths = []
     for name, part in (("train.csv", train_rows), ("eval.csv", eval_rows)):
         path = out / name
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # tasks of a cluster may split into one shared folder at once
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=FIELDS)
             writer.writeheader()

@@ -164,3 +164,21 @@ def _ui_shows_the_run(ui: str, flow_run_id: str) -> None:
         page.screenshot(path=str(OUTPUT / "prefect_ui_metrics.png"), full_page=True)
         browser.close()
     assert (OUTPUT / "prefect_ui_metrics.png").stat().st_size > 10_000
+
+
+def test_prefect_deploy_reads_deploy_prefect_yaml(server):
+    env = dict(server["env"], TFPIPE_HOME=str(ROOT))
+    subprocess.run([sys.executable, "-m", "prefect", "work-pool", "create", "tfpipe", "--type", "process"],
+                   cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--prefect-file",
+                           "deploy/prefect.yaml", "--all"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    api = server["api"]
+    nightly = api("/deployments/name/tfpipe/titanic-nightly")
+    weekly = api("/deployments/name/tfpipe/penguin-weekly")
+    assert [s["schedule"]["cron"] for s in nightly["schedules"]] == ["0 3 * * *"]
+    assert [s["schedule"]["cron"] for s in weekly["schedules"]] == ["0 4 * * 1"]
+    assert nightly["parameters"]["config_path"] == "examples/titanic/pipeline.yaml"
+    assert weekly["parameters"]["no_cache"] is True and weekly["work_pool_name"] == "tfpipe"
+    assert nightly["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(ROOT)
