@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,13 @@ def transform(config: TransformConfig, examples_dir: str, schema_path: str, tran
     from components.ingest import load_schema
 
     preprocessing_fn = load_function(config.module, "preprocessing_fn")
+    module = sys.modules.get(preprocessing_fn.__module__)
+    if module is not None and module.__name__.startswith("tfpipe_user_"):
+        # A module loaded from a file path cannot be imported by Beam's worker processes
+        # (--direct_running_mode=multi_processing, remote runners): send its code along by value.
+        from apache_beam.internal.cloudpickle import cloudpickle
+
+        cloudpickle.register_pickle_by_value(module)
     examples = Path(examples_dir)
     splits = _split_names(examples)
     if config.analyze_split not in splits:

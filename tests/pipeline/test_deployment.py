@@ -6,11 +6,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,65 +21,8 @@ OUTPUT = ROOT / "tests" / "output"
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Api:
-    def __init__(self, url):
-        self.url = url
-
-    def __call__(self, path, body=None):
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method="GET" if body is None else "POST",
-                                         headers={"content-type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read() or "null")
-
-    def wait(self, flow_run_id, timeout=600) -> dict:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            run = self(f"/flow_runs/{flow_run_id}")
-            if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-                return run
-            time.sleep(2)
-        raise AssertionError(f"flow run {flow_run_id} did not finish in {timeout} s")
-
-    def task_states(self, flow_run_id) -> dict:
-        runs = self("/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run_id]}}})
-        return {t["name"]: t["state"]["name"] for t in runs}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`prefect server start` on a free loopback port, with its own home; its UI talks to that port."""
-    home = tmp_path_factory.mktemp("prefect_server")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_API_URL=url, PREFECT_UI_API_URL=url,
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", TF_CPP_MIN_LOG_LEVEL="2")
-    log = open(home / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    api = Api(url)
-    deadline = time.time() + 180
-    while True:
-        try:
-            if api("/health"):
-                break
-        except OSError:
-            pass
-        assert proc.poll() is None and time.time() < deadline, (home / "server.log").read_text()[-3000:]
-        time.sleep(1)
-    yield {"api": api, "env": env, "home": home, "ui": f"http://127.0.0.1:{port}"}
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=60)
-
-
-def test_deployment_runs_on_a_worker_and_shows_in_the_ui(server, tmp_path):
+def test_deployment_runs_on_a_worker_and_shows_in_the_ui(prefect_server, tmp_path):
+    server = prefect_server
     api, env = server["api"], server["env"]
     project = tmp_path / "project"
     project.mkdir()
@@ -166,7 +106,8 @@ def _ui_shows_the_run(ui: str, flow_run_id: str) -> None:
     assert (OUTPUT / "prefect_ui_metrics.png").stat().st_size > 10_000
 
 
-def test_prefect_deploy_reads_deploy_prefect_yaml(server):
+def test_prefect_deploy_reads_deploy_prefect_yaml(prefect_server):
+    server = prefect_server
     env = dict(server["env"], TFPIPE_HOME=str(ROOT))
     subprocess.run([sys.executable, "-m", "prefect", "work-pool", "create", "tfpipe", "--type", "process"],
                    cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
