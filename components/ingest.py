@@ -371,12 +371,7 @@ def ingest(config: IngestConfig, examples_dir: str | os.PathLike, schema_dir: st
     out = Path(examples_dir)
     pre_split = isinstance(config.input, dict)
     sources = {name: _files(p) for name, p in config.input.items()} if pre_split else {None: _files(config.input)}
-    if config.schema:
-        schema = load_schema(config.schema)
-    else:
-        schema = infer_schema(r for files in sources.values() for r in _rows(files, config))
-    kinds = {f.name: f.type for f in schema.feature}
-    required = {f.name for f in schema.feature if f.presence.min_fraction >= 1.0}
+    cuts = None
     if not pre_split:
         weights = {k: float(v) for k, v in config.splits.items()}
         total_w = sum(weights.values())
@@ -385,13 +380,69 @@ def ingest(config: IngestConfig, examples_dir: str | os.PathLike, schema_dir: st
             running += w / total_w
             cuts.append((name, running))
     names = list(config.input) if pre_split else list(config.splits)
+    fast = _fast(config, sources, out, names, cuts)
+    if fast is not None:
+        schema, counts, statistics = fast
+    else:
+        schema, counts, statistics = _row_by_row(config, sources, out, names, cuts)
+    schema_path = Path(schema_dir or out) / "schema.pbtxt"
+    stats_path = Path(statistics_dir or out) / "statistics.json"
+    write_text_proto(schema, schema_path)
+    counts = {name: counts.get(name, 0) for name in names}
+    stats_path.write_text(json.dumps({"num_examples": counts, "features": statistics}, indent=2), encoding="utf-8")
+    return IngestResult(counts, str(schema_path), str(stats_path))
+
+
+def _open_writers(out: Path, names: list) -> dict:
+    writers = {}
+    for name in names:
+        (out / f"Split-{name}").mkdir(parents=True, exist_ok=True)
+        writers[name] = tf.io.TFRecordWriter(str(out / f"Split-{name}" / "data.tfrecord.gz"), options="GZIP")
+    return writers
+
+
+def _fast(config: IngestConfig, sources: dict, out: Path, names: list, cuts):
+    """The Arrow path for plain .csv files: (schema, counts, statistics), or None to read row by row."""
+    files = [f for fs in sources.values() for f in fs]
+    if not all(f.lower().endswith(".csv") and _format(f, config.format) == "csv" for f in files):
+        return None
+    from components import _ingest_arrow
+
+    headers = {}
+    for path in files:
+        next(_read_csv(path, set(config.na_values)), None)  # the header's own checks, with their messages
+        with open(path, newline="", encoding="utf-8", errors="replace") as f:
+            headers[path] = next(csv.reader(f), [])
+    if not all(headers.values()):
+        return None
+    writers = {}
+    try:
+        schema = load_schema(config.schema) if config.schema else \
+            _ingest_arrow.infer(files, headers, config.na_values)
+        writers = _open_writers(out, names)
+        counts, statistics = _ingest_arrow.write(config, sources, headers, schema, writers, cuts, _TYPE_NAMES,
+                                                 _TOP_VALUES_CAP, _MAX_FIELD)
+    except _ingest_arrow.Fallback:
+        return None  # the row-by-row reader names the file, row and column (it rewrites the splits)
+    finally:
+        for w in writers.values():
+            w.close()
+    return schema, counts, statistics
+
+
+def _row_by_row(config: IngestConfig, sources: dict, out: Path, names: list, cuts):
+    pre_split = cuts is None
+    if config.schema:
+        schema = load_schema(config.schema)
+    else:
+        schema = infer_schema(r for files in sources.values() for r in _rows(files, config))
+    kinds = {f.name: f.type for f in schema.feature}
+    required = {f.name for f in schema.feature if f.presence.min_fraction >= 1.0}
     writers = {}
     stats, counts = _Stats(schema), collections.Counter()
     labels = _LabelValues(config, kinds)
     try:
-        for name in names:
-            (out / f"Split-{name}").mkdir(parents=True, exist_ok=True)
-            writers[name] = tf.io.TFRecordWriter(str(out / f"Split-{name}" / "data.tfrecord.gz"), options="GZIP")
+        writers = _open_writers(out, names)
         checked_files = set()
         for split_name, files in sources.items():
             for path, line, row in _rows(files, config):
@@ -429,9 +480,4 @@ def ingest(config: IngestConfig, examples_dir: str | os.PathLike, schema_dir: st
         where = ", ".join(f for files in sources.values() for f in files)
         raise InputError(f"ingest: no rows in {where} (an empty file, or a header alone)")
     labels.check()
-    schema_path = Path(schema_dir or out) / "schema.pbtxt"
-    stats_path = Path(statistics_dir or out) / "statistics.json"
-    write_text_proto(schema, schema_path)
-    counts = {name: counts.get(name, 0) for name in names}
-    stats_path.write_text(json.dumps({"num_examples": counts, "features": stats.as_dict()}, indent=2), encoding="utf-8")
-    return IngestResult(counts, str(schema_path), str(stats_path))
+    return schema, counts, stats.as_dict()
