@@ -16,6 +16,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from components.ingest import _TOP_VALUES_CAP
+from components.ingest import _Stats as row_stats
+
 _BLOCK = 1 << 23  # bytes of CSV per block
 _ARROW = {schema_pb2.INT: pa.int64(), schema_pb2.FLOAT: pa.float64(), schema_pb2.BYTES: pa.string()}
 _WIDTH = {schema_pb2.INT: 0, schema_pb2.FLOAT: 1, schema_pb2.BYTES: 2}
@@ -77,14 +80,8 @@ def infer(files: list, headers: dict, na_values) -> schema_pb2.Schema:
     return schema
 
 
-class _Stats:
-    """statistics.json's per-feature figures, merged block by block."""
-
-    def __init__(self, kinds: dict, cap: int):
-        self.kinds, self.cap = kinds, cap
-        self.count, self.missing = collections.Counter(), collections.Counter()
-        self.num = {n: [float("inf"), float("-inf"), 0.0] for n, k in kinds.items() if k != schema_pb2.BYTES}
-        self.top = {n: collections.Counter() for n, k in kinds.items() if k == schema_pb2.BYTES}
+class _Stats(row_stats):
+    """statistics.json's per-feature figures, merged block by block (the row-by-row class's output)."""
 
     def add(self, name: str, column: pa.Array) -> None:
         self.missing[name] += column.null_count
@@ -102,21 +99,8 @@ class _Stats:
             counts = pc.value_counts(column.drop_null())
             for value, n in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()):
                 key = value.encode("utf-8")
-                if key in counter or len(counter) < self.cap:
+                if key in counter or len(counter) < _TOP_VALUES_CAP:
                     counter[key] += n
-
-    def as_dict(self, type_names: dict) -> dict:
-        out = {}
-        for name, kind in self.kinds.items():
-            entry = {"type": type_names[kind], "count": self.count[name], "missing": self.missing[name]}
-            if name in self.num and self.count[name]:
-                lo, hi, total = self.num[name]
-                entry.update(min=lo, max=hi, mean=total / self.count[name])
-            elif name in self.top:
-                entry["top_values"] = [[v.decode("utf-8", "replace"), n] for v, n in self.top[name].most_common(10)]
-                entry["unique"] = len(self.top[name])
-            out[name] = entry
-        return out
 
 
 def _as_lists(column: pa.Array, kind: int) -> pa.Array:
@@ -153,7 +137,7 @@ def _split_points(batch: pa.RecordBatch) -> list[float]:
             for t in joined.to_pylist()]
 
 
-def write(config, sources: dict, headers: dict, schema, writers: dict, cuts, type_names: dict, cap: int,
+def write(config, sources: dict, headers: dict, schema, writers: dict, cuts, cap: int,
           max_field: int) -> tuple[dict, dict]:
     """Converts, checks and writes every row; returns (counts per split, statistics)."""
     import tensorflow as tf
@@ -161,7 +145,7 @@ def write(config, sources: dict, headers: dict, schema, writers: dict, cuts, typ
 
     kinds = {f.name: f.type for f in schema.feature}
     required = {f.name for f in schema.feature if f.presence.min_fraction >= 1.0}
-    stats, counts = _Stats(kinds, cap), collections.Counter()
+    stats, counts = _Stats(schema), collections.Counter()
     encoder = tfxio.RecordBatchToExamplesEncoder(schema)
     label = config.label
     check_labels = bool(label and config.label_is_class and kinds.get(label, schema_pb2.FLOAT) != schema_pb2.FLOAT)
@@ -205,4 +189,4 @@ def write(config, sources: dict, headers: dict, schema, writers: dict, cuts, typ
     train = label_values.get(config.train_split)
     if check_labels and train is not None and any(v - train for v in label_values.values()):
         raise Fallback("a label the train split lacks")
-    return counts, stats.as_dict(type_names)
+    return counts, stats.as_dict()

@@ -420,7 +420,7 @@ def _fast(config: IngestConfig, sources: dict, out: Path, names: list, cuts):
         schema = load_schema(config.schema) if config.schema else \
             _ingest_arrow.infer(files, headers, config.na_values)
         writers = _open_writers(out, names)
-        counts, statistics = _ingest_arrow.write(config, sources, headers, schema, writers, cuts, _TYPE_NAMES,
+        counts, statistics = _ingest_arrow.write(config, sources, headers, schema, writers, cuts,
                                                  _TOP_VALUES_CAP, _MAX_FIELD)
     except _ingest_arrow.Fallback:
         return None  # the row-by-row reader names the file, row and column (it rewrites the splits)
