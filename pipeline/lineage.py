@@ -48,9 +48,10 @@ def resolve(store: MetadataStore, ref: str) -> int:
     return max(found, key=lambda a: a.id).id
 
 
-def build(store: MetadataStore, artifact_id: int) -> Graph:
+def build(store: MetadataStore, artifact_id: int, check_files: bool = True) -> Graph:
+    """check_files: mark raw input files whose content no longer matches the recorded hash (reads them)."""
     graph = Graph(focus=f"artifact:{artifact_id}")
-    _upstream(store, graph, artifact_id)
+    _upstream(store, graph, artifact_id, check_files)
     _downstream(store, graph, artifact_id)
     return graph
 
@@ -73,7 +74,7 @@ def _add_execution(store, graph, execution: dict) -> str:
     return key
 
 
-def _upstream(store, graph, artifact_id) -> None:
+def _upstream(store, graph, artifact_id, check_files: bool) -> None:
     target = _add_artifact(store, graph, artifact_id)
     producers = [store.execution(e) for e, kind, _ in store.artifact_events(artifact_id) if kind == "OUTPUT"]
     # The execution that made it, not the CACHED ones that later reused it.
@@ -86,11 +87,12 @@ def _upstream(store, graph, artifact_id) -> None:
             continue
         for input_id in _inputs(store, execution["id"]):
             graph.edges.add((_add_artifact(store, graph, input_id), ekey))
-            _upstream(store, graph, input_id)
+            _upstream(store, graph, input_id, check_files)
         for path, digest in execution["manifest"].get("input_files", {}).items():
             fkey = f"file:{path}"
             graph.nodes[fkey] = {"kind": "file", "label": Path(path).name, "detail": f"{path} sha256:{digest[:12]}",
-                                 "state": "changed" if _changed(path, digest) else "unchanged"}
+                                 "state": ("changed" if _changed(path, digest) else "unchanged") if check_files
+                                 else "recorded"}
             graph.edges.add((fkey, ekey))
 
 

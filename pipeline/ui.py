@@ -52,7 +52,8 @@ def publish(store: MetadataStore, pipeline: str, run_name: str, results: dict) -
         outputs = ", ".join(f"{n} #{a.id}" for n, a in store.outputs_of(e["id"]).items())
         rows.append(f"| {e['component']} | #{e['id']} | {e['state']} | {inputs} | {outputs} |")
     last = list(results.values())[-1]["outputs"]
-    graph = lineage.build(store, last.get("pushed_model") or next(iter(last.values())))
+    # The run's ingest has just hashed its input files: no need to read them again here.
+    graph = lineage.build(store, last.get("pushed_model") or next(iter(last.values())), check_files=False)
     create_markdown_artifact(
         key=_key(pipeline, "lineage"),
         markdown="## This run in ML Metadata\n\n" + "\n".join(rows)
