@@ -96,30 +96,30 @@ def _score(model_dir: str, examples_pattern: str, label: str, tft_output, raw_sp
     return kind, np.concatenate(labels), {k: np.concatenate(v) for k, v in preds.items()}, slice_values
 
 
-def _check(overall: dict, baseline: dict | None, config: EvaluatorConfig) -> list[str]:
-    """Reasons the model is not blessed (empty: blessed)."""
+def _check(overall: dict, baseline: dict | None, config: EvaluatorConfig) -> list[tuple[str, str]]:
+    """(metric, reason) for each check the model fails (empty: blessed)."""
     reasons = []
     for metric, bounds in config.thresholds.items():
         value = overall.get(metric)
         if value is None:
-            reasons.append(f"{metric}: not computed for this model (it has {sorted(overall)})")
+            reasons.append((metric, f"{metric}: not computed for this model (it has {sorted(overall)})"))
             continue
         if "lower" in bounds and value < bounds["lower"]:
-            reasons.append(f"{metric} = {value:.4g} is below the lower bound {bounds['lower']}")
+            reasons.append((metric, f"{metric} = {value:.4g} is below the lower bound {bounds['lower']}"))
         if "upper" in bounds and value > bounds["upper"]:
-            reasons.append(f"{metric} = {value:.4g} is above the upper bound {bounds['upper']}")
+            reasons.append((metric, f"{metric} = {value:.4g} is above the upper bound {bounds['upper']}"))
     if baseline is not None:
         for metric, change in config.change_thresholds.items():
             if metric not in overall or metric not in baseline:
-                reasons.append(f"{metric}: missing for the candidate or the baseline")
+                reasons.append((metric, f"{metric}: missing for the candidate or the baseline"))
                 continue
             delta = overall[metric] - baseline[metric]
             if "max_decrease" in change and -delta > change["max_decrease"]:
-                reasons.append(f"{metric} fell by {-delta:.4g} against the baseline ({baseline[metric]:.4g}); "
-                               f"at most {change['max_decrease']} is allowed")
+                reasons.append((metric, f"{metric} fell by {-delta:.4g} against the baseline "
+                                        f"({baseline[metric]:.4g}); at most {change['max_decrease']} is allowed"))
             if "max_increase" in change and delta > change["max_increase"]:
-                reasons.append(f"{metric} rose by {delta:.4g} against the baseline ({baseline[metric]:.4g}); "
-                               f"at most {change['max_increase']} is allowed")
+                reasons.append((metric, f"{metric} rose by {delta:.4g} against the baseline "
+                                        f"({baseline[metric]:.4g}); at most {change['max_increase']} is allowed"))
     return reasons
 
 
@@ -154,10 +154,12 @@ def evaluate(config: EvaluatorConfig, serving_model_dir: str, examples_dir: str,
     if baseline_model_dir:
         b_kind, b_labels, b_preds, _ = _score(baseline_model_dir, pattern, config.label, tft_output, raw_spec, [])
         baseline = _metrics(b_kind, b_labels, b_preds)
-    reasons = _check(overall, baseline, config)
+    failures = _check(overall, baseline, config)
+    reasons = [reason for _, reason in failures]
     doc = {"kind": kind, "overall": overall, "slices": slices, "baseline": baseline,
            "baseline_model": baseline_model_dir, "thresholds": config.thresholds,
-           "change_thresholds": config.change_thresholds, "blessed": not reasons, "reasons": reasons}
+           "change_thresholds": config.change_thresholds, "blessed": not reasons, "reasons": reasons,
+           "failed_metrics": sorted({metric for metric, _ in failures})}
     (Path(evaluation_dir) / "metrics.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
     marker = Path(blessing_dir) / (BLESSED if not reasons else NOT_BLESSED)
     marker.write_text("\n".join(reasons) + "\n", encoding="utf-8")

@@ -51,6 +51,7 @@ def fingerprint(path: str) -> str:
     return digest.hexdigest()
 
 
+@functools.lru_cache(maxsize=None)  # installed versions do not change under a running process
 def library_versions(dists=CACHE_LIBRARIES) -> dict:
     out = {}
     for dist in dists:

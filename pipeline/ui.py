@@ -19,15 +19,14 @@ def _key(pipeline: str, what: str) -> str:
 def metrics_rows(doc: dict) -> list[dict]:
     """One row per overall metric: its value, the bounds it had to meet, and whether it met them."""
     rows = []
-    failed = " ".join(doc.get("reasons", []))
+    failed = set(doc.get("failed_metrics", []))
     for metric, value in doc["overall"].items():
         bounds = {**doc.get("thresholds", {}).get(metric, {}), **doc.get("change_thresholds", {}).get(metric, {})}
         baseline = (doc.get("baseline") or {}).get(metric)
         rows.append({"metric": metric, "value": round(float(value), 6),
                      "threshold": ", ".join(f"{k} {v}" for k, v in bounds.items()) or "-",
                      "baseline": "-" if baseline is None else round(float(baseline), 6),
-                     "result": "-" if not bounds else ("FAIL" if re.search(rf"\b{re.escape(metric)}\b", failed)
-                                                       else "pass")})
+                     "result": "-" if not bounds else ("FAIL" if metric in failed else "pass")})
     return rows
 
 
