@@ -27,6 +27,7 @@ from components.errors import ConfigError, InputError
 FORMATS = ("csv", "tfrecord", "parquet")
 _TOP_VALUES_CAP = 10_000
 _MAX_FIELD = 1 << 20  # characters in one CSV field; longer is almost always an unclosed quote
+_SHARD_ROWS = 250_000  # rows per output file: a big input becomes several files, which transform applies in parallel
 _TYPE_NAMES = {schema_pb2.INT: "INT", schema_pb2.FLOAT: "FLOAT", schema_pb2.BYTES: "BYTES"}
 
 
@@ -367,7 +368,7 @@ def _split_of(row: dict, cuts: list[tuple[str, float]]) -> str:
 
 def ingest(config: IngestConfig, examples_dir: str | os.PathLike, schema_dir: str | os.PathLike | None = None,
            statistics_dir: str | os.PathLike | None = None) -> IngestResult:
-    """Writes <examples_dir>/Split-<name>/data.tfrecord.gz, <schema_dir>/schema.pbtxt, <statistics_dir>/statistics.json."""
+    """Writes <examples_dir>/Split-<name>/data-NNNNN.tfrecord.gz, <schema_dir>/schema.pbtxt, <statistics_dir>/statistics.json."""
     out = Path(examples_dir)
     pre_split = isinstance(config.input, dict)
     sources = {name: _files(p) for name, p in config.input.items()} if pre_split else {None: _files(config.input)}
@@ -396,9 +397,36 @@ def ingest(config: IngestConfig, examples_dir: str | os.PathLike, schema_dir: st
 def _open_writers(out: Path, names: list) -> dict:
     writers = {}
     for name in names:
-        (out / f"Split-{name}").mkdir(parents=True, exist_ok=True)
-        writers[name] = tf.io.TFRecordWriter(str(out / f"Split-{name}" / "data.tfrecord.gz"), options="GZIP")
+        folder = out / f"Split-{name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("data-*.tfrecord.gz"):  # the fast path's, when the row-by-row path rewrites
+            stale.unlink()
+        writers[name] = _ShardWriter(folder)
     return writers
+
+
+class _ShardWriter:
+    """A split's gzipped TFRecord files, data-00000.tfrecord.gz and on, a new one every _SHARD_ROWS rows."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.rows, self.writer = folder, 0, None
+        self._next()  # an empty split still gets its (empty) file
+
+    def _next(self) -> None:
+        self.close()
+        name = f"data-{self.rows // _SHARD_ROWS:05d}.tfrecord.gz"
+        self.writer = tf.io.TFRecordWriter(str(self.folder / name), options="GZIP")
+
+    def write(self, record: bytes) -> None:
+        if self.rows and self.rows % _SHARD_ROWS == 0:
+            self._next()
+        self.writer.write(record)
+        self.rows += 1
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 def _fast(config: IngestConfig, sources: dict, out: Path, names: list, cuts):

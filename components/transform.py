@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +16,7 @@ from components.errors import InputError, TfpipeError
 from components.user_module import load_function
 
 _BATCH = 1000  # rows per record batch, fixed (see transform())
+log = logging.getLogger(__name__)
 
 
 class TransformError(TfpipeError):
@@ -23,6 +28,9 @@ class TransformConfig:
     module: str  # a .py path or dotted module holding preprocessing_fn(inputs)
     analyze_split: str = "train"
     beam_args: list = field(default_factory=lambda: ["--runner=DirectRunner", "--direct_num_workers=1"])
+    # Where the graph is applied to the splits: "local" streams the files through this process (fast, flat
+    # memory); "beam" runs TransformDataset on the runner; "auto": local on the DirectRunner, else beam.
+    apply: str = "auto"
 
 
 def _split_names(examples_dir: Path) -> list[str]:
@@ -67,17 +75,25 @@ def transform(config: TransformConfig, examples_dir: str, schema_path: str, tran
         return tfxio.TFExampleRecord(file_pattern=str(examples / f"Split-{split}" / "*.gz"), schema=schema,
                                      telemetry_descriptors=["tfpipe"])
 
+    local = _applies_locally(config)
     # Same data, same bits: analyzers sum floats batch by batch, so batches must not follow Beam's timing-
     # adaptive sizes, and Beam's hot-key fanout draws shards from `random`.
     random.seed(0)
     with tempfile.TemporaryDirectory(prefix="tft_", dir=transformed_examples_dir) as tmp:
+        # Deep copy: each analysis phase re-reads the input instead of the runner holding it all in memory
+        # between phases (the Titanic preprocessing_fn has two: a mean, then a z-score that uses it).
         with beam.Pipeline(options=PipelineOptions(list(config.beam_args))) as pipeline, \
-                tft_beam.Context(temp_dir=tmp):
+                tft_beam.Context(temp_dir=tmp, use_deep_copy_optimization=True):
             analyze_io = source(config.analyze_split)
-            raw = pipeline | "Read-analyze" >> analyze_io.BeamSource(_BATCH)
+            if local:  # whole record batches per element: Beam's per-element cost is paid once per _BATCH rows
+                files = _split_files(examples, config.analyze_split)
+                raw = (pipeline | "Files-analyze" >> beam.Create([files])
+                       | "Read-analyze" >> beam.FlatMap(_read_batches, schema=schema))
+            else:
+                raw = pipeline | "Read-analyze" >> analyze_io.BeamSource(_BATCH)
             transform_fn = (raw, analyze_io.TensorAdapterConfig()) | tft_beam.AnalyzeDataset(guarded)
             _ = transform_fn | tft_beam.WriteTransformFn(str(transform_graph_dir))
-            for split in splits:
+            for split in [] if local else splits:
                 split_io = source(split)
                 data = pipeline | f"Read-{split}" >> split_io.BeamSource(_BATCH)
                 (batches, metadata) = ((data, split_io.TensorAdapterConfig()), transform_fn) | \
@@ -88,7 +104,124 @@ def transform(config: TransformConfig, examples_dir: str, schema_path: str, tran
                          lambda batch, _, schema=metadata: _canonical(_encoder(schema).encode(batch)))
                      | f"Write-{split}" >> beam.io.WriteToTFRecord(str(target / "data"), file_name_suffix=".gz"))
     tft.TFTransformOutput(str(transform_graph_dir)).transformed_feature_spec()  # fails early if unreadable
+    if local:
+        jobs = []
+        for split in splits:
+            files = _split_files(examples, split)
+            target = Path(transformed_examples_dir) / f"Split-{split}"
+            target.mkdir(parents=True, exist_ok=True)
+            jobs += [(f, str(target / f"data-{i:05d}-of-{len(files):05d}.gz")) for i, f in enumerate(files)]
+        _apply_all(jobs, str(transform_graph_dir), schema.SerializeToString(), config.module)
     return {"splits": splits}
+
+
+def _applies_locally(config: TransformConfig) -> bool:
+    """On the DirectRunner (the default), the graph is applied here, file by file; on a cluster runner, by Beam."""
+    if config.apply != "auto":
+        return config.apply == "local"
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    runner = PipelineOptions(list(config.beam_args)).view_as(StandardOptions).runner or "DirectRunner"
+    return runner in ("DirectRunner", "direct")
+
+
+def _split_files(examples: Path, split: str) -> list[str]:
+    files = sorted(str(p) for p in (examples / f"Split-{split}").glob("*.gz"))
+    if not files:
+        raise InputError(f"transform: {examples / f'Split-{split}'} holds no .gz files; is it an ingest output?")
+    return files
+
+
+def _read_batches(files: list, schema) -> Iterator:
+    """Record batches of _BATCH rows from gzipped tf.Example files, in file order (deterministic batches)."""
+    for _, batch in _file_batches(files, schema):
+        yield batch
+
+
+def _file_batches(files: list, schema) -> Iterator:
+    """(file, record batch) pairs: TFRecord reading and Example decoding both run in C++."""
+    import tensorflow as tf
+    from tfx_bsl.coders import example_coder
+
+    decoder = example_coder.ExamplesToRecordBatchDecoder(schema.SerializeToString())
+    for path in files:
+        for records in tf.data.TFRecordDataset(path, compression_type="GZIP").batch(_BATCH).prefetch(2):
+            yield path, decoder.DecodeBatch(list(records.numpy()))
+
+
+def _apply_all(jobs: list, graph_dir: str, schema: bytes, module: str) -> None:
+    """Applies the graph to each (input file, output file) job: here when there is one file, else in a pool of
+    processes (one per core) that each load the graph once; file order and bytes are the same either way."""
+    workers = min(len(jobs), os.cpu_count() or 1)
+    t, rows = time.perf_counter(), 0
+    if workers <= 1:
+        _init_applier(graph_dir, schema, module)
+        results = map(_apply_file, jobs)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: TensorFlow's threads do not survive a fork
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_applier, initargs=(graph_dir, schema, module))
+        results = pool.map(_apply_file, jobs)
+    try:
+        for (source, _), n in zip(jobs, results):
+            rows += n
+            log.info("transform: %s, %d rows (%d in %.0f s)", source, n, rows, time.perf_counter() - t)
+    finally:
+        if workers > 1:
+            pool.shutdown(cancel_futures=True)
+
+
+_APPLIER = None
+
+
+def _init_applier(graph_dir: str, schema: bytes, module: str) -> None:
+    global _APPLIER
+    _APPLIER = _Applier(graph_dir, schema, module)
+
+
+def _apply_file(job: tuple) -> int:
+    return _APPLIER.file(*job)
+
+
+class _Applier:
+    """Applies a written transform graph to a file one record batch at a time (memory stays flat in the row
+    count); the output bytes are those of Beam's TransformDataset."""
+
+    def __init__(self, graph_dir: str, schema: bytes, module: str):
+        import tensorflow as tf
+        import tensorflow_transform as tft
+        from tensorflow_metadata.proto.v0 import schema_pb2
+        from tensorflow_transform import impl_helper
+        from tfx_bsl.public import tfxio
+
+        self.module = module
+        self.schema = schema_pb2.Schema.FromString(schema)
+        self.adapter = tfxio.TensorAdapter(
+            tfxio.TFExampleRecord(file_pattern="-", schema=self.schema).TensorAdapterConfig())
+        output = tft.TFTransformOutput(graph_dir)
+        self.converter = impl_helper.make_tensor_to_arrow_converter(output.transformed_metadata.schema)
+        self.encoder = _encoder(output.transformed_metadata.schema)
+        layer = output.transform_features_layer()
+        self.apply = tf.function(lambda features: layer(features))
+
+    def file(self, source: str, target: str) -> int:
+        import tensorflow as tf
+
+        rows = 0
+        with tf.io.TFRecordWriter(target, options="GZIP") as writer:
+            for _, batch in _file_batches([source], self.schema):
+                try:
+                    outputs = self.apply(self.adapter.ToBatchTensors(batch, produce_eager_tensors=True))
+                except Exception as e:
+                    raise TransformError(f"preprocessing_fn in {self.module} failed on {source}, records "
+                                         f"{rows + 1}-{rows + batch.num_rows}: {type(e).__name__}: {e}") from e
+                for example in _canonical(self.encoder.encode(self.converter.convert(outputs))):
+                    writer.write(example)
+                rows += batch.num_rows
+        return rows
 
 
 _ENCODERS = {}

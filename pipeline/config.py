@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -43,6 +43,7 @@ class TransformSection(_Section):
     module: str
     analyze_split: str = "train"
     beam_args: list[str] = Field(default_factory=lambda: ["--runner=DirectRunner", "--direct_num_workers=1"])
+    apply: Literal["auto", "local", "beam"] = "auto"
 
 
 class TrainerSection(_Section):

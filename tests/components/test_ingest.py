@@ -48,7 +48,8 @@ def test_hash_split_is_deterministic_and_follows_weights(tmp_path):
     first = ingest(IngestConfig(input=str(tmp_path / "in.csv")), tmp_path / "one").counts
     second = ingest(IngestConfig(input=str(tmp_path / "in.csv")), tmp_path / "two").counts
     assert first == second and 640 < first["train"] < 760  # 7:3
-    assert (tmp_path / "one/Split-eval/data.tfrecord.gz").read_bytes() == (tmp_path / "two/Split-eval/data.tfrecord.gz").read_bytes()
+    assert (tmp_path / "one/Split-eval/data-00000.tfrecord.gz").read_bytes() == \
+        (tmp_path / "two/Split-eval/data-00000.tfrecord.gz").read_bytes()
 
 
 def test_parquet_tfrecord_and_pre_split_inputs(tmp_path):
@@ -93,3 +94,18 @@ def test_encoding_delimiter_and_non_finite_numbers_are_refused(tmp_path):
     (tmp_path / "nan.csv").write_text("name,score\nann,1.5\nbob,inf\n")
     with pytest.raises(InputError, match=r"nan.csv, row 3, column 'score': 'inf' is not a finite number"):
         ingest(IngestConfig(input=str(tmp_path / "nan.csv")), tmp_path / "c")
+
+
+def test_a_big_split_is_written_as_several_files(tmp_path, monkeypatch):
+    import components.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "_SHARD_ROWS", 300)
+    (tmp_path / "in.csv").write_text("a,b\n" + "\n".join(f"{i},{i % 7}" for i in range(1000)) + "\n")
+    counts = ingest(IngestConfig(input=str(tmp_path / "in.csv")), tmp_path / "out").counts
+    files = sorted((tmp_path / "out" / "Split-train").glob("*.gz"))
+    assert [p.name for p in files] == [f"data-{i:05d}.tfrecord.gz" for i in range((counts["train"] + 299) // 300)]
+    sizes = [sum(1 for _ in tf.data.TFRecordDataset(str(p), "GZIP")) for p in files]
+    assert sizes[:-1] == [300] * (len(files) - 1) and sum(sizes) == counts["train"]
+    a = [e.features.feature["a"].int64_list.value[0] for e in _examples(tmp_path / "out")
+         if e.features.feature["a"].int64_list.value[0] in range(1000)]
+    assert sorted(a) == list(range(1000))
