@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from components._examples import CanonicalEncoder
 from components.ingest import _TOP_VALUES_CAP
 from components.ingest import _Stats as row_stats
 
@@ -112,23 +113,6 @@ def _as_lists(column: pa.Array, kind: int) -> pa.Array:
     return pa.LargeListArray.from_arrays(offsets, values, mask=column.is_null())
 
 
-def _canonical(serialized, columns: dict, example_cls):
-    """Features in key order (the encoder's order follows a per-process hash map), and a missing value an
-    absent feature, as the row-by-row path writes them (the encoder writes an empty one)."""
-    missing = collections.defaultdict(list)
-    for name, column in columns.items():
-        if column.null_count:
-            for row in pc.indices_nonzero(column.is_null()).to_pylist():
-                missing[row].append(name)
-    parse, out = example_cls.FromString, []
-    for row, s in enumerate(serialized):
-        example = parse(s)
-        for name in missing.get(row, ()):
-            del example.features.feature[name]
-        out.append(example.SerializeToString(deterministic=True))
-    return out
-
-
 def _split_points(batch: pa.RecordBatch) -> list[float]:
     """A stable hash of each row's content, in [0, 1): the same row always lands in the same split."""
     texts = [pc.fill_null(pc.cast(c, pa.string()), "\x00") for c in batch.columns]
@@ -140,13 +124,10 @@ def _split_points(batch: pa.RecordBatch) -> list[float]:
 def write(config, sources: dict, headers: dict, schema, writers: dict, cuts, cap: int,
           max_field: int) -> tuple[dict, dict]:
     """Converts, checks and writes every row; returns (counts per split, statistics)."""
-    import tensorflow as tf
-    from tfx_bsl.public import tfxio
-
     kinds = {f.name: f.type for f in schema.feature}
     required = {f.name for f in schema.feature if f.presence.min_fraction >= 1.0}
     stats, counts = _Stats(schema), collections.Counter()
-    encoder = tfxio.RecordBatchToExamplesEncoder(schema)
+    encoder = CanonicalEncoder(schema, drop_missing=True)  # a missing value: no feature, as row by row
     label = config.label
     check_labels = bool(label and config.label_is_class and kinds.get(label, schema_pb2.FLOAT) != schema_pb2.FLOAT)
     label_values = collections.defaultdict(set)
@@ -169,7 +150,7 @@ def write(config, sources: dict, headers: dict, schema, writers: dict, cuts, cap
                     stats.add(name, column)
                 names = [f.name for f in schema.feature if f.name in columns]
                 lists = pa.RecordBatch.from_arrays([_as_lists(columns[n], kinds[n]) for n in names], names)
-                serialized = _canonical(encoder.encode(lists), columns, tf.train.Example)
+                serialized = encoder.encode(lists)
                 if split_name is not None:
                     targets = [split_name] * batch.num_rows
                 else:

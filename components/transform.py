@@ -9,6 +9,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from components.errors import InputError, TfpipeError
 from components.user_module import load_function
 
 _BATCH = 1000  # rows per record batch, fixed (see transform())
+_POOL_BYTES = 32 << 20  # below this much input, starting worker processes (~4 s each) costs more than it saves
 log = logging.getLogger(__name__)
 
 
@@ -101,7 +104,7 @@ def transform(config: TransformConfig, examples_dir: str, schema_path: str, tran
                 target = Path(transformed_examples_dir) / f"Split-{split}"
                 _ = (batches
                      | f"Encode-{split}" >> beam.FlatMapTuple(
-                         lambda batch, _, schema=metadata: _canonical(_encoder(schema).encode(batch)))
+                         lambda batch, _, schema=metadata: _encoder(schema).encode(batch))
                      | f"Write-{split}" >> beam.io.WriteToTFRecord(str(target / "data"), file_name_suffix=".gz"))
     tft.TFTransformOutput(str(transform_graph_dir)).transformed_feature_spec()  # fails early if unreadable
     if local:
@@ -150,16 +153,16 @@ def _file_batches(files: list, schema) -> Iterator:
 
 
 def _apply_all(jobs: list, graph_dir: str, schema: bytes, module: str) -> None:
-    """Applies the graph to each (input file, output file) job: here when there is one file, else in a pool of
-    processes (one per core) that each load the graph once; file order and bytes are the same either way."""
-    workers = min(len(jobs), os.cpu_count() or 1)
+    """Applies the graph to each (input file, output file) job: here for small inputs, else in a pool of
+    processes (one per core) that each load the graph once; the bytes are the same either way."""
+    size = sum(os.path.getsize(source) for source, _ in jobs)
+    workers = min(len(jobs), os.cpu_count() or 1) if size > _POOL_BYTES else 1
     t, rows = time.perf_counter(), 0
     if workers <= 1:
         _init_applier(graph_dir, schema, module)
         results = map(_apply_file, jobs)
     else:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
 
         # spawn, not fork: TensorFlow's threads do not survive a fork
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
@@ -169,6 +172,10 @@ def _apply_all(jobs: list, graph_dir: str, schema: bytes, module: str) -> None:
         for (source, _), n in zip(jobs, results):
             rows += n
             log.info("transform: %s, %d rows (%d in %.0f s)", source, n, rows, time.perf_counter() - t)
+    except BrokenProcessPool as e:
+        raise TransformError("transform: a worker process applying the graph died. If a script of yours calls "
+                             "transform(), put that call under `if __name__ == '__main__':` (worker processes "
+                             "import the main module); otherwise the machine may be out of memory") from e
     finally:
         if workers > 1:
             pool.shutdown(cancel_futures=True)
@@ -210,15 +217,17 @@ class _Applier:
     def file(self, source: str, target: str) -> int:
         import tensorflow as tf
 
+        from components._examples import GZIP_FAST
+
         rows = 0
-        with tf.io.TFRecordWriter(target, options="GZIP") as writer:
+        with tf.io.TFRecordWriter(target, options=tf.io.TFRecordOptions(**GZIP_FAST)) as writer:
             for _, batch in _file_batches([source], self.schema):
                 try:
                     outputs = self.apply(self.adapter.ToBatchTensors(batch, produce_eager_tensors=True))
                 except Exception as e:
                     raise TransformError(f"preprocessing_fn in {self.module} failed on {source}, records "
                                          f"{rows + 1}-{rows + batch.num_rows}: {type(e).__name__}: {e}") from e
-                for example in _canonical(self.encoder.encode(self.converter.convert(outputs))):
+                for example in self.encoder.encode(self.converter.convert(outputs)):
                     writer.write(example)
                 rows += batch.num_rows
         return rows
@@ -227,20 +236,12 @@ class _Applier:
 _ENCODERS = {}
 
 
-def _canonical(serialized: list) -> list:
-    """Examples re-serialized with their features in key order. The encoder's order follows a hash map
-    (it changes from run to run); canonical, the same rows give the same bytes (about 2.5 us a row)."""
-    import tensorflow as tf
-
-    parse = tf.train.Example.FromString
-    return [parse(s).SerializeToString(deterministic=True) for s in serialized]
-
-
 def _encoder(metadata):
-    from tfx_bsl.public import tfxio
+    """A CanonicalEncoder for a transformed schema (or its DatasetMetadata), made once per process."""
+    from components._examples import CanonicalEncoder
 
     schema = metadata.schema if hasattr(metadata, "schema") else metadata
     key = schema.SerializeToString()
     if key not in _ENCODERS:
-        _ENCODERS[key] = tfxio.RecordBatchToExamplesEncoder(schema)
+        _ENCODERS[key] = CanonicalEncoder(schema)
     return _ENCODERS[key]

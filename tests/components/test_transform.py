@@ -46,17 +46,32 @@ def test_local_apply_writes_the_bytes_beam_writes(tmp_path, examples):
     assert not list(local.glob("tft_*")), "the Beam temp folder must not be left in the output"
 
 
-def test_each_input_file_gets_its_own_output_file_in_order(tmp_path, examples):
-    sharded = tmp_path / "sharded"
-    shutil.copytree(examples[0], sharded)
-    for split in sharded.glob("Split-*"):
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory, examples):
+    """The same examples as two files per split (two identical halves)."""
+    out = tmp_path_factory.mktemp("sharded")
+    shutil.copytree(examples[0], out, dirs_exist_ok=True)
+    for split in out.glob("Split-*"):
         shutil.copy(split / "data-00000.tfrecord.gz", split / "data-00001.tfrecord.gz")
-    _, out = _run(tmp_path, (sharded, examples[1]), "out", apply="local")
+    return out, examples[1]
+
+
+@pytest.mark.parametrize("pool", [False, True], ids=["in-process", "worker-processes"])
+def test_each_input_file_gets_its_own_output_file_in_order(tmp_path, sharded, monkeypatch, pool):
+    import components.transform as transform_module
+
+    if pool:  # big inputs go to a pool of worker processes; force it on this small one
+        monkeypatch.setattr(transform_module, "_POOL_BYTES", 0)
+    _, out = _run(tmp_path, sharded, "out", apply="local")
     files = sorted((out / "Split-train").glob("*.gz"))
     assert [p.name for p in files] == ["data-00000-of-00002.gz", "data-00001-of-00002.gz"]
     first, second = ([r for r in tf.data.TFRecordDataset(str(p), "GZIP").as_numpy_iterator()] for p in files)
-    raw = sum(1 for _ in tf.data.TFRecordDataset(str(sharded / "Split-train" / "data-00000.tfrecord.gz"), "GZIP"))
+    raw = sum(1 for _ in tf.data.TFRecordDataset(str(sharded[0] / "Split-train" / "data-00000.tfrecord.gz"), "GZIP"))
     assert first == second and len(first) == raw  # the same rows in, the same rows out, in their order
+    if pool:
+        monkeypatch.setattr(transform_module, "_POOL_BYTES", 1 << 40)
+        _, alone = _run(tmp_path, sharded, "alone", apply="local")
+        assert _records(alone) == _records(out)
 
 
 def test_failure_while_applying_names_the_file_and_records(tmp_path, examples):
