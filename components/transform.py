@@ -19,7 +19,7 @@ from components.user_module import load_function
 
 _BATCH = 1000  # rows per record batch, fixed (see transform())
 _POOL_BYTES = 32 << 20  # below this much input, starting worker processes (~4 s each) costs more than it saves
-log = logging.getLogger(__name__)
+log = logging.getLogger("tfpipe.transform")  # under "tfpipe": on the CLI and in the Prefect UI
 
 
 class TransformError(TfpipeError):
@@ -82,6 +82,8 @@ def transform(config: TransformConfig, examples_dir: str, schema_path: str, tran
     # Same data, same bits: analyzers sum floats batch by batch, so batches must not follow Beam's timing-
     # adaptive sizes, and Beam's hot-key fanout draws shards from `random`.
     random.seed(0)
+    t = time.perf_counter()
+    log.info("transform: analyzing Split-%s with Beam (%s)", config.analyze_split, " ".join(config.beam_args))
     with tempfile.TemporaryDirectory(prefix="tft_", dir=transformed_examples_dir) as tmp:
         # Deep copy: each analysis phase re-reads the input instead of the runner holding it all in memory
         # between phases (the Titanic preprocessing_fn has two: a mean, then a z-score that uses it).
@@ -107,6 +109,7 @@ def transform(config: TransformConfig, examples_dir: str, schema_path: str, tran
                          lambda batch, _, schema=metadata: _encoder(schema).encode(batch))
                      | f"Write-{split}" >> beam.io.WriteToTFRecord(str(target / "data"), file_name_suffix=".gz"))
     tft.TFTransformOutput(str(transform_graph_dir)).transformed_feature_spec()  # fails early if unreadable
+    log.info("transform: Beam pipeline done in %.0f s", time.perf_counter() - t)
     if local:
         jobs = []
         for split in splits:
