@@ -148,7 +148,7 @@ class CanonicalEncoder:
                 entry = entry.take(at).fill_null(_EMPTY)
             entries.append(entry)
         if not entries:
-            return [b"\x0a\x00"] * batch.num_rows
+            return self._slow(batch)
         joined = pc.binary_join_element_wise(*entries, _EMPTY) if len(entries) > 1 else entries[0]
         return _field(b"\x0a", joined).to_pylist()
 

@@ -139,20 +139,15 @@ def _split_files(examples: Path, split: str) -> list[str]:
 
 
 def _read_batches(files: list, schema) -> Iterator:
-    """Record batches of _BATCH rows from gzipped tf.Example files, in file order (deterministic batches)."""
-    for _, batch in _file_batches(files, schema):
-        yield batch
-
-
-def _file_batches(files: list, schema) -> Iterator:
-    """(file, record batch) pairs: TFRecord reading and Example decoding both run in C++."""
+    """Record batches of _BATCH rows from gzipped tf.Example files, in file order (deterministic batches);
+    TFRecord reading and Example decoding both run in C++."""
     import tensorflow as tf
     from tfx_bsl.coders import example_coder
 
     decoder = example_coder.ExamplesToRecordBatchDecoder(schema.SerializeToString())
     for path in files:
         for records in tf.data.TFRecordDataset(path, compression_type="GZIP").batch(_BATCH).prefetch(2):
-            yield path, decoder.DecodeBatch(list(records.numpy()))
+            yield decoder.DecodeBatch(list(records.numpy()))
 
 
 def _apply_all(jobs: list, graph_dir: str, schema: bytes, module: str) -> None:
@@ -224,7 +219,7 @@ class _Applier:
 
         rows = 0
         with tf.io.TFRecordWriter(target, options=tf.io.TFRecordOptions(**GZIP_FAST)) as writer:
-            for _, batch in _file_batches([source], self.schema):
+            for batch in _read_batches([source], self.schema):
                 try:
                     outputs = self.apply(self.adapter.ToBatchTensors(batch, produce_eager_tensors=True))
                 except Exception as e:
