@@ -15,9 +15,6 @@ import pyarrow.compute as pc
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 _EMPTY = pa.scalar(b"", pa.large_binary())
-# TFRecord files are written with zlib's fastest level: half the CPU of the default level for about 30%
-# more bytes, on files that are written once and read a few times.
-GZIP_FAST = {"compression_type": "GZIP", "compression_level": 1}
 
 
 def _varints(values: np.ndarray) -> pa.Array:
@@ -165,3 +162,11 @@ class CanonicalEncoder:
                     del example.features.feature[name]
             out.append(example.SerializeToString(deterministic=True))
         return out
+
+
+def gzip_writer(path: str):
+    """A TFRecord writer at zlib's fastest level: half the CPU of the default level for about 30% more
+    bytes, on files that are written once and read a few times."""
+    import tensorflow as tf
+
+    return tf.io.TFRecordWriter(str(path), tf.io.TFRecordOptions(compression_type="GZIP", compression_level=1))

@@ -22,7 +22,7 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components._examples import GZIP_FAST
+from components._examples import gzip_writer
 from components.errors import ConfigError, InputError
 
 FORMATS = ("csv", "tfrecord", "parquet")
@@ -416,7 +416,7 @@ class _ShardWriter:
     def _next(self) -> None:
         self.close()
         name = f"data-{self.rows // _SHARD_ROWS:05d}.tfrecord.gz"
-        self.writer = tf.io.TFRecordWriter(str(self.folder / name), options=tf.io.TFRecordOptions(**GZIP_FAST))
+        self.writer = gzip_writer(self.folder / name)
 
     def write(self, record: bytes) -> None:
         if self.rows and self.rows % _SHARD_ROWS == 0:

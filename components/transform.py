@@ -213,12 +213,10 @@ class _Applier:
         self.apply = tf.function(lambda features: layer(features))
 
     def file(self, source: str, target: str) -> int:
-        import tensorflow as tf
-
-        from components._examples import GZIP_FAST
+        from components._examples import gzip_writer
 
         rows = 0
-        with tf.io.TFRecordWriter(target, options=tf.io.TFRecordOptions(**GZIP_FAST)) as writer:
+        with gzip_writer(target) as writer:
             for batch in _read_batches([source], self.schema):
                 try:
                     outputs = self.apply(self.adapter.ToBatchTensors(batch, produce_eager_tensors=True))
