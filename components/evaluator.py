@@ -11,6 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 from components.errors import ConfigError, InputError
+from schemas.artifacts import split_pattern
+from schemas.schema import feature_spec
 
 BLESSED, NOT_BLESSED = "BLESSED", "NOT_BLESSED"
 _LOWER_IS_BETTER = {"average_loss", "mean_absolute_error"}
@@ -129,15 +131,13 @@ def evaluate(config: EvaluatorConfig, serving_model_dir: str, examples_dir: str,
     """Writes <evaluation_dir>/metrics.json and <blessing_dir>/BLESSED or NOT_BLESSED; returns the metrics document."""
     import tensorflow_transform as tft
 
-    from components.trainer import raw_feature_spec
-
     for metric, bounds in {**config.thresholds, **config.change_thresholds}.items():
         if not isinstance(bounds, dict) or not set(bounds) <= {"lower", "upper", "max_decrease", "max_increase"}:
             raise ConfigError(f"evaluator: threshold for {metric!r} must be a dict of lower/upper/max_decrease/"
                               f"max_increase, got {bounds!r}")
-    pattern = str(Path(examples_dir) / f"Split-{config.split}" / "*.gz")
+    pattern = split_pattern(examples_dir, config.split)
     tft_output = tft.TFTransformOutput(transform_graph_dir)
-    raw_spec = raw_feature_spec(schema_path)
+    raw_spec = feature_spec(schema_path)
     missing = [s for s in config.slices if s not in raw_spec]
     if missing:
         raise ConfigError(f"evaluator: slice feature(s) {missing} are not in the schema ({sorted(raw_spec)})")

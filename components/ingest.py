@@ -1,7 +1,14 @@
-"""ingest: CSV, TFRecord (tf.Example) or Parquet in; gzipped tf.Example TFRecords per split, statistics and a schema out.
+"""ingest: CSV (or .csv.gz), TFRecord (tf.Example) or Parquet in; gzipped tf.Example TFRecords per split,
+statistics and a schema out.
 
-Reading streams (a row at a time, two passes when the schema is inferred), so memory does not grow
-with the input; only the statistics' value counters do, and they stop adding new values at a cap.
+Readers only turn files into Arrow record batches: CSV as text, Parquet and tf.Example as typed values.
+Typing, checks, canonical bytes and the split all come from `schemas`, the same for every reader, so a
+row gives the same example in the same split whatever file it came from. Reading streams a batch at a
+time (two passes when the schema is inferred); memory does not grow with the input.
+
+CSV is read by Arrow in C++, which cannot tell which line a row came from. When a row must be named (a
+bad value, a missing label, a label the train split lacks), the files are read again, the same way but
+through Python's csv module, which can.
 """
 
 from __future__ import annotations
@@ -9,27 +16,32 @@ from __future__ import annotations
 import collections
 import csv
 import glob
-import hashlib
+import gzip
 import json
-import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import tensorflow as tf
-from google.protobuf import text_format
-from tensorflow_metadata.proto.v0 import schema_pb2
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from components._examples import gzip_writer
 from components.errors import ConfigError, InputError
+from schemas.artifacts import gzip_writer, split_dir
+from schemas.examples import CanonicalEncoder
+from schemas.labels import LabelValues
+from schemas.schema import Observed, kinds, load_schema, required, write_text_proto
+from schemas.split import SplitRule
+from schemas.types import BYTES, FLOAT, TYPE_NAMES, BadValue, to_lists
 
 FORMATS = ("csv", "tfrecord", "parquet")
 _TOP_VALUES_CAP = 10_000
 _MAX_FIELD = 1 << 20  # characters in one CSV field; longer is almost always an unclosed quote
 _SHARD_ROWS = 250_000  # rows per output file: a big input becomes several files, which transform applies in parallel
-_TYPE_NAMES = {schema_pb2.INT: "INT", schema_pb2.FLOAT: "FLOAT", schema_pb2.BYTES: "BYTES"}
+_BATCH_ROWS = 4096  # rows per batch where the reader chooses (Python's csv, Parquet, TFRecord)
+_BLOCK = 1 << 23  # bytes of CSV per Arrow block
 
 
 @dataclass
@@ -39,6 +51,7 @@ class IngestConfig:
     input: str | dict  # a path or glob; or {split name: path or glob} for pre-split data
     format: str | None = None  # csv | tfrecord | parquet; None: from the file extension
     splits: dict = field(default_factory=lambda: {"train": 7, "eval": 3})  # name -> weight, hash split
+    split_key: str | None = None  # hash this column only (else the whole row) to choose the split
     schema: str | None = None  # a tensorflow-metadata Schema (pbtxt) to check against; None: inferred
     na_values: list = field(default_factory=lambda: [""])  # CSV strings that mean "missing"
     label: str | None = None  # the label column: must be present in every file and row
@@ -51,6 +64,26 @@ class IngestResult:
     counts: dict
     schema_path: str
     statistics_path: str
+
+
+class _Unlocated(Exception):
+    """A row must be named, and the reader that read it cannot tell its line."""
+
+
+@dataclass
+class _Batch:
+    path: str
+    rows: list | None  # each row's number in its file (line, record), None where the reader cannot tell
+    columns: dict  # name -> pa.Array
+    text: bool  # CSV text, still to be typed; else typed values
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def where(self, i: int, column: str | None = None) -> str:
+        if self.rows is None:
+            raise _Unlocated
+        return f"{self.path}, row {self.rows[i]}" + (f", column {column!r}" if column else "")
 
 
 def _files(pattern: str) -> list[str]:
@@ -75,35 +108,39 @@ def _format(path: str, given: str | None) -> str:
     raise ConfigError(f"ingest: cannot tell the format of {path!r} from its name; set format: csv|tfrecord|parquet")
 
 
-# ---- reading: every reader yields (file, row number, {column: value or None}) ----------------------------------
+# ---- readers: files to batches --------------------------------------------------------------------------------
+
+def _csv_lines(path: str) -> tuple[Iterator, list]:
+    """(numbered rows after the header, the header) of a CSV file, with the header's own checks."""
+    f = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+    reader = csv.reader(_decoded(f))
+    header = []
+    rows = _numbered(reader, path, header)
+    if next(rows, None) is None:
+        f.close()
+        return iter(()), []
+    if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
+        f.close()
+        raise InputError(f"{path}: the header {header[0]!r} is one column; the file looks delimited by "
+                         "something other than commas, and ingest reads comma-separated CSV")
+    if len(set(header)) != len(header) or any(not h.strip() for h in header):
+        f.close()
+        raise InputError(f"{path}: the header row has empty or repeated column names: {header}")
+    return rows, header
+
 
 def _read_csv(path: str, na_values=("",)) -> Iterator[tuple[str, int, dict]]:
-    import gzip
-
-    # csv's own limit is global and low (128 KiB); ours, checked per field below, names the column.
+    """(file, line, {column: text or None}) for each row, by Python's csv module: it can name the line."""
+    # csv's own limit is global and low (128 KiB); ours, checked per field, names the column.
     csv.field_size_limit(max(csv.field_size_limit(), 16 * _MAX_FIELD))
-    with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
-        reader = csv.reader(_decoded(f))
-        header = []
-        rows = _numbered(reader, path, header)
-        if next(rows, None) is None:
-            return
-        if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
-            raise InputError(f"{path}: the header {header[0]!r} is one column; the file looks delimited by "
-                             "something other than commas, and ingest reads comma-separated CSV")
-        if len(set(header)) != len(header) or any(not h.strip() for h in header):
-            raise InputError(f"{path}: the header row has empty or repeated column names: {header}")
-        for line, row in rows:
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise InputError(f"{path}, row {line}: {len(row)} fields where the header has {len(header)} "
-                                 f"({', '.join(header)})")
-            for h, v in zip(header, row):
-                if len(v) > _MAX_FIELD:
-                    raise InputError(f"{path}, row {line}, column {h!r}: the field is {len(v):,} characters long, over "
-                                     f"the {_MAX_FIELD:,} allowed; is a quote left unclosed?")
-            yield path, line, {h: (None if v in na_values else v) for h, v in zip(header, row)}
+    rows, header = _csv_lines(path)
+    for line, row in rows:
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise InputError(f"{path}, row {line}: {len(row)} fields where the header has {len(header)} "
+                             f"({', '.join(header)})")
+        yield path, line, {h: (None if v in na_values else v) for h, v in zip(header, row)}
 
 
 _LONE_CR = re.compile(rb"(?<=\r)(?!\n)")
@@ -118,14 +155,15 @@ class _NotUtf8(Exception):
 def _decoded(f) -> Iterator[str]:
     """Lines of bytes decoded one at a time, so an undecodable byte is placed on its own line.
 
-    Lines end at \n, \r\n or a lone \r (old spreadsheets), with the ending kept, as csv expects.
+    Lines end at \\n, \\r\\n or a lone \\r (old spreadsheets), with the ending kept, as csv expects.
     """
-    pieces = (piece for line in f for piece in _LONE_CR.split(line) if piece)
-    for n, raw in enumerate(pieces, 1):
-        try:
-            yield raw.decode("utf-8-sig" if n == 1 else "utf-8")  # a spreadsheet's byte-order mark is not data
-        except UnicodeDecodeError as e:
-            raise _NotUtf8(n, raw[:e.start].decode("utf-8", "replace"), raw[e.start]) from None
+    with f:
+        pieces = (piece for line in f for piece in _LONE_CR.split(line) if piece)
+        for n, raw in enumerate(pieces, 1):
+            try:
+                yield raw.decode("utf-8-sig" if n == 1 else "utf-8")  # a spreadsheet's byte-order mark is not data
+            except UnicodeDecodeError as e:
+                raise _NotUtf8(n, raw[:e.start].decode("utf-8", "replace"), raw[e.start]) from None
 
 
 def _numbered(reader, path: str, header: list):
@@ -150,163 +188,144 @@ def _numbered(reader, path: str, header: list):
             yield reader.line_num, row
 
 
-def _read_tfrecord(path: str) -> Iterator[tuple[str, int, dict]]:
-    compression = "GZIP" if path.endswith(".gz") else ""
-    for i, record in enumerate(tf.data.TFRecordDataset(path, compression_type=compression).as_numpy_iterator(), 1):
-        example = tf.train.Example()
-        try:
-            example.ParseFromString(record)
-        except Exception as e:
-            raise InputError(f"{path}, record {i}: not a serialized tf.train.Example ({e})") from e
-        row = {}
-        for name, feat in example.features.feature.items():
-            kind = feat.WhichOneof("kind")
-            values = list(getattr(feat, kind).value) if kind else []
-            values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
-            row[name] = None if not values else (values[0] if len(values) == 1 else values)
-        yield path, i, row
+def _csv_python(path: str, na_values) -> Iterator[_Batch]:
+    chunk = []
+    for _, line, row in _read_csv(path, set(na_values)):
+        chunk.append((line, row))
+        if len(chunk) == _BATCH_ROWS:
+            yield _text_batch(path, chunk)
+            chunk = []
+    if chunk:
+        yield _text_batch(path, chunk)
 
 
-def _read_parquet(path: str) -> Iterator[tuple[str, int, dict]]:
+def _text_batch(path: str, chunk: list) -> _Batch:
+    names = list(chunk[0][1])
+    return _Batch(path, [line for line, _ in chunk],
+                  {n: pa.array([row[n] for _, row in chunk], pa.string()) for n in names}, text=True)
+
+
+def _csv_arrow(path: str, header: list, na_values) -> Iterator[_Batch]:
+    """Blocks of rows parsed by Arrow in C++ (the lines are not known: see _Unlocated)."""
+    import pyarrow.csv as pcsv
+
+    convert = pcsv.ConvertOptions(column_types={h: pa.string() for h in header}, null_values=list(na_values),
+                                  strings_can_be_null=True, quoted_strings_can_be_null=True)
+    read = pcsv.ReadOptions(block_size=_BLOCK, column_names=header, skip_rows=1)
+    try:  # a .gz name is decompressed on the way
+        with pcsv.open_csv(path, read_options=read, convert_options=convert,
+                           parse_options=pcsv.ParseOptions(newlines_in_values=True)) as reader:
+            for batch in reader:
+                yield _Batch(path, None, dict(zip(batch.schema.names, batch.columns)), text=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, OSError):
+        raise _Unlocated from None  # Python's csv will say what and where
+
+
+def _parquet(path: str) -> Iterator[_Batch]:
     import pyarrow.parquet as pq
 
+    try:
+        source = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InputError(f"{path}: not a readable Parquet file ({e})") from None
     n = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
-        for row in batch.to_pylist():
-            n += 1
-            yield path, n, row
+    for batch in source.iter_batches(batch_size=_BATCH_ROWS):
+        columns = {}
+        for name, column in zip(batch.schema.names, batch.columns):
+            if pa.types.is_dictionary(column.type):
+                column = column.dictionary_decode()
+            if pa.types.is_struct(column.type) or pa.types.is_map(column.type):
+                raise InputError(f"{path}, column {name!r}: a {column.type} column; ingest reads columns of numbers "
+                                 "or text and lists of them (flatten the column, or drop it)")
+            if pa.types.is_temporal(column.type) or pa.types.is_decimal(column.type):
+                column = column.cast(pa.string())  # dates, times and decimals: their text
+            columns[name] = column
+        yield _Batch(path, list(range(n + 1, n + batch.num_rows + 1)), columns, text=False)
+        n += batch.num_rows
 
 
-_READERS = {"csv": _read_csv, "tfrecord": _read_tfrecord, "parquet": _read_parquet}
+def _tfrecord(path: str) -> Iterator[_Batch]:
+    import tensorflow as tf
+    from tfx_bsl.coders import example_coder
 
-
-def _rows(files: list[str], config: IngestConfig) -> Iterator[tuple[str, int, dict]]:
-    for path in files:
-        fmt = _format(path, config.format)
-        yield from (_read_csv(path, set(config.na_values)) if fmt == "csv" else _READERS[fmt](path))
-
-
-# ---- schema -----------------------------------------------------------------------------------------------------
-
-def _kind(value) -> int:
-    """The narrowest schema type that holds `value` (a CSV string or a typed value)."""
-    if isinstance(value, list):
-        kinds = {_kind(v) for v in value}
-        return max(kinds) if kinds else schema_pb2.INT
-    if isinstance(value, bool) or isinstance(value, int):
-        return schema_pb2.INT
-    if isinstance(value, float):
-        return schema_pb2.FLOAT
-    text = str(value)
+    decoder = example_coder.ExamplesToRecordBatchDecoder()
+    records = tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz") else "")
+    n = 0
     try:
-        int(text)
-        return schema_pb2.INT
-    except ValueError:
-        pass
-    try:
-        float(text)
-        return schema_pb2.FLOAT
-    except ValueError:
-        return schema_pb2.BYTES
+        for chunk in records.batch(_BATCH_ROWS).as_numpy_iterator():
+            try:
+                batch = decoder.DecodeBatch(list(chunk))
+            except RuntimeError:
+                for i, record in enumerate(chunk, n + 1):
+                    try:
+                        tf.train.Example.FromString(record)
+                    except Exception as e:
+                        raise InputError(f"{path}, record {i}: not a serialized tf.train.Example ({e})") from None
+                raise
+            columns = {name: (pa.nulls(len(chunk)) if pa.types.is_null(c.type) else c)
+                       for name, c in zip(batch.schema.names, batch.columns)}
+            yield _Batch(path, list(range(n + 1, n + len(chunk) + 1)), columns, text=False)
+            n += len(chunk)
+    except tf.errors.OpError as e:
+        raise InputError(f"{path}: not a readable TFRecord file ({e.message})") from None
 
 
-# INT < FLOAT < BYTES: a column takes the widest type any of its values needs.
-_WIDTH = {schema_pb2.INT: 0, schema_pb2.FLOAT: 1, schema_pb2.BYTES: 2}
+def _batches(path: str, config: IngestConfig, located: bool) -> Iterator[_Batch]:
+    fmt = _format(path, config.format)
+    if fmt == "parquet":
+        return _parquet(path)
+    if fmt == "tfrecord":
+        return _tfrecord(path)
+    if located:
+        return _csv_python(path, config.na_values)
+    _, header = _csv_lines(path)  # the header's checks, with their messages; Arrow reads the rest
+    return _csv_arrow(path, header, config.na_values) if header else iter(())
 
 
-def infer_schema(rows) -> schema_pb2.Schema:
-    """Each column's widest type (INT < FLOAT < BYTES); required (presence 1.0) when no row lacks it."""
-    kinds, present, total = {}, collections.Counter(), 0
-    for _, _, row in rows:
-        total += 1
-        for name, value in row.items():
-            kinds.setdefault(name, None)
-            if value is None:
-                continue
-            present[name] += 1
-            k = _kind(value)
-            if kinds[name] is None or _WIDTH[k] > _WIDTH[kinds[name]]:
-                kinds[name] = k
-    schema = schema_pb2.Schema()
-    for name, kind in kinds.items():
-        feature = schema.feature.add()
-        feature.name = name
-        feature.type = kind if kind is not None else schema_pb2.BYTES
-        if present[name] == total:
-            feature.presence.min_fraction = 1.0
-            feature.shape.dim.add().size = 1
-        else:
-            feature.presence.min_fraction = 0.0
-    return schema
+# ---- statistics -------------------------------------------------------------------------------------------------
 
-
-def load_schema(path: str) -> schema_pb2.Schema:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return text_format.Parse(f.read(), schema_pb2.Schema())
-    except FileNotFoundError as e:
-        raise InputError(f"ingest: schema file {path} does not exist") from e
-    except text_format.ParseError as e:
-        raise InputError(f"{path}: not a tensorflow-metadata Schema text proto ({e})") from e
-
-
-def write_text_proto(proto, path: Path) -> None:
-    path.write_text(text_format.MessageToString(proto), encoding="utf-8")
-
-
-# ---- conversion and statistics ----------------------------------------------------------------------------------
-
-def _convert(value, kind, where: str):
-    values = value if isinstance(value, list) else [value]
-    try:
-        if kind == schema_pb2.INT:
-            out = []
-            for v in values:
-                if isinstance(v, float) and not v.is_integer():
-                    raise ValueError
-                out.append(int(v) if not isinstance(v, str) else int(v.strip()))
-            return out
-        if kind == schema_pb2.BYTES:
-            return [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in values]
-        out = [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise InputError(f"{where}: {value!r} is not {_TYPE_NAMES[kind]}, which the schema says this column is") from None
-    if not all(math.isfinite(v) for v in out):
-        raise InputError(f"{where}: {value!r} is not a finite number; write a missing value as an empty field "
-                         "(or list its spelling in na_values)")
-    return out
+def _shown(kind: int, value):
+    # FLOAT values are 32-bit: print them with the digits they hold, not float64's noise
+    return float(f"{value:.7g}") if kind == FLOAT else value
 
 
 class _Stats:
-    def __init__(self, schema):
-        self.kinds = {f.name: f.type for f in schema.feature}
-        self.count = collections.Counter()
-        self.missing = collections.Counter()
-        self.num = {n: [math.inf, -math.inf, 0.0] for n, k in self.kinds.items() if k != schema_pb2.BYTES}
-        self.top = {n: collections.Counter() for n, k in self.kinds.items() if k == schema_pb2.BYTES}
+    """statistics.json's per-feature figures, merged batch by batch from the typed list columns."""
 
-    def add(self, name, values):
-        if values is None:
-            self.missing[name] += 1
+    def __init__(self, schema):
+        self.kinds = kinds(schema)
+        self.count, self.missing = collections.Counter(), collections.Counter()
+        self.num = {n: [None, None, 0.0] for n, k in self.kinds.items() if k != BYTES}
+        self.top = {n: collections.Counter() for n, k in self.kinds.items() if k == BYTES}
+
+    def add(self, name: str, lists: pa.Array | None, rows: int) -> None:
+        if lists is None:  # the batch has no such column
+            self.missing[name] += rows
             return
-        self.count[name] += 1
+        self.missing[name] += lists.null_count
+        self.count[name] += len(lists) - lists.null_count
+        values = lists.flatten()
+        if not len(values):
+            return
         if name in self.num:
-            acc = self.num[name]
-            for v in values:
-                acc[0], acc[1], acc[2] = min(acc[0], v), max(acc[1], v), acc[2] + v
+            lo_hi, acc = pc.min_max(values).as_py(), self.num[name]
+            acc[0] = lo_hi["min"] if acc[0] is None else min(acc[0], lo_hi["min"])
+            acc[1] = lo_hi["max"] if acc[1] is None else max(acc[1], lo_hi["max"])
+            acc[2] += pc.sum(pc.cast(values, pa.float64())).as_py()
         else:
             counter = self.top[name]
-            for v in values:
-                if v in counter or len(counter) < _TOP_VALUES_CAP:
-                    counter[v] += 1
+            counts = pc.value_counts(values)
+            for value, n in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()):
+                if value in counter or len(counter) < _TOP_VALUES_CAP:
+                    counter[value] += n
 
     def as_dict(self) -> dict:
         out = {}
         for name, kind in self.kinds.items():
-            entry = {"type": _TYPE_NAMES[kind], "count": self.count[name], "missing": self.missing[name]}
-            if name in self.num and self.count[name]:
+            entry = {"type": TYPE_NAMES[kind], "count": self.count[name], "missing": self.missing[name]}
+            if name in self.num and self.num[name][0] is not None:
                 lo, hi, total = self.num[name]
-                entry.update(min=lo, max=hi, mean=total / self.count[name])
+                entry.update(min=_shown(kind, lo), max=_shown(kind, hi), mean=total / self.count[name])
             elif name in self.top:
                 entry["top_values"] = [[v.decode("utf-8", "replace"), n] for v, n in self.top[name].most_common(10)]
                 entry["unique"] = len(self.top[name])
@@ -314,58 +333,7 @@ class _Stats:
         return out
 
 
-def _check_columns(path: str, row: dict, kinds: dict, required: set, config: IngestConfig) -> None:
-    """A file's columns (seen on its first row) against the schema and the label."""
-    if config.label and config.label not in row:
-        raise InputError(f"{path}: the label column {config.label!r} is missing; the file has {sorted(row)}")
-    lacking = sorted(required - set(row))
-    if lacking:
-        raise InputError(f"{path}: column(s) {lacking} that the schema requires are missing; the file has {sorted(row)}")
-    extra = sorted(set(row) - set(kinds))
-    if extra and config.schema:
-        raise InputError(f"{path}: column(s) {extra} are not in the schema {config.schema}; remove them from the "
-                         "file or add them to the schema")
-
-
-class _LabelValues:
-    """Where each class label value first occurs, per split: a value the train split lacks cannot be learned."""
-
-    def __init__(self, config: IngestConfig, kinds: dict):
-        kind = kinds.get(config.label)
-        self.on = bool(config.label and config.label_is_class and kind is not None and kind != schema_pb2.FLOAT)
-        self.label, self.train = config.label, config.train_split
-        self.first = collections.defaultdict(dict)  # split -> {value: (path, row)}
-
-    def note(self, split, values, path, line):
-        if self.on and values is not None:
-            seen = self.first[split]
-            if tuple(values) not in seen:
-                seen[tuple(values)] = (path, line)
-                if len(seen) > _TOP_VALUES_CAP:
-                    self.on = False  # this many distinct values: a quantity, not classes
-
-    def check(self):
-        if not self.on or self.train not in self.first:
-            return
-        for split, seen in self.first.items():
-            for value, (path, line) in seen.items():
-                if value not in self.first[self.train]:
-                    shown = value[0].decode("utf-8", "replace") if isinstance(value[0], bytes) else value[0]
-                    raise InputError(
-                        f"{path}, row {line}, column {self.label!r}: the label {shown!r} (split {split!r}) never "
-                        f"occurs in the {self.train!r} split, so the model cannot learn it; fix or drop the row, or "
-                        "set ingest.label_is_class: false if the label is a quantity")
-
-
-def _split_of(row: dict, cuts: list[tuple[str, float]]) -> str:
-    # A stable hash of the row's content: the same row always lands in the same split.
-    key = json.dumps(row, sort_keys=True, default=str).encode("utf-8")
-    point = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64
-    for name, upper in cuts:
-        if point < upper:
-            return name
-    return cuts[-1][0]
-
+# ---- the whole step ---------------------------------------------------------------------------------------------
 
 def ingest(config: IngestConfig, examples_dir: str | os.PathLike, schema_dir: str | os.PathLike | None = None,
            statistics_dir: str | os.PathLike | None = None) -> IngestResult:
@@ -373,20 +341,12 @@ def ingest(config: IngestConfig, examples_dir: str | os.PathLike, schema_dir: st
     out = Path(examples_dir)
     pre_split = isinstance(config.input, dict)
     sources = {name: _files(p) for name, p in config.input.items()} if pre_split else {None: _files(config.input)}
-    cuts = None
-    if not pre_split:
-        weights = {k: float(v) for k, v in config.splits.items()}
-        total_w = sum(weights.values())
-        running, cuts = 0.0, []
-        for name, w in weights.items():
-            running += w / total_w
-            cuts.append((name, running))
+    rule = None if pre_split else SplitRule(config.splits, config.split_key)
     names = list(config.input) if pre_split else list(config.splits)
-    fast = _fast(config, sources, out, names, cuts)
-    if fast is not None:
-        schema, counts, statistics = fast
-    else:
-        schema, counts, statistics = _row_by_row(config, sources, out, names, cuts)
+    try:
+        schema, counts, statistics = _read(config, sources, out, names, rule, located=False)
+    except _Unlocated:  # something must be named by its row: read again, row by row
+        schema, counts, statistics = _read(config, sources, out, names, rule, located=True)
     schema_path = Path(schema_dir or out) / "schema.pbtxt"
     stats_path = Path(statistics_dir or out) / "statistics.json"
     write_text_proto(schema, schema_path)
@@ -395,12 +355,120 @@ def ingest(config: IngestConfig, examples_dir: str | os.PathLike, schema_dir: st
     return IngestResult(counts, str(schema_path), str(stats_path))
 
 
+def _read(config: IngestConfig, sources: dict, out: Path, names: list, rule: SplitRule | None, located: bool):
+    files = [(split, path) for split, paths in sources.items() for path in paths]
+    if config.schema:
+        schema = load_schema(config.schema)
+    else:
+        seen = Observed()
+        for _, path in files:
+            for batch in _batches(path, config, located):
+                seen.batch(len(batch), batch.columns, batch.text)
+        schema = seen.schema()
+    if rule is not None and rule.key and rule.key not in kinds(schema):
+        raise InputError(f"ingest.split_key: the column {rule.key!r} is not in the data; the columns are "
+                         f"{sorted(kinds(schema))}")
+    stats, counts = _Stats(schema), collections.Counter()
+    labels = LabelValues(config.label, config.label_is_class, kinds(schema).get(config.label), config.train_split)
+    encoder = CanonicalEncoder(schema, drop_missing=True)  # a missing value: no feature at all
+    key_encoder = _key_encoder(schema, rule.key) if rule is not None and rule.key else None
+    writers = {}
+    try:
+        writers = _open_writers(out, names)
+        for split, path in files:
+            for batch in _batches(path, config, located):
+                lists = _typed(batch, schema, config, rule)
+                records = encoder.encode(_record_batch(lists))
+                if rule is None:
+                    targets = [split] * len(batch)
+                else:
+                    targets = rule.assign(key_encoder.encode(_record_batch({rule.key: lists[rule.key]}))
+                                          if key_encoder else records)
+                for name in stats.kinds:
+                    stats.add(name, lists.get(name), len(batch))
+                if config.label in lists:
+                    labels.note(targets, lists[config.label], path, batch.rows)
+                for target, record in zip(targets, records):
+                    writers[target].write(record)
+                counts.update(targets)
+    finally:
+        for w in writers.values():
+            w.close()
+    if sum(counts.values()) == 0:
+        raise InputError(f"ingest: no rows in {', '.join(path for _, path in files)} (an empty file, or a header alone)")
+    bad = labels.unlearnable()
+    if bad:
+        value, split, path, row = bad
+        if row is None:
+            raise _Unlocated
+        raise LabelValues.error(value, split, path, row, config.label, config.train_split)
+    return schema, counts, stats.as_dict()
+
+
+def _key_encoder(schema, key: str) -> CanonicalEncoder:
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    only = schema_pb2.Schema()
+    only.feature.add().CopyFrom(next(f for f in schema.feature if f.name == key))
+    return CanonicalEncoder(only, drop_missing=True)
+
+
+def _record_batch(lists: dict) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(list(lists.values()), list(lists))
+
+
+def _check_columns(batch: _Batch, kinds_: dict, required_: set, config: IngestConfig) -> None:
+    """The batch's columns against the schema and the label."""
+    path, have = batch.path, sorted(batch.columns)
+    if config.label and config.label not in batch.columns:
+        raise InputError(f"{path}: the label column {config.label!r} is missing; the file has {have}")
+    lacking = sorted(required_ - set(batch.columns))
+    if lacking:
+        raise InputError(f"{path}: column(s) {lacking} that the schema requires are missing; the file has {have}")
+    extra = sorted(set(batch.columns) - set(kinds_))
+    if extra and config.schema:
+        raise InputError(f"{path}: column(s) {extra} are not in the schema {config.schema}; remove them from the "
+                         "file or add them to the schema")
+
+
+def _typed(batch: _Batch, schema, config: IngestConfig, rule: SplitRule | None) -> dict:
+    """{column: list array} in schema order, each checked; errors name the file, row and column."""
+    kinds_, required_ = kinds(schema), required(schema)
+    _check_columns(batch, kinds_, required_, config)
+    out = {}
+    for name, kind in kinds_.items():
+        column = batch.columns.get(name)
+        if column is None:
+            continue
+        if column.null_count:
+            first = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+            if name == config.label:
+                raise InputError(f"{batch.where(first, name)}: the label is missing; every row needs one "
+                                 "(fill it in or drop the row)")
+            if name in required_:
+                raise InputError(f"{batch.where(first, name)}: the value is missing, but the schema requires it")
+            if rule is not None and name == rule.key:
+                raise InputError(f"{batch.where(first, name)}: the value is missing, and it is the split_key, "
+                                 "which decides the row's split; every row needs one")
+        if batch.text and column.null_count < len(column):
+            lengths = pc.utf8_length(column)
+            if pc.max(lengths).as_py() > _MAX_FIELD:
+                i = int(np.argmax(pc.fill_null(lengths, 0).to_numpy(zero_copy_only=False)))
+                raise InputError(f"{batch.where(i, name)}: the field is {lengths[i].as_py():,} characters long, over "
+                                 f"the {_MAX_FIELD:,} allowed; is a quote left unclosed?")
+        try:
+            out[name] = to_lists(column, kind, batch.text)
+        except BadValue as e:
+            raise InputError(f"{batch.where(e.index, name)}: {e.reason}") from None
+    return out
+
+
 def _open_writers(out: Path, names: list) -> dict:
     writers = {}
     for name in names:
-        folder = out / f"Split-{name}"
+        folder = split_dir(out, name)
         folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("data-*.tfrecord.gz"):  # the fast path's, when the row-by-row path rewrites
+        for stale in folder.glob("data-*.tfrecord.gz"):  # an earlier pass's, when the rows are read again
             stale.unlink()
         writers[name] = _ShardWriter(folder)
     return writers
@@ -428,85 +496,3 @@ class _ShardWriter:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
-
-
-def _fast(config: IngestConfig, sources: dict, out: Path, names: list, cuts):
-    """The Arrow path for plain .csv files: (schema, counts, statistics), or None to read row by row."""
-    files = [f for fs in sources.values() for f in fs]
-    if not all(f.lower().endswith(".csv") and _format(f, config.format) == "csv" for f in files):
-        return None
-    from components import _ingest_arrow
-
-    headers = {}
-    for path in files:
-        next(_read_csv(path, set(config.na_values)), None)  # the header's own checks, with their messages
-        with open(path, newline="", encoding="utf-8", errors="replace") as f:
-            headers[path] = next(csv.reader(f), [])
-    if not all(headers.values()):
-        return None
-    writers = {}
-    try:
-        schema = load_schema(config.schema) if config.schema else \
-            _ingest_arrow.infer(files, headers, config.na_values)
-        writers = _open_writers(out, names)
-        counts, statistics = _ingest_arrow.write(config, sources, headers, schema, writers, cuts,
-                                                 _TOP_VALUES_CAP, _MAX_FIELD)
-    except _ingest_arrow.Fallback:
-        return None  # the row-by-row reader names the file, row and column (it rewrites the splits)
-    finally:
-        for w in writers.values():
-            w.close()
-    return schema, counts, statistics
-
-
-def _row_by_row(config: IngestConfig, sources: dict, out: Path, names: list, cuts):
-    pre_split = cuts is None
-    if config.schema:
-        schema = load_schema(config.schema)
-    else:
-        schema = infer_schema(r for files in sources.values() for r in _rows(files, config))
-    kinds = {f.name: f.type for f in schema.feature}
-    required = {f.name for f in schema.feature if f.presence.min_fraction >= 1.0}
-    writers = {}
-    stats, counts = _Stats(schema), collections.Counter()
-    labels = _LabelValues(config, kinds)
-    try:
-        writers = _open_writers(out, names)
-        checked_files = set()
-        for split_name, files in sources.items():
-            for path, line, row in _rows(files, config):
-                if path not in checked_files:
-                    checked_files.add(path)
-                    _check_columns(path, row, kinds, required, config)
-                example, label_values = tf.train.Example(), None
-                for name, kind in kinds.items():
-                    value = row.get(name)
-                    where = f"{path}, row {line}, column {name!r}"
-                    if value is None:
-                        if name == config.label:
-                            raise InputError(f"{where}: the label is missing; every row needs one "
-                                             "(fill it in or drop the row)")
-                        if name in required:
-                            raise InputError(f"{where}: the value is missing, but the schema requires it")
-                        stats.add(name, None)
-                        continue
-                    values = _convert(value, kind, where)
-                    stats.add(name, values)
-                    if name == config.label:
-                        label_values = values
-                    feature = example.features.feature[name]
-                    {schema_pb2.INT: feature.int64_list, schema_pb2.FLOAT: feature.float_list,
-                     schema_pb2.BYTES: feature.bytes_list}[kind].value.extend(values)
-                target = split_name if pre_split else _split_of(row, cuts)
-                labels.note(target, label_values, path, line)
-                # deterministic: map fields (the features) in key order, so the same rows give the same bytes
-                writers[target].write(example.SerializeToString(deterministic=True))
-                counts[target] += 1
-    finally:
-        for w in writers.values():
-            w.close()
-    if sum(counts.values()) == 0:
-        where = ", ".join(f for files in sources.values() for f in files)
-        raise InputError(f"ingest: no rows in {where} (an empty file, or a header alone)")
-    labels.check()
-    return schema, counts, stats.as_dict()

@@ -12,6 +12,8 @@ import tensorflow as tf
 
 from components.errors import ConfigError, InputError
 from components.user_module import load_function
+from schemas import artifacts
+from schemas.schema import feature_spec
 
 @dataclass
 class TrainerConfig:
@@ -30,10 +32,9 @@ class TrainerConfig:
 
 
 def _pattern(transformed_dir: str, split: str) -> str:
-    folder = Path(transformed_dir) / f"Split-{split}"
-    if not folder.is_dir() or not list(folder.glob("*.gz")):
+    if not list(artifacts.split_dir(transformed_dir, split).glob("*.gz")):
         raise InputError(f"trainer: no transformed examples for split {split!r} in {transformed_dir}")
-    return str(folder / "*.gz")
+    return artifacts.split_pattern(transformed_dir, split)
 
 
 def make_input_fn(pattern: str, feature_spec: dict, label: str, batch_size: int, train: bool, seed: int):
@@ -66,14 +67,6 @@ def raw_serving_receiver_fn(tft_output, raw_feature_spec: dict, raw_label: str):
     return receiver_fn
 
 
-def raw_feature_spec(schema_path: str) -> dict:
-    from tensorflow_transform.tf_metadata import schema_utils
-
-    from components.ingest import load_schema
-
-    return dict(schema_utils.schema_as_feature_spec(load_schema(schema_path)).feature_spec)
-
-
 def train(config: TrainerConfig, transformed_dir: str, transform_graph_dir: str, schema_path: str,
           model_dir: str, model_run_dir: str) -> dict:
     """Writes the serving SavedModel into model_dir, checkpoints and events into model_run_dir."""
@@ -98,7 +91,7 @@ def train(config: TrainerConfig, transformed_dir: str, transform_graph_dir: str,
                                 config.batch_size, True, config.seed)
     eval_input = make_input_fn(_pattern(transformed_dir, config.eval_split), spec, config.label,
                                config.batch_size, False, config.seed)
-    receiver = raw_serving_receiver_fn(tft_output, raw_feature_spec(schema_path), config.raw_label or config.label)
+    receiver = raw_serving_receiver_fn(tft_output, feature_spec(schema_path), config.raw_label or config.label)
     exporter = est_lib.FinalExporter("serving", receiver)
     result, exports = est_lib.train_and_evaluate(
         estimator, est_lib.TrainSpec(train_input, max_steps=config.train_steps),

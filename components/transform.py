@@ -16,6 +16,8 @@ from pathlib import Path
 
 from components.errors import InputError, TfpipeError
 from components.user_module import load_function
+from schemas import artifacts
+from schemas.schema import load_schema
 
 _BATCH = 1000  # rows per record batch, fixed (see transform())
 _POOL_BYTES = 32 << 20  # below this much input, starting worker processes (~4 s each) costs more than it saves
@@ -36,13 +38,6 @@ class TransformConfig:
     apply: str = "auto"
 
 
-def _split_names(examples_dir: Path) -> list[str]:
-    names = sorted(p.name[len("Split-"):] for p in examples_dir.glob("Split-*") if p.is_dir())
-    if not names:
-        raise InputError(f"transform: {examples_dir} holds no Split-* folders; is it an ingest output?")
-    return names
-
-
 def transform(config: TransformConfig, examples_dir: str, schema_path: str, transform_graph_dir: str,
               transformed_examples_dir: str) -> dict:
     """Writes the tf.Transform graph to transform_graph_dir and transformed_examples_dir/Split-<name>/."""
@@ -52,7 +47,6 @@ def transform(config: TransformConfig, examples_dir: str, schema_path: str, tran
     from apache_beam.options.pipeline_options import PipelineOptions
     from tfx_bsl.public import tfxio
 
-    from components.ingest import load_schema
 
     preprocessing_fn = load_function(config.module, "preprocessing_fn")
     module = sys.modules.get(preprocessing_fn.__module__)
@@ -63,7 +57,7 @@ def transform(config: TransformConfig, examples_dir: str, schema_path: str, tran
 
         cloudpickle.register_pickle_by_value(module)
     examples = Path(examples_dir)
-    splits = _split_names(examples)
+    splits = artifacts.split_names(examples)
     if config.analyze_split not in splits:
         raise InputError(f"transform: analyze_split {config.analyze_split!r} is not among the splits {splits}")
     schema = load_schema(schema_path)
@@ -75,7 +69,7 @@ def transform(config: TransformConfig, examples_dir: str, schema_path: str, tran
             raise TransformError(f"preprocessing_fn in {config.module} failed: {type(e).__name__}: {e}") from e
 
     def source(split):
-        return tfxio.TFExampleRecord(file_pattern=str(examples / f"Split-{split}" / "*.gz"), schema=schema,
+        return tfxio.TFExampleRecord(file_pattern=artifacts.split_pattern(examples, split), schema=schema,
                                      telemetry_descriptors=["tfpipe"])
 
     local = _applies_locally(config)
@@ -91,7 +85,7 @@ def transform(config: TransformConfig, examples_dir: str, schema_path: str, tran
                 tft_beam.Context(temp_dir=tmp, use_deep_copy_optimization=True):
             analyze_io = source(config.analyze_split)
             if local:  # whole record batches per element: Beam's per-element cost is paid once per _BATCH rows
-                files = _split_files(examples, config.analyze_split)
+                files = artifacts.split_files(examples, config.analyze_split)
                 raw = (pipeline | "Files-analyze" >> beam.Create([files])
                        | "Read-analyze" >> beam.FlatMap(_read_batches, schema=schema))
             else:
@@ -103,7 +97,7 @@ def transform(config: TransformConfig, examples_dir: str, schema_path: str, tran
                 data = pipeline | f"Read-{split}" >> split_io.BeamSource(_BATCH)
                 (batches, metadata) = ((data, split_io.TensorAdapterConfig()), transform_fn) | \
                     f"Transform-{split}" >> tft_beam.TransformDataset(output_record_batches=True)
-                target = Path(transformed_examples_dir) / f"Split-{split}"
+                target = artifacts.split_dir(transformed_examples_dir, split)
                 _ = (batches
                      | f"Encode-{split}" >> beam.FlatMapTuple(
                          lambda batch, _, schema=metadata: _encoder(schema).encode(batch))
@@ -113,8 +107,8 @@ def transform(config: TransformConfig, examples_dir: str, schema_path: str, tran
     if local:
         jobs = []
         for split in splits:
-            files = _split_files(examples, split)
-            target = Path(transformed_examples_dir) / f"Split-{split}"
+            files = artifacts.split_files(examples, split)
+            target = artifacts.split_dir(transformed_examples_dir, split)
             target.mkdir(parents=True, exist_ok=True)
             jobs += [(f, str(target / f"data-{i:05d}-of-{len(files):05d}.gz")) for i, f in enumerate(files)]
         _apply_all(jobs, str(transform_graph_dir), schema.SerializeToString(), config.module)
@@ -129,13 +123,6 @@ def _applies_locally(config: TransformConfig) -> bool:
 
     runner = PipelineOptions(list(config.beam_args)).view_as(StandardOptions).runner or "DirectRunner"
     return runner in ("DirectRunner", "direct")
-
-
-def _split_files(examples: Path, split: str) -> list[str]:
-    files = sorted(str(p) for p in (examples / f"Split-{split}").glob("*.gz"))
-    if not files:
-        raise InputError(f"transform: {examples / f'Split-{split}'} holds no .gz files; is it an ingest output?")
-    return files
 
 
 def _read_batches(files: list, schema) -> Iterator:
@@ -213,10 +200,8 @@ class _Applier:
         self.apply = tf.function(lambda features: layer(features))
 
     def file(self, source: str, target: str) -> int:
-        from components._examples import gzip_writer
-
         rows = 0
-        with gzip_writer(target) as writer:
+        with artifacts.gzip_writer(target) as writer:
             for batch in _read_batches([source], self.schema):
                 try:
                     outputs = self.apply(self.adapter.ToBatchTensors(batch, produce_eager_tensors=True))
@@ -234,7 +219,7 @@ _ENCODERS = {}
 
 def _encoder(metadata):
     """A CanonicalEncoder for a transformed schema (or its DatasetMetadata), made once per process."""
-    from components._examples import CanonicalEncoder
+    from schemas.examples import CanonicalEncoder
 
     schema = metadata.schema if hasattr(metadata, "schema") else metadata
     key = schema.SerializeToString()

@@ -14,10 +14,9 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 from components._process import alive
 from components.errors import ConfigError
+from schemas.artifacts import ARTIFACT_TYPES
 
 PIPELINE, PIPELINE_RUN, COMPONENT = "pipeline", "pipeline_run", "component"
-ARTIFACT_TYPES = ("Examples", "Schema", "ExampleStatistics", "TransformGraph", "TransformedExamples", "Model",
-                  "ModelRun", "ModelEvaluation", "ModelBlessing", "PushedModel")
 _EXEC_PROPS = ("cache_key", "config", "code_version", "library_versions", "pipeline", "run_id", "error")
 STATES = {"RUNNING": pb.Execution.RUNNING, "COMPLETE": pb.Execution.COMPLETE, "FAILED": pb.Execution.FAILED,
           "CACHED": pb.Execution.CACHED}

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx_bsl.public import tfxio
 
-from components._examples import CanonicalEncoder
+from schemas.examples import CanonicalEncoder
 
 _KINDS = {schema_pb2.INT: (st.integers(-2**63, 2**63 - 1), pa.int64()),
           schema_pb2.FLOAT: (st.floats(width=32, allow_nan=False), pa.float32()),

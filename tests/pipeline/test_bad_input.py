@@ -13,7 +13,7 @@ import pytest
 import yaml
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from components.ingest import _read_csv, infer_schema, write_text_proto
+from components.ingest import IngestConfig, ingest
 from pipeline import flow  # noqa: F401  Prefect sets up its log handlers now, on the session's streams
 from pipeline.cli import main
 from pipeline.metadata import MetadataStore
@@ -123,7 +123,8 @@ def test_a_label_never_seen_in_training_is_refused(tmp_path, capfd):
 def test_columns_against_a_given_schema(tmp_path, capfd):
     schema = tmp_path / "project" / "schema.pbtxt"
     schema.parent.mkdir()
-    write_text_proto(infer_schema(_read_csv(str(TITANIC / "data" / "train.csv"))), schema)
+    inferred = ingest(IngestConfig(input=str(TITANIC / "data" / "train.csv")), tmp_path / "inferred").schema_path
+    shutil.copy(inferred, schema)
     extra = _csv(HEADER + ",Cabin2", *(line + ",x" for line in LINES[1:]))
     _fails(_pipeline(tmp_path, extra, ingest={"schema": "schema.pbtxt"}), capfd,
            r"data.csv: column\(s\) \['Cabin2'\] are not in the schema")

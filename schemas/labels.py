@@ -1,0 +1,52 @@
+"""The label checks: a class label value that another split has and the train split lacks cannot be learned."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from components.errors import InputError
+
+_CAP = 10_000  # this many distinct values: a quantity, not classes
+
+
+class LabelValues:
+    """Where each class label value first occurs, per split."""
+
+    def __init__(self, label: str | None, is_class: bool, kind, train_split: str):
+        from schemas.types import FLOAT
+
+        self.on = bool(label and is_class and kind is not None and kind != FLOAT)
+        self.label, self.train = label, train_split
+        self.first = {}  # split -> {value: (path, row or None)}
+
+    def note(self, splits: list, labels: pa.Array, path: str, rows) -> None:
+        """`labels`: the label list column of a batch; `rows`: each row's number, or None if unknown."""
+        if not self.on:
+            return
+        for i, (split, value) in enumerate(zip(splits, labels.to_pylist())):
+            seen = self.first.setdefault(split, {})
+            key = tuple(value or ())
+            if key not in seen:
+                seen[key] = (path, rows[i] if rows is not None else None)
+                if len(seen) > _CAP:
+                    self.on = False
+                    return
+
+    def unlearnable(self):
+        """(value, split, path, row) of the first value the train split lacks, or None."""
+        if not self.on or self.train not in self.first:
+            return None
+        for split, seen in self.first.items():
+            for value, (path, row) in seen.items():
+                if value not in self.first[self.train]:
+                    return value, split, path, row
+        return None
+
+    @staticmethod
+    def error(value, split: str, path: str, row: int, label: str, train: str) -> InputError:
+        shown = value[0].decode("utf-8", "replace") if value and isinstance(value[0], bytes) else \
+            (value[0] if value else None)
+        return InputError(
+            f"{path}, row {row}, column {label!r}: the label {shown!r} (split {split!r}) never occurs in the "
+            f"{train!r} split, so the model cannot learn it; fix or drop the row, or set ingest.label_is_class: "
+            "false if the label is a quantity")
