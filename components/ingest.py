@@ -311,7 +311,7 @@ class _Stats:
             lo_hi, acc = pc.min_max(values).as_py(), self.num[name]
             acc[0] = lo_hi["min"] if acc[0] is None else min(acc[0], lo_hi["min"])
             acc[1] = lo_hi["max"] if acc[1] is None else max(acc[1], lo_hi["max"])
-            acc[2] += pc.sum(pc.cast(values, pa.float64())).as_py()
+            acc[2] += pc.sum(pc.cast(values, pa.float64(), safe=False)).as_py()  # a mean: 53 bits do
         else:
             counter = self.top[name]
             counts = pc.value_counts(values)

@@ -24,6 +24,7 @@ class IngestSection(_Section):
     input: Union[str, dict[str, str]]
     format: Optional[str] = None
     splits: dict[str, float] = Field(default_factory=lambda: {"train": 7, "eval": 3})
+    split_key: Optional[str] = None  # hash this column only, so corrections elsewhere in a row keep its split
     schema_file: Optional[str] = Field(default=None, alias="schema")
     na_values: list[str] = Field(default_factory=lambda: [""])
     label: Optional[str] = None  # the raw label column; default: trainer.raw_label, else trainer.label

@@ -42,6 +42,7 @@ class Step:
 def _ingest(cfg: PipelineConfig, inputs, out, store) -> dict:
     c = cfg.ingest
     result = ingest.ingest(ingest.IngestConfig(input=c.input, format=c.format, splits=dict(c.splits),
+                                               split_key=c.split_key,
                                                schema=c.schema_file, na_values=list(c.na_values),
                                                label=c.label, label_is_class=c.label_is_class,
                                                train_split=cfg.trainer.train_split),
