@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from components.errors import InputError, TfpipeError
-from components.user_module import load_function
+from components.user_module import load_function, local_imports
 from schemas import artifacts
 from schemas.schema import load_schema
 
@@ -56,6 +56,9 @@ def transform(config: TransformConfig, examples_dir: str, schema_path: str, tran
         from apache_beam.internal.cloudpickle import cloudpickle
 
         cloudpickle.register_pickle_by_value(module)
+        for name in local_imports(config.module):  # and the helpers beside it that it imports
+            if name in sys.modules and "." not in name:
+                cloudpickle.register_pickle_by_value(sys.modules[name])
     examples = Path(examples_dir)
     splits = artifacts.split_names(examples)
     if config.analyze_split not in splits:

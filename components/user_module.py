@@ -11,6 +11,8 @@ import sys
 
 from components.errors import ConfigError
 
+TFPIPE_PACKAGES = ("components", "schemas", "pipeline")  # tfpipe's own code, which is not the user's
+
 
 def load_function(module: str, name: str):
     """`name` from `module`: a path to a .py file, or an importable dotted module name."""
@@ -22,6 +24,11 @@ def load_function(module: str, name: str):
             digest = hashlib.sha256(f.read()).hexdigest()[:12]
         # A name per content: an edited module is loaded afresh, not served from sys.modules.
         mod_name = f"tfpipe_user_{os.path.splitext(os.path.basename(path))[0]}_{digest}"
+        folder = os.path.dirname(path)
+        if folder not in sys.path:
+            # A module beside it (helpers.py) imports as it would if the file were run as a script; appended,
+            # so it cannot shadow an installed package of the same name.
+            sys.path.append(folder)
         mod = sys.modules.get(mod_name)
         if mod is None:
             spec = importlib.util.spec_from_file_location(mod_name, path)
@@ -77,3 +84,55 @@ def module_source(module: str) -> bytes:
         raise ConfigError(f"user module {module!r} cannot be found")
     with open(spec.origin, "rb") as f:
         return f.read()
+
+
+def _origin(module: str) -> str:
+    if module.endswith(".py") or os.sep in module:
+        return os.path.abspath(module)
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin:
+        raise ConfigError(f"user module {module!r} cannot be found")
+    return spec.origin
+
+
+def local_imports(module: str) -> dict:
+    """{module name: file} of the modules that `module` imports from its own folder (or, for a dotted name,
+    its own package tree), and that those import in turn: the user's code, as opposed to libraries."""
+    origin = _origin(module)
+    roots = [os.path.dirname(origin)]
+    if not (module.endswith(".py") or os.sep in module):  # a dotted name: its package tree's root too
+        roots.append(os.path.abspath(os.path.join(roots[0], *[".."] * module.count("."))))
+    found, todo = {}, [origin]
+    while todo:
+        path = todo.pop()
+        try:
+            tree = ast.parse(open(path, "rb").read(), filename=path)
+        except (OSError, SyntaxError):
+            continue
+        names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module)
+                names.update(f"{node.module}.{a.name}" for a in node.names)
+        for name in sorted(n for n in names if n.split(".")[0] not in TFPIPE_PACKAGES):
+            for root in roots:
+                base = os.path.join(root, *name.split("."))
+                hit = next((p for p in (base + ".py", os.path.join(base, "__init__.py")) if os.path.isfile(p)), None)
+                if hit and hit != origin and name not in found:
+                    found[name] = hit
+                    todo.append(hit)
+                    break
+    return found
+
+
+def module_files(module: str) -> dict:
+    """{path: sha256} of the user module and the local modules it imports: for cache keys and manifests,
+    since an edit to any of them must re-run what depends on them."""
+    files = [_origin(module), *local_imports(module).values()]
+    module_source(module)  # a missing module: the same error as everywhere else
+    return {path: hashlib.sha256(open(path, "rb").read()).hexdigest() for path in sorted(set(files))}

@@ -17,7 +17,7 @@ from prefect.states import Completed  # noqa: E402
 
 from pipeline import ui
 from pipeline.config import COMPONENTS, load_config
-from pipeline.metadata import PASSWORD_ENV, MetadataStore, redact
+from pipeline.metadata import PASSWORD_ENV, PRODUCTION, MetadataStore, redact
 from pipeline.steps import STEPS, run_step
 
 log = logging.getLogger("tfpipe.pipeline")
@@ -45,13 +45,14 @@ def _no_cache(no_cache, component: str) -> bool:
 
 @task(name="tfpipe-component", task_run_name="{component}", retries=0)
 def component_task(config_path: str, overrides: dict, component: str, run_id: str, input_ids: dict,
-                   no_cache) -> dict:
+                   no_cache, purpose: str = PRODUCTION) -> dict:
     """One component: resolve its input artifacts by id, run or reuse it, return its outputs' ids and its state."""
     cfg = load_config(config_path, overrides)
     store = open_store(cfg)
     run = store.start_run(cfg.name, run_id)
     inputs = {name: store.artifact(i) for name, i in input_ids.items()}
-    outputs, state, compute = run_step(cfg, store, run, component, inputs, use_cache=not _no_cache(no_cache, component))
+    outputs, state, compute = run_step(cfg, store, run, component, inputs, use_cache=not _no_cache(no_cache, component),
+                                       purpose=purpose)
     result = {"state": state, "outputs": {name: a.id for name, a in outputs.items()},
               "uris": {name: a.uri for name, a in outputs.items()}, "compute_seconds": compute}
     if state == "CACHED":
@@ -62,7 +63,7 @@ def component_task(config_path: str, overrides: dict, component: str, run_id: st
 
 @flow(name="tfpipe", flow_run_name="{run_name}", log_prints=True)
 def pipeline_flow(config_path: str, overrides: dict | None = None, no_cache=False, run_name: str = "run",
-                  components: list | None = None, inputs: dict | None = None) -> dict:
+                  components: list | None = None, inputs: dict | None = None, purpose: str = PRODUCTION) -> dict:
     """Runs the components in order (all by default).
 
     A component's inputs are its upstream outputs in this run, else the upstream's latest LIVE
@@ -85,7 +86,8 @@ def pipeline_flow(config_path: str, overrides: dict | None = None, no_cache=Fals
                 input_ids[name] = store.resolve(inputs[name])
         started = time.perf_counter()
         # A task that reports itself Cached hands back its State: .result() gives the same dict either way.
-        state = component_task(config_path, overrides, component, run_id, input_ids, no_cache, return_state=True)
+        state = component_task(config_path, overrides, component, run_id, input_ids, no_cache, purpose,
+                               return_state=True)
         result = state.result()
         result["wall_seconds"] = time.perf_counter() - started
         produced[component] = result["outputs"]

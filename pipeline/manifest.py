@@ -3,6 +3,7 @@ fingerprints that say whether two runs made the same thing."""
 
 from __future__ import annotations
 
+import ast
 import functools
 import glob
 import hashlib
@@ -13,7 +14,8 @@ import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from components.user_module import module_source
+from components.user_module import TFPIPE_PACKAGES as PACKAGES
+from components.user_module import module_files
 from pipeline.config import PipelineConfig
 from pipeline.metadata import redact
 
@@ -94,6 +96,51 @@ def hardware() -> dict:
     return out
 
 
+def _module_file(name: str) -> Path | None:
+    base = REPO.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported(path: Path, name: str) -> set:
+    """The tfpipe modules a source file imports, anywhere in it (function-level imports included)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}".rstrip(".")
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)  # `from components import estimator`
+    return {n for n in found if n.split(".")[0] in PACKAGES}
+
+
+def code_files(*modules: str, follow: bool = True) -> dict:
+    """{path: sha256} of the tfpipe source files these modules run: themselves, what they import (all the
+    way down, lazy imports included; unless not `follow`) and the packages' __init__ files on the way."""
+    seen, todo, out = set(), list(modules), {}
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # importing a.b.c runs a and a.b
+        path = _module_file(name)
+        if path is None:
+            continue
+        out[str(path.relative_to(REPO))] = hashlib.sha256(path.read_bytes()).hexdigest()
+        if follow:
+            todo += sorted(_imported(path, name))
+    return dict(sorted(out.items()))
+
+
 def input_files(cfg: PipelineConfig) -> dict:
     """{path: sha256} of every file the ingest input names (globs expanded)."""
     patterns = cfg.ingest.input.values() if isinstance(cfg.ingest.input, dict) else [cfg.ingest.input]
@@ -102,9 +149,13 @@ def input_files(cfg: PipelineConfig) -> dict:
 
 
 def user_modules(cfg: PipelineConfig) -> dict:
-    return {f"{name}.module": {"path": getattr(cfg, name).module,
-                               "sha256": hashlib.sha256(module_source(getattr(cfg, name).module)).hexdigest()}
-            for name in ("transform", "trainer")}
+    """Each user module's path and a hash over it and the local modules it imports (listed in `files`)."""
+    out = {}
+    for name in ("transform", "trainer"):
+        files = module_files(getattr(cfg, name).module)
+        out[f"{name}.module"] = {"path": getattr(cfg, name).module, "files": files,
+                                 "sha256": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()}
+    return out
 
 
 def exactness(hw: dict) -> dict:
@@ -126,7 +177,8 @@ def build(cfg: PipelineConfig, component: str, inputs: dict, files: dict | None 
         "user_modules": user_modules(cfg),
         "libraries": {"python": platform.python_version(), **library_versions(MANIFEST_LIBRARIES)},
         "hardware": hw,
-        "seeds": {"trainer.seed": cfg.trainer.seed, "split": "content hash of each row (no seed)"},
+        "seeds": {"trainer.seed": cfg.trainer.seed,
+                  "split": "sha256 of each row's canonical tf.Example (or of its split_key column), no seed"},
         "config": {**json.loads(cfg.model_dump_json(by_alias=True)), "metadata": redact(cfg.metadata)},
         "inputs": {name: {"id": a.id, "fingerprint": a.properties.get("fingerprint", "")} for name, a in inputs.items()},
         "determinism": exactness(hw),

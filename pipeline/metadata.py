@@ -23,6 +23,7 @@ STATES = {"RUNNING": pb.Execution.RUNNING, "COMPLETE": pb.Execution.COMPLETE, "F
 
 
 PASSWORD_ENV = "TFPIPE_METADATA_PASSWORD"
+PRODUCTION, REPRODUCE = "production", "reproduce"  # why an execution ran (custom property `purpose`)
 
 
 def redact(url: str) -> str:
@@ -293,8 +294,10 @@ class MetadataStore:
         ctx = self.store.get_context_by_type_and_name(COMPONENT, f"{pipeline}.{component}")
         if ctx is None:
             return {}
+        # A reproduction's outputs are evidence, never a production run's inputs or baseline.
         done = [e for e in self.store.get_executions_by_context(ctx.id)
-                if e.last_known_state in (pb.Execution.COMPLETE, pb.Execution.CACHED)]
+                if e.last_known_state in (pb.Execution.COMPLETE, pb.Execution.CACHED)
+                and e.custom_properties["purpose"].string_value != REPRODUCE]
         for execution in sorted(done, key=lambda e: (e.create_time_since_epoch, e.id), reverse=True):
             outputs = self.outputs_of(execution.id)
             if outputs and all(a.state == "LIVE" for a in outputs.values()):

@@ -12,7 +12,7 @@ import yaml
 from components.errors import ConfigError
 from pipeline import manifest
 from pipeline.config import COMPONENTS
-from pipeline.metadata import MetadataStore
+from pipeline.metadata import REPRODUCE, MetadataStore
 
 IDENTICAL, WITHIN, DIFFERENT = "identical", "within tolerance", "different"
 # Where a change first has effect: it explains differences in that component and the ones after it.
@@ -48,7 +48,7 @@ def reproduce(store: MetadataStore, ref: str, workdir: str | None = None) -> dic
     config_path = folder / "pipeline.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     result = pipeline_flow(str(config_path), no_cache=True, run_name=f"reproduce-{original_name}",
-                           components=[c for c in COMPONENTS if c in recorded])
+                           components=[c for c in COMPONENTS if c in recorded], purpose=REPRODUCE)
     new_name, new_executions = _run(store, result["run_id"])
     report = compare(store, original_name, executions, new_name, new_executions)
     report["config"] = str(config_path)

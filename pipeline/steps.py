@@ -20,11 +20,12 @@ from typing import Callable
 
 from components import evaluator, ingest, pusher, trainer, transform
 from components.errors import ConfigError
-from components.user_module import module_source
+from components.user_module import module_files
 from pipeline import manifest
 from pipeline.config import PipelineConfig
 from pipeline.manifest import fingerprint, library_versions
-from pipeline.metadata import Artifact, MetadataStore
+from pipeline.metadata import PRODUCTION, Artifact, MetadataStore
+from schemas.split import SplitRule
 
 log = logging.getLogger("tfpipe.pipeline")
 
@@ -118,19 +119,36 @@ STEPS = {
 
 # ---- fingerprints and the cache key ---------------------------------------------------------------------------
 
-def cache_key(step: Step, cfg: PipelineConfig, inputs: dict, store: MetadataStore,
-              input_files: dict | None = None) -> str:
+def step_code(step: Step) -> dict:
+    """The tfpipe source a step runs: its component and everything that imports (the Estimator engine,
+    schemas, ...), and this file, which builds the component's config."""
+    return {**manifest.code_files(step.code.__name__), **manifest.code_files(__name__, follow=False)}
+
+
+def canonical_config(step: Step, cfg: PipelineConfig) -> dict:
+    """The step's config as plain data, equal for two configs exactly when they give equal outputs."""
     section = cfg.section(step.name)
+    if step.name == "ingest":
+        # 7:3 is 70:30, and the order the split names are written in changes nothing (schemas.split)
+        section["splits"] = SplitRule(section["splits"], section.get("split_key")).canonical()
+        section["train_split"] = cfg.trainer.train_split  # ingest checks labels against it
+    return section
+
+
+def cache_key(step: Step, cfg: PipelineConfig, inputs: dict, store: MetadataStore,
+              input_files: dict | None = None, purpose: str = PRODUCTION) -> str:
+    section = canonical_config(step, cfg)
     parts = {
         "component": step.name,
-        "code": hashlib.sha256(Path(step.code.__file__).read_bytes()).hexdigest(),
+        "code": step_code(step),
         "config": section,
         "inputs": {name: [a.id, a.properties.get("fingerprint", "")] for name, a in sorted(inputs.items())},
         "libraries": library_versions(),
+        "purpose": purpose,  # a reproduction never serves a production run from its outputs
     }
     module = section.get("module")
     if module:
-        parts["user_module"] = hashlib.sha256(module_source(module)).hexdigest()
+        parts["user_module"] = module_files(module)  # with the helpers it imports
     if step.name == "ingest":
         parts["input_files"] = input_files or manifest.input_files(cfg)  # an edited CSV must be read again
     if step.name == "pusher":
@@ -143,18 +161,20 @@ def cache_key(step: Step, cfg: PipelineConfig, inputs: dict, store: MetadataStor
 # ---- running one step -----------------------------------------------------------------------------------------
 
 def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, inputs: dict,
-             use_cache: bool = True) -> tuple[dict, str, float]:
+             use_cache: bool = True, purpose: str = PRODUCTION) -> tuple[dict, str, float]:
     """Runs (or reuses) one step; returns ({output: Artifact}, COMPLETE or CACHED, seconds in the component)."""
     step = STEPS[name]
     missing = sorted(set(step.inputs) - set(inputs))
     if missing:
         raise ConfigError(f"{name}: inputs {missing} are missing; run the upstream components first")
     files = manifest.input_files(cfg) if name == "ingest" else None
-    key = cache_key(step, cfg, inputs, store, files)
+    key = cache_key(step, cfg, inputs, store, files, purpose)
     recorded = manifest.build(cfg, name, inputs, files)
+    recorded["step_code"] = step_code(step)
     props = {"cache_key": key, "config": json.dumps(cfg.section(name), sort_keys=True, default=str),
              "code_version": json.dumps(recorded["code"]), "library_versions": json.dumps(library_versions()),
-             "pipeline": cfg.name, "run_id": run["run"].name, "manifest": json.dumps(recorded, sort_keys=True)}
+             "pipeline": cfg.name, "run_id": run["run"].name, "manifest": json.dumps(recorded, sort_keys=True),
+             "purpose": purpose}
     # Executions left RUNNING by a killed process become FAILED; their checkpoints may be adopted below.
     adoptable = {}
     for dead, dead_outputs in store.recover_dead(name):
