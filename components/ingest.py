@@ -342,7 +342,7 @@ def ingest(config: IngestConfig, examples_dir: str | os.PathLike, schema_dir: st
     pre_split = isinstance(config.input, dict)
     sources = {name: _files(p) for name, p in config.input.items()} if pre_split else {None: _files(config.input)}
     rule = None if pre_split else SplitRule(config.splits, config.split_key)
-    names = list(config.input) if pre_split else list(config.splits)
+    names = sorted(config.input if pre_split else config.splits)  # outputs must not follow the YAML's key order
     try:
         schema, counts, statistics = _read(config, sources, out, names, rule, located=False)
     except _Unlocated:  # something must be named by its row: read again, row by row

@@ -15,51 +15,83 @@ from pipeline.flow import pipeline_flow
 from pipeline.metadata import MetadataStore
 
 ROOT = Path(__file__).resolve().parents[2]
-TITANIC = ROOT / "examples" / "titanic"
+EXAMPLES = ROOT / "examples"
 pytestmark = pytest.mark.slow
+
+
+def _shipped(tmp_path_factory, example: str, steps: int) -> dict:
+    """A copy of a shipped example, byte for byte, with train_steps shortened in place; run as a user runs it."""
+    folder = tmp_path_factory.mktemp(example) / example
+    shutil.copytree(EXAMPLES / example, folder, ignore=shutil.ignore_patterns("tfpipe_root", "__pycache__"))
+    yaml_path = folder / "pipeline.yaml"
+    text = yaml_path.read_text()
+    shipped_steps = yaml.safe_load(text)["trainer"]["train_steps"]
+    yaml_path.write_text(text.replace(f"train_steps: {shipped_steps}\n", f"train_steps: {steps}\n"))
+    assert main(["run", str(yaml_path)]) == 0
+    url = str(folder / "tfpipe_root" / example / "metadata.sqlite")
+    store = MetadataStore(url)
+    [run] = store.runs(example)
+    return {"folder": folder, "yaml": yaml_path, "store": store, "url": url, "pipeline": example,
+            "run_id": run["run"].split(".", 1)[1], "run": run["run"]}
 
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
-    """One Titanic run (first 200 rows, 200 steps) in a project folder of its own."""
-    folder = tmp_path_factory.mktemp("repro") / "project"
-    shutil.copytree(TITANIC, folder, ignore=shutil.ignore_patterns("tfpipe_root", "__pycache__", "data"))
-    (folder / "data").mkdir()
-    lines = (TITANIC / "data" / "train.csv").read_text().splitlines()[:201]
-    (folder / "data" / "train.csv").write_text("\n".join(lines) + "\n")
-    doc = yaml.safe_load((folder / "pipeline.yaml").read_text())
-    doc["trainer"]["train_steps"] = 200
-    doc["evaluator"] = {"thresholds": {"accuracy": {"lower": 0.5}}}
-    doc["root"] = str(folder.parent / "root")
-    (folder / "pipeline.yaml").write_text(yaml.safe_dump(doc))
-    result = pipeline_flow(str(folder / "pipeline.yaml"))
-    store = MetadataStore(result["metadata"])
-    return {"folder": folder, "result": result, "store": store, "url": result["metadata"]}
+    return _shipped(tmp_path_factory, "titanic", 300)
+
+
+@pytest.fixture(scope="module")
+def penguin(tmp_path_factory):
+    return _shipped(tmp_path_factory, "penguin", 300)
+
+
+def _reproduce_then_run_again(shipped, capfd):
+    """`tfpipe reproduce` says identical; the next ordinary run is fully cached and still blessed."""
+    store = shipped["store"]
+    capfd.readouterr()
+    assert main(["reproduce", shipped["run_id"], "--config", str(shipped["yaml"])]) == 0
+    out = capfd.readouterr().out
+    assert "verdict: identical" in out and "different" not in out, out
+    assert main(["run", str(shipped["yaml"])]) == 0
+    runs = store.runs(shipped["pipeline"])
+    assert len(runs) == 3
+    last = store.run_executions(runs[-1]["run"])
+    assert [(e["component"], e["state"]) for e in last] == [(c, "CACHED") for c in
+                                                         ("ingest", "transform", "trainer", "evaluator", "pusher")]
+    blessing = store.outputs_of(last[3]["id"])["blessing"]
+    assert blessing.properties["blessed"] in (True, 1, "True"), blessing.properties
+    original = store.run_executions(shipped["run"])
+    assert [e["id"] for e in original] != [e["id"] for e in last]
+    # the cached run reused the original run's outputs, not the reproduction's
+    assert {a.id for a in store.outputs_of(last[0]["id"]).values()} == \
+        {a.id for a in store.outputs_of(original[0]["id"]).values()}
+    return out
 
 
 def test_every_execution_records_a_manifest(recorded):
-    store, result = recorded["store"], recorded["result"]
-    executions = store.run_executions(store.find_run(result["run_id"]))
+    store = recorded["store"]
+    executions = store.run_executions(recorded["run"])
     assert [e["component"] for e in executions] == ["ingest", "transform", "trainer", "evaluator", "pusher"]
     m = executions[0]["manifest"]
     assert len(m["code"]["git_commit"]) == 40 and isinstance(m["code"]["dirty"], bool)
     assert m["libraries"]["python"] == platform.python_version()
     assert {"tensorflow", "tf-keras", "tensorflow-transform", "apache-beam", "prefect", "ml-metadata"} <= set(m["libraries"])
     assert m["hardware"]["devices"][0].startswith("CPU") and m["determinism"] == {"exact": True}
-    assert m["seeds"]["trainer.seed"] == 42 and m["config"]["trainer"]["train_steps"] == 200
+    assert m["seeds"]["trainer.seed"] == 42 and m["config"]["trainer"]["train_steps"] == 300
     csv = str(recorded["folder"] / "data" / "train.csv")
     assert list(m["input_files"]) == [csv] and len(m["input_files"][csv]) == 64
     assert set(m["user_modules"]) == {"transform.module", "trainer.module"}
+    assert "components/ingest.py" in m["step_code"] and "schemas/split.py" in m["step_code"]
+    trainer_code = executions[2]["manifest"]["step_code"]
+    assert "components/estimator/heads.py" in trainer_code and "components/ingest.py" not in trainer_code
     model_run = store.outputs_of(executions[2]["id"])["model_run"]
     assert model_run.properties["replicas"] == 1 and model_run.properties["strategy"] == "none"
 
 
-def test_reproduce_of_a_seeded_cpu_run_is_bit_identical(recorded, capfd):
-    store, run = recorded["store"], recorded["result"]["run_id"]
-    assert main(["reproduce", run, "--metadata", recorded["url"]]) == 0
-    out = capfd.readouterr().out
-    assert "verdict: identical" in out, out
-    [original, again] = [store.run_executions(r["run"]) for r in store.runs(recorded["result"]["pipeline"])]
+def test_reproduce_of_the_shipped_titanic_example_is_identical_and_leaves_production_cached(recorded, capfd):
+    _reproduce_then_run_again(recorded, capfd)
+    store = recorded["store"]
+    original, again = [store.run_executions(r["run"]) for r in store.runs("titanic")[:2]]
     for a, b in zip(original, again):
         outs_a, outs_b = store.outputs_of(a["id"]), store.outputs_of(b["id"])
         for name in ("examples", "transform_graph", "transformed_examples", "model", "model_run"):
@@ -67,12 +99,21 @@ def test_reproduce_of_a_seeded_cpu_run_is_bit_identical(recorded, capfd):
                 assert outs_a[name].uri != outs_b[name].uri
                 assert outs_a[name].properties["fingerprint"] == outs_b[name].properties["fingerprint"], name
     # the reproduction pushed beside the run, not into the pipeline's serving folder
-    assert len(list((Path(recorded["result"]["serving_base"])).iterdir())) == 1
+    assert len(list((recorded["folder"] / "tfpipe_root" / "titanic" / "serving").iterdir())) == 1
+
+
+def test_reproduce_of_the_shipped_penguin_example_is_identical_and_leaves_production_cached(penguin, capfd):
+    _reproduce_then_run_again(penguin, capfd)
+
+
+def _pushed_path(recorded) -> str:
+    store = recorded["store"]
+    pusher = store.run_executions(recorded["run"])[4]
+    return store.outputs_of(pusher["id"])["pushed_model"].properties["pushed_destination"]
 
 
 def test_lineage_of_the_pushed_model_reaches_the_raw_file(recorded, capfd, tmp_path):
-    pushed = json.loads((Path(recorded["result"]["components"]["pusher"]["uris"]["pushed_model"]) / "push.json")
-                        .read_text())["path"]
+    pushed = _pushed_path(recorded)
     assert main(["lineage", pushed, "--metadata", recorded["url"]]) == 0
     out = capfd.readouterr().out
     lines = out.splitlines()
@@ -92,7 +133,7 @@ def test_lineage_of_the_pushed_model_reaches_the_raw_file(recorded, capfd, tmp_p
 
 
 def test_reproduce_after_an_input_change_names_the_file(recorded, capfd):
-    store, run = recorded["store"], recorded["result"]["run_id"]
+    store, run = recorded["store"], recorded["run_id"]
     csv = recorded["folder"] / "data" / "train.csv"
     lines = csv.read_text().splitlines()
     csv.write_text("\n".join(lines[:-20]) + "\n")  # someone trimmed the data
@@ -102,7 +143,7 @@ def test_reproduce_after_an_input_change_names_the_file(recorded, capfd):
     ingest_line = next(line for line in out.splitlines() if line.strip().startswith("ingest") and "examples" in line)
     assert "different" in ingest_line and "likely cause: [1]" in ingest_line
     assert f"  [1] input file {csv} changed (sha256 " in out
-    runs = [r["run"] for r in store.runs(recorded["result"]["pipeline"])]
+    runs = [r["run"] for r in store.runs("titanic")]
     assert main(["diff", runs[0], runs[-1], "--metadata", recorded["url"]]) == 0
     out = capfd.readouterr().out
     assert f"input file {csv} changed" in out and "metric " in out
