@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import tempfile
 import threading
 import time
@@ -95,43 +96,90 @@ class _Program:
         self.spec = spec
         return spec
 
+    def _model_variables(self) -> list:
+        """The model_fn's variables in creation order, without local and metric variables."""
+        local = {id(v) for v in self.local_vars}
+        return [v for v in self.created if id(v) not in local and not _is_metric_variable(v)]
+
+    def _saver(self):
+        saver = getattr(self.spec.scaffold, "saver", None) if self.spec is not None else None
+        return saver if isinstance(saver, tf.train.Checkpoint) else None
+
     @property
     def root(self) -> tf.train.Checkpoint:
-        """The object the checkpoint saves: the model_fn's own tf.train.Checkpoint, or its variables by name."""
+        """The object the checkpoint saves: the model_fn's own tf.train.Checkpoint, or its variables.
+
+        Variables are saved twice over: by name (readable, and what get_variable_value takes), and
+        under ORDERED by creation order within their auto-name-free name (see _structure_keys),
+        which is what restore matches, since Keras numbers auto-named layers per process.
+        """
         if self._root is not None:
             return self._root
-        saver = getattr(self.spec.scaffold, "saver", None) if self.spec is not None else None
-        if isinstance(saver, tf.train.Checkpoint):
+        saver = self._saver()
+        if saver is not None:
             root = saver
             if not any(v is self.global_step for v in root._trackable_children().values()):
                 root.global_step = self.global_step
         else:
-            named, seen = {}, set()
-            local = {id(v) for v in self.local_vars}
-            for var in self.created:
-                if id(var) in local or _is_metric_variable(var):
-                    continue
-                base = var.name.split(":")[0]
-                name, k = base, 0
-                while name in seen:
-                    k += 1
-                    name = f"{base}_{k}"
-                seen.add(name)
-                named[name] = var
-            root = tf.train.Checkpoint(global_step=self.global_step, **named)
+            variables = self._model_variables()
+            named = _unique_names([v.name.split(":")[0] for v in variables])
+            root = tf.train.Checkpoint(global_step=self.global_step, **dict(zip(named, variables)))
+            setattr(root, ORDERED, tf.train.Checkpoint(**dict(zip(_structure_keys(variables), variables))))
         self._root = root
         return root
 
+    def _restore_root(self, path: str):
+        """What restore matches: the creation-order structure when the checkpoint has it, else names."""
+        if self._saver() is not None:
+            return self.root
+        if ORDERED not in {c.local_name for c in _object_graph(path).nodes[0].children}:
+            return self.root  # written before ORDERED existed: match by name
+        variables = self._model_variables()
+        return tf.train.Checkpoint(global_step=self.global_step, **{
+            ORDERED: tf.train.Checkpoint(**dict(zip(_structure_keys(variables), variables)))})
+
     def restore(self, path: str) -> None:
-        status = self.root.restore(path)
-        status.expect_partial()
         try:
+            status = self._restore_root(path).restore(path)
+            status.expect_partial()
             status.assert_existing_objects_matched()
-        except AssertionError as e:
+        except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
             raise ConfigError(
                 f"checkpoint {path} does not match the model built by model_fn ({str(e)[:300]}). "
                 "Did the model change? Train into a new model_dir, or use warm_start_from."
             ) from e
+
+
+ORDERED = "variables_in_order"
+# Keras makes auto-names unique per process (dense, dense_1, ...); a fresh graph per program, as
+# tf.estimator had, would have named them alike every time. Dropping the numbers gives that name.
+_AUTO_NUMBER = re.compile(r"_\d+(?=[/_]|$)")
+
+
+def _structure_keys(variables) -> list[str]:
+    """'<name without auto-numbers>#<k>': the k-th variable of that name, in creation order."""
+    seen: dict[str, int] = {}
+    keys = []
+    for var in variables:
+        base = _AUTO_NUMBER.sub("", var.name.split(":")[0])
+        k = seen.get(base, 0)
+        seen[base] = k + 1
+        keys.append(f"{base}#{k}")
+    return keys
+
+
+def _unique_names(names) -> list[str]:
+    """Names made unique by a _<k> suffix on repeats (dense/kernel, dense/kernel_1)."""
+    out, seen = [], set()
+    for base in names:
+        name, k = base, 0
+        while name in seen:
+            k += 1
+            name = f"{base}_{k}"
+        seen.add(name)
+        out.append(name)
+    return out
+
 
 def _is_metric_variable(var) -> bool:
     # Keras metrics keep their state in non-trainable, sync-on-read variables.
@@ -158,13 +206,18 @@ def _coordinator(strategy):
     return _COORDINATORS[id(strategy)][1]
 
 
-def _variable_paths(checkpoint: str, all_paths: bool = False) -> dict:
-    """From the checkpoint's object graph: {preferred path: key}, or {key: every path} with all_paths."""
+def _object_graph(checkpoint: str):
+    """The checkpoint's TrackableObjectGraph proto (node 0 is the root)."""
     from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-    reader = tf.train.load_checkpoint(checkpoint)
     graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    graph.ParseFromString(tf.train.load_checkpoint(checkpoint).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    return graph
+
+
+def _variable_paths(checkpoint: str, all_paths: bool = False) -> dict:
+    """From the checkpoint's object graph: {preferred path: key}, or {key: every path} with all_paths."""
+    graph = _object_graph(checkpoint)
     found: dict[str, list[tuple]] = {}
     # Walk every simple path (the graphs are small and shallow); a few per node is plenty.
     stack, per_node = [(0, ())], {}
