@@ -502,8 +502,9 @@ class _TrainLoop:
         self.cfg = est.config
         self.is_chief = self.cfg.is_chief
         self.trace_iterator = None
+        self.graph = None  # the traced step hooks' tensors live in
 
-    def _chunk_fn(self):
+    def _step_fn(self):
         p, strategy, has_labels = self.p, self.p.strategy, self.has_labels
 
         def replica_fn(features, labels):
@@ -518,8 +519,11 @@ class _TrainLoop:
             return (strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None),
                     strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None))
 
+        return step
+
+    def _chunk_fn(self):
         # Keep the last step's loss; add up the examples.
-        return _chunk_fn(step, lambda acc, new: (new[0], acc[1] + new[1]))
+        return _chunk_fn(self._step_fn(), lambda acc, new: (new[0], acc[1] + new[1]))
 
     def run(self):
         cfg, p, model_dir = self.cfg, self.p, self.est.model_dir
@@ -528,14 +532,13 @@ class _TrainLoop:
         every = cfg.save_summary_steps or 0
         gs = p.global_step
         with writer.as_default(step=gs), tf.summary.record_if(lambda: every > 0 and gs % every == 0):
-            chunk = self._chunk_fn()
             parameter_server = _is_parameter_server(p.strategy)
-            self._run_chunk = self._scheduled(chunk) if parameter_server else chunk
             with p.strategy.scope():
                 try:
-                    chunk.get_concrete_function(self.trace_iterator if parameter_server else self.it, tf.constant(1))
+                    chunk, with_hooks = self._trace(parameter_server)
                 except tf.errors.OutOfRangeError as e:
                     raise InputError("input_fn produced no data to train on") from e
+            self._run_chunk = self._scheduled(chunk) if parameter_server else chunk
             manager = tf.train.CheckpointManager(
                 p.root, model_dir, max_to_keep=cfg.keep_checkpoint_max or None,
                 keep_checkpoint_every_n_hours=cfg.keep_checkpoint_every_n_hours,
@@ -547,19 +550,36 @@ class _TrainLoop:
                 log.info("restored %s (global step %d)", latest, int(gs.numpy()))
             elif self.est._warm_start_from:
                 warm_start(p.root, p.global_step, self.est._warm_start_from)
-            self._loop(chunk, manager, writer)
+            with hooks_lib.global_step_registered(gs):
+                self._loop(manager, writer, with_hooks)
         writer.close()
 
-    def _loop(self, chunk, manager, writer):
+    def _trace(self, parameter_server):
+        """The traced step function, and whether it is the one-step function hooks need."""
+        if self.hooks and not parameter_server:
+            chunk = _step_with_fetches(self._step_fn())
+            chunk.get_concrete_function(self.it, None)
+        else:
+            chunk = self._chunk_fn()
+            chunk.get_concrete_function(self.trace_iterator if parameter_server else self.it, tf.constant(1))
+            if parameter_server or not self._spec_hooks():
+                return chunk, False
+            chunk = _step_with_fetches(self._step_fn())  # the model_fn brought hooks
+        self.graph = chunk.get_concrete_function(self.it, ()).graph
+        return chunk, True
+
+    def _spec_hooks(self) -> list:
+        spec = self.p.spec
+        return list(spec.training_hooks) + (list(spec.training_chief_hooks) if self.is_chief else [])
+
+    def _loop(self, manager, writer, with_hooks):
         cfg, gs = self.cfg, self.p.global_step
         start = int(gs.numpy())
         last = self.max_steps if self.max_steps is not None else (start + self.steps if self.steps else None)
-        hooks = self.hooks + list(self.p.spec.training_hooks) + (list(self.p.spec.training_chief_hooks) if self.is_chief else [])
+        hooks = self.hooks + self._spec_hooks()
         per_call = 1 if hooks else cfg.steps_per_execution
-        for h in hooks:
-            h.begin()
-        for h in hooks:
-            h.after_create_session(None, None)
+        runner = hooks_lib.HookRunner(hooks, self.graph, {"global_step": start})
+        runner.begin()
         for listener in self.listeners:
             listener.begin()
         step, saved_at, last_save_time = start, None, time.time()
@@ -573,10 +593,12 @@ class _TrainLoop:
                     n = min(n, cadence - step % cadence)
             if last is not None:
                 n = min(n, last - step)
-            contexts = [hooks_lib.SessionRunContext() for _ in hooks]
-            requests = [h.before_run(c) for h, c in zip(hooks, contexts)]
+            fetch = runner.before_run()
             try:
-                loss_t, count_t = self._run_chunk(self.it, tf.constant(n))
+                if with_hooks:
+                    loss_t, count_t, values = self._run_chunk(self.it, fetch)
+                else:  # no hooks, or ParameterServerStrategy (where the resolver has no graph)
+                    (loss_t, count_t), values = self._run_chunk(self.it, tf.constant(n)), ()
             except tf.errors.OutOfRangeError:
                 # Only the chunk's first get_next raises, so no step ran; but an increment with no
                 # data dependency (gs.assign_add(1) in a train_op) may still have executed: undo it.
@@ -598,11 +620,7 @@ class _TrainLoop:
             if not np.isfinite(loss):
                 raise NanLossError(f"loss is {loss} at step {new_step}; lower the learning rate or check the input for NaN/inf")
             step, log_examples = new_step, log_examples + count
-            outputs = {"loss": loss, "global_step": step}
-            for h, c, r in zip(hooks, contexts, requests):
-                results = hooks_lib.resolve_fetches(r.fetches, outputs) if r is not None else None
-                h.after_run(c, hooks_lib.SessionRunValues(results, None, None))
-                stop = stop or c.stop_requested
+            stop = runner.after_run({"loss": loss, "global_step": step}, values) or stop
             if cfg.save_summary_steps and step % cfg.save_summary_steps == 0 and self.is_chief:
                 with writer.as_default():
                     tf.summary.scalar("loss", loss, step=step)
@@ -622,10 +640,9 @@ class _TrainLoop:
                 saved_at, last_save_time = step, time.time()
         if saved_at != step:
             stop = self._save(manager, step)
-        for h in hooks:
-            h.end(None)
+        runner.end()
         for listener in self.listeners:
-            listener.end(None, step)
+            listener.end(runner.session, step)
         log.info("training stopped at step %d, loss = %.5g", step, loss)
 
     def _scheduled(self, chunk):
@@ -672,6 +689,22 @@ def _chunk_fn(step, accumulate):
     return chunk
 
 
+def _step_with_fetches(step):
+    """One step that also returns the model_fn tensors hooks ask for (op index, output index pairs).
+
+    Traced with fetch=() once the variables exist (a trace that creates them adds ops): the hooks
+    come from that trace, whose ops line up one to one with every later trace's.
+    """
+
+    @tf.function
+    def one_step(iterator, fetch):
+        out = step(next(iterator))
+        ops = tf.compat.v1.get_default_graph().get_operations()
+        return (*out, tuple(ops[i].outputs[j] for i, j in fetch or ()))
+
+    return one_step
+
+
 def _run_eval(program, iterator, has_labels, steps, path, hooks) -> dict:
     strategy = program.strategy
 
@@ -689,9 +722,13 @@ def _run_eval(program, iterator, has_labels, steps, path, hooks) -> dict:
     # Sum the losses and count the batches; v1 metrics' update ops give their value after the last step.
     chunk = _chunk_fn(step, lambda acc, new: (acc[0] + new[0], acc[1] + new[1], new[2]))
 
+    one_step = graph = None
     with strategy.scope():
         try:
             chunk.get_concrete_function(iterator, tf.constant(1))
+            if hooks or program.spec.evaluation_hooks:
+                one_step = _step_with_fetches(step)
+                graph = one_step.get_concrete_function(iterator, ()).graph
         except tf.errors.OutOfRangeError as e:
             raise InputError("input_fn produced no data to evaluate on") from e
     program.restore(path)
@@ -701,27 +738,28 @@ def _run_eval(program, iterator, has_labels, steps, path, hooks) -> dict:
     for value in spec.eval_metric_ops.values():
         if is_metric_object(value):
             value.reset_state()
-    all_hooks = hooks + list(spec.evaluation_hooks)
-    for h in all_hooks:
-        h.begin()
-    total, batches, last_updates, done = 0.0, 0, {}, 0
-    per_call = 1 if all_hooks else 100
-    while steps is None or done < steps:
-        n = per_call if steps is None else min(per_call, steps - done)
-        try:
-            t, b, upd = chunk(iterator, tf.constant(n))
-        except tf.errors.OutOfRangeError:
-            break
-        total, batches, last_updates = total + float(t), batches + int(b), upd
-        done += int(b)
-        for h in all_hooks:
-            ctx = hooks_lib.SessionRunContext()
-            h.before_run(ctx)
-            h.after_run(ctx, hooks_lib.SessionRunValues(None, None, None))
-        if int(b) < n:
-            break
-    for h in all_hooks:
-        h.end(None)
+    global_step = int(program.global_step.numpy())
+    runner = hooks_lib.HookRunner(hooks + list(spec.evaluation_hooks), graph, {"global_step": global_step})
+    total, batches, last_updates = 0.0, 0, {}
+    with hooks_lib.global_step_registered(program.global_step):
+        runner.begin()
+        while steps is None or batches < steps:
+            n = 100 if steps is None else min(100, steps - batches)
+            try:
+                if one_step is None:
+                    t, b, upd = chunk(iterator, tf.constant(n))
+                else:
+                    fetch = runner.before_run()
+                    t, b, upd, values = one_step(iterator, fetch)
+            except tf.errors.OutOfRangeError:
+                break
+            total, batches, last_updates = total + float(t), batches + int(b), upd
+            if one_step is not None:
+                if runner.after_run({"loss": float(t), "global_step": global_step}, values):
+                    break
+            elif int(b) < n:
+                break
+        runner.end()
     if batches == 0:
         raise InputError("input_fn produced no data to evaluate on")
     results = {"loss": np.float32(total / batches), "global_step": np.int64(program.global_step.numpy())}
