@@ -5,7 +5,19 @@
     est.train(input_fn, steps=100)
 """
 
-from components.estimator import export, keras
+from components.estimator import experimental, export, keras
+from components.estimator.basic_hooks import (
+    CheckpointSaverHook,
+    FeedFnHook,
+    FinalOpsHook,
+    GlobalStepWaiterHook,
+    LoggingTensorHook,
+    NanLossDuringTrainingError,
+    NanTensorHook,
+    ProfilerHook,
+    StepCounterHook,
+    SummarySaverHook,
+)
 from components.estimator.baseline import BaselineClassifier, BaselineRegressor
 from components.estimator.dnn import (
     DNNClassifier,
@@ -42,6 +54,17 @@ from components.estimator.training import (
 from components.estimator.warm_start import WarmStartSettings
 
 __all__ = [
+    "CheckpointSaverHook",
+    "FeedFnHook",
+    "FinalOpsHook",
+    "GlobalStepWaiterHook",
+    "LoggingTensorHook",
+    "NanLossDuringTrainingError",
+    "NanTensorHook",
+    "ProfilerHook",
+    "StepCounterHook",
+    "SummarySaverHook",
+    "experimental",
     "BaselineClassifier",
     "BaselineRegressor",
     "CheckpointSaverListener",

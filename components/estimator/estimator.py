@@ -18,8 +18,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from components.errors import ClusterError, ConfigError, InputError, NanLossError, NotTrainedError
-from components.estimator import hooks as hooks_lib
+from components.errors import ClusterError, ConfigError, InputError, NotTrainedError
+from components.estimator import basic_hooks, hooks as hooks_lib
 from components.estimator._compat import allow_keras3_variables_in_group
 from components.estimator._inputs import batch_size_of, call_with_known_args, fn_args, to_dataset
 from components.estimator.mode_keys import ModeKeys
@@ -91,7 +91,9 @@ class _Program:
         if not graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_STEP):
             graph.add_to_collection(tf.compat.v1.GraphKeys.GLOBAL_STEP, self.global_step)
         allow_keras3_variables_in_group()
-        with tf.variable_creator_scope(self._creator):
+        # The root name scope, as in tf.estimator's graph: summary tags made in the model_fn carry no
+        # "while/cond_1/" of the loop around the step.
+        with tf.variable_creator_scope(self._creator), graph.name_scope(""):
             spec = self.est._call_model_fn(features, labels, self.mode)
         self.spec = spec
         return spec
@@ -414,9 +416,8 @@ class Estimator:
         program = _Program(self, ModeKeys.EVAL, strategy)
         iterator, has_labels = self._iterator(input_fn, ModeKeys.EVAL, strategy)
         results = _run_eval(program, iterator, has_labels, steps, path, list(hooks or []))
-        eval_dir = os.path.join(self.model_dir, "eval" if not name else f"eval_{name}")
-        writer = tf.summary.create_file_writer(eval_dir)
-        with writer.as_default():
+        writer = tf.summary.create_file_writer(self.eval_dir(name))
+        with writer.as_default(), tf.summary.record_if(True):  # also inside train() (InMemoryEvaluatorHook)
             for key, value in results.items():
                 if key != "global_step" and np.ndim(value) == 0:
                     tf.summary.scalar(key, float(value), step=int(results["global_step"]))
@@ -424,6 +425,10 @@ class Estimator:
         log.info("evaluation at step %d: %s", results["global_step"],
                  ", ".join(f"{k} = {v:.4g}" for k, v in sorted(results.items()) if np.ndim(v) == 0 and k != "global_step"))
         return results
+
+    def eval_dir(self, name=None) -> str:
+        """Where evaluate(name=name) writes its event files: model_dir/eval or model_dir/eval_<name>."""
+        return os.path.join(self.model_dir, "eval" if not name else f"eval_{name}")
 
     # ---- predict --------------------------------------------------------------------------------
 
@@ -550,7 +555,7 @@ class _TrainLoop:
                 log.info("restored %s (global step %d)", latest, int(gs.numpy()))
             elif self.est._warm_start_from:
                 warm_start(p.root, p.global_step, self.est._warm_start_from)
-            with hooks_lib.global_step_registered(gs):
+            with hooks_lib.global_step_registered(gs), hooks_lib.training(hooks_lib.Training(self.est, p.root, gs)):
                 self._loop(manager, writer, with_hooks)
         writer.close()
 
@@ -578,6 +583,10 @@ class _TrainLoop:
         last = self.max_steps if self.max_steps is not None else (start + self.steps if self.steps else None)
         hooks = self.hooks + self._spec_hooks()
         per_call = 1 if hooks else cfg.steps_per_execution
+        savers = [h for h in hooks if isinstance(h, basic_hooks.CheckpointSaverHook)]
+        if savers:  # as tf.estimator: a CheckpointSaverHook saves instead of the loop, for the listeners too
+            savers[0]._listeners.extend(x for x in self.listeners if x not in savers[0]._listeners)
+            self.listeners, manager = [], None
         runner = hooks_lib.HookRunner(hooks, self.graph, {"global_step": start})
         runner.begin()
         for listener in self.listeners:
@@ -618,7 +627,7 @@ class _TrainLoop:
                 raise ConfigError("the model_fn's train_op did not increment the global step; include "
                                   "tf.compat.v1.train.get_global_step().assign_add(1) in train_op")
             if not np.isfinite(loss):
-                raise NanLossError(f"loss is {loss} at step {new_step}; lower the learning rate or check the input for NaN/inf")
+                raise basic_hooks.NanLossDuringTrainingError(f"loss is {loss} at step {new_step}; lower the learning rate or check the input for NaN/inf")
             step, log_examples = new_step, log_examples + count
             stop = runner.after_run({"loss": loss, "global_step": step}, values) or stop
             if cfg.save_summary_steps and step % cfg.save_summary_steps == 0 and self.is_chief:
@@ -662,7 +671,7 @@ class _TrainLoop:
 
     def _save(self, manager, step) -> bool:
         """Saves a checkpoint on the chief; True when a listener asks to stop."""
-        if not self.is_chief:
+        if not self.is_chief or manager is None:
             return False
         for listener in self.listeners:
             listener.before_save(None, step)

@@ -224,3 +224,25 @@ class HookRunner:
     def end(self) -> None:
         for h in self.hooks:
             h.end(self.session)
+
+
+class Training(collections.namedtuple("Training", ["estimator", "root", "global_step"])):
+    """The training call that runs the hooks: what hooks such as CheckpointSaverHook act on."""
+
+
+_ACTIVE: list = []
+
+
+@contextlib.contextmanager
+def training(state: Training):
+    _ACTIVE.append(state)
+    try:
+        yield
+    finally:
+        _ACTIVE.pop()
+
+
+def active_training(hook) -> Training:
+    if not _ACTIVE:
+        raise ConfigError(f"{type(hook).__name__} works inside Estimator.train: pass it in train(hooks=[...])")
+    return _ACTIVE[-1]

@@ -11,6 +11,8 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from components.errors import ConfigError
+from components.estimator.early_stopping import event_scalars
+from components.estimator.hooks import SessionRunHook
 
 log = logging.getLogger("tfpipe.estimator")
 
@@ -83,14 +85,9 @@ class BestExporter(_Exporter):
 
     def _best_from_events(self, model_dir):
         best = None
-        for path in tf.io.gfile.glob(os.path.join(model_dir, self.event_file_pattern)):
-            for event in tf.compat.v1.train.summary_iterator(path):
-                values = {}
-                for v in event.summary.value:
-                    tensor = tf.make_ndarray(v.tensor) if v.HasField("tensor") else v.simple_value
-                    values[v.tag] = float(tensor)
-                if self.metric_key in values and (best is None or self.compare_fn(best, values)):
-                    best = values
+        for _, values in event_scalars(tf.io.gfile.glob(os.path.join(model_dir, self.event_file_pattern))):
+            if self.metric_key in values and (best is None or self.compare_fn(best, values)):
+                best = values
         return best
 
     def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
@@ -184,14 +181,24 @@ class _EvalTrigger:
         pass
 
 
+class _StopWatch(SessionRunHook):
+    """Last among the hooks: notes whether another hook asked training to stop (early stopping)."""
+
+    requested = False
+
+    def after_run(self, run_context, run_values):
+        self.requested = self.requested or run_context.stop_requested
+
+
 def _local(estimator, train_spec, eval_spec):
     # One training call runs until max_steps; it stops early only when an evaluation is due.
     trigger = _EvalTrigger(eval_spec.throttle_secs, train_spec.max_steps)
+    watch = _StopWatch()
+    hooks = list(train_spec.hooks) + [watch] if train_spec.hooks else []
     while _global_step(estimator) < train_spec.max_steps:
-        estimator.train(train_spec.input_fn, hooks=list(train_spec.hooks), max_steps=train_spec.max_steps,
-                        saving_listeners=[trigger])
-        if not trigger.fired:
-            break  # max_steps reached, or the input ran out
+        estimator.train(train_spec.input_fn, hooks=hooks, max_steps=train_spec.max_steps, saving_listeners=[trigger])
+        if watch.requested or not trigger.fired:
+            break  # a hook stopped training, max_steps was reached, or the input ran out
         _evaluate_and_export(estimator, eval_spec, False, estimator.latest_checkpoint())
         trigger.last = time.time()
     return _evaluate_and_export(estimator, eval_spec, True, estimator.latest_checkpoint())
