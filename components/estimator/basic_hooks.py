@@ -129,7 +129,24 @@ class NanTensorHook(SessionRunHook):
             run_context.request_stop()
 
 
-class CheckpointSaverHook(SessionRunHook):
+class _OnGlobalStepTimer(SessionRunHook):
+    """Calls `_on_step(global step)` when `self._timer` fires; a True return asks training to stop."""
+
+    def before_run(self, run_context):
+        return SessionRunArgs("global_step")
+
+    def after_run(self, run_context, run_values):
+        step = int(run_values.results)
+        if self._timer.should_trigger_for_step(step):
+            self._timer.update_last_triggered_step(step)
+            if self._on_step(step):
+                run_context.request_stop()
+
+    def _on_step(self, step) -> bool:
+        raise NotImplementedError
+
+
+class CheckpointSaverHook(_OnGlobalStepTimer):
     """Saves the model's checkpoint every N steps or seconds, at the start and at the end.
 
     Given to train(), it replaces the Estimator's own saving (as in tf.estimator) and the
@@ -160,22 +177,15 @@ class CheckpointSaverHook(SessionRunHook):
         self._save(step)  # the state training starts from, as tf.estimator saved it
         self._timer.update_last_triggered_step(step)
 
-    def before_run(self, run_context):
-        return SessionRunArgs("global_step")
-
-    def after_run(self, run_context, run_values):
-        step = int(run_values.results)
-        if self._timer.should_trigger_for_step(step):
-            self._timer.update_last_triggered_step(step)
-            if self._save(step):
-                run_context.request_stop()
-
     def end(self, session):
         step = int(self._global_step.numpy())
         if step != self._timer.last_triggered_step():
             self._save(step)
         for listener in self._listeners:
             listener.end(session, step)
+
+    def _on_step(self, step) -> bool:
+        return self._save(step)
 
     def _save(self, step) -> bool:
         for listener in self._listeners:

@@ -17,8 +17,8 @@ import tempfile
 import tensorflow as tf
 
 from components.errors import ConfigError
-from components.estimator.basic_hooks import _timer
-from components.estimator.hooks import SessionRunArgs, SessionRunHook, active_training
+from components.estimator.basic_hooks import _OnGlobalStepTimer, _timer
+from components.estimator.hooks import SessionRunHook, active_training
 
 log = logging.getLogger("tfpipe.estimator")
 
@@ -50,23 +50,18 @@ def read_eval_metrics(eval_dir) -> dict:
     return collections.OrderedDict(sorted(metrics.items()))
 
 
-class _StopOnPredicateHook(SessionRunHook):
+class _StopOnPredicateHook(_OnGlobalStepTimer):
     def __init__(self, should_stop_fn, run_every_secs, run_every_steps):
         if not callable(should_stop_fn):
             raise ConfigError("should_stop_fn must be callable")
         self._should_stop_fn = should_stop_fn
         self._timer = _timer(run_every_secs, run_every_steps, "early stopping (run_every_secs / run_every_steps)")
 
-    def before_run(self, run_context):
-        return SessionRunArgs("global_step")
-
-    def after_run(self, run_context, run_values):
-        step = int(run_values.results)
-        if self._timer.should_trigger_for_step(step):
-            self._timer.update_last_triggered_step(step)
-            if self._should_stop_fn():
-                log.info("requesting early stopping at global step %d", step)
-                run_context.request_stop()
+    def _on_step(self, step) -> bool:
+        if self._should_stop_fn():
+            log.info("requesting early stopping at global step %d", step)
+            return True
+        return False
 
 
 def _check_estimator(estimator):

@@ -255,6 +255,8 @@ def _find_checkpoint(path: str | None) -> str | None:
 class Estimator:
     """Trains, evaluates, predicts with and exports a model defined by `model_fn`."""
 
+    _metric_fns: tuple = ()  # add_metrics' metric_fns, applied in EVAL mode
+
     def __init__(self, model_fn, model_dir=None, config=None, params=None, warm_start_from=None):
         if not callable(model_fn):
             raise ConfigError(f"model_fn must be callable, got {type(model_fn).__name__}")
@@ -302,6 +304,16 @@ class Estimator:
         spec = call_with_known_args(self._model_fn, kwargs)
         if not isinstance(spec, EstimatorSpec):
             raise ConfigError(f"model_fn must return an EstimatorSpec, got {type(spec).__name__}")
+        if mode == ModeKeys.EVAL and self._metric_fns:
+            available = {"features": features, "labels": labels, "predictions": spec.predictions,
+                         "config": self._config}
+            metrics = dict(spec.eval_metric_ops)
+            for metric_fn in self._metric_fns:  # from add_metrics; a later one overrides a name
+                added = call_with_known_args(metric_fn, available)
+                if not isinstance(added, dict):
+                    raise ConfigError(f"metric_fn must return a dict of metrics, got {type(added).__name__}")
+                metrics.update(added)
+            spec = EstimatorSpec(**{**spec._asdict(), "eval_metric_ops": metrics})
         return spec
 
     def _dataset(self, input_fn, mode, input_context=None) -> tuple[tf.data.Dataset, bool]:

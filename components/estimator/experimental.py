@@ -1,5 +1,6 @@
 """tf.estimator.experimental: early stopping, in-memory evaluation and the supervised receiver."""
 
+from components.estimator.export import build_raw_supervised_input_receiver_fn
 from components.estimator.early_stopping import (
     InMemoryEvaluatorHook,
     make_early_stopping_hook,
@@ -11,6 +12,7 @@ from components.estimator.early_stopping import (
 )
 
 __all__ = [
+    "build_raw_supervised_input_receiver_fn",
     "InMemoryEvaluatorHook",
     "make_early_stopping_hook",
     "read_eval_metrics",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import logging
 import os
 import shutil
@@ -33,14 +34,33 @@ class EvalSpec(NamedTuple):
     throttle_secs: int = 600
 
 
-class _Exporter:
+class Exporter(abc.ABC):
+    """What train_and_evaluate calls after an evaluation (tf.estimator.Exporter): subclass it.
+
+    `export` gets the estimator, `<model_dir>/export/<name>`, the evaluated checkpoint, the
+    evaluation's metrics and whether this is the last export; it returns the export path or None.
+    """
+
+    @property
+    @abc.abstractmethod
+    def name(self) -> str:
+        """The folder under <model_dir>/export/ that this exporter writes to."""
+
+    @abc.abstractmethod
+    def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
+        """Exports the model; returns where, or None when it did not export."""
+
+
+class _Exporter(Exporter):
     """Exports under <model_dir>/export/<name>/ and keeps the newest `exports_to_keep`."""
 
     def __init__(self, name, serving_input_receiver_fn, assets_extra=None, as_text=False, exports_to_keep=5):
         if not name:
             raise ConfigError("an exporter needs a name")
-        self.name, self.receiver_fn = name, serving_input_receiver_fn
+        self._name, self.receiver_fn = name, serving_input_receiver_fn
         self.assets_extra, self.as_text, self.exports_to_keep = assets_extra, as_text, exports_to_keep
+
+    name = property(lambda self: self._name)
 
     def _export(self, estimator, export_path, checkpoint_path):
         path = estimator.export_saved_model(export_path, self.receiver_fn, assets_extra=self.assets_extra,
@@ -115,6 +135,9 @@ def train_and_evaluate(estimator, train_spec: TrainSpec, eval_spec: EvalSpec):
         raise ConfigError("train_and_evaluate needs a TrainSpec and an EvalSpec")
     if train_spec.max_steps is None:
         raise ConfigError("TrainSpec.max_steps is required: training has to end for the final evaluation")
+    for exporter in eval_spec.exporters:
+        if not isinstance(exporter, Exporter):
+            raise ConfigError(f"EvalSpec.exporters must be estimator.Exporter instances, got {type(exporter).__name__}")
     cfg = estimator.config
     cluster = cfg.cluster_spec or {}
     if not cluster:
