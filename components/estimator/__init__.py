@@ -5,7 +5,19 @@
     est.train(input_fn, steps=100)
 """
 
-from components.estimator import export, keras
+from components.estimator import experimental, export, keras
+from components.estimator.basic_hooks import (
+    CheckpointSaverHook,
+    FeedFnHook,
+    FinalOpsHook,
+    GlobalStepWaiterHook,
+    LoggingTensorHook,
+    NanLossDuringTrainingError,
+    NanTensorHook,
+    ProfilerHook,
+    StepCounterHook,
+    SummarySaverHook,
+)
 from components.estimator.baseline import BaselineClassifier, BaselineRegressor
 from components.estimator.dnn import (
     DNNClassifier,
@@ -17,7 +29,18 @@ from components.estimator.dnn import (
 )
 from components.estimator.distribute import parameter_server_strategy, tpu_strategy
 from components.estimator.estimator import Estimator
-from components.estimator.heads import SUM, SUM_OVER_BATCH_SIZE, ClassificationHead, MultiLabelHead, RegressionHead
+from components.estimator.extenders import add_metrics
+from components.estimator.heads import (
+    SUM,
+    SUM_OVER_BATCH_SIZE,
+    BinaryClassHead,
+    ClassificationHead,
+    LogisticRegressionHead,
+    MultiClassHead,
+    MultiLabelHead,
+    PoissonRegressionHead,
+    RegressionHead,
+)
 from components.estimator.hooks import (
     CheckpointSaverListener,
     SessionRunArgs,
@@ -29,19 +52,41 @@ from components.estimator.hooks import (
 from components.estimator.keras import model_to_estimator
 from components.estimator.linear import LinearClassifier, LinearEstimator, LinearRegressor
 from components.estimator.mode_keys import ModeKeys
+from components.estimator.parsing_utils import classifier_parse_example_spec, regressor_parse_example_spec
 from components.estimator.run_config import RunConfig
 from components.estimator.spec import EstimatorSpec
 from components.estimator.training import (
     BestExporter,
     EvalSpec,
+    Exporter,
     FinalExporter,
     LatestExporter,
     TrainSpec,
     train_and_evaluate,
 )
-from components.estimator.warm_start import WarmStartSettings
+from components.estimator.warm_start import VocabInfo, WarmStartSettings
 
 __all__ = [
+    "Exporter",
+    "VocabInfo",
+    "classifier_parse_example_spec",
+    "regressor_parse_example_spec",
+    "add_metrics",
+    "BinaryClassHead",
+    "LogisticRegressionHead",
+    "MultiClassHead",
+    "PoissonRegressionHead",
+    "CheckpointSaverHook",
+    "FeedFnHook",
+    "FinalOpsHook",
+    "GlobalStepWaiterHook",
+    "LoggingTensorHook",
+    "NanLossDuringTrainingError",
+    "NanTensorHook",
+    "ProfilerHook",
+    "StepCounterHook",
+    "SummarySaverHook",
+    "experimental",
     "BaselineClassifier",
     "BaselineRegressor",
     "CheckpointSaverListener",

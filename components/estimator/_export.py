@@ -12,18 +12,26 @@ from google.protobuf import text_format
 from tensorflow.core.protobuf import saved_model_pb2
 
 from components.errors import ConfigError
-from components.estimator.export import PredictOutput, ServingInputReceiver
+from components.estimator.export import (
+    PredictOutput,
+    ServingInputReceiver,
+    SupervisedInputReceiver,
+    TensorServingInputReceiver,
+)
 from components.estimator.mode_keys import ModeKeys
 
 log = logging.getLogger("tfpipe.estimator")
 SERVING_DEFAULT = "serving_default"
 
 
-def _receiver(serving_input_receiver_fn) -> ServingInputReceiver:
+_RECEIVERS = (ServingInputReceiver, TensorServingInputReceiver, SupervisedInputReceiver)
+
+
+def _receiver(serving_input_receiver_fn):
     receiver = serving_input_receiver_fn()
-    if not isinstance(receiver, ServingInputReceiver):
-        raise ConfigError("serving_input_receiver_fn must return an export.ServingInputReceiver, "
-                          f"got {type(receiver).__name__}")
+    if not isinstance(receiver, _RECEIVERS):
+        raise ConfigError("serving_input_receiver_fn must return an export.ServingInputReceiver (or "
+                          f"TensorServingInputReceiver, SupervisedInputReceiver), got {type(receiver).__name__}")
     return receiver
 
 
@@ -57,7 +65,7 @@ def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_
 
     def serving_graph():
         receiver = _receiver(serving_input_receiver_fn)
-        spec = program.call_model_fn(transform(receiver.features), None)
+        spec = program.call_model_fn(transform(receiver.features), getattr(receiver, "labels", None))
         outputs = dict(spec.export_outputs or {SERVING_DEFAULT: PredictOutput(spec.predictions)})
         if SERVING_DEFAULT not in outputs:
             raise ConfigError(f"model_fn's export_outputs must include {SERVING_DEFAULT!r}")

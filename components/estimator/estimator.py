@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import tempfile
 import threading
 import time
@@ -17,8 +18,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from components.errors import ClusterError, ConfigError, InputError, NanLossError, NotTrainedError
-from components.estimator import hooks as hooks_lib
+from components.errors import ClusterError, ConfigError, InputError, NotTrainedError
+from components.estimator import basic_hooks, hooks as hooks_lib
 from components.estimator._compat import allow_keras3_variables_in_group
 from components.estimator._inputs import batch_size_of, call_with_known_args, fn_args, to_dataset
 from components.estimator.mode_keys import ModeKeys
@@ -90,48 +91,97 @@ class _Program:
         if not graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_STEP):
             graph.add_to_collection(tf.compat.v1.GraphKeys.GLOBAL_STEP, self.global_step)
         allow_keras3_variables_in_group()
-        with tf.variable_creator_scope(self._creator):
+        # The root name scope, as in tf.estimator's graph: summary tags made in the model_fn carry no
+        # "while/cond_1/" of the loop around the step.
+        with tf.variable_creator_scope(self._creator), graph.name_scope(""):
             spec = self.est._call_model_fn(features, labels, self.mode)
         self.spec = spec
         return spec
 
+    def _model_variables(self) -> list:
+        """The model_fn's variables in creation order, without local and metric variables."""
+        local = {id(v) for v in self.local_vars}
+        return [v for v in self.created if id(v) not in local and not _is_metric_variable(v)]
+
+    def _saver(self):
+        saver = getattr(self.spec.scaffold, "saver", None) if self.spec is not None else None
+        return saver if isinstance(saver, tf.train.Checkpoint) else None
+
     @property
     def root(self) -> tf.train.Checkpoint:
-        """The object the checkpoint saves: the model_fn's own tf.train.Checkpoint, or its variables by name."""
+        """The object the checkpoint saves: the model_fn's own tf.train.Checkpoint, or its variables.
+
+        Variables are saved twice over: by name (readable, and what get_variable_value takes), and
+        under ORDERED by creation order within their auto-name-free name (see _structure_keys),
+        which is what restore matches, since Keras numbers auto-named layers per process.
+        """
         if self._root is not None:
             return self._root
-        saver = getattr(self.spec.scaffold, "saver", None) if self.spec is not None else None
-        if isinstance(saver, tf.train.Checkpoint):
+        saver = self._saver()
+        if saver is not None:
             root = saver
             if not any(v is self.global_step for v in root._trackable_children().values()):
                 root.global_step = self.global_step
         else:
-            named, seen = {}, set()
-            local = {id(v) for v in self.local_vars}
-            for var in self.created:
-                if id(var) in local or _is_metric_variable(var):
-                    continue
-                base = var.name.split(":")[0]
-                name, k = base, 0
-                while name in seen:
-                    k += 1
-                    name = f"{base}_{k}"
-                seen.add(name)
-                named[name] = var
-            root = tf.train.Checkpoint(global_step=self.global_step, **named)
+            variables = self._model_variables()
+            named = _unique_names([v.name.split(":")[0] for v in variables])
+            root = tf.train.Checkpoint(global_step=self.global_step, **dict(zip(named, variables)))
+            setattr(root, ORDERED, tf.train.Checkpoint(**dict(zip(_structure_keys(variables), variables))))
         self._root = root
         return root
 
+    def _restore_root(self, path: str):
+        """What restore matches: the creation-order structure when the checkpoint has it, else names."""
+        if self._saver() is not None:
+            return self.root
+        if ORDERED not in {c.local_name for c in _object_graph(path).nodes[0].children}:
+            return self.root  # written before ORDERED existed: match by name
+        variables = self._model_variables()
+        return tf.train.Checkpoint(global_step=self.global_step, **{
+            ORDERED: tf.train.Checkpoint(**dict(zip(_structure_keys(variables), variables)))})
+
     def restore(self, path: str) -> None:
-        status = self.root.restore(path)
-        status.expect_partial()
         try:
+            status = self._restore_root(path).restore(path)
+            status.expect_partial()
             status.assert_existing_objects_matched()
-        except AssertionError as e:
+        except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
             raise ConfigError(
                 f"checkpoint {path} does not match the model built by model_fn ({str(e)[:300]}). "
                 "Did the model change? Train into a new model_dir, or use warm_start_from."
             ) from e
+
+
+ORDERED = "variables_in_order"
+# Keras makes auto-names unique per process (dense, dense_1, ...); a fresh graph per program, as
+# tf.estimator had, would have named them alike every time. Dropping the numbers gives that name.
+_AUTO_NUMBER = re.compile(r"_\d+(?=[/_]|$)")
+
+
+def _structure_keys(variables) -> list[str]:
+    """'<name without auto-numbers>#<k>': the k-th variable of that name, in creation order."""
+    seen: dict[str, int] = {}
+    keys = []
+    for var in variables:
+        base = _AUTO_NUMBER.sub("", var.name.split(":")[0])
+        k = seen.get(base, 0)
+        seen[base] = k + 1
+        keys.append(f"{base}#{k}")
+    return keys
+
+
+def _unique_names(names) -> list[str]:
+    """Names made unique by a _<k> suffix on repeats (dense/kernel, dense/kernel_1)."""
+    out, seen = [], set()
+    for base in names:
+        name, k = base, 0
+        while name in seen:
+            k += 1
+            name = f"{base}_{k}"
+        seen.add(name)
+        out.append(name)
+    return out
+
 
 def _is_metric_variable(var) -> bool:
     # Keras metrics keep their state in non-trainable, sync-on-read variables.
@@ -158,13 +208,18 @@ def _coordinator(strategy):
     return _COORDINATORS[id(strategy)][1]
 
 
-def _variable_paths(checkpoint: str, all_paths: bool = False) -> dict:
-    """From the checkpoint's object graph: {preferred path: key}, or {key: every path} with all_paths."""
+def _object_graph(checkpoint: str):
+    """The checkpoint's TrackableObjectGraph proto (node 0 is the root)."""
     from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-    reader = tf.train.load_checkpoint(checkpoint)
     graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    graph.ParseFromString(tf.train.load_checkpoint(checkpoint).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    return graph
+
+
+def _variable_paths(checkpoint: str, all_paths: bool = False) -> dict:
+    """From the checkpoint's object graph: {preferred path: key}, or {key: every path} with all_paths."""
+    graph = _object_graph(checkpoint)
     found: dict[str, list[tuple]] = {}
     # Walk every simple path (the graphs are small and shallow); a few per node is plenty.
     stack, per_node = [(0, ())], {}
@@ -199,6 +254,8 @@ def _find_checkpoint(path: str | None) -> str | None:
 
 class Estimator:
     """Trains, evaluates, predicts with and exports a model defined by `model_fn`."""
+
+    _metric_fns: tuple = ()  # add_metrics' metric_fns, applied in EVAL mode
 
     def __init__(self, model_fn, model_dir=None, config=None, params=None, warm_start_from=None):
         if not callable(model_fn):
@@ -247,6 +304,16 @@ class Estimator:
         spec = call_with_known_args(self._model_fn, kwargs)
         if not isinstance(spec, EstimatorSpec):
             raise ConfigError(f"model_fn must return an EstimatorSpec, got {type(spec).__name__}")
+        if mode == ModeKeys.EVAL and self._metric_fns:
+            available = {"features": features, "labels": labels, "predictions": spec.predictions,
+                         "config": self._config}
+            metrics = dict(spec.eval_metric_ops)
+            for metric_fn in self._metric_fns:  # from add_metrics; a later one overrides a name
+                added = call_with_known_args(metric_fn, available)
+                if not isinstance(added, dict):
+                    raise ConfigError(f"metric_fn must return a dict of metrics, got {type(added).__name__}")
+                metrics.update(added)
+            spec = EstimatorSpec(**{**spec._asdict(), "eval_metric_ops": metrics})
         return spec
 
     def _dataset(self, input_fn, mode, input_context=None) -> tuple[tf.data.Dataset, bool]:
@@ -361,9 +428,8 @@ class Estimator:
         program = _Program(self, ModeKeys.EVAL, strategy)
         iterator, has_labels = self._iterator(input_fn, ModeKeys.EVAL, strategy)
         results = _run_eval(program, iterator, has_labels, steps, path, list(hooks or []))
-        eval_dir = os.path.join(self.model_dir, "eval" if not name else f"eval_{name}")
-        writer = tf.summary.create_file_writer(eval_dir)
-        with writer.as_default():
+        writer = tf.summary.create_file_writer(self.eval_dir(name))
+        with writer.as_default(), tf.summary.record_if(True):  # also inside train() (InMemoryEvaluatorHook)
             for key, value in results.items():
                 if key != "global_step" and np.ndim(value) == 0:
                     tf.summary.scalar(key, float(value), step=int(results["global_step"]))
@@ -371,6 +437,10 @@ class Estimator:
         log.info("evaluation at step %d: %s", results["global_step"],
                  ", ".join(f"{k} = {v:.4g}" for k, v in sorted(results.items()) if np.ndim(v) == 0 and k != "global_step"))
         return results
+
+    def eval_dir(self, name=None) -> str:
+        """Where evaluate(name=name) writes its event files: model_dir/eval or model_dir/eval_<name>."""
+        return os.path.join(self.model_dir, "eval" if not name else f"eval_{name}")
 
     # ---- predict --------------------------------------------------------------------------------
 
@@ -449,8 +519,9 @@ class _TrainLoop:
         self.cfg = est.config
         self.is_chief = self.cfg.is_chief
         self.trace_iterator = None
+        self.graph = None  # the traced step hooks' tensors live in
 
-    def _chunk_fn(self):
+    def _step_fn(self):
         p, strategy, has_labels = self.p, self.p.strategy, self.has_labels
 
         def replica_fn(features, labels):
@@ -465,8 +536,11 @@ class _TrainLoop:
             return (strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None),
                     strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None))
 
+        return step
+
+    def _chunk_fn(self):
         # Keep the last step's loss; add up the examples.
-        return _chunk_fn(step, lambda acc, new: (new[0], acc[1] + new[1]))
+        return _chunk_fn(self._step_fn(), lambda acc, new: (new[0], acc[1] + new[1]))
 
     def run(self):
         cfg, p, model_dir = self.cfg, self.p, self.est.model_dir
@@ -475,14 +549,13 @@ class _TrainLoop:
         every = cfg.save_summary_steps or 0
         gs = p.global_step
         with writer.as_default(step=gs), tf.summary.record_if(lambda: every > 0 and gs % every == 0):
-            chunk = self._chunk_fn()
             parameter_server = _is_parameter_server(p.strategy)
-            self._run_chunk = self._scheduled(chunk) if parameter_server else chunk
             with p.strategy.scope():
                 try:
-                    chunk.get_concrete_function(self.trace_iterator if parameter_server else self.it, tf.constant(1))
+                    chunk, with_hooks = self._trace(parameter_server)
                 except tf.errors.OutOfRangeError as e:
                     raise InputError("input_fn produced no data to train on") from e
+            self._run_chunk = self._scheduled(chunk) if parameter_server else chunk
             manager = tf.train.CheckpointManager(
                 p.root, model_dir, max_to_keep=cfg.keep_checkpoint_max or None,
                 keep_checkpoint_every_n_hours=cfg.keep_checkpoint_every_n_hours,
@@ -494,19 +567,40 @@ class _TrainLoop:
                 log.info("restored %s (global step %d)", latest, int(gs.numpy()))
             elif self.est._warm_start_from:
                 warm_start(p.root, p.global_step, self.est._warm_start_from)
-            self._loop(chunk, manager, writer)
+            with hooks_lib.global_step_registered(gs), hooks_lib.training(hooks_lib.Training(self.est, p.root, gs)):
+                self._loop(manager, writer, with_hooks)
         writer.close()
 
-    def _loop(self, chunk, manager, writer):
+    def _trace(self, parameter_server):
+        """The traced step function, and whether it is the one-step function hooks need."""
+        if self.hooks and not parameter_server:
+            chunk = _step_with_fetches(self._step_fn())
+            chunk.get_concrete_function(self.it, None)
+        else:
+            chunk = self._chunk_fn()
+            chunk.get_concrete_function(self.trace_iterator if parameter_server else self.it, tf.constant(1))
+            if parameter_server or not self._spec_hooks():
+                return chunk, False
+            chunk = _step_with_fetches(self._step_fn())  # the model_fn brought hooks
+        self.graph = chunk.get_concrete_function(self.it, ()).graph
+        return chunk, True
+
+    def _spec_hooks(self) -> list:
+        spec = self.p.spec
+        return list(spec.training_hooks) + (list(spec.training_chief_hooks) if self.is_chief else [])
+
+    def _loop(self, manager, writer, with_hooks):
         cfg, gs = self.cfg, self.p.global_step
         start = int(gs.numpy())
         last = self.max_steps if self.max_steps is not None else (start + self.steps if self.steps else None)
-        hooks = self.hooks + list(self.p.spec.training_hooks) + (list(self.p.spec.training_chief_hooks) if self.is_chief else [])
+        hooks = self.hooks + self._spec_hooks()
         per_call = 1 if hooks else cfg.steps_per_execution
-        for h in hooks:
-            h.begin()
-        for h in hooks:
-            h.after_create_session(None, None)
+        savers = [h for h in hooks if isinstance(h, basic_hooks.CheckpointSaverHook)]
+        if savers:  # as tf.estimator: a CheckpointSaverHook saves instead of the loop, for the listeners too
+            savers[0]._listeners.extend(x for x in self.listeners if x not in savers[0]._listeners)
+            self.listeners, manager = [], None
+        runner = hooks_lib.HookRunner(hooks, self.graph, {"global_step": start})
+        runner.begin()
         for listener in self.listeners:
             listener.begin()
         step, saved_at, last_save_time = start, None, time.time()
@@ -520,10 +614,12 @@ class _TrainLoop:
                     n = min(n, cadence - step % cadence)
             if last is not None:
                 n = min(n, last - step)
-            contexts = [hooks_lib.SessionRunContext() for _ in hooks]
-            requests = [h.before_run(c) for h, c in zip(hooks, contexts)]
+            fetch = runner.before_run()
             try:
-                loss_t, count_t = self._run_chunk(self.it, tf.constant(n))
+                if with_hooks:
+                    loss_t, count_t, values = self._run_chunk(self.it, fetch)
+                else:  # no hooks, or ParameterServerStrategy (where the resolver has no graph)
+                    (loss_t, count_t), values = self._run_chunk(self.it, tf.constant(n)), ()
             except tf.errors.OutOfRangeError:
                 # Only the chunk's first get_next raises, so no step ran; but an increment with no
                 # data dependency (gs.assign_add(1) in a train_op) may still have executed: undo it.
@@ -543,13 +639,9 @@ class _TrainLoop:
                 raise ConfigError("the model_fn's train_op did not increment the global step; include "
                                   "tf.compat.v1.train.get_global_step().assign_add(1) in train_op")
             if not np.isfinite(loss):
-                raise NanLossError(f"loss is {loss} at step {new_step}; lower the learning rate or check the input for NaN/inf")
+                raise basic_hooks.NanLossDuringTrainingError(f"loss is {loss} at step {new_step}; lower the learning rate or check the input for NaN/inf")
             step, log_examples = new_step, log_examples + count
-            outputs = {"loss": loss, "global_step": step}
-            for h, c, r in zip(hooks, contexts, requests):
-                results = hooks_lib.resolve_fetches(r.fetches, outputs) if r is not None else None
-                h.after_run(c, hooks_lib.SessionRunValues(results, None, None))
-                stop = stop or c.stop_requested
+            stop = runner.after_run({"loss": loss, "global_step": step}, values) or stop
             if cfg.save_summary_steps and step % cfg.save_summary_steps == 0 and self.is_chief:
                 with writer.as_default():
                     tf.summary.scalar("loss", loss, step=step)
@@ -569,10 +661,9 @@ class _TrainLoop:
                 saved_at, last_save_time = step, time.time()
         if saved_at != step:
             stop = self._save(manager, step)
-        for h in hooks:
-            h.end(None)
+        runner.end()
         for listener in self.listeners:
-            listener.end(None, step)
+            listener.end(runner.session, step)
         log.info("training stopped at step %d, loss = %.5g", step, loss)
 
     def _scheduled(self, chunk):
@@ -592,7 +683,7 @@ class _TrainLoop:
 
     def _save(self, manager, step) -> bool:
         """Saves a checkpoint on the chief; True when a listener asks to stop."""
-        if not self.is_chief:
+        if not self.is_chief or manager is None:
             return False
         for listener in self.listeners:
             listener.before_save(None, step)
@@ -619,6 +710,22 @@ def _chunk_fn(step, accumulate):
     return chunk
 
 
+def _step_with_fetches(step):
+    """One step that also returns the model_fn tensors hooks ask for (op index, output index pairs).
+
+    Traced with fetch=() once the variables exist (a trace that creates them adds ops): the hooks
+    come from that trace, whose ops line up one to one with every later trace's.
+    """
+
+    @tf.function
+    def one_step(iterator, fetch):
+        out = step(next(iterator))
+        ops = tf.compat.v1.get_default_graph().get_operations()
+        return (*out, tuple(ops[i].outputs[j] for i, j in fetch or ()))
+
+    return one_step
+
+
 def _run_eval(program, iterator, has_labels, steps, path, hooks) -> dict:
     strategy = program.strategy
 
@@ -636,9 +743,13 @@ def _run_eval(program, iterator, has_labels, steps, path, hooks) -> dict:
     # Sum the losses and count the batches; v1 metrics' update ops give their value after the last step.
     chunk = _chunk_fn(step, lambda acc, new: (acc[0] + new[0], acc[1] + new[1], new[2]))
 
+    one_step = graph = None
     with strategy.scope():
         try:
             chunk.get_concrete_function(iterator, tf.constant(1))
+            if hooks or program.spec.evaluation_hooks:
+                one_step = _step_with_fetches(step)
+                graph = one_step.get_concrete_function(iterator, ()).graph
         except tf.errors.OutOfRangeError as e:
             raise InputError("input_fn produced no data to evaluate on") from e
     program.restore(path)
@@ -648,27 +759,28 @@ def _run_eval(program, iterator, has_labels, steps, path, hooks) -> dict:
     for value in spec.eval_metric_ops.values():
         if is_metric_object(value):
             value.reset_state()
-    all_hooks = hooks + list(spec.evaluation_hooks)
-    for h in all_hooks:
-        h.begin()
-    total, batches, last_updates, done = 0.0, 0, {}, 0
-    per_call = 1 if all_hooks else 100
-    while steps is None or done < steps:
-        n = per_call if steps is None else min(per_call, steps - done)
-        try:
-            t, b, upd = chunk(iterator, tf.constant(n))
-        except tf.errors.OutOfRangeError:
-            break
-        total, batches, last_updates = total + float(t), batches + int(b), upd
-        done += int(b)
-        for h in all_hooks:
-            ctx = hooks_lib.SessionRunContext()
-            h.before_run(ctx)
-            h.after_run(ctx, hooks_lib.SessionRunValues(None, None, None))
-        if int(b) < n:
-            break
-    for h in all_hooks:
-        h.end(None)
+    global_step = int(program.global_step.numpy())
+    runner = hooks_lib.HookRunner(hooks + list(spec.evaluation_hooks), graph, {"global_step": global_step})
+    total, batches, last_updates = 0.0, 0, {}
+    with hooks_lib.global_step_registered(program.global_step):
+        runner.begin()
+        while steps is None or batches < steps:
+            n = 100 if steps is None else min(100, steps - batches)
+            try:
+                if one_step is None:
+                    t, b, upd = chunk(iterator, tf.constant(n))
+                else:
+                    fetch = runner.before_run()
+                    t, b, upd, values = one_step(iterator, fetch)
+            except tf.errors.OutOfRangeError:
+                break
+            total, batches, last_updates = total + float(t), batches + int(b), upd
+            if one_step is not None:
+                if runner.after_run({"loss": float(t), "global_step": global_step}, values):
+                    break
+            elif int(b) < n:
+                break
+        runner.end()
     if batches == 0:
         raise InputError("input_fn produced no data to evaluate on")
     results = {"loss": np.float32(total / batches), "global_step": np.int64(program.global_step.numpy())}

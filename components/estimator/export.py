@@ -6,6 +6,7 @@ creates become the inputs of the SavedModel's signatures.
 
 from __future__ import annotations
 
+import abc
 import collections
 
 import tensorflow as tf
@@ -59,6 +60,17 @@ def build_parsing_serving_input_receiver_fn(feature_spec, default_batch_size=Non
     return serving_input_receiver_fn
 
 
+def _placeholders(examples, default_batch_size):
+    """A placeholder per example tensor (or TensorSpec), named by its key, batch dimension default_batch_size."""
+    def one(t, name):
+        shape = [default_batch_size] + list(t.shape[1:]) if t.shape.rank else [default_batch_size]
+        return tf.compat.v1.placeholder(t.dtype, shape=shape, name=name)
+
+    if isinstance(examples, dict):
+        return {name: one(t, name) for name, t in examples.items()}
+    return one(examples, None)
+
+
 def build_raw_serving_input_receiver_fn(features, default_batch_size=None):
     """A receiver fn whose inputs are the raw features, keyed by feature name.
 
@@ -69,16 +81,76 @@ def build_raw_serving_input_receiver_fn(features, default_batch_size=None):
         raise ConfigError("build_raw_serving_input_receiver_fn needs a non-empty dict of feature name -> Tensor")
 
     def serving_input_receiver_fn():
-        receivers = {}
-        for name, t in features.items():
-            shape = [default_batch_size] + list(t.shape[1:]) if t.shape.rank else [default_batch_size]
-            receivers[name] = tf.compat.v1.placeholder(t.dtype, shape=shape, name=name)
+        receivers = _placeholders(features, default_batch_size)
         return ServingInputReceiver(dict(receivers), receivers)
 
     return serving_input_receiver_fn
 
 
-class ClassificationOutput:
+class TensorServingInputReceiver(
+    collections.namedtuple("TensorServingInputReceiver",
+                           ["features", "receiver_tensors", "receiver_tensors_alternatives", "trackables"])
+):
+    """Like ServingInputReceiver, but the model_fn gets `features` as the one Tensor it is, not a dict."""
+
+    def __new__(cls, features, receiver_tensors, receiver_tensors_alternatives=None, trackables=None):
+        if not isinstance(features, (tf.Tensor, tf.SparseTensor)):
+            raise ConfigError(f"TensorServingInputReceiver features must be one Tensor, got {type(features).__name__}")
+        receiver_tensors = _as_tensor_dict(receiver_tensors, SINGLE_RECEIVER_DEFAULT_NAME, "receiver_tensors")
+        return super().__new__(cls, features, receiver_tensors, receiver_tensors_alternatives, list(trackables or []))
+
+
+class SupervisedInputReceiver(
+    collections.namedtuple("SupervisedInputReceiver", ["features", "labels", "receiver_tensors", "trackables"])
+):
+    """Features and labels fed at once (tf.estimator's receiver for exporting supervised modes)."""
+
+    def __new__(cls, features, labels, receiver_tensors, trackables=None):
+        receiver_tensors = _as_tensor_dict(receiver_tensors, SINGLE_RECEIVER_DEFAULT_NAME, "receiver_tensors")
+        return super().__new__(cls, features, labels, receiver_tensors, list(trackables or []))
+
+
+SINGLE_LABEL_DEFAULT_NAME = "label"
+
+
+def build_raw_supervised_input_receiver_fn(features, labels, default_batch_size=None):
+    """A receiver fn taking raw features and labels (example tensors or dicts of them), keyed by name.
+
+    A single features tensor is fed as `input`, a single labels tensor as `label`. export_saved_model
+    exports the PREDICT mode only; there the model_fn gets these labels too, as under tf.estimator.
+    """
+    feature_keys = list(features) if isinstance(features, dict) else [SINGLE_RECEIVER_DEFAULT_NAME]
+    label_keys = list(labels) if isinstance(labels, dict) else [SINGLE_LABEL_DEFAULT_NAME]
+    overlap = set(feature_keys) & set(label_keys)
+    if overlap:
+        raise ConfigError(f"features and labels must have distinct keys; both have {sorted(overlap)}")
+
+    def supervised_input_receiver_fn():
+        feature_tensors = _placeholders(features, default_batch_size)
+        label_tensors = _placeholders(labels, default_batch_size)
+        receivers = dict(feature_tensors) if isinstance(features, dict) else {feature_keys[0]: feature_tensors}
+        receivers.update(label_tensors if isinstance(labels, dict) else {label_keys[0]: label_tensors})
+        return SupervisedInputReceiver(feature_tensors, label_tensors, receivers)
+
+    return supervised_input_receiver_fn
+
+
+class ExportOutput(abc.ABC):
+    """One signature's outputs (tf.estimator.export.ExportOutput).
+
+    Subclasses set `method` ("classification", "regression" or another name for a predict-style
+    signature whose inputs are the receiver's tensors) and return the outputs from `as_outputs()`;
+    tf.estimator's subclasses built a SignatureDef in `as_signature_def` instead.
+    """
+
+    method = "predict"
+
+    @abc.abstractmethod
+    def as_outputs(self) -> dict:
+        """{output name: Tensor} of the signature."""
+
+
+class ClassificationOutput(ExportOutput):
     """The classification signature: string `inputs` -> `classes` and/or `scores`."""
 
     method = "classification"
@@ -97,7 +169,7 @@ class ClassificationOutput:
         return out
 
 
-class RegressionOutput:
+class RegressionOutput(ExportOutput):
     """The regression signature: string `inputs` -> float `outputs`."""
 
     method = "regression"
@@ -109,7 +181,7 @@ class RegressionOutput:
         return {"outputs": self.value}
 
 
-class PredictOutput:
+class PredictOutput(ExportOutput):
     """The predict signature: the receiver tensors -> a dict of outputs."""
 
     method = "predict"
@@ -119,3 +191,42 @@ class PredictOutput:
 
     def as_outputs(self) -> dict:
         return dict(self.outputs)
+
+
+class EvalOutput(ExportOutput):
+    """The outputs of a supervised evaluation: loss, predictions and metrics (tf.estimator.export.EvalOutput).
+
+    Outputs are keyed as tf.estimator keyed them: `loss`, `predictions` (or `predictions/<key>`),
+    `metrics/<name>/value` and `metrics/<name>/update_op`; a Keras metric object gives its result
+    for both.
+    """
+
+    method = "eval"
+
+    def __init__(self, loss=None, predictions=None, metrics=None):
+        self.loss = _prefixed("loss", loss)
+        self.predictions = _prefixed("predictions", predictions)
+        self.metrics = {}
+        for name, metric in (metrics or {}).items():
+            if isinstance(metric, tuple) and len(metric) == 2:
+                value, update = metric
+            elif all(hasattr(metric, a) for a in ("update_state", "result")):
+                value = update = metric.result()
+            else:
+                raise ConfigError(f"EvalOutput metrics[{name!r}] must be a (value, update_op) tuple or a Keras metric")
+            if isinstance(update, tf.Operation):  # a signature output must be a tensor
+                with tf.control_dependencies([update]):
+                    update = tf.constant([], name="metric_op_wrapper")
+            self.metrics[f"metrics/{name}/value"] = tf.convert_to_tensor(value)
+            self.metrics[f"metrics/{name}/update_op"] = tf.convert_to_tensor(update)
+
+    def as_outputs(self) -> dict:
+        return {**self.loss, **self.predictions, **self.metrics}
+
+
+def _prefixed(prefix, value) -> dict:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {f"{prefix}/{key}": tf.convert_to_tensor(v) for key, v in value.items()}
+    return {prefix: tf.convert_to_tensor(value)}

@@ -312,3 +312,127 @@ def _classification_outputs(predictions) -> dict:
     classification = export.ClassificationOutput(scores=predictions["probabilities"], classes=predictions["all_classes"])
     return {"serving_default": classification, "classification": classification,
             "predict": export.PredictOutput(predictions)}
+
+
+def _no_name(name, head):
+    if name is not None:
+        raise ConfigError(f"{head}(name=...) names a head inside a MultiHead, which tfpipe does not have; leave it out")
+
+
+class BinaryClassHead(ClassificationHead):
+    """tf.estimator.BinaryClassHead: sigmoid cross entropy over one logit.
+
+    `weight_column` weights examples when the head is given to DNNEstimator / LinearEstimator /
+    DNNLinearCombinedEstimator; `thresholds` add accuracy, precision and recall at each threshold;
+    `loss_fn(labels, logits)` replaces the per-example loss (labels as floats, [batch, 1]).
+    """
+
+    def __init__(self, weight_column=None, thresholds=None, label_vocabulary=None,
+                 loss_reduction=SUM_OVER_BATCH_SIZE, loss_fn=None, name=None):
+        _no_name(name, "BinaryClassHead")
+        super().__init__(2, label_vocabulary, loss_reduction)
+        self.weight_column, self.loss_fn = weight_column, loss_fn
+        self.thresholds = [float(t) for t in (thresholds or ())]
+        if any(not 0.0 < t < 1.0 for t in self.thresholds):
+            raise ConfigError(f"thresholds must lie in (0, 1), got {thresholds!r}")
+
+    def unreduced_loss(self, ids, logits):
+        if self.loss_fn is None:
+            return super().unreduced_loss(ids, logits)
+        return _custom_loss(self.loss_fn, tf.cast(ids, logits.dtype), logits)
+
+    def make_metrics(self) -> dict:
+        metrics = super().make_metrics()
+        for t in self.thresholds:
+            metrics[f"accuracy/positive_threshold_{t:g}"] = tf_keras.metrics.BinaryAccuracy(threshold=t)
+            metrics[f"precision/positive_threshold_{t:g}"] = tf_keras.metrics.Precision(thresholds=t)
+            metrics[f"recall/positive_threshold_{t:g}"] = tf_keras.metrics.Recall(thresholds=t)
+        return metrics
+
+    def update_metrics(self, metrics, features, ids, logits, predictions) -> dict:
+        super().update_metrics(metrics, features, ids, logits, predictions)
+        w = example_weights(features, predictions["logistic"])
+        for t in self.thresholds:
+            for kind in ("accuracy", "precision", "recall"):
+                metrics[f"{kind}/positive_threshold_{t:g}"].update_state(
+                    tf.cast(ids, tf.float32), predictions["logistic"], sample_weight=w)
+        return metrics
+
+
+class MultiClassHead(ClassificationHead):
+    """tf.estimator.MultiClassHead: softmax cross entropy over n_classes logits (n_classes >= 3)."""
+
+    def __init__(self, n_classes, weight_column=None, label_vocabulary=None, loss_reduction=SUM_OVER_BATCH_SIZE,
+                 loss_fn=None, name=None):
+        _no_name(name, "MultiClassHead")
+        if not isinstance(n_classes, int) or n_classes < 3:
+            raise ConfigError(f"MultiClassHead needs n_classes >= 3 (use BinaryClassHead for 2), got {n_classes!r}")
+        super().__init__(n_classes, label_vocabulary, loss_reduction)
+        self.weight_column, self.loss_fn = weight_column, loss_fn
+
+    def unreduced_loss(self, ids, logits):
+        if self.loss_fn is None:
+            return super().unreduced_loss(ids, logits)
+        return _custom_loss(self.loss_fn, ids, logits)
+
+
+class _LinkedRegressionHead(RegressionHead):
+    """Regression whose predictions are inverse_link(logits); predict keys are `predictions` and `logits`."""
+
+    def __init__(self, label_dimension, weight_column, loss_reduction, name, what):
+        _no_name(name, what)
+        super().__init__(label_dimension, loss_reduction)
+        self.weight_column = weight_column
+
+    def predictions(self, logits) -> dict:
+        return {"predictions": self.inverse_link(logits), "logits": logits}
+
+    def update_metrics(self, metrics, features, labels, logits, predictions) -> dict:
+        unreduced = self.unreduced_loss(labels, logits)
+        w = example_weights(features, unreduced) * tf.ones_like(labels)
+        metrics["average_loss"].update_state(unreduced, sample_weight=w)
+        metrics["label/mean"].update_state(labels, sample_weight=w)
+        metrics["prediction/mean"].update_state(predictions["predictions"], sample_weight=w)
+        return metrics
+
+
+class PoissonRegressionHead(_LinkedRegressionHead):
+    """tf.estimator.PoissonRegressionHead: counts, with log-Poisson loss; predictions are exp(logits)."""
+
+    def __init__(self, label_dimension=1, weight_column=None, loss_reduction=SUM_OVER_BATCH_SIZE,
+                 compute_full_loss=True, name=None):
+        super().__init__(label_dimension, weight_column, loss_reduction, name, "PoissonRegressionHead")
+        self.compute_full_loss = compute_full_loss
+
+    def labels(self, labels):
+        labels = super().labels(labels)
+        return _checked(labels, tf.debugging.assert_non_negative(labels, message="Poisson labels must be >= 0"))
+
+    def unreduced_loss(self, labels, logits):
+        return tf.nn.log_poisson_loss(labels, logits, compute_full_loss=self.compute_full_loss)
+
+    inverse_link = staticmethod(tf.exp)
+
+
+class LogisticRegressionHead(_LinkedRegressionHead):
+    """tf.estimator.LogisticRegressionHead: targets in [0, 1], sigmoid cross entropy; predictions are sigmoid(logits)."""
+
+    def __init__(self, label_dimension=1, weight_column=None, loss_reduction=SUM_OVER_BATCH_SIZE, name=None):
+        super().__init__(label_dimension, weight_column, loss_reduction, name, "LogisticRegressionHead")
+
+    def labels(self, labels):
+        labels = super().labels(labels)
+        return _checked(labels, tf.debugging.assert_non_negative(labels, message="labels must be in [0, 1]"),
+                        tf.debugging.assert_less_equal(labels, 1.0, message="labels must be in [0, 1]"))
+
+    def unreduced_loss(self, labels, logits):
+        return tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+
+    inverse_link = staticmethod(tf.sigmoid)
+
+
+def _custom_loss(loss_fn, labels, logits):
+    loss = tf.convert_to_tensor(loss_fn(labels, logits))
+    if loss.shape.rank == 1:
+        loss = loss[:, None]
+    return tf.cast(loss, logits.dtype)

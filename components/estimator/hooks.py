@@ -1,13 +1,23 @@
 """Training hooks and checkpoint listeners with tf.estimator's interface, driven by the TF2 loop.
 
-There is no Session: `before_run` may request outputs by name ("loss", "global_step") with
-`SessionRunArgs`, and `after_run` receives their values. Hooks see every step (the loop runs one
-step per call while hooks are present). The `session` arguments are always None.
+There is no Session. `before_run` may request, with `SessionRunArgs`:
+- tensors the model_fn made (or their names, "dense/BiasAdd:0"): the step computes and returns them;
+- variables, such as `tf.compat.v1.train.get_global_step()`: read as the step starts, which is
+  what session.run gave alongside the train op (so the global step is the pre-step value);
+- the names "loss" and "global_step": the step's loss and the global step after the step.
+`after_run` receives their values. Hooks see every step (the loop runs one step per call while
+hooks are present). The `session` passed to hooks has a `run()` for variables and eager tensors.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+
+import numpy as np
+import tensorflow as tf
+
+from components.errors import ConfigError
 
 
 class SessionRunArgs(collections.namedtuple("SessionRunArgs", ["fetches", "feed_dict", "options"])):
@@ -80,7 +90,7 @@ class StopAtStepHook(SessionRunHook):
         self._num_steps, self._last_step = num_steps, last_step
 
     def before_run(self, run_context):
-        return SessionRunArgs("global_step")
+        return SessionRunArgs("global_step")  # the step after this one ran
 
     def after_run(self, run_context, run_values):
         step = int(run_values.results)
@@ -90,14 +100,149 @@ class StopAtStepHook(SessionRunHook):
             run_context.request_stop()
 
 
-def resolve_fetches(fetches, outputs: dict):
-    """Looks up a hook's requested fetches (names, lists or dicts of names) in the step's outputs."""
-    if fetches is None:
-        return None
-    if isinstance(fetches, str):
-        if fetches not in outputs:
-            raise KeyError(f"hook asked for {fetches!r}; a step provides {sorted(outputs)}")
-        return outputs[fetches]
-    if isinstance(fetches, dict):
-        return {k: resolve_fetches(v, outputs) for k, v in fetches.items()}
-    return [resolve_fetches(f, outputs) for f in fetches]
+STEP_OUTPUTS = ("loss", "global_step")
+
+
+def _is_variable(x) -> bool:
+    # Keras 3 variables are not tf.Variables but read and assign like them.
+    return isinstance(x, tf.Variable) or (hasattr(x, "assign") and hasattr(x, "value") and hasattr(x, "dtype"))
+
+
+class FetchResolver:
+    """Resolves hooks' fetches without a Session.
+
+    `graph` is the traced step the model_fn's tensors live in; `plan(fetches)` returns the graph
+    tensors the step must return, as (op index, output index) pairs, and a function that builds
+    the results from the step's named outputs and those tensors' values.
+    """
+
+    def __init__(self, graph=None):
+        self.graph = graph
+        self._index = None
+
+    def _pair(self, tensor):
+        if self.graph is None or tensor.graph is not self.graph:
+            raise ConfigError(
+                f"a hook asked for {tensor.name}, a tensor of another graph; only tensors the model_fn "
+                "makes in training (EstimatorSpec.training_hooks), variables and the names "
+                f"{STEP_OUTPUTS} can be fetched")
+        if self._index is None:
+            self._index = {op.name: i for i, op in enumerate(self.graph.get_operations())}
+        return self._index[tensor.op.name], tensor.value_index
+
+    def _leaf(self, leaf):
+        """('value', v) read now, ('output', name) after the step, or ('graph', pair) from the step."""
+        if leaf is None or isinstance(leaf, tf.Operation):
+            return "value", None  # session.run of an op gives None
+        if isinstance(leaf, str):
+            if leaf in STEP_OUTPUTS:
+                return "output", leaf
+            if self.graph is None:
+                raise ConfigError(f"a hook asked for {leaf!r}; here a step provides {STEP_OUTPUTS}")
+            try:
+                return "graph", self._pair(self.graph.get_tensor_by_name(leaf))
+            except (KeyError, ValueError) as e:
+                raise ConfigError(f"a hook asked for {leaf!r}, which is not a tensor of the model_fn "
+                                  f"nor one of {STEP_OUTPUTS}") from e
+        if _is_variable(leaf):
+            return "value", np.asarray(leaf.read_value() if hasattr(leaf, "read_value") else leaf.value)
+        if isinstance(leaf, (tf.Tensor, tf.SparseTensor)) and not tf.is_symbolic_tensor(leaf):
+            return "value", leaf.numpy() if isinstance(leaf, tf.Tensor) else leaf
+        if isinstance(leaf, tf.Tensor):
+            return "graph", self._pair(leaf)
+        raise ConfigError(f"a hook asked for {leaf!r}; fetches are tensors, variables, operations or tensor names")
+
+    def plan(self, fetches):
+        leaves = [self._leaf(leaf) for leaf in tf.nest.flatten(fetches)]
+        key = tuple(sorted({ref for kind, ref in leaves if kind == "graph"}))
+
+        def finish(outputs: dict, values=()):
+            got = dict(zip(key, values))
+            resolved = [ref if kind == "value" else outputs[ref] if kind == "output" else np.asarray(got[ref])
+                        for kind, ref in leaves]
+            return tf.nest.pack_sequence_as(fetches, resolved)
+
+        return key, finish
+
+
+class Session:
+    """What hooks get as `session`: `run()` reads variables, eager tensors and the last step's outputs."""
+
+    def __init__(self, outputs=None):
+        self.outputs = outputs if outputs is not None else {}
+
+    def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
+        if feed_dict:
+            raise ConfigError("feed_dict is not supported: there are no placeholders in TF2; feed data through input_fn")
+        key, finish = FetchResolver().plan(fetches)
+        return finish(self.outputs)
+
+
+@contextlib.contextmanager
+def global_step_registered(global_step):
+    """Lets tf.compat.v1.train.get_global_step() find `global_step` outside the traced step (in hooks)."""
+    ref = tf.compat.v1.get_default_graph().get_collection_ref(tf.compat.v1.GraphKeys.GLOBAL_STEP)
+    saved = list(ref)
+    ref[:] = [global_step]
+    try:
+        yield
+    finally:
+        ref[:] = saved
+
+
+class HookRunner:
+    """Drives hooks around steps: one shared run context per step, as MonitoredSession had."""
+
+    def __init__(self, hooks, graph=None, outputs=None):
+        self.hooks = list(hooks)
+        self.resolver, self.session = FetchResolver(graph), Session(outputs)
+        self.context, self._requests, self._finish = None, [], None
+
+    def begin(self) -> None:
+        for h in self.hooks:
+            h.begin()
+        for h in self.hooks:
+            h.after_create_session(self.session, None)
+
+    def before_run(self) -> tuple:
+        """Calls before_run; returns the (op index, output index) pairs the step must also return."""
+        self.context = SessionRunContext(session=self.session)
+        self._requests = [h.before_run(self.context) for h in self.hooks]
+        if any(r is not None and r.feed_dict for r in self._requests):
+            raise ConfigError("a hook returned a feed_dict: TF2 has no placeholders to feed; feed data through input_fn")
+        fetch, self._finish = self.resolver.plan([r.fetches if r is not None else None for r in self._requests])
+        return fetch
+
+    def after_run(self, outputs: dict, values=()) -> bool:
+        """Calls after_run with the fetched values; True when a hook asked to stop."""
+        self.session.outputs = outputs
+        results = self._finish(outputs, values)
+        for h, r, result in zip(self.hooks, self._requests, results):
+            h.after_run(self.context, SessionRunValues(result if r is not None else None, None, None))
+        return self.context.stop_requested
+
+    def end(self) -> None:
+        for h in self.hooks:
+            h.end(self.session)
+
+
+class Training(collections.namedtuple("Training", ["estimator", "root", "global_step"])):
+    """The training call that runs the hooks: what hooks such as CheckpointSaverHook act on."""
+
+
+_ACTIVE: list = []
+
+
+@contextlib.contextmanager
+def training(state: Training):
+    _ACTIVE.append(state)
+    try:
+        yield
+    finally:
+        _ACTIVE.pop()
+
+
+def active_training(hook) -> Training:
+    if not _ACTIVE:
+        raise ConfigError(f"{type(hook).__name__} works inside Estimator.train: pass it in train(hooks=[...])")
+    return _ACTIVE[-1]

@@ -73,7 +73,8 @@ class PremadeEstimator(Estimator):
 
     def __init__(self, head, parts: dict[str, Part], weight_column=None, **kwargs):
         self._head, self._parts = head, parts
-        self._weight_key = weight_key(weight_column)
+        # tf.estimator's heads carry the weight column (BinaryClassHead(weight_column=...)).
+        self._weight_key = weight_key(weight_column if weight_column is not None else getattr(head, "weight_column", None))
         super().__init__(self._premade_model_fn, **kwargs)
         self._input_transform = self._transform
         self._export_resources = lambda: [

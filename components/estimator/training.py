@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import logging
 import os
 import shutil
@@ -11,6 +12,8 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from components.errors import ConfigError
+from components.estimator.early_stopping import event_scalars
+from components.estimator.hooks import SessionRunHook
 
 log = logging.getLogger("tfpipe.estimator")
 
@@ -31,14 +34,33 @@ class EvalSpec(NamedTuple):
     throttle_secs: int = 600
 
 
-class _Exporter:
+class Exporter(abc.ABC):
+    """What train_and_evaluate calls after an evaluation (tf.estimator.Exporter): subclass it.
+
+    `export` gets the estimator, `<model_dir>/export/<name>`, the evaluated checkpoint, the
+    evaluation's metrics and whether this is the last export; it returns the export path or None.
+    """
+
+    @property
+    @abc.abstractmethod
+    def name(self) -> str:
+        """The folder under <model_dir>/export/ that this exporter writes to."""
+
+    @abc.abstractmethod
+    def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
+        """Exports the model; returns where, or None when it did not export."""
+
+
+class _Exporter(Exporter):
     """Exports under <model_dir>/export/<name>/ and keeps the newest `exports_to_keep`."""
 
     def __init__(self, name, serving_input_receiver_fn, assets_extra=None, as_text=False, exports_to_keep=5):
         if not name:
             raise ConfigError("an exporter needs a name")
-        self.name, self.receiver_fn = name, serving_input_receiver_fn
+        self._name, self.receiver_fn = name, serving_input_receiver_fn
         self.assets_extra, self.as_text, self.exports_to_keep = assets_extra, as_text, exports_to_keep
+
+    name = property(lambda self: self._name)
 
     def _export(self, estimator, export_path, checkpoint_path):
         path = estimator.export_saved_model(export_path, self.receiver_fn, assets_extra=self.assets_extra,
@@ -83,14 +105,9 @@ class BestExporter(_Exporter):
 
     def _best_from_events(self, model_dir):
         best = None
-        for path in tf.io.gfile.glob(os.path.join(model_dir, self.event_file_pattern)):
-            for event in tf.compat.v1.train.summary_iterator(path):
-                values = {}
-                for v in event.summary.value:
-                    tensor = tf.make_ndarray(v.tensor) if v.HasField("tensor") else v.simple_value
-                    values[v.tag] = float(tensor)
-                if self.metric_key in values and (best is None or self.compare_fn(best, values)):
-                    best = values
+        for _, values in event_scalars(tf.io.gfile.glob(os.path.join(model_dir, self.event_file_pattern))):
+            if self.metric_key in values and (best is None or self.compare_fn(best, values)):
+                best = values
         return best
 
     def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
@@ -118,6 +135,9 @@ def train_and_evaluate(estimator, train_spec: TrainSpec, eval_spec: EvalSpec):
         raise ConfigError("train_and_evaluate needs a TrainSpec and an EvalSpec")
     if train_spec.max_steps is None:
         raise ConfigError("TrainSpec.max_steps is required: training has to end for the final evaluation")
+    for exporter in eval_spec.exporters:
+        if not isinstance(exporter, Exporter):
+            raise ConfigError(f"EvalSpec.exporters must be estimator.Exporter instances, got {type(exporter).__name__}")
     cfg = estimator.config
     cluster = cfg.cluster_spec or {}
     if not cluster:
@@ -184,14 +204,24 @@ class _EvalTrigger:
         pass
 
 
+class _StopWatch(SessionRunHook):
+    """Last among the hooks: notes whether another hook asked training to stop (early stopping)."""
+
+    requested = False
+
+    def after_run(self, run_context, run_values):
+        self.requested = self.requested or run_context.stop_requested
+
+
 def _local(estimator, train_spec, eval_spec):
     # One training call runs until max_steps; it stops early only when an evaluation is due.
     trigger = _EvalTrigger(eval_spec.throttle_secs, train_spec.max_steps)
+    watch = _StopWatch()
+    hooks = list(train_spec.hooks) + [watch] if train_spec.hooks else []
     while _global_step(estimator) < train_spec.max_steps:
-        estimator.train(train_spec.input_fn, hooks=list(train_spec.hooks), max_steps=train_spec.max_steps,
-                        saving_listeners=[trigger])
-        if not trigger.fired:
-            break  # max_steps reached, or the input ran out
+        estimator.train(train_spec.input_fn, hooks=hooks, max_steps=train_spec.max_steps, saving_listeners=[trigger])
+        if watch.requested or not trigger.fired:
+            break  # a hook stopped training, max_steps was reached, or the input ran out
         _evaluate_and_export(estimator, eval_spec, False, estimator.latest_checkpoint())
         trigger.last = time.time()
     return _evaluate_and_export(estimator, eval_spec, True, estimator.latest_checkpoint())

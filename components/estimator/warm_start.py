@@ -7,6 +7,7 @@ import os
 import re
 from typing import NamedTuple
 
+import numpy as np
 import tensorflow as tf
 from tensorflow.python.trackable.trackable_utils import escape_local_name
 
@@ -17,6 +18,23 @@ log = logging.getLogger("tfpipe.estimator")
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
+class VocabInfo(NamedTuple):
+    """How a variable's rows (axis 0) or columns (axis 1) map from an old vocabulary to a new one.
+
+    Entries of the new vocabulary (its first new_vocab_size lines) found in the old one (its first
+    old_vocab_size lines, -1 for all) take the old row; the others, and the num_oov_buckets OOV
+    rows, take backup_initializer's values (zeros without one).
+    """
+
+    new_vocab: str
+    new_vocab_size: int
+    num_oov_buckets: int
+    old_vocab: str
+    old_vocab_size: int = -1
+    backup_initializer: object = None
+    axis: int = 0
+
+
 class WarmStartSettings(NamedTuple):
     """What to warm-start from (tf.estimator.WarmStartSettings).
 
@@ -24,6 +42,7 @@ class WarmStartSettings(NamedTuple):
     vars_to_warm_start: a regex over variable names (get_variable_names' names), matching trainable
         variables only; or a list of regexes, matching every model variable (batch-norm statistics too).
     var_name_to_prev_var_name: {new name: name in the checkpoint} for renamed variables.
+    var_name_to_vocab_info: {name: VocabInfo} for variables whose rows follow a vocabulary that changed.
     """
 
     ckpt_to_initialize_from: str
@@ -39,10 +58,40 @@ def as_settings(warm_start_from) -> WarmStartSettings:
         settings = WarmStartSettings(os.fsdecode(warm_start_from))
     else:
         raise ConfigError(f"warm_start_from must be a path or a WarmStartSettings, got {type(warm_start_from).__name__}")
-    if settings.var_name_to_vocab_info:
-        raise ConfigError("var_name_to_vocab_info (remapping rows to a new vocabulary) is not supported; "
-                          "keep the vocabulary or leave those variables out of vars_to_warm_start")
+    for name, info in (settings.var_name_to_vocab_info or {}).items():
+        if not isinstance(info, VocabInfo):
+            raise ConfigError(f"var_name_to_vocab_info[{name!r}] must be a VocabInfo, got {type(info).__name__}")
+        if info.axis not in (0, 1):
+            raise ConfigError(f"VocabInfo.axis must be 0 or 1, got {info.axis!r}")
     return settings
+
+
+def _vocab(path: str, size: int) -> list[str]:
+    with tf.io.gfile.GFile(path) as f:
+        tokens = [line.rstrip("\n") for line in f]
+    if size is not None and size > len(tokens):
+        raise ConfigError(f"VocabInfo: {path} has {len(tokens)} entries, fewer than the size {size} given")
+    return tokens if size is None or size < 0 else tokens[:size]
+
+
+def _remapped(old, shape, dtype, info: VocabInfo):
+    """The warm-start value of a variable of `shape` whose axis follows info.new_vocab, from `old`."""
+    new_tokens = _vocab(info.new_vocab, info.new_vocab_size)
+    old_index = {t: i for i, t in enumerate(_vocab(info.old_vocab, info.old_vocab_size))}
+    if shape[info.axis] != len(new_tokens) + info.num_oov_buckets:
+        raise ConfigError(f"VocabInfo: the variable has {shape[info.axis]} entries along axis {info.axis}, not "
+                          f"new_vocab_size + num_oov_buckets = {len(new_tokens) + info.num_oov_buckets}")
+    init = info.backup_initializer or tf.zeros_initializer()
+    value = np.array(init(shape, dtype=dtype), copy=True)
+    moved_old, moved_new = np.moveaxis(old, info.axis, 0), np.moveaxis(value, info.axis, 0)  # views
+    if moved_old.shape[1:] != moved_new.shape[1:]:
+        raise ConfigError(f"VocabInfo: the checkpoint's variable has shape {old.shape}, the new one {shape}; "
+                          f"only axis {info.axis} may differ")
+    for i, token in enumerate(new_tokens):
+        j = old_index.get(token)
+        if j is not None and j < moved_old.shape[0]:
+            moved_new[i] = moved_old[j]
+    return value
 
 
 def _checkpoint_path(location: str) -> str:
@@ -106,6 +155,9 @@ def warm_start(root, global_step, warm_start_from) -> None:
             missing.append(source)
             continue
         value = reader.get_tensor(matches[0] + _SUFFIX)
+        info = (settings.var_name_to_vocab_info or {}).get(name)
+        if info is not None:
+            value = _remapped(value, tuple(var.shape), var.dtype, info)
         if tuple(value.shape) != tuple(var.shape):
             raise ConfigError(f"warm start: {name} has shape {tuple(var.shape)} but {matches[0]} in {path} has "
                               f"{tuple(value.shape)}; leave it out of vars_to_warm_start")

@@ -1,0 +1,38 @@
+"""add_metrics: an Estimator that also reports metrics a function computes (tf.estimator.add_metrics)."""
+
+from __future__ import annotations
+
+import copy
+import types
+
+from components.errors import ConfigError
+from components.estimator._inputs import fn_args
+
+_METRIC_FN_ARGS = {"features", "labels", "predictions", "config"}
+
+
+def add_metrics(estimator, metric_fn):
+    """A copy of `estimator` whose evaluate() also returns metric_fn's metrics.
+
+    metric_fn takes any of `predictions`, `features`, `labels`, `config` and returns a dict of
+    Keras metric objects (updated) or (value, update_op) tuples; a name it shares with the model's
+    metrics replaces the model's. For premade estimators, `features` are those the model sees
+    (after the feature columns' string work), not the input_fn's raw ones.
+    """
+    from components.estimator.estimator import Estimator
+
+    if not isinstance(estimator, Estimator):
+        raise ConfigError(f"add_metrics needs a components.estimator Estimator, got {type(estimator).__name__}")
+    if not callable(metric_fn):
+        raise ConfigError(f"metric_fn must be callable, got {type(metric_fn).__name__}")
+    unknown = set(fn_args(metric_fn)) - _METRIC_FN_ARGS
+    if unknown:
+        raise ConfigError(f"metric_fn has arguments {sorted(unknown)}; it may only take {sorted(_METRIC_FN_ARGS)}")
+    new = copy.copy(estimator)
+    # A premade estimator's model_fn and input transform are its own bound methods: bind them to the copy.
+    for attr in ("_model_fn", "_input_transform"):
+        fn = getattr(new, attr, None)
+        if isinstance(fn, types.MethodType) and fn.__self__ is estimator:
+            setattr(new, attr, types.MethodType(fn.__func__, new))
+    new._metric_fns = tuple(estimator._metric_fns) + (metric_fn,)
+    return new

@@ -1,0 +1,170 @@
+"""tf.estimator's standard hooks on the TF2 loop, used as tf.estimator's docs used them."""
+
+import glob
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import estimator
+from components.errors import ConfigError
+from tests.components.estimator.test_layer_identity import input_fn, unnamed_layers_model_fn
+
+
+def line_model_fn(features, labels, mode, params):
+    """w*x fitted to 2x+1 by plain gradient descent; params["hooks"](loss, pred) makes training hooks."""
+    w = tf.Variable([[0.0]], name="w")
+    pred = tf.matmul(features["x"], w)
+    loss = tf.reduce_mean(tf.square(pred - labels))
+    if mode != estimator.ModeKeys.TRAIN:
+        hooks = params.get("eval_hooks", lambda loss: [])(loss)
+        return estimator.EstimatorSpec(mode, loss=loss, predictions=pred, evaluation_hooks=hooks)
+    train_op = tf.group(w.assign_sub(0.1 * tf.gradients(loss, [w])[0]),
+                        tf.compat.v1.train.get_global_step().assign_add(1))
+    hooks = params.get("hooks", lambda loss, pred: [])(loss, pred)
+    return estimator.EstimatorSpec(mode, loss=loss, train_op=train_op, training_hooks=hooks)
+
+
+def _tags(path):
+    return {v.tag for f in glob.glob(os.path.join(path, "events.out.tfevents.*"))
+            for e in tf.compat.v1.train.summary_iterator(f) for v in e.summary.value}
+
+
+def test_logging_tensor_hook_logs_every_n_iter_and_at_end(tmp_path):
+    logged = []
+
+    def hooks(loss, pred):
+        step = tf.compat.v1.train.get_global_step()
+        return [estimator.LoggingTensorHook({"loss": loss, "step": step}, every_n_iter=2, at_end=True,
+                                            formatter=lambda values: logged.append(dict(values)) or "")]
+
+    est = estimator.Estimator(line_model_fn, str(tmp_path), params={"hooks": hooks})
+    est.train(input_fn, steps=5)
+    assert [int(v["step"]) for v in logged] == [0, 2, 4, 4]  # steps 1, 3, 5, and at the end
+    assert all(np.isfinite(v["loss"]) for v in logged)
+    with pytest.raises(ConfigError):
+        estimator.LoggingTensorHook({"loss": "loss"})  # neither a cadence nor at_end
+
+
+def test_step_counter_hook_writes_steps_per_second(tmp_path):
+    est = estimator.Estimator(unnamed_layers_model_fn, str(tmp_path / "model"))
+    est.train(input_fn, steps=4, hooks=[estimator.StepCounterHook(every_n_steps=2, output_dir=str(tmp_path / "sc"))])
+    assert "global_step/sec" in _tags(str(tmp_path / "sc"))
+
+
+def test_nan_tensor_hook_raises_or_stops(tmp_path):
+    def watch(fail):
+        def hooks(loss, pred):
+            step = tf.compat.v1.train.get_global_step()
+            watched = tf.where(step >= 2, tf.constant(np.nan), loss)  # NaN once the step made it 2
+            return [estimator.NanTensorHook(watched, fail_on_nan_loss=fail)]
+        return hooks
+
+    est = estimator.Estimator(line_model_fn, str(tmp_path / "a"), params={"hooks": watch(True)})
+    with pytest.raises(estimator.NanLossDuringTrainingError):
+        est.train(input_fn, steps=10)
+    est = estimator.Estimator(line_model_fn, str(tmp_path / "b"), params={"hooks": watch(False)})
+    est.train(input_fn, steps=10)
+    assert est.get_variable_value("global_step") == 2
+
+
+def test_checkpoint_saver_hook_saves_on_its_cadence_and_calls_listeners(tmp_path):
+    saved = []
+
+    class Listen(estimator.CheckpointSaverListener):
+        def after_save(self, session, global_step_value):
+            saved.append(global_step_value)
+
+    ckpt_dir = str(tmp_path / "ckpts")
+    hook = estimator.CheckpointSaverHook(ckpt_dir, save_steps=3)
+    est = estimator.Estimator(unnamed_layers_model_fn, str(tmp_path / "model"))
+    est.train(input_fn, steps=7, hooks=[hook], saving_listeners=[Listen()])
+    assert saved == [0, 3, 6, 7]  # at the start, every 3 steps, at the end
+    assert tf.train.latest_checkpoint(ckpt_dir).endswith("model.ckpt-7")
+    # The hook saved instead of the Estimator (as in tf.estimator); its checkpoint evaluates.
+    assert est.latest_checkpoint() is None
+    assert est.evaluate(input_fn, checkpoint_path=ckpt_dir)["global_step"] == 7
+
+
+def test_summary_saver_hook_writes_summary_protos(tmp_path):
+    def hooks(loss, pred):
+        summary = tf.raw_ops.ScalarSummary(tags="my_loss", values=loss)
+        return [estimator.SummarySaverHook(save_steps=2, output_dir=str(tmp_path / "s"), summary_op=summary)]
+
+    est = estimator.Estimator(line_model_fn, str(tmp_path / "model"), params={"hooks": hooks})
+    est.train(input_fn, steps=5)
+    steps = sorted(e.step for f in glob.glob(str(tmp_path / "s" / "events.out.tfevents.*"))
+                   for e in tf.compat.v1.train.summary_iterator(f) if any(v.tag == "my_loss" for v in e.summary.value))
+    assert steps == [1, 3, 5]
+    with pytest.raises(ConfigError, match="summary_op"):
+        estimator.SummarySaverHook(save_steps=2, output_dir=str(tmp_path))
+
+
+def test_v1_summaries_in_the_model_fn_reach_model_dir(tmp_path):
+    """TF2 turns tf.compat.v1.summary ops into its own; the Estimator writes them on its summary cadence."""
+    def hooks(loss, pred):
+        tf.compat.v1.summary.scalar("v1_loss", loss)
+        return []
+
+    cfg = estimator.RunConfig(save_summary_steps=2)
+    est = estimator.Estimator(line_model_fn, str(tmp_path), config=cfg, params={"hooks": hooks})
+    est.train(input_fn, steps=4)
+    assert "v1_loss" in _tags(str(tmp_path))
+
+
+def test_profiler_hook_writes_a_profile(tmp_path):
+    est = estimator.Estimator(unnamed_layers_model_fn, str(tmp_path / "model"))
+    est.train(input_fn, steps=2, hooks=[estimator.ProfilerHook(save_steps=100, output_dir=str(tmp_path / "prof"))])
+    assert glob.glob(str(tmp_path / "prof" / "plugins" / "profile" / "*" / "*.xplane.pb"))
+
+
+def test_final_ops_hook_gives_the_last_values_in_evaluation(tmp_path):
+    made = []
+
+    def eval_hooks(loss):
+        made.append(estimator.FinalOpsHook({"loss": loss, "step": tf.compat.v1.train.get_global_step()}))
+        return made[-1:]
+
+    est = estimator.Estimator(line_model_fn, str(tmp_path), params={"eval_hooks": eval_hooks})
+    est.train(input_fn, steps=3)
+    one_batch = lambda: input_fn().take(1)  # noqa: E731
+    result = est.evaluate(one_batch)
+    ran = [h for h in made if h.final_ops_values is not None]  # the model_fn is traced more than once
+    assert len(ran) == 1
+    values = ran[0].final_ops_values
+    assert values["step"] == 3 and values["loss"] == pytest.approx(result["loss"])
+
+
+def test_feed_fn_hook_is_called_and_feeds_fail_clearly(tmp_path):
+    calls = []
+    est = estimator.Estimator(unnamed_layers_model_fn, str(tmp_path))
+    est.train(input_fn, steps=2, hooks=[estimator.FeedFnHook(lambda: calls.append(1) or {})])
+    assert len(calls) == 2
+    with pytest.raises(ConfigError, match="input_fn"):
+        est.train(input_fn, steps=2, hooks=[estimator.FeedFnHook(lambda: {"x": [[1.0]]})])
+
+
+def test_global_step_waiter_hook_waits_for_the_chief(tmp_path):
+    model_dir, started = str(tmp_path), threading.Event()
+
+    class Started(estimator.SessionRunHook):
+        def begin(self):
+            self.at = time.time()
+            started.set()
+
+    def chief():  # the chief's checkpoint at step 5, half a second after this worker's training began
+        started.wait(60)
+        time.sleep(0.5)
+        root = tf.train.Checkpoint(global_step=tf.Variable(5, dtype=tf.int64))
+        tf.train.CheckpointManager(root, model_dir, max_to_keep=None, checkpoint_name="model.ckpt").save(5)
+
+    est = estimator.Estimator(unnamed_layers_model_fn, model_dir)
+    thread, first = threading.Thread(target=chief), Started()
+    thread.start()
+    est.train(input_fn, steps=1, hooks=[first, estimator.GlobalStepWaiterHook(wait_until_step=3)])
+    thread.join()
+    assert time.time() - first.at >= 0.5
+    assert os.path.exists(os.path.join(model_dir, "model.ckpt-1.index"))  # then it trained
