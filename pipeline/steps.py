@@ -48,7 +48,17 @@ def _ingest(cfg: PipelineConfig, inputs, out, store) -> dict:
                                                label=c.label, label_is_class=c.label_is_class,
                                                train_split=cfg.trainer.train_split),
                            out["examples"], out["schema"], out["statistics"])
-    return {"examples": {"split_names": json.dumps(list(result.counts)), "counts": json.dumps(result.counts)}}
+    return {"examples": {"split_names": json.dumps(list(result.counts)), "counts": json.dumps(result.counts),
+                         "split_rule": split_rule(cfg)}}
+
+
+def split_rule(cfg: PipelineConfig) -> str:
+    """How ingest assigned rows to splits: two Examples artifacts with the same rule split a row alike."""
+    c = cfg.ingest
+    if isinstance(c.input, dict):
+        return json.dumps({"pre_split": sorted(c.input)})
+    return json.dumps({"hash": "sha256 of the canonical tf.Example", **SplitRule(c.splits, c.split_key).canonical()},
+                      sort_keys=True)
 
 
 def _transform(cfg: PipelineConfig, inputs, out, store) -> dict:
@@ -96,8 +106,31 @@ def baseline_model(cfg: PipelineConfig, store: MetadataStore, inputs: dict) -> s
         return None
     if pushed.properties.get("model_uri") == inputs["model"].uri:
         return None  # the same model (a cached trainer): comparing it with itself says nothing
+    candidate_rule = inputs["examples"].properties.get("split_rule") if "examples" in inputs else None
+    if candidate_rule is not None and _examples_rule(store, pushed.properties.get("model_uri", "")) != candidate_rule:
+        # Its training rows were split another way (other weights, an older tfpipe): some of today's eval
+        # rows may have trained it, so a comparison would favour it. Judge on value thresholds alone.
+        log.warning("evaluator: the last pushed model was trained on splits made another way; change "
+                    "thresholds are not applied this time")
+        return None
     destination = pushed.properties.get("pushed_destination", "")
     return destination if os.path.isdir(destination) else None
+
+
+def _examples_rule(store: MetadataStore, model_uri: str) -> str | None:
+    """The split rule of the Examples a model was trained from, read back through its lineage."""
+    def upstream(artifact, component_input):
+        for execution_id, kind, _ in store.artifact_events(artifact.id):
+            if kind == "OUTPUT":
+                return store.inputs_of(execution_id).get(component_input)
+        return None
+
+    for model in store.artifacts_by_uri(model_uri):
+        transformed = upstream(model, "transformed_examples")
+        examples = upstream(transformed, "examples") if transformed else None
+        if examples is not None:
+            return examples.properties.get("split_rule")
+    return None
 
 
 STEPS = {

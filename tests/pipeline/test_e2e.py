@@ -90,9 +90,23 @@ def test_titanic_pipeline_end_to_end(tmp_path):
         (Path(third["components"]["evaluator"]["uris"]["evaluation"]) / "metrics.json").read_text())
     assert third_metrics["baseline_model"] == push["path"]  # judged against the model pushed before
 
+    # Other split weights: the last pushed model may have trained on today's eval rows, so it is no baseline.
+    fourth = pipeline_flow(str(config), overrides={**overrides, "ingest": {**_ingest_section(config),
+                                                                              "splits": {"train": 8, "eval": 2}}})
+    assert _states(fourth)["ingest"] == "COMPLETE"
+    fourth_metrics = json.loads(
+        (Path(fourth["components"]["evaluator"]["uris"]["evaluation"]) / "metrics.json").read_text())
+    assert fourth_metrics["baseline_model"] is None
+
     # The CLI reads the same store.
     assert main(["runs", "--config", str(config), "--root", str(tmp_path / "root")]) == 0
     assert main(["artifacts", "--config", str(config), "--root", str(tmp_path / "root"), "--type", "PushedModel"]) == 0
+
+
+def _ingest_section(config: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(config.read_text())["ingest"]
 
 
 def test_penguin_pipeline_and_one_component_from_the_cli(tmp_path, capsys):
