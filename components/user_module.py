@@ -69,24 +69,16 @@ def check_defines(module: str, name: str) -> None:
 
 
 def module_source(module: str) -> bytes:
-    """The module's source, for cache keys: a change to it must re-run what depends on it."""
-    if module.endswith(".py") or os.sep in module:
-        try:
-            with open(module, "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            raise ConfigError(f"user module {module} does not exist") from None
+    """The module's source (what check_defines reads)."""
     try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.origin:
-        raise ConfigError(f"user module {module!r} cannot be found")
-    with open(spec.origin, "rb") as f:
-        return f.read()
+        with open(_origin(module), "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"user module {module} does not exist") from None
 
 
 def _origin(module: str) -> str:
+    """The module's file: a path as given, or where a dotted name is found."""
     if module.endswith(".py") or os.sep in module:
         return os.path.abspath(module)
     try:
@@ -133,6 +125,6 @@ def local_imports(module: str) -> dict:
 def module_files(module: str) -> dict:
     """{path: sha256} of the user module and the local modules it imports: for cache keys and manifests,
     since an edit to any of them must re-run what depends on them."""
-    files = [_origin(module), *local_imports(module).values()]
     module_source(module)  # a missing module: the same error as everywhere else
+    files = [_origin(module), *local_imports(module).values()]
     return {path: hashlib.sha256(open(path, "rb").read()).hexdigest() for path in sorted(set(files))}
