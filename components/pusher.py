@@ -13,11 +13,16 @@ from components._process import alive
 from components.errors import InputError
 
 
-def push(serving_model_dir: str, blessed: bool, serving_base: str, output_dir: str) -> dict:
-    """Copies the model to a hidden temp folder beside the target, then renames it into place."""
+def push(serving_model_dir: str, blessed: bool, serving_base: str, output_dir: str,
+         already: str | None = None) -> dict:
+    """Copies the model to a hidden temp folder beside the target, then renames it into place.
+
+    `already`: the version where this very model is in serving now; nothing is copied again.
+    """
     out = Path(output_dir)
-    if not blessed:
-        doc = {"pushed": False, "reason": "the model is not blessed"}
+    if not blessed or already:
+        doc = {"pushed": False, "reason": "the model is not blessed"} if not blessed else \
+            {"pushed": True, "version": int(Path(already).name), "path": str(already), "already_in_serving": True}
         (out / "push.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
         return doc
     if not (Path(serving_model_dir) / "saved_model.pb").exists():

@@ -51,7 +51,8 @@ def _summary(result: dict) -> None:
               + f"; blessed: {metrics['blessed']}" + ("" if metrics["blessed"] else f" ({'; '.join(metrics['reasons'])})"))
     if "pusher" in comps:
         push = json.loads((Path(comps["pusher"]["uris"]["pushed_model"]) / "push.json").read_text())
-        print(f"pushed model: {push['path']}" if push["pushed"] else "pushed model: none (not blessed)")
+        print(f"pushed model: {push['path']}" + (" (already in serving)" if push.get("already_in_serving") else "")
+              if push["pushed"] else "pushed model: none (not blessed)")
     print(f"MLMD store:   {result['metadata']}")
 
 

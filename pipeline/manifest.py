@@ -53,6 +53,36 @@ def fingerprint(path: str) -> str:
     return digest.hexdigest()
 
 
+_HASHED_BELOW = 1 << 20  # files smaller than this are checked by content before a cache reuse; larger by size
+
+
+def file_manifest(path: str) -> dict:
+    """{relative path: [size, sha256 or None]} of every file under `path`: what a cache reuse checks."""
+    root = Path(path)
+    out = {}
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        size = f.stat().st_size
+        out[str(f.relative_to(root))] = [size, hashlib.sha256(f.read_bytes()).hexdigest() if size < _HASHED_BELOW
+                                         else None]
+    return out
+
+
+def damage(path: str, recorded: dict) -> str | None:
+    """What no longer matches the manifest recorded at publish (a file gone, resized or changed), or None."""
+    root = Path(path)
+    if not root.is_dir():
+        return f"{path} is gone"
+    for rel, (size, digest) in recorded.items():
+        f = root / rel
+        if not f.is_file():
+            return f"{rel} is gone from {path}"
+        if f.stat().st_size != size:
+            return f"{f} is {f.stat().st_size} bytes, {size} when it was made"
+        if digest and hashlib.sha256(f.read_bytes()).hexdigest() != digest:
+            return f"{f} has changed since it was made"
+    return None
+
+
 @functools.lru_cache(maxsize=None)  # installed versions do not change under a running process
 def library_versions(dists=CACHE_LIBRARIES) -> dict:
     out = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
@@ -16,6 +17,7 @@ from components._process import alive
 from components.errors import ConfigError
 from schemas.artifacts import ARTIFACT_TYPES
 
+log = logging.getLogger("tfpipe.pipeline")
 PIPELINE, PIPELINE_RUN, COMPONENT = "pipeline", "pipeline_run", "component"
 _EXEC_PROPS = ("cache_key", "config", "code_version", "library_versions", "pipeline", "run_id", "error")
 STATES = {"RUNNING": pb.Execution.RUNNING, "COMPLETE": pb.Execution.COMPLETE, "FAILED": pb.Execution.FAILED,
@@ -279,21 +281,43 @@ class MetadataStore:
             return self.store.get_executions()
         return self.store.get_executions_by_type(f"tfpipe.{component}")
 
-    def find_cached(self, component: str, cache_key: str):
-        """The newest COMPLETE execution with this cache key whose outputs are LIVE and still on disk."""
+    def find_cached(self, component: str, cache_key: str, damage=lambda artifact: None):
+        """The newest COMPLETE execution with this cache key whose outputs are LIVE and intact.
+
+        `damage(artifact)` says what of an output no longer matches what was published (or None); such
+        outputs are marked DELETED, with the reason, and the next candidate is tried.
+        """
         candidates = [e for e in self.executions(component)
                       if e.last_known_state == pb.Execution.COMPLETE and e.properties["cache_key"].string_value == cache_key]
         for execution in sorted(candidates, key=lambda e: e.create_time_since_epoch, reverse=True):
             outputs = self.outputs_of(execution.id)
-            if outputs and all(a.state == "LIVE" and os.path.exists(a.uri) for a in outputs.values()):
+            if not outputs or not all(a.state == "LIVE" for a in outputs.values()):
+                continue
+            damaged = {name: reason for name, a in outputs.items() if (reason := damage(a))}
+            if not damaged:
                 return execution, outputs
+            self.mark_damaged([outputs[name] for name in damaged], "; ".join(damaged.values()))
+            log.warning("%s: the cached outputs of execution %d no longer match what it made (%s); running again",
+                        component, execution.id, "; ".join(f"{n}: {r}" for n, r in damaged.items()))
         return None
 
+    def mark_damaged(self, artifacts: list, reason: str) -> None:
+        """Outputs whose files changed after publishing: DELETED, with why, so nothing reuses them."""
+        protos = self.store.get_artifacts_by_id([a.id for a in artifacts])
+        for proto in protos:
+            proto.state = pb.Artifact.DELETED
+            proto.custom_properties["damaged"].string_value = reason[:1000]
+        self.store.put_artifacts(protos)
+
     def latest_live(self, pipeline: str, component: str) -> dict:
-        """The outputs of the newest COMPLETE execution of `component` in this pipeline."""
+        """The outputs of the newest COMPLETE (or CACHED) execution of `component` in this pipeline."""
+        return next(self.live_outputs(pipeline, component), {})
+
+    def live_outputs(self, pipeline: str, component: str):
+        """The LIVE outputs of `component`'s executions in this pipeline, newest first."""
         ctx = self.store.get_context_by_type_and_name(COMPONENT, f"{pipeline}.{component}")
         if ctx is None:
-            return {}
+            return
         # A reproduction's outputs are evidence, never a production run's inputs or baseline.
         done = [e for e in self.store.get_executions_by_context(ctx.id)
                 if e.last_known_state in (pb.Execution.COMPLETE, pb.Execution.CACHED)
@@ -301,8 +325,7 @@ class MetadataStore:
         for execution in sorted(done, key=lambda e: (e.create_time_since_epoch, e.id), reverse=True):
             outputs = self.outputs_of(execution.id)
             if outputs and all(a.state == "LIVE" for a in outputs.values()):
-                return outputs
-        return {}
+                yield outputs
 
     def artifact(self, artifact_id: int) -> Artifact:
         found = self.store.get_artifacts_by_id([artifact_id])

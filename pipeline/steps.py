@@ -90,8 +90,17 @@ def _evaluator(cfg: PipelineConfig, inputs, out, store) -> dict:
 
 def _pusher(cfg: PipelineConfig, inputs, out, store) -> dict:
     blessed = evaluator.is_blessed(inputs["blessing"].uri)
-    doc = pusher.push(inputs["model"].uri, blessed, cfg.pusher.serving_base, out["pushed_model"])
+    # The same model already in serving, intact: say so rather than push a copy as a new version.
+    same = next((p for p in _pushes(cfg, store) if p.properties.get("model_uri") == inputs["model"].uri
+                 and Path(p.properties.get("pushed_destination", "")).parent == Path(cfg.pusher.serving_base)
+                 and not _damage(p)), None)
+    doc = pusher.push(inputs["model"].uri, blessed, cfg.pusher.serving_base, out["pushed_model"],
+                      already=same.properties["pushed_destination"] if same is not None else None)
+    if doc.get("already_in_serving"):
+        log.info("pusher: this model is already in serving at %s; nothing pushed again", doc["path"])
+    files = json.dumps(manifest.file_manifest(doc["path"])) if doc["pushed"] else ""
     return {"pushed_model": {"pushed": bool(doc["pushed"]), "pushed_destination": doc.get("path", ""),
+                             "destination_files": files,
                              "pushed_version": str(doc.get("version", "")), "model_uri": inputs["model"].uri}}
 
 
@@ -99,13 +108,21 @@ def _schema_file(artifact: Artifact) -> str:
     return str(Path(artifact.uri) / "schema.pbtxt")
 
 
+def _pushes(cfg: PipelineConfig, store: MetadataStore):
+    """This pipeline's pushes that put a model in serving, newest first."""
+    for outputs in store.live_outputs(cfg.name, "pusher"):
+        pushed = outputs.get("pushed_model")
+        if pushed is not None and pushed.properties.get("pushed"):
+            yield pushed
+
+
 def baseline_model(cfg: PipelineConfig, store: MetadataStore, inputs: dict) -> str | None:
-    """The newest model this pipeline pushed, unless it is the candidate itself: what change thresholds compare to."""
-    pushed = store.latest_live(cfg.name, "pusher").get("pushed_model")
-    if not pushed or not pushed.properties.get("pushed"):
+    """The newest model this pipeline pushed other than the candidate itself (comparing a model with
+    itself says nothing): what change thresholds compare to. Once the candidate is pushed, the baseline
+    it was judged against stays its baseline, so an unchanged re-run keeps the evaluator's cache key."""
+    pushed = next((p for p in _pushes(cfg, store) if p.properties.get("model_uri") != inputs["model"].uri), None)
+    if pushed is None:
         return None
-    if pushed.properties.get("model_uri") == inputs["model"].uri:
-        return None  # the same model (a cached trainer): comparing it with itself says nothing
     candidate_rule = inputs["examples"].properties.get("split_rule") if "examples" in inputs else None
     if candidate_rule is not None and _examples_rule(store, pushed.properties.get("model_uri", "")) != candidate_rule:
         # Its training rows were split another way (other weights, an older tfpipe): some of today's eval
@@ -191,6 +208,18 @@ def cache_key(step: Step, cfg: PipelineConfig, inputs: dict, store: MetadataStor
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _damage(artifact: Artifact) -> str | None:
+    """What of a published output (and, for a push, of the serving version) is no longer as it was made."""
+    recorded = artifact.properties.get("files")
+    if not recorded:  # published by an older tfpipe: all it recorded is where
+        return None if os.path.exists(artifact.uri) else f"{artifact.uri} is gone"
+    problem = manifest.damage(artifact.uri, json.loads(recorded))
+    if problem is None and artifact.properties.get("pushed") and artifact.properties.get("destination_files"):
+        problem = manifest.damage(artifact.properties["pushed_destination"],
+                                  json.loads(artifact.properties["destination_files"]))
+    return problem
+
+
 # ---- running one step -----------------------------------------------------------------------------------------
 
 def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, inputs: dict,
@@ -219,7 +248,7 @@ def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, in
             else:
                 shutil.rmtree(left, ignore_errors=True)  # a dead run's partial output: nobody will read it
     if use_cache:
-        hit = store.find_cached(name, key)
+        hit = store.find_cached(name, key, damage=_damage)
         if hit is not None:
             _, outputs = hit
             store.record_cached(run, name, inputs, outputs, props)
@@ -253,7 +282,8 @@ def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, in
                      error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
         log.error("%s: FAILED (execution %d): %s", name, execution.id, e)
         raise
-    props_out = {out: dict(extra.get(out, {}), fingerprint=fingerprint(a.uri)) for out, a in artifacts.items()}
+    props_out = {out: dict(extra.get(out, {}), fingerprint=fingerprint(a.uri),
+                           files=json.dumps(manifest.file_manifest(a.uri))) for out, a in artifacts.items()}
     outputs = store.finish(execution, artifacts, contexts, "COMPLETE", artifact_props=props_out)
     log.info("%s: COMPLETE (execution %d)", name, execution.id)
     return outputs, "COMPLETE", compute

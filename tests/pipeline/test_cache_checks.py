@@ -1,0 +1,92 @@
+"""A cache reuse checks what is on disk, not only that a folder exists: damaged outputs are marked in MLMD
+and made again, a deleted serving version is pushed again, and an unchanged re-run after a retrain is
+fully cached and pushes nothing twice. Through the real CLI, on a small copy of the Titanic pipeline."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from pipeline import flow  # noqa: F401  Prefect sets up its log handlers now, on the session's streams
+from pipeline.cli import main
+from pipeline.metadata import MetadataStore
+
+ROOT = Path(__file__).resolve().parents[2]
+TITANIC = ROOT / "examples" / "titanic"
+pytestmark = pytest.mark.slow
+COMPONENTS = ("ingest", "transform", "trainer", "evaluator", "pusher")
+
+
+@pytest.fixture
+def project(tmp_path):
+    folder = tmp_path / "project"
+    shutil.copytree(TITANIC, folder, ignore=shutil.ignore_patterns("tfpipe_root", "__pycache__", "data"))
+    (folder / "data").mkdir()
+    lines = (TITANIC / "data" / "train.csv").read_text().splitlines()[:161]
+    (folder / "data" / "train.csv").write_text("\n".join(lines) + "\n")
+    text = (folder / "pipeline.yaml").read_text()
+    # Thresholds a 160-row model passes: these tests are about what is reused, not about accuracy.
+    text = text.replace("train_steps: 1000", "train_steps: 40").replace("lower: 0.75", "lower: 0.3") \
+        .replace("max_decrease: 0.02", "max_decrease: 0.5")
+    (folder / "pipeline.yaml").write_text(text)
+    return folder
+
+
+def _run(folder: Path, capsys, *extra) -> tuple[dict, str]:
+    capsys.readouterr()
+    assert main(["run", str(folder / "pipeline.yaml"), *extra]) == 0
+    out = capsys.readouterr().out
+    store = MetadataStore(str(folder / "tfpipe_root" / "titanic" / "metadata.sqlite"))
+    last = store.run_executions(store.runs("titanic")[-1]["run"])
+    return {e["component"]: e["state"] for e in last}, out
+
+
+def _pushed(out: str) -> str:
+    return next(line for line in out.splitlines() if line.startswith("pushed model:")).split()[2]
+
+
+def test_damaged_outputs_are_made_again(project, capsys):
+    states, out = _run(project, capsys)
+    assert states == dict.fromkeys(COMPONENTS, "COMPLETE")
+    first_push = Path(_pushed(out))
+    root = project / "tfpipe_root" / "titanic"
+
+    shutil.rmtree(first_push)  # someone deleted the version in serving
+    states, out = _run(project, capsys)
+    assert states == {**dict.fromkeys(COMPONENTS[:4], "CACHED"), "pusher": "COMPLETE"}
+    again = Path(_pushed(out))
+    assert again.is_dir() and (again / "saved_model.pb").is_file() and again != first_push
+
+    [graph] = list((root / "transform" / "transformed_examples").iterdir())
+    for split in graph.iterdir():  # emptied, the folders left standing
+        for f in split.iterdir():
+            f.unlink()
+    states, out = _run(project, capsys)
+    assert states == {"ingest": "CACHED", **dict.fromkeys(COMPONENTS[1:], "COMPLETE")}
+    store = MetadataStore(str(root / "metadata.sqlite"))
+    damaged = [a for a in store.store.get_artifacts() if a.state == pb.Artifact.DELETED]
+    assert any("is gone" in a.custom_properties["damaged"].string_value for a in damaged)
+    assert Path(_pushed(out)).is_dir()
+
+    models = sorted((root / "trainer" / "model").iterdir(), key=lambda p: int(p.name))
+    (models[-1] / "saved_model.pb").unlink()
+    states, out = _run(project, capsys)
+    assert states == {"ingest": "CACHED", "transform": "CACHED", **dict.fromkeys(COMPONENTS[2:], "COMPLETE")}
+    assert (Path(_pushed(out)) / "saved_model.pb").is_file()
+
+
+def test_an_unchanged_rerun_after_a_retrain_is_cached_and_pushes_nothing_twice(project, capsys):
+    _run(project, capsys)
+    states, _ = _run(project, capsys, "--no-cache", "trainer")  # a retrain: a new model, judged and pushed
+    assert states["trainer"] == "COMPLETE" and states["pusher"] == "COMPLETE"
+    states, out = _run(project, capsys)
+    assert states == dict.fromkeys(COMPONENTS, "CACHED")
+    serving = project / "tfpipe_root" / "titanic" / "serving"
+    versions = sorted(serving.iterdir())
+    assert len(versions) == 2 and _pushed(out) == str(versions[-1])
+
+    states, out = _run(project, capsys, "--no-cache", "pusher")  # push the same model again: nothing copied
+    assert states["pusher"] == "COMPLETE" and "(already in serving)" in out
+    assert sorted(serving.iterdir()) == versions
