@@ -27,3 +27,7 @@ class NanLossError(TfpipeError, RuntimeError):
 
 class ClusterError(TfpipeError, RuntimeError):
     """A task of a distributed training cluster failed or stopped answering."""
+
+
+class Stopped(TfpipeError):
+    """A stop was asked for from outside (SIGTERM, Ctrl-C); the message says where work stopped."""

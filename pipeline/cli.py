@@ -334,11 +334,14 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from components.errors import ConfigError, InputError, TfpipeError
+    from components.errors import ConfigError, InputError, Stopped, TfpipeError
 
     _setup_logging()
     try:
         return args.func(args)
+    except Stopped as e:
+        print(f"tfpipe: stopped: {e}; run it again to resume", file=sys.stderr)
+        return 143
     except (TfpipeError, ConfigError, InputError) as e:
         # Config and input errors are the user's to fix: say what, not a traceback.
         print(f"tfpipe: error: {e}", file=sys.stderr)

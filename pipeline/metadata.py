@@ -203,6 +203,15 @@ class MetadataStore:
             recovered.append((execution, outputs))
         return recovered
 
+    def mark_adopted(self, staging: str) -> None:
+        """The stopped execution whose output's staging folder a new run took over: not adoptable twice."""
+        uri = staging.removesuffix(".staging")
+        for artifact in self.store.get_artifacts_by_uri(uri):
+            for event in self.store.get_events_by_artifact_ids([artifact.id]):
+                [execution] = self.store.get_executions_by_id([event.execution_id])
+                execution.custom_properties["adopted"].string_value = "yes"
+                self.store.put_executions([execution])
+
     def _event_protos(self, execution_id: int, kind) -> dict:
         """{event name: artifact proto} for the execution's INPUT or OUTPUT events."""
         events = [e for e in self.store.get_events_by_execution_ids([execution_id]) if e.type == kind]
@@ -242,9 +251,13 @@ class MetadataStore:
         return pairs
 
     def finish(self, execution, artifacts: dict, contexts, state: str, error: str | None = None,
-               artifact_props: dict | None = None) -> dict:
-        """Marks the execution COMPLETE (outputs LIVE) or FAILED (outputs ABANDONED), in one put_execution."""
+               artifact_props: dict | None = None, stopped: str | None = None) -> dict:
+        """Marks the execution COMPLETE (outputs LIVE) or FAILED (outputs ABANDONED), in one put_execution.
+
+        `stopped`: the signal that stopped it; its kept checkpoints are for the next run to adopt."""
         execution.last_known_state = STATES[state]
+        if stopped:
+            execution.custom_properties["stopped"].string_value = stopped
         if error:
             execution.properties["error"].string_value = error[:4000]
         live = state == "COMPLETE"

@@ -7,11 +7,14 @@ run the component into staging folders, publish (rename staging -> final URIs, o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -19,7 +22,8 @@ from pathlib import Path
 from typing import Callable
 
 from components import evaluator, ingest, pusher, trainer, transform
-from components.errors import ConfigError
+from components import stop as stop_lib
+from components.errors import ConfigError, Stopped
 from components.user_module import module_files
 from pipeline import manifest
 from pipeline.config import PipelineConfig
@@ -220,6 +224,42 @@ def _damage(artifact: Artifact) -> str | None:
     return problem
 
 
+def _checkpoint_step(model_dir: str) -> str:
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(model_dir)
+    return latest.rsplit("-", 1)[-1] if latest else "0"
+
+
+@contextlib.contextmanager
+def _graceful_stop(name: str):
+    """While a step runs, SIGTERM and SIGINT ask it to stop: the trainer stops at its next chunk of steps
+    with a checkpoint (the Estimator checks components.stop); any other step stops at once. A second
+    signal, or 8 s without stopping, stops at once too."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers live in the main thread; a worker thread's step runs as before
+        return
+
+    def now(signum, frame):
+        raise Stopped(f"{name} stopped by {stop_lib.requested() or signal.Signals(signum).name}")
+
+    def asked(signum, frame):
+        if stop_lib.request(signal.Signals(signum).name) and name == "trainer":
+            signal.signal(signal.SIGALRM, now)
+            signal.setitimer(signal.ITIMER_REAL, 8)
+            return
+        now(signum, frame)
+
+    stop_lib.clear()
+    previous = {s: signal.signal(s, asked) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 # ---- running one step -----------------------------------------------------------------------------------------
 
 def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, inputs: dict,
@@ -237,15 +277,20 @@ def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, in
              "code_version": json.dumps(recorded["code"]), "library_versions": json.dumps(library_versions()),
              "pipeline": cfg.name, "run_id": run["run"].name, "manifest": json.dumps(recorded, sort_keys=True),
              "purpose": purpose}
-    # Executions left RUNNING by a killed process become FAILED; their checkpoints may be adopted below.
+    # Executions left RUNNING by a killed process become FAILED; their checkpoints may be adopted below,
+    # as may those of a run stopped by a signal (SIGTERM, Ctrl-C), which kept them on purpose.
     adoptable = {}
-    for dead, dead_outputs in store.recover_dead(name):
-        log.warning("%s: execution %d was left RUNNING by a process that died; marked FAILED", name, dead.id)
+    unfinished = [(e, outs, "died") for e, outs in store.recover_dead(name)] + \
+        [(e, store.outputs_of(e.id), "stopped") for e in store.executions(name)
+         if e.custom_properties["stopped"].string_value and e.custom_properties["adopted"].string_value != "yes"]
+    for dead, dead_outputs, how in unfinished:
+        if how == "died":
+            log.warning("%s: execution %d was left RUNNING by a process that died; marked FAILED", name, dead.id)
         for out, artifact in dead_outputs.items():
             left = artifact.uri + ".staging"
             if out in step.resumable and dead.properties["cache_key"].string_value == key and os.path.isdir(left):
                 adoptable[out] = left
-            else:
+            elif how == "died":
                 shutil.rmtree(left, ignore_errors=True)  # a dead run's partial output: nobody will read it
     if use_cache:
         hit = store.find_cached(name, key, damage=_damage)
@@ -263,24 +308,32 @@ def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, in
     for out, path in staging.items():
         shutil.rmtree(path, ignore_errors=True)
         if out in adoptable:
-            # Resume: the dead run's checkpoints become this run's starting point.
+            # Resume: the dead or stopped run's checkpoints become this run's starting point.
             os.rename(adoptable[out], path)
-            log.info("%s: resuming from %s", name, adoptable[out])
+            store.mark_adopted(adoptable[out])
+            log.info("%s: resuming from the checkpoint at step %s (left by an earlier run in %s)", name,
+                     _checkpoint_step(path), adoptable[out])
         else:
             os.makedirs(path)
     log.info("%s: running (execution %d)", name, execution.id)
     started = time.perf_counter()
     try:
-        extra = step.run(cfg, inputs, staging, store) or {}
+        with _graceful_stop(name):
+            extra = step.run(cfg, inputs, staging, store) or {}
         compute = time.perf_counter() - started
         for out, path in staging.items():
             os.rename(path, artifacts[out].uri)  # publish: the final URI appears complete or not at all
     except BaseException as e:
-        for path in staging.values():
+        stopped = stop_lib.requested() or ("SIGINT" if isinstance(e, KeyboardInterrupt) else None)
+        for out, path in staging.items():
+            if stopped and out in step.resumable and os.path.isdir(path):
+                continue  # checkpoints: the next run adopts them and resumes
             shutil.rmtree(path, ignore_errors=True)
-        store.finish(execution, artifacts, contexts, "FAILED",
-                     error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
-        log.error("%s: FAILED (execution %d): %s", name, execution.id, e)
+        store.finish(execution, artifacts, contexts, "FAILED", stopped=stopped,
+                     error=f"stopped by {stopped}: {e}" if stopped else
+                     f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
+        log.error("%s: %s (execution %d): %s", name, f"stopped by {stopped}" if stopped else "FAILED",
+                  execution.id, e)
         raise
     props_out = {out: dict(extra.get(out, {}), fingerprint=fingerprint(a.uri),
                            files=json.dumps(manifest.file_manifest(a.uri))) for out, a in artifacts.items()}

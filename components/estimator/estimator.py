@@ -18,7 +18,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from components.errors import ClusterError, ConfigError, InputError, NotTrainedError
+from components import stop as stop_lib
+from components.errors import ClusterError, ConfigError, InputError, NotTrainedError, Stopped
 from components.estimator import basic_hooks, hooks as hooks_lib
 from components.estimator._compat import allow_keras3_variables_in_group
 from components.estimator._inputs import batch_size_of, call_with_known_args, fn_args, to_dataset
@@ -659,8 +660,13 @@ class _TrainLoop:
             if due:
                 stop = self._save(manager, step) or stop
                 saved_at, last_save_time = step, time.time()
+            if stop_lib.requested():  # SIGTERM or Ctrl-C: a checkpoint at the step reached, then stop
+                break
         if saved_at != step:
             stop = self._save(manager, step)
+        if stop_lib.requested():
+            raise Stopped(f"training stopped by {stop_lib.requested()} at step {step}; the checkpoint "
+                          f"{self.est.latest_checkpoint()} is where it resumes")
         runner.end()
         for listener in self.listeners:
             listener.end(runner.session, step)

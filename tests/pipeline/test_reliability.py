@@ -223,3 +223,47 @@ def test_four_pipelines_at_once_lose_no_record(tmp_path, backend, prefect_server
     assert len(inputs) == 4 * (2 + 3 + 4 + 2)  # every input event of every execution
     pushed = {a.properties["pushed_destination"] for a in outputs if a.type == "PushedModel"}
     assert len(pushed) == 4 and all((Path(p) / "saved_model.pb").exists() for p in pushed)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_training_with_a_checkpoint_and_the_rerun_resumes_from_it(tmp_path):
+    """What Kubernetes and Prefect workers send: the step stops within seconds, recorded as stopped by
+    SIGTERM, with a checkpoint at the step it reached; the next run resumes there."""
+    config = _small_titanic(tmp_path, train_steps=200_000, checkpoint_steps=500)
+    proc = _tfpipe(tmp_path / "first.log", "run", str(config))
+    staging = tmp_path / "root" / "trainer" / "model_run"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(staging.glob("*.staging/model.ckpt-*.index")):
+        time.sleep(0.05)
+    assert list(staging.glob("*.staging/model.ckpt-*.index")), "training never checkpointed"
+    time.sleep(1)
+    sent = time.time()
+    proc.send_signal(signal.SIGTERM)  # to tfpipe alone, as a container runtime does
+    try:
+        proc.wait(timeout=60)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+    took = time.time() - sent
+    first = (tmp_path / "first.log").read_text()
+    assert proc.returncode == 143 and took < 10, (took, first[-3000:])
+    assert "tfpipe: stopped: training stopped by SIGTERM at step" in first
+
+    store = MetadataStore(str(tmp_path / "root" / "metadata.sqlite"))
+    [stopped] = store.executions("trainer")
+    assert _state(stopped) == "FAILED" and stopped.custom_properties["stopped"].string_value == "SIGTERM"
+    assert "stopped by SIGTERM" in stopped.properties["error"].string_value
+    step = int(first.split("training stopped by SIGTERM at step ")[1].split(";")[0])
+    [left] = staging.glob("*.staging")
+    assert (left / f"model.ckpt-{step}.index").is_file()  # a checkpoint at the step reached, not the last due one
+
+    # The same run again, shortened only by what is left: it adopts the checkpoints and resumes.
+    proc = _tfpipe(tmp_path / "rerun.log", "run", str(config))
+    time.sleep(0)
+    rerun = (tmp_path / "rerun.log")
+    deadline = time.time() + 300
+    while time.time() < deadline and "resuming from the checkpoint" not in rerun.read_text():
+        time.sleep(0.2)
+    text = rerun.read_text()
+    assert f"resuming from the checkpoint at step {step}" in text, text[-3000:]
+    os.killpg(proc.pid, signal.SIGKILL)  # 200k steps is not the point; the resume is
+    proc.wait()
