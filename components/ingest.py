@@ -363,7 +363,15 @@ def _read(config: IngestConfig, sources: dict, out: Path, names: list, rule: Spl
         seen = Observed()
         for _, path in files:
             for batch in _batches(path, config, located):
-                seen.batch(len(batch), batch.columns, batch.text)
+                seen.batch(len(batch), batch.columns, batch.text,
+                           where=lambda i, b=batch: (b.path, b.rows[i] if b.rows is not None else None))
+        for name, (path, row), value, numbers, others in seen.stray_words():
+            if row is None:
+                raise _Unlocated
+            raise InputError(
+                f"{path}, row {row}, column {name!r}: {value!r} is not a number, though {numbers:,} of the column's "
+                f"{numbers + others:,} values are; fix it, list it in ingest.na_values if it means missing, or, "
+                "if the column is text, say so in a schema (ingest.schema, with type: BYTES for it)")
         schema = seen.schema()
     if rule is not None and rule.key and rule.key not in kinds(schema):
         raise InputError(f"ingest.split_key: the column {rule.key!r} is not in the data; the columns are "
@@ -396,6 +404,11 @@ def _read(config: IngestConfig, sources: dict, out: Path, names: list, rule: Spl
             w.close()
     if sum(counts.values()) == 0:
         raise InputError(f"ingest: no rows in {', '.join(path for _, path in files)} (an empty file, or a header alone)")
+    one = labels.one_class()
+    if one is not None:
+        raise InputError(f"ingest: the label {config.label!r} is {one!r} in every row of the {config.train_split!r} "
+                         "split, so a classifier has nothing to tell apart; check the input (or set "
+                         "ingest.label_is_class: false if the label is a quantity)")
     bad = labels.unlearnable()
     if bad:
         value, split, path, row = bad

@@ -32,6 +32,15 @@ class LabelValues:
                     self.on = False
                     return
 
+    def one_class(self):
+        """The train split's only label value, when it has just one (nothing to learn), else None."""
+        seen = self.first.get(self.train, {}) if self.on else {}
+        if len(seen) != 1:
+            return None
+        [value] = seen
+        return value[0].decode("utf-8", "replace") if value and isinstance(value[0], bytes) else \
+            (value[0] if value else None)
+
     def unlearnable(self):
         """(value, split, path, row) of the first value the train split lacks, or None."""
         if not self.on or self.train not in self.first:

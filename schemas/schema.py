@@ -9,7 +9,7 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from components.errors import InputError
-from schemas.types import BYTES, kind_of, widest
+from schemas.types import BYTES, count_numbers, kind_of, mostly_numbers, widest
 
 
 def load_schema(path: str | os.PathLike) -> schema_pb2.Schema:
@@ -41,27 +41,37 @@ class Observed:
 
     def __init__(self):
         self.kind, self.missing, self.longest, self.rows = {}, {}, {}, 0
-        self.lacking = set()  # columns some file has no column for at all
+        self.numbers, self.others, self.first_other = {}, {}, {}  # text columns: for stray words
 
-    def file(self, columns, all_columns) -> None:
-        self.lacking |= set(all_columns) - set(columns)
-
-    def batch(self, rows: int, columns: dict, text: bool) -> None:
+    def batch(self, rows: int, columns: dict, text: bool, where=None) -> None:
+        """`where(i)`: what to remember of row i of this batch, for naming it later."""
+        before = self.rows
         self.rows += rows
         for name, column in columns.items():
             self.kind[name] = widest(self.kind.get(name), kind_of(column, text))
-            self.missing[name] = self.missing.get(name, 0) + column.null_count
+            self.missing[name] = self.missing.get(name, before) + column.null_count
             self.longest[name] = max(self.longest.get(name, 0), _longest(column))
+            if text:
+                numbers, others, first = count_numbers(column)
+                self.numbers[name] = self.numbers.get(name, 0) + numbers
+                self.others[name] = self.others.get(name, 0) + others
+                if first is not None and name not in self.first_other:
+                    self.first_other[name] = (where(first) if where else first, column[first].as_py())
         for name in self.kind.keys() - columns.keys():  # a column this batch lacks: missing in its rows
             self.missing[name] += rows
+
+    def stray_words(self) -> list:
+        """(column, remembered row, value, numbers, others) of each number column with a few words in it."""
+        return [(name, *self.first_other[name], self.numbers[name], self.others[name])
+                for name in sorted(self.first_other) if mostly_numbers(self.numbers[name], self.others[name])]
 
     def schema(self) -> schema_pb2.Schema:
         """Each column's kind (BYTES when it never has a value); required, one value a row, when no row
         lacks it and it never holds a list of other than one value. Columns in name order."""
         schema = schema_pb2.Schema()
-        for name in sorted(self.kind.keys() | self.lacking):
+        for name in sorted(self.kind):
             feature = schema.feature.add(name=name, type=self.kind.get(name) or BYTES)
-            always = self.missing.get(name, self.rows) == 0 and name not in self.lacking and self.kind.get(name)
+            always = self.missing.get(name, self.rows) == 0 and self.kind.get(name)
             if always and self.longest.get(name, 1) <= 1:
                 feature.presence.min_fraction = 1.0
                 feature.shape.dim.add().size = 1

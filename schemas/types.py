@@ -82,6 +82,22 @@ def _text_kind(trimmed: pa.Array) -> int:
     return BYTES
 
 
+def count_numbers(column: pa.Array) -> tuple[int, int, int | None]:
+    """(numbers, other values, index of the first other) among a text column's present values."""
+    present = len(column) - column.null_count
+    if not present:
+        return 0, 0, None
+    is_number = pc.fill_null(pc.match_substring_regex(pc.utf8_trim(column, _BLANKS), FLOAT_TEXT), True)
+    others = len(column) - pc.sum(pc.cast(is_number, pa.int64())).as_py()
+    return present - others, others, _first_false(is_number) if others else None
+
+
+def mostly_numbers(numbers: int, others: int) -> bool:
+    """A column of numbers with a stray word or two (`unknown`, `n/a`): almost surely a typo or an
+    unlisted missing-value spelling, not a text column."""
+    return 0 < others <= max(2, (numbers + others) // 100) and numbers >= 10 * others and numbers >= 20
+
+
 def to_lists(column: pa.Array, kind: int, text: bool) -> pa.LargeListArray:
     """The column as a tf.Example wants it: a list of `kind`'s values per row, null where missing.
 

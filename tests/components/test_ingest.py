@@ -108,3 +108,45 @@ def test_a_big_split_is_written_as_several_files(tmp_path, monkeypatch):
     assert sizes[:-1] == [300] * (len(files) - 1) and sum(sizes) == counts["train"]
     a = [e.features.feature["a"].int64_list.value[0] for e in _examples(tmp_path / "out")]
     assert sorted(a) == list(range(1000))
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path):
+    """Excel's "CSV UTF-8" starts with a BOM: on every reader path the first column keeps its own name."""
+    from unittest import mock
+
+    import components.ingest as ingest_module
+
+    (tmp_path / "bom.csv").write_bytes("\ufeffid,city\n1,Paris\n2,Lyon\n".encode("utf-8"))
+    for arrow in (True, False):
+        patch = mock.patch.object(ingest_module, "_csv_arrow", side_effect=ingest_module._Unlocated) if not arrow \
+            else mock.patch.object(ingest_module, "_BATCH_ROWS", 4096)
+        with patch:
+            result = ingest(IngestConfig(input=str(tmp_path / "bom.csv")), tmp_path / f"out{arrow}")
+        assert [f.name for f in load_schema(result.schema_path).feature] == ["city", "id"]
+
+
+def test_a_stray_word_in_a_number_column_is_named_not_turned_into_text(tmp_path):
+    rows = [f"{i},{20 + i % 50}" for i in range(300)]
+    rows[137] = "137,unknown"
+    (tmp_path / "ages.csv").write_text("id,age\n" + "\n".join(rows) + "\n")
+    with pytest.raises(InputError, match=r"ages.csv, row 139, column 'age': 'unknown' is not a number, though 299 of "
+                                         r"the column's 300 values are; .* ingest.na_values .* type: BYTES"):
+        ingest(IngestConfig(input=str(tmp_path / "ages.csv")), tmp_path / "a")
+    # Listed as a missing-value spelling, it is one; and a text column with numbers in it stays text.
+    result = ingest(IngestConfig(input=str(tmp_path / "ages.csv"), na_values=["", "unknown"]), tmp_path / "b")
+    assert json.loads(open(result.statistics_path).read())["features"]["age"]["missing"] == 1
+    (tmp_path / "tickets.csv").write_text("t\n" + "\n".join(["113803", "A/5 21171", "PC 17599"] * 30) + "\n")
+    ingest(IngestConfig(input=str(tmp_path / "tickets.csv")), tmp_path / "c")
+
+
+def test_a_class_label_with_one_value_in_the_train_split_is_refused(tmp_path):
+    (tmp_path / "one.csv").write_text("x,y\n" + "\n".join(f"{i},1" for i in range(50)) + "\n")
+    with pytest.raises(InputError, match=r"the label 'y' is 1 in every row of the 'train' split"):
+        ingest(IngestConfig(input=str(tmp_path / "one.csv"), label="y"), tmp_path / "a")
+    ingest(IngestConfig(input=str(tmp_path / "one.csv"), label="y", label_is_class=False), tmp_path / "b")
+
+
+def test_nested_parquet_columns_are_refused_with_the_column(tmp_path):
+    pq.write_table(pa.table({"id": [1, 2], "where": [{"x": 1}, {"x": 2}]}), tmp_path / "nested.parquet")
+    with pytest.raises(InputError, match=r"nested.parquet, column 'where': a struct<x: int64> column"):
+        ingest(IngestConfig(input=str(tmp_path / "nested.parquet")), tmp_path / "a")
