@@ -20,6 +20,7 @@ import gzip
 import json
 import os
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -90,6 +91,9 @@ def _files(pattern: str) -> list[str]:
     found = sorted(glob.glob(os.path.expanduser(pattern)))
     if not found:
         raise InputError(f"ingest: no file matches {pattern!r}")
+    folders = [f for f in found if os.path.isdir(f)]
+    if folders:
+        raise InputError(f"ingest: {folders[0]} is a folder, not a file; name the files in it (e.g. {folders[0]}/*.csv)")
     return found
 
 
@@ -271,6 +275,16 @@ def _tfrecord(path: str) -> Iterator[_Batch]:
 
 
 def _batches(path: str, config: IngestConfig, located: bool) -> Iterator[_Batch]:
+    """The file's batches; a file that cannot be read (permissions, a truncated .gz) is named."""
+    try:
+        yield from _reader(path, config, located)
+    except (OSError, EOFError, zlib.error) as e:
+        hint = "is the file whole? (a truncated download or copy)" if isinstance(e, (EOFError, zlib.error)) or \
+            "gzip" in str(e).lower() else "check that it exists and that this user may read it"
+        raise InputError(f"{path}: cannot be read ({type(e).__name__}: {e}); {hint}") from None
+
+
+def _reader(path: str, config: IngestConfig, located: bool) -> Iterator[_Batch]:
     fmt = _format(path, config.format)
     if fmt == "parquet":
         return _parquet(path)

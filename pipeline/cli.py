@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -346,6 +347,26 @@ def main(argv=None) -> int:
         # Config and input errors are the user's to fix: say what, not a traceback.
         print(f"tfpipe: error: {e}", file=sys.stderr)
         return 1
+    except Exception as e:
+        full = _no_space(e)
+        if full is None:
+            raise
+        # A full disk is the operator's to fix; the failed step recorded itself and published nothing.
+        print(f"tfpipe: error: no space left on the device{f' ({full})' if full else ''}; free some space and "
+              "run again (finished steps are reused)", file=sys.stderr)
+        return 1
+
+
+def _no_space(e: BaseException) -> str | None:
+    """The file a full disk refused (or ""), when that is what `e` comes down to; else None. Beam and
+    TensorFlow wrap the OSError in errors of their own, so the message is searched too."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return e.filename or ""
+        if "No space left on device" in str(e):
+            return ""
+        e = e.__cause__ or e.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import subprocess
+import zlib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -175,7 +176,16 @@ def input_files(cfg: PipelineConfig) -> dict:
     """{path: sha256} of every file the ingest input names (globs expanded)."""
     patterns = cfg.ingest.input.values() if isinstance(cfg.ingest.input, dict) else [cfg.ingest.input]
     files = sorted({f for p in patterns for f in glob.glob(os.path.expanduser(p))})
-    return {f: fingerprint(f) for f in files}
+    return {f: _input_hash(f) for f in files}
+
+
+def _input_hash(path: str) -> str:
+    # A file that cannot be read still gets a key (that changes once it can be): ingest, running as a
+    # registered execution, then fails on it with the file named, and MLMD records the failure.
+    try:
+        return fingerprint(path)
+    except (OSError, EOFError, zlib.error) as e:
+        return f"unreadable: {type(e).__name__}: {e}"
 
 
 def user_modules(cfg: PipelineConfig) -> dict:

@@ -224,6 +224,19 @@ def _damage(artifact: Artifact) -> str | None:
     return problem
 
 
+def _unpublish(uri: str) -> None:
+    """Removes an output from its final URI, and the serving version it pushed, if any."""
+    push = Path(uri) / "push.json"
+    try:
+        doc = json.loads(push.read_text()) if push.is_file() else {}
+    except (OSError, ValueError):
+        doc = {}
+    if doc.get("pushed") and not doc.get("already_in_serving") and doc.get("path"):
+        shutil.rmtree(doc["path"], ignore_errors=True)
+        log.warning("removed serving version %s: its push was never recorded", doc["path"])
+    shutil.rmtree(uri, ignore_errors=True)
+
+
 def _checkpoint_step(model_dir: str) -> str:
     import tensorflow as tf
 
@@ -292,6 +305,8 @@ def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, in
                 adoptable[out] = left
             elif how == "died":
                 shutil.rmtree(left, ignore_errors=True)  # a dead run's partial output: nobody will read it
+            if how == "died":
+                _unpublish(artifact.uri)  # published on disk, but its record never made it: not an output
     if use_cache:
         hit = store.find_cached(name, key, damage=_damage)
         if hit is not None:
@@ -335,8 +350,19 @@ def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, in
         log.error("%s: %s (execution %d): %s", name, f"stopped by {stopped}" if stopped else "FAILED",
                   execution.id, e)
         raise
-    props_out = {out: dict(extra.get(out, {}), fingerprint=fingerprint(a.uri),
-                           files=json.dumps(manifest.file_manifest(a.uri))) for out, a in artifacts.items()}
-    outputs = store.finish(execution, artifacts, contexts, "COMPLETE", artifact_props=props_out)
+    try:
+        props_out = {out: dict(extra.get(out, {}), fingerprint=fingerprint(a.uri),
+                               files=json.dumps(manifest.file_manifest(a.uri))) for out, a in artifacts.items()}
+        outputs = store.finish(execution, artifacts, contexts, "COMPLETE", artifact_props=props_out)
+    except BaseException as e:
+        # All or nothing: without its record an output (or a serving version) must not exist.
+        for a in artifacts.values():
+            _unpublish(a.uri)
+        try:
+            store.finish(execution, artifacts, contexts, "FAILED", error=f"publishing failed: {type(e).__name__}: {e}")
+        except Exception:
+            pass  # the store is unwell too: the next run marks this execution FAILED (its process is gone)
+        log.error("%s: FAILED (execution %d) while publishing: %s", name, execution.id, e)
+        raise
     log.info("%s: COMPLETE (execution %d)", name, execution.id)
     return outputs, "COMPLETE", compute

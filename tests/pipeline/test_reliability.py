@@ -1,6 +1,7 @@
 """A pipeline killed with SIGKILL mid-training: the next run marks it FAILED and resumes from its checkpoint.
 Credentials stay out of what tfpipe prints and records."""
 
+import json
 import os
 import signal
 import subprocess
@@ -267,3 +268,53 @@ def test_sigterm_stops_training_with_a_checkpoint_and_the_rerun_resumes_from_it(
     assert f"resuming from the checkpoint at step {step}" in text, text[-3000:]
     os.killpg(proc.pid, signal.SIGKILL)  # 200k steps is not the point; the resume is
     proc.wait()
+
+
+def _consistent(root: Path) -> None:
+    """MLMD and the disk agree: nothing RUNNING, every LIVE output whole at its URI, no serving version
+    without a LIVE push record, no half-published folder."""
+    from pipeline.manifest import damage
+
+    store = MetadataStore(str(root / "metadata.sqlite"))
+    assert not [e for e in store.executions() if _state(e) == "RUNNING"]
+    live = [a for a in store.artifacts() if a.state == "LIVE"]
+    for a in live:
+        assert Path(a.uri).is_dir(), a.uri
+        if a.properties.get("files"):
+            assert damage(a.uri, json.loads(a.properties["files"])) is None, a.uri
+    recorded = {a.properties.get("pushed_destination") for a in live if a.type == "PushedModel"}
+    serving = root / "serving"
+    for version in (serving.iterdir() if serving.is_dir() else []):
+        assert version.name.startswith(".tmp-") or str(version) in recorded, f"{version} has no LIVE record"
+    for a in store.artifacts():
+        if a.state != "LIVE":
+            assert not Path(a.uri).exists(), f"{a.uri} is {a.state} but on disk"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_a_full_disk_leaves_mlmd_and_the_disk_consistent_and_the_next_run_completes(tmp_path):
+    config = _small_titanic(tmp_path, train_steps=100)
+    root = tmp_path / "root"
+    root.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(root)], check=True)
+    try:
+        filler = root / "filler"
+        # Room for ingest and transform (a whole run takes about 1.4 MB), not for the trainer's checkpoints,
+        # SavedModel and a push as well.
+        free = os.statvfs(root).f_bavail * os.statvfs(root).f_frsize
+        subprocess.run(["fallocate", "-l", str(free - int(os.environ.get("TFPIPE_FULL_DISK_ROOM", 700_000))),
+                        str(filler)], check=True)
+        proc = _tfpipe(tmp_path / "full.log", "run", str(config))
+        proc.wait(timeout=600)
+        text = (tmp_path / "full.log").read_text()
+        assert proc.returncode == 1, text[-3000:]
+        assert "tfpipe: error: no space left on the device" in text, text[-3000:]
+        _consistent(root)
+        filler.unlink()
+        text = _finish(_tfpipe(tmp_path / "again.log", "run", str(config)), tmp_path / "again.log")
+        _consistent(root)
+        pushed = next(line for line in text.splitlines() if line.startswith("pushed model:")).split()[2]
+        assert (Path(pushed) / "saved_model.pb").is_file()
+    finally:
+        subprocess.run(["umount", "-l", str(root)], check=False)
