@@ -60,7 +60,10 @@ def _summary(result: dict) -> None:
 def _run(config_path: str, args, components=None, inputs=None) -> int:
     from pipeline.config import load_config
 
-    load_config(config_path, _overrides(args))  # a bad config fails in a second, before TensorFlow loads
+    cfg = load_config(config_path, _overrides(args))  # a bad config fails in a second, before TensorFlow loads
+    from pipeline.metadata import probe
+
+    probe(cfg.metadata, cfg.metadata_timeout)  # and so does a store that is not there or does not answer
     from pipeline.flow import pipeline_flow
 
     result = pipeline_flow(config_path, overrides=_overrides(args), no_cache=_no_cache(args),
@@ -124,7 +127,7 @@ def _store(args):
         from pipeline.flow import open_store
 
         return cfg, open_store(cfg)
-    return cfg, MetadataStore(cfg.metadata)
+    return cfg, MetadataStore(cfg.metadata, cfg.metadata_timeout)
 
 
 def _cmd_runs(args) -> int:

@@ -79,6 +79,7 @@ class PipelineConfig(_Section):
     root: Optional[str] = None  # default: ./tfpipe_root/<name>, beside the config file
     metadata: Optional[str] = None  # sqlite path or URL, postgresql://, mysql://; default <root>/metadata.sqlite
     metadata_secret: Optional[str] = None  # a Prefect Secret block holding the store's password
+    metadata_timeout: float = Field(default=10.0, gt=0)  # seconds to reach a shared store and hear it answer
     ingest: IngestSection
     transform: TransformSection
     trainer: TrainerSection

@@ -130,13 +130,99 @@ class _Retrying:
         return call
 
 
+DEFAULT_TIMEOUT = 10.0  # seconds to reach a shared store and hear it answer
+
+
+def probe(url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Checks that a PostgreSQL or MySQL server is there and answers, within `timeout` seconds and in a way
+    signals can interrupt (MLMD's own connect waits forever on a server that accepts and stays silent), and
+    names the cause when it is not: unknown host, refused, timed out, silent, or what the server says."""
+    import socket
+    import struct
+
+    parsed = urllib.parse.urlparse(url)
+    kind = {"postgresql": "PostgreSQL", "postgres": "PostgreSQL", "mysql": "MySQL", "mariadb": "MySQL"}.get(parsed.scheme)
+    if kind is None:
+        return
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or (5432 if kind == "PostgreSQL" else 3306)
+    where = f"the metadata store {redact(url)}"
+    try:
+        address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4]
+    except socket.gaierror as e:
+        raise ConfigError(f"{where}: unknown host {host!r} ({e.strerror}); check the host name") from None
+    try:
+        sock = socket.create_connection(address[:2], timeout=timeout)
+    except ConnectionRefusedError:
+        raise ConfigError(f"{where}: connection refused: nothing listens on {host}:{port}; is {kind} running "
+                          "there, on that port?") from None
+    except (socket.timeout, TimeoutError):
+        raise ConfigError(f"{where}: timed out after {timeout:g} s connecting to {host}:{port} (a firewall, or a "
+                          "host that is down); metadata_timeout sets the wait") from None
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot connect to {host}:{port} ({e.strerror or e})") from None
+    with sock:
+        try:
+            if kind == "PostgreSQL":
+                user = urllib.parse.unquote(parsed.username or "postgres")
+                db = parsed.path.lstrip("/") or "mlmd"
+                params = b"user\0" + user.encode() + b"\0database\0" + db.encode() + b"\0\0"
+                sock.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)  # StartupMessage, v3.0
+                reply = _pg_verdict(sock, where, f"{kind} at {host}:{port}", bool(parsed.password or
+                                                                                   os.environ.get(PASSWORD_ENV)))
+            else:
+                reply = sock.recv(1 << 16)  # the server speaks first: its handshake
+                if len(reply) > 4 and reply[4] == 0xFF:  # an error packet (too many connections, host not allowed)
+                    raise ConfigError(f"{where}: {kind} at {host}:{port} refused the connection: "
+                                      f"{reply[7:].decode('utf-8', 'replace')}")
+        except (socket.timeout, TimeoutError):
+            raise ConfigError(f"{where}: {host}:{port} accepted the connection but did not answer in {timeout:g} s; "
+                              f"is it a {kind} server, and is it overloaded? (metadata_timeout sets the wait)") from None
+        if not reply:
+            raise ConfigError(f"{where}: {host}:{port} closed the connection without a word; is it a {kind} server?")
+
+
+def _pg_verdict(sock, where: str, server: str, have_password: bool) -> bytes:
+    """Reads PostgreSQL's answer to a StartupMessage up to the verdict: an error is raised as the
+    server words it (no such role or database, no pg_hba entry); a password request without a password
+    is named; anything else is fine. Returns what was read (empty when the server hung up)."""
+    import struct
+
+    data = b""
+    while True:
+        while len(data) < 5 or len(data) < 1 + struct.unpack("!i", data[1:5])[0]:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                return data
+            data += chunk
+        kind, size = data[:1], struct.unpack("!i", data[1:5])[0]
+        body, data = data[5:1 + size], data[1 + size:]
+        if kind == b"E":  # ErrorResponse: fields of a type byte and a NUL-ended text
+            fields = {f[:1]: f[1:].decode("utf-8", "replace") for f in body.split(b"\0") if f}
+            raise ConfigError(f"{where}: {server} refused the connection: {fields.get(b'M')}")
+        if kind == b"R" and struct.unpack("!i", body[:4])[0] != 0:  # it wants a password (or SASL)
+            if not have_password:
+                raise ConfigError(f"{where}: {server} asks for a password; put it in the URL or in "
+                                  f"{PASSWORD_ENV} (or metadata_secret)")
+            return b"R"
+        if kind != b"R":  # ParameterStatus, BackendKeyData, ReadyForQuery: logged in
+            return b"ok"
+
+
 class MetadataStore:
-    def __init__(self, url: str):
+    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT):
         self.url = url
+        probe(url, timeout)
         try:
             self.store = _Retrying(metadata_store.MetadataStore(connection_config(url)))
         except Exception as e:
             message = str(e).replace(urllib.parse.urlparse(url).password or "\0", "***")
+            parsed = urllib.parse.urlparse(url)
+            if parsed.scheme not in ("", "sqlite", "file"):
+                # It answered the probe: what is left is who may log in, and to what.
+                user = parsed.username or ("postgres" if parsed.scheme.startswith("postgres") else "root")
+                message = (f"the server refused user {user!r} for database {parsed.path.lstrip('/') or 'mlmd'!r}: a "
+                           f"wrong or missing password (TFPIPE_METADATA_PASSWORD), or no such user or database "
+                           f"({message.strip() or 'no detail given'})")
             raise ConfigError(f"cannot open the metadata store {redact(url)}: {message}") from e
         self._types = {}
         for name in (PIPELINE, PIPELINE_RUN, COMPONENT):

@@ -2,7 +2,9 @@
 
 import os
 import subprocess
+import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
@@ -60,3 +62,46 @@ def test_store_password_from_a_prefect_secret_block(tmp_path, password):
     assert execution["state"] == "COMPLETE"
     everything = [*store.store.get_executions(), *store.store.get_artifacts(), *store.store.get_contexts()]
     assert not [r for r in everything if password in str(r)]
+
+
+def test_a_store_that_never_answers_or_refuses_is_named_within_the_timeout():
+    """A listener that accepts and stays silent, a closed port, an unknown host, a user the server does not
+    know: each is one ConfigError naming the host and the cause, in bounded time."""
+    import socket
+    import threading
+    import time
+
+    from components.errors import ConfigError
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    held = []
+    threading.Thread(target=lambda: [held.append(silent.accept()) for _ in range(4)], daemon=True).start()
+    port = silent.getsockname()[1]
+    for scheme in ("postgresql", "mysql"):
+        started = time.time()
+        with pytest.raises(ConfigError, match=rf"127.0.0.1:{port} accepted the connection but did not answer in 1 s"):
+            MetadataStore(f"{scheme}://u@127.0.0.1:{port}/db", timeout=1)
+        assert time.time() - started < 5
+    from pipeline.cli import main
+
+    config = _small_titanic(Path(tempfile.mkdtemp()))
+    config.write_text(config.read_text() + "metadata_timeout: 1\n")
+    started = time.time()
+    assert main(["run", str(config), "--metadata", f"postgresql://u@127.0.0.1:{port}/db"]) == 1
+    assert time.time() - started < 5
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    free = closed.getsockname()[1]
+    closed.close()
+    with pytest.raises(ConfigError, match=rf"connection refused: nothing listens on 127.0.0.1:{free}"):
+        MetadataStore(f"postgresql://u@127.0.0.1:{free}/db", timeout=1)
+    with pytest.raises(ConfigError, match=r"unknown host 'no-such-host.invalid'"):
+        MetadataStore("mysql://u@no-such-host.invalid/db", timeout=1)
+    with pytest.raises(ConfigError, match=r'PostgreSQL at 127.0.0.1:5432 refused the connection: role "nobody_here" '
+                                          r'does not exist'):
+        MetadataStore("postgresql://nobody_here@127.0.0.1:5432/test")
+    with pytest.raises(ConfigError, match=r"the server refused user 'root' for database 'test': a wrong or missing "
+                                          r"password"):
+        MetadataStore("mysql://root:wrong@127.0.0.1:3306/test")
