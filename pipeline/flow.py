@@ -15,6 +15,40 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 from prefect import flow, task  # noqa: E402
 from prefect.states import Completed  # noqa: E402
 
+
+def _detach_temporary_server() -> None:
+    """Starts Prefect's temporary API server in a session of its own: Ctrl-C at the terminal reaches the
+    whole foreground process group, and a server killed with the run left the run retrying it for minutes
+    before it could record that it stopped. It still ends with the run: at exit (Prefect stops it), or by
+    the kernel's parent-death signal if the run is killed outright. (Prefect private API: a test of Ctrl-C
+    fails when it moves.)"""
+    import ctypes
+    import subprocess
+
+    from prefect.server.api import server
+
+    original = server.SubprocessASGIServer._run_uvicorn_command
+    if getattr(original, "_tfpipe", False):
+        return
+
+    def own_session():
+        os.setsid()
+        ctypes.CDLL(None).prctl(1, 15)  # PR_SET_PDEATHSIG = SIGTERM
+
+    def run_uvicorn(self):
+        popen = subprocess.Popen
+        subprocess.Popen = lambda *a, **k: popen(*a, preexec_fn=own_session, **k)
+        try:
+            return original(self)
+        finally:
+            subprocess.Popen = popen
+
+    run_uvicorn._tfpipe = True
+    server.SubprocessASGIServer._run_uvicorn_command = run_uvicorn
+
+
+_detach_temporary_server()
+
 from pipeline import ui
 from pipeline.config import COMPONENTS, load_config
 from pipeline.metadata import PASSWORD_ENV, PRODUCTION, MetadataStore, redact

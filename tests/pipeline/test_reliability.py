@@ -227,9 +227,11 @@ def test_four_pipelines_at_once_lose_no_record(tmp_path, backend, prefect_server
 
 
 @pytest.mark.slow
-def test_sigterm_stops_training_with_a_checkpoint_and_the_rerun_resumes_from_it(tmp_path):
-    """What Kubernetes and Prefect workers send: the step stops within seconds, recorded as stopped by
-    SIGTERM, with a checkpoint at the step it reached; the next run resumes there."""
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_sigterm_stops_training_with_a_checkpoint_and_the_rerun_resumes_from_it(tmp_path, sig):
+    """What Kubernetes and Prefect workers send (SIGTERM, to tfpipe alone), and Ctrl-C (SIGINT, to the
+    terminal's whole process group, Prefect's temporary server included): the step stops within seconds,
+    recorded as stopped by the signal, with a checkpoint at the step it reached; the next run resumes there."""
     config = _small_titanic(tmp_path, train_steps=200_000, checkpoint_steps=500)
     proc = _tfpipe(tmp_path / "first.log", "run", str(config))
     staging = tmp_path / "root" / "trainer" / "model_run"
@@ -239,7 +241,10 @@ def test_sigterm_stops_training_with_a_checkpoint_and_the_rerun_resumes_from_it(
     assert list(staging.glob("*.staging/model.ckpt-*.index")), "training never checkpointed"
     time.sleep(1)
     sent = time.time()
-    proc.send_signal(signal.SIGTERM)  # to tfpipe alone, as a container runtime does
+    if sig == "SIGTERM":
+        proc.send_signal(signal.SIGTERM)  # to tfpipe alone, as a container runtime does
+    else:
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
     try:
         proc.wait(timeout=60)
     finally:
@@ -247,13 +252,13 @@ def test_sigterm_stops_training_with_a_checkpoint_and_the_rerun_resumes_from_it(
     took = time.time() - sent
     first = (tmp_path / "first.log").read_text()
     assert proc.returncode == 143 and took < 10, (took, first[-3000:])
-    assert "tfpipe: stopped: training stopped by SIGTERM at step" in first
+    assert f"tfpipe: stopped: training stopped by {sig} at step" in first
 
     store = MetadataStore(str(tmp_path / "root" / "metadata.sqlite"))
     [stopped] = store.executions("trainer")
-    assert _state(stopped) == "FAILED" and stopped.custom_properties["stopped"].string_value == "SIGTERM"
-    assert "stopped by SIGTERM" in stopped.properties["error"].string_value
-    step = int(first.split("training stopped by SIGTERM at step ")[1].split(";")[0])
+    assert _state(stopped) == "FAILED" and stopped.custom_properties["stopped"].string_value == sig
+    assert f"stopped by {sig}" in stopped.properties["error"].string_value
+    step = int(first.split(f"training stopped by {sig} at step ")[1].split(";")[0])
     [left] = staging.glob("*.staging")
     assert (left / f"model.ckpt-{step}.index").is_file()  # a checkpoint at the step reached, not the last due one
 
