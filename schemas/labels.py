@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from components.errors import InputError
 
@@ -23,7 +25,15 @@ class LabelValues:
         """`labels`: the label list column of a batch; `rows`: each row's number, or None if unknown."""
         if not self.on:
             return
-        for i, (split, value) in enumerate(zip(splits, labels.to_pylist())):
+        if labels.null_count == 0 and pc.all(pc.equal(pc.list_value_length(labels), 1)).as_py():
+            # One value a row (the usual label): each (split, value)'s first row, found by Arrow.
+            table = pa.table({"s": splits, "v": labels.flatten(), "i": np.arange(len(splits))})
+            firsts = table.group_by(["s", "v"], use_threads=False).aggregate([("i", "min")]).sort_by("i_min")
+            rows_of = firsts.column("i_min").to_pylist()
+            pairs = zip(firsts.column("s").to_pylist(), ([v] for v in firsts.column("v").to_pylist()), rows_of)
+        else:
+            pairs = ((s, v, i) for i, (s, v) in enumerate(zip(splits, labels.to_pylist())))
+        for split, value, i in pairs:
             seen = self.first.setdefault(split, {})
             key = tuple(value or ())
             if key not in seen:
