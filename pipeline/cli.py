@@ -158,7 +158,7 @@ def _existing_store(url: str):
     if "://" not in url and not os.path.isfile(url):
         from components.errors import ConfigError
 
-        raise ConfigError(f"no MLMD store at {_short(url)}: nothing has run with this config yet "
+        raise ConfigError(f"no MLMD store at {_short(url)}: nothing has run with this store yet "
                           "(or pass the store with --metadata)")
     return MetadataStore(url)
 

@@ -113,7 +113,7 @@ def check_inputs(store: MetadataStore, component: str, inputs: dict) -> dict:
         upstream, output = step.inputs[name]
         wanted = STEPS[upstream].outputs[output]
         if artifact.type != wanted:
-            raise ConfigError(f"--input {name}={ref}: artifact {artifact.id} is a {artifact.type}; "
+            raise ConfigError(f"--input {name}={ref}: artifact {artifact.id} has type {artifact.type}; "
                               f"{component}'s input {name} takes a {wanted} ({upstream}'s {output})")
         if artifact.state != "LIVE":
             raise ConfigError(f"--input {name}={ref}: artifact {artifact.id} is {artifact.state}, not LIVE")
