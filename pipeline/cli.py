@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("titanic", parents=[common], help="run the bundled Titanic pipeline with embedded defaults "
                                        "(SQLite MLMD, local Prefect API, Beam DirectRunner, CPU)")
-    p.add_argument("--root", help="where artifacts, the MLMD store and the served models go (default ./tfpipe_root/titanic)")
+    p.add_argument("--root", help="where artifacts, the MLMD store and the served models go (default: the example's own, examples/titanic/tfpipe_root/titanic)")
     p.add_argument("--no-cache", nargs="*", metavar="COMPONENT", help="as for `run`")
     p.add_argument("--seed-program", action="store_true",
                    help="instead, run the seed guide's four-step LinearClassifier program")

@@ -151,8 +151,8 @@ def configure(verbosity: int = 0) -> None:
     root = logging.getLogger()
     if _HANDLER is None:
         _HANDLER = ConsoleHandler()
-    for handler in list(root.handlers):
-        if handler is not _HANDLER:
+    for handler in list(root.handlers):  # Prefect's console handler, or one basicConfig made; not pytest's
+        if handler is not _HANDLER and _console_stream(handler):
             root.removeHandler(handler)
     if _HANDLER not in root.handlers:
         root.addHandler(_HANDLER)
@@ -161,8 +161,13 @@ def configure(verbosity: int = 0) -> None:
     tfpipe.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
     tfpipe.propagate = True
     for handler in list(tfpipe.handlers):  # a console handler an earlier configuration gave it
-        if isinstance(handler, logging.StreamHandler):
+        if _console_stream(handler):
             tfpipe.removeHandler(handler)
+
+
+def _console_stream(handler: logging.Handler) -> bool:
+    return type(handler).__name__ == "PrefectConsoleHandler" or (
+        type(handler) is logging.StreamHandler and handler.stream in (sys.stderr, sys.stdout, sys.__stderr__))
 
 
 def _quiet_warnings() -> None:

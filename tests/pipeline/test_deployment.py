@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from pipeline.metadata import MetadataStore
+from tests.conftest import tiny_titanic
 
 ROOT = Path(__file__).resolve().parents[2]
 TITANIC = ROOT / "examples" / "titanic"
@@ -87,7 +88,7 @@ def test_deployment_runs_on_a_worker_and_shows_in_the_ui(prefect_server, tmp_pat
         assert f"#{e['id']}" in artifacts["deployed-lineage"]["data"]  # the summary lists each MLMD execution
 
     # A run of another pipeline on the same server: its flow run is told apart by name.
-    other = _other_pipeline(tmp_path)
+    other = tiny_titanic(tmp_path / "other", name="other")
     done = subprocess.run([sys.executable, "-m", "pipeline.cli", "component", "ingest", "--config", str(other)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -95,19 +96,6 @@ def test_deployment_runs_on_a_worker_and_shows_in_the_ui(prefect_server, tmp_pat
     assert {"deployed", "other"} <= set(names)
 
     _ui_shows_the_run(server["ui"], first["id"], [flow_run["name"], names["other"]])
-
-
-def _other_pipeline(tmp_path: Path) -> Path:
-    folder = tmp_path / "other"
-    folder.mkdir()
-    for module in ("preprocessing.py", "model.py"):
-        shutil.copy(TITANIC / module, folder / module)
-    (folder / "train.csv").write_text("\n".join((TITANIC / "data" / "train.csv").read_text().splitlines()[:61]) + "\n")
-    (folder / "pipeline.yaml").write_text(yaml.safe_dump({
-        "name": "other", "root": str(tmp_path / "other_root"), "ingest": {"input": "train.csv"},
-        "transform": {"module": "preprocessing.py"},
-        "trainer": {"module": "model.py", "label": "survived", "raw_label": "Survived", "train_steps": 10}}))
-    return folder / "pipeline.yaml"
 
 
 def _ui_shows_the_run(ui: str, flow_run_id: str, run_names: list) -> None:
