@@ -209,7 +209,8 @@ def _cmd_artifacts(args) -> int:
     _, store = _store(args)
     found = store.artifacts(args.type, args.state)
     if not found:
-        print("no artifacts" + (f" of type {args.type}" if args.type else "") + (f" in state {args.state}" if args.state else ""))
+        print("no artifacts" + (f" of type {args.type}" if args.type else "")
+              + (f" in state {args.state}" if args.state else ""))
         return 0
     _table(["id", "type", "state", "uri", "properties"],
            [(a.id, a.type, a.state, _short(a.uri),
@@ -273,7 +274,8 @@ def _cmd_diff(args) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"a: {report['a']}\nb: {report['b']}")
-    _table(["component", "state a", "state b"], [(c, x or "-", y or "-") for c, (x, y) in report["states"].items() if x or y])
+    _table(["component", "state a", "state b"],
+           [(c, x or "-", y or "-") for c, (x, y) in report["states"].items() if x or y])
     print("changes:")
     for change in report["changes"] or ["no difference in config, inputs, modules, code or versions"]:
         print(f"  {change}")
@@ -310,7 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run a whole pipeline from its YAML config", parents=[common])
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=help_text)
+
+    p = add("run", "run a whole pipeline from its YAML config")
     # nargs="?": `tfpipe run --no-cache CONFIG` must not lose CONFIG to --no-cache (see _fix_no_cache)
     p.add_argument("config", nargs="?", help="the pipeline YAML (see examples/titanic/pipeline.yaml)")
     p.add_argument("--no-cache", nargs="*", metavar="COMPONENT",
@@ -318,17 +323,18 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(p)
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("titanic", parents=[common], help="run the bundled Titanic pipeline with embedded defaults "
-                                       "(SQLite MLMD, local Prefect API, Beam DirectRunner, CPU)")
-    p.add_argument("--root", help="where artifacts, the MLMD store and the served models go (default: the example's own, examples/titanic/tfpipe_root/titanic)")
+    p = add("titanic", "run the bundled Titanic pipeline with embedded defaults "
+                       "(SQLite MLMD, local Prefect API, Beam DirectRunner, CPU)")
+    p.add_argument("--root", help="where artifacts, the MLMD store and the served models go "
+                                  "(default: the example's own, examples/titanic/tfpipe_root/titanic)")
     p.add_argument("--no-cache", nargs="*", metavar="COMPONENT", help="as for `run`")
     p.add_argument("--seed-program", action="store_true",
                    help="instead, run the seed guide's four-step LinearClassifier program")
     p.add_argument("--steps", type=int, default=100, help="training steps of --seed-program (default 100)")
     p.set_defaults(func=_cmd_titanic, metadata=None)
 
-    p = sub.add_parser("component", parents=[common], help="run one component; its inputs default to the upstream component's "
-                                         "latest LIVE outputs in MLMD")
+    p = add("component", "run one component; its inputs default to the upstream component's "
+                         "latest LIVE outputs in MLMD")
     p.add_argument("name", choices=COMPONENTS)
     p.add_argument("--config", required=True, help="the pipeline YAML")
     p.add_argument("--input", action="append", metavar="NAME=ID|URI",
@@ -337,8 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(p)
     p.set_defaults(func=_cmd_component)
 
-    p = sub.add_parser("deploy", parents=[common], help="create or update a Prefect deployment of a pipeline, with a schedule, on a "
-                                      "process work pool (needs a Prefect server: PREFECT_API_URL)")
+    p = add("deploy", "create or update a Prefect deployment of a pipeline, with a schedule, on a "
+                      "process work pool (needs a Prefect server: PREFECT_API_URL)")
     p.add_argument("config", nargs="?", help="the pipeline YAML")
     p.add_argument("--name", help="deployment name (default: the pipeline's name); runs as tfpipe/NAME")
     p.add_argument("--pool", default="tfpipe", help="work pool, created as a process pool if missing (default tfpipe)")
@@ -349,20 +355,20 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(p)
     p.set_defaults(func=_cmd_deploy)
 
-    p = sub.add_parser("runs", parents=[common], help="list a pipeline's runs and the state of each component")
+    p = add("runs", "list a pipeline's runs and the state of each component")
     p.add_argument("--config", required=True, help="the pipeline YAML")
     _store_args(p)
     p.set_defaults(func=_cmd_runs)
 
-    p = sub.add_parser("artifacts", parents=[common], help="list artifacts in MLMD, optionally filtered")
+    p = add("artifacts", "list artifacts in MLMD, optionally filtered")
     p.add_argument("--config", required=True, help="the pipeline YAML")
     p.add_argument("--type", help="an artifact type, e.g. Model, Examples, PushedModel")
     p.add_argument("--state", choices=("PENDING", "LIVE", "ABANDONED"), help="only artifacts in this state")
     _store_args(p)
     p.set_defaults(func=_cmd_artifacts)
 
-    p = sub.add_parser("lineage", parents=[common], help="where an artifact came from (back to the raw input files) and what was "
-                                       "made from it")
+    p = add("lineage", "where an artifact came from (back to the raw input files) and what was "
+                       "made from it")
     p.add_argument("artifact", help="an artifact id, an artifact's path, or a pushed model's serving folder")
     p.add_argument("--format", choices=("text", "dot", "svg"), default="text",
                    help="text (default), graphviz dot, or svg (drawn by graphviz's dot)")
@@ -371,8 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(p)
     p.set_defaults(func=_cmd_lineage)
 
-    p = sub.add_parser("reproduce", parents=[common], help="re-run a recorded run from its manifest (config, inputs), nothing "
-                                         "cached, and compare every output: identical, within tolerance or "
+    p = add("reproduce", "re-run a recorded run from its manifest (config, inputs), nothing "
+                         "cached, and compare every output: identical, within tolerance or "
                                          "different, with the likely cause; exits 1 when different")
     p.add_argument("run", help="a run id (as `tfpipe runs` prints it)")
     p.add_argument("--config", help="the pipeline YAML whose MLMD store to read")
@@ -380,8 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(p)
     p.set_defaults(func=_cmd_reproduce)
 
-    p = sub.add_parser("diff", parents=[common], help="what differs between two runs: config, input files, modules, code, "
-                                    "library versions, metrics")
+    p = add("diff", "what differs between two runs: config, input files, modules, code, "
+                    "library versions, metrics")
     p.add_argument("run_a")
     p.add_argument("run_b")
     p.add_argument("--config", help="the pipeline YAML whose MLMD store to read")
@@ -389,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(p)
     p.set_defaults(func=_cmd_diff)
 
-    p = sub.add_parser("version", parents=[common], help="print the versions of tfpipe and the libraries it runs on")
+    p = add("version", "print the versions of tfpipe and the libraries it runs on")
     p.set_defaults(func=_cmd_version)
     return parser
 
