@@ -92,8 +92,9 @@ def test_deployment_runs_on_a_worker_and_shows_in_the_ui(prefect_server, tmp_pat
     done = subprocess.run([sys.executable, "-m", "pipeline.cli", "component", "ingest", "--config", str(other)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    names = {r["name"].split("/")[0]: r["name"] for r in api("/flow_runs/filter", {})}
-    assert {"deployed", "other"} <= set(names)
+    runs = {r["name"].split("/")[0]: r for r in api("/flow_runs/filter", {})}
+    assert {"deployed", "other"} <= set(runs) and "other" in runs["other"]["tags"]  # a CLI run is tagged too
+    names = {pipeline: r["name"] for pipeline, r in runs.items()}
 
     _ui_shows_the_run(server["ui"], first["id"], [flow_run["name"], names["other"]])
 
