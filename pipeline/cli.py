@@ -87,9 +87,6 @@ def _run(config_path: str, args, components=None, inputs=None) -> int:
     from pipeline.config import load_config
 
     cfg = load_config(config_path, _overrides(args))  # a bad config fails in a second, before TensorFlow loads
-    from pipeline import console
-
-    console.import_tensorflow()  # without its C++ start-up lines
     from pipeline.flow import check_inputs, open_store, pipeline_flow
 
     if inputs:
@@ -107,9 +104,6 @@ def _cmd_run(args) -> int:
 
 def _cmd_titanic(args) -> int:
     if args.seed_program:
-        from pipeline import console
-
-        console.import_tensorflow()
         from examples.titanic import seed_estimator
 
         seed_estimator.main(["--steps", str(args.steps)] + (["--workdir", args.root] if args.root else []))
@@ -242,9 +236,6 @@ def _cmd_lineage(args) -> int:
 
 
 def _cmd_reproduce(args) -> int:
-    from pipeline import console
-
-    console.import_tensorflow()
     from pipeline.reproduce import DIFFERENT, reproduce
 
     report = reproduce(_metadata_store(args), args.run)

@@ -9,10 +9,12 @@ imported (pipeline/flow.py), also in a Prefect worker that never saw the CLI.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import sys
+import tempfile
 import time
 import warnings
 
@@ -147,6 +149,8 @@ def configure(verbosity: int = 0) -> None:
     if not verbose():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         _quiet_warnings()
+        if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+            sys.meta_path.insert(0, _QuietTensorFlowImport())
     logging.captureWarnings(True)
     root = logging.getLogger()
     if _HANDLER is None:
@@ -178,20 +182,15 @@ def _quiet_warnings() -> None:
 _expected_filter = ExpectedErrorFilter()
 
 
-def import_tensorflow():
-    """Imports TensorFlow with its C++ start-up lines held back (kept when they are not known noise)."""
-    if "tensorflow" in sys.modules or verbose():
-        import tensorflow
-
-        return tensorflow
-    import tempfile
-
+@contextlib.contextmanager
+def _held_stderr():
+    """Holds back what is written to file descriptor 2 (C++ code included); passes on all but known noise."""
     with tempfile.TemporaryFile() as held:
         sys.stderr.flush()
         saved = os.dup(2)
         os.dup2(held.fileno(), 2)
         try:
-            import tensorflow
+            yield
         finally:
             os.dup2(saved, 2)
             os.close(saved)
@@ -199,7 +198,28 @@ def import_tensorflow():
             for line in held.read().decode(errors="replace").splitlines(keepends=True):
                 if not _CPP_NOISE.match(line):
                     sys.stderr.write(line)
-    return tensorflow
+
+
+class _QuietTensorFlowImport:
+    """A meta-path finder: when (and if) TensorFlow is first imported, its C++ start-up lines are held back,
+    so a command that never needs TensorFlow does not load it to be quiet."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        import importlib.util
+
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and hasattr(spec.loader, "exec_module"):
+            run = spec.loader.exec_module
+
+            def exec_module(module):
+                with _held_stderr():
+                    run(module)
+
+            spec.loader.exec_module = exec_module
+        return spec
 
 
 def adopt_prefect() -> None:
