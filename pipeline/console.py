@@ -162,7 +162,11 @@ def configure(verbosity: int = 0) -> None:
         root.addHandler(_HANDLER)
     root.setLevel(logging.WARNING)
     tfpipe = logging.getLogger("tfpipe")
-    tfpipe.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+    named = logging.getLevelName(os.environ.get(LEVEL_ENV, "").upper())  # e.g. WARNING: no progress, errors only
+    if verbosity:
+        tfpipe.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+    else:
+        tfpipe.setLevel(named if isinstance(named, int) else logging.INFO)
     tfpipe.propagate = True
     for handler in list(tfpipe.handlers):  # a console handler an earlier configuration gave it
         if _console_stream(handler):
