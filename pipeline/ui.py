@@ -59,7 +59,7 @@ def publish(store: MetadataStore, pipeline: str, run_id: str, results: dict) -> 
             key=_key(pipeline, "metrics"),
             markdown=f"## Evaluation of {pipeline} run `{run_id}`: {verdict}\n\n" + _markdown_table(metrics_rows(doc))
                      + ("\n\n### Per slice\n\n" + _markdown_table(slices) if slices else ""),
-            description=f"{pipeline} run {run_id}: the candidate model on the eval split, overall and per slice")
+            description=f"{pipeline} run {run_id}: {verdict}; the candidate model on the eval split, overall and per slice")
     if "pusher" in results:
         push = json.loads((Path(results["pusher"]["uris"]["pushed_model"]) / "push.json").read_text())
         text = (f"**Pushed** version `{push['version']}` to `{push['path']}`" if push["pushed"]
