@@ -36,7 +36,7 @@ def main(argv=None) -> dict:
     runs = []
     for label in ("first", "cached"):
         started = time.perf_counter()
-        result = pipeline_flow(args.config, overrides={"root": root}, run_name=f"bench-{label}")
+        result = pipeline_flow(args.config, overrides={"root": root})
         runs.append((label, time.perf_counter() - started, result))
     first, cached = runs[0][2], runs[1][2]
     doc = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,8 +12,11 @@ import numpy as np
 import tensorflow as tf
 
 from components.errors import ConfigError, InputError
+from components.progress import Progress
 from schemas.artifacts import split_pattern
 from schemas.schema import feature_spec
+
+log = logging.getLogger("tfpipe.evaluator")  # under "tfpipe": on the console and in the Prefect UI
 
 BLESSED, NOT_BLESSED = "BLESSED", "NOT_BLESSED"
 _LOWER_IS_BETTER = {"average_loss", "mean_absolute_error"}
@@ -72,8 +76,9 @@ def _score(model_dir: str, examples_pattern: str, label: str, tft_output, raw_sp
     layer = tft_output.transform_features_layer()
     labels, preds, slice_values = [], defaultdict(list), defaultdict(list)
     ds = tf.data.TFRecordDataset(tf.io.gfile.glob(examples_pattern), compression_type="GZIP").batch(256)
-    kind = None
+    kind, progress = None, Progress(log, "evaluator: examples scored", unit="examples")
     for batch in ds:
+        progress.update(progress.done + int(tf.shape(batch)[0]))
         out = predict(examples=batch)
         kind = kind or ("classification" if "class_ids" in out else "regression")
         raw = tf.io.parse_example(batch, raw_spec)
@@ -95,6 +100,7 @@ def _score(model_dir: str, examples_pattern: str, label: str, tft_output, raw_sp
             slice_values[name].extend(v.decode() if isinstance(v, bytes) else str(v) for v in flat)
     if kind is None:
         raise InputError(f"evaluator: no examples in {examples_pattern}")
+    progress.finish()
     return kind, np.concatenate(labels), {k: np.concatenate(v) for k, v in preds.items()}, slice_values
 
 

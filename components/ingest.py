@@ -18,6 +18,7 @@ import csv
 import glob
 import gzip
 import json
+import logging
 import os
 import re
 import zlib
@@ -30,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from components.errors import ConfigError, InputError
+from components.progress import Progress
 from schemas.artifacts import gzip_writer, split_dir
 from schemas.examples import CanonicalEncoder
 from schemas.labels import LabelValues
@@ -394,7 +396,7 @@ def _read(config: IngestConfig, sources: dict, out: Path, names: list, rule: Spl
     labels = LabelValues(config.label, config.label_is_class, kinds(schema).get(config.label), config.train_split)
     encoder = CanonicalEncoder(schema, drop_missing=True)  # a missing value: no feature at all
     key_encoder = _key_encoder(schema, rule.key) if rule is not None and rule.key else None
-    writers = {}
+    writers, progress = {}, Progress(logging.getLogger("tfpipe.ingest"), "ingest: rows read")
     try:
         writers = _open_writers(out, names)
         for split, path in files:
@@ -413,9 +415,11 @@ def _read(config: IngestConfig, sources: dict, out: Path, names: list, rule: Spl
                 for target, record in zip(targets, records):
                     writers[target].write(record)
                 counts.update(targets)
+                progress.update(sum(counts.values()))
     finally:
         for w in writers.values():
             w.close()
+    progress.finish()
     if sum(counts.values()) == 0:
         raise InputError(f"ingest: no rows in {', '.join(path for _, path in files)} (an empty file, or a header alone)")
     one = labels.one_class()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from components.errors import ConfigError, InputError
+from components.progress import Progress
 from components.user_module import load_function
 from schemas import artifacts
 from schemas.schema import feature_spec
@@ -67,6 +69,24 @@ def raw_serving_receiver_fn(tft_output, raw_feature_spec: dict, raw_label: str):
     return receiver_fn
 
 
+class _TrainingProgress(logging.Filter):
+    """Turns the engine's "step N: loss = ..." lines into progress: step N of max_steps, loss, examples/s, ETA."""
+
+    def __init__(self, max_steps: int, batch_size: int):
+        super().__init__()
+        self.progress = Progress(logging.getLogger("tfpipe.trainer"), "trainer: step", total=max_steps,
+                                 unit="examples", per_item=batch_size)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "step %d: loss = %.5g (%.1f steps/s, %s examples/s)" and record.args:
+            step, loss = int(record.args[0]), float(record.args[1])
+            self.progress.done = step
+            final = step >= (self.progress.total or 0)
+            record.msg, record.args = "%s", (self.progress.line(f"loss {loss:.4g}", final=final),)
+            record.tfpipe_progress = "final" if final else "live"
+        return True
+
+
 def train(config: TrainerConfig, transformed_dir: str, transform_graph_dir: str, schema_path: str,
           model_dir: str, model_run_dir: str) -> dict:
     """Writes the serving SavedModel into model_dir, checkpoints and events into model_run_dir."""
@@ -81,7 +101,8 @@ def train(config: TrainerConfig, transformed_dir: str, transform_graph_dir: str,
     tft_output = tft.TFTransformOutput(transform_graph_dir)
     spec = tft_output.transformed_feature_spec()
     run_config = est_lib.RunConfig(model_dir=str(model_run_dir), tf_random_seed=config.seed,
-                                   save_checkpoints_steps=config.checkpoint_steps or max(1, min(config.train_steps, 200)))
+                                   save_checkpoints_steps=config.checkpoint_steps or max(1, min(config.train_steps, 200)),
+                                   log_step_count_steps=max(1, min(100, config.train_steps // 10)))
     build = load_function(config.module, "build_estimator")
     estimator = build(run_config, tft_output, dict(config.params))
     if not isinstance(estimator, est_lib.Estimator):
@@ -93,9 +114,15 @@ def train(config: TrainerConfig, transformed_dir: str, transform_graph_dir: str,
                                config.batch_size, False, config.seed)
     receiver = raw_serving_receiver_fn(tft_output, feature_spec(schema_path), config.raw_label or config.label)
     exporter = est_lib.FinalExporter("serving", receiver)
-    result, exports = est_lib.train_and_evaluate(
-        estimator, est_lib.TrainSpec(train_input, max_steps=config.train_steps),
-        est_lib.EvalSpec(eval_input, steps=config.eval_steps, exporters=[exporter], throttle_secs=600))
+    engine_log = logging.getLogger("tfpipe.estimator")
+    progress = _TrainingProgress(config.train_steps, config.batch_size)
+    engine_log.addFilter(progress)
+    try:
+        result, exports = est_lib.train_and_evaluate(
+            estimator, est_lib.TrainSpec(train_input, max_steps=config.train_steps),
+            est_lib.EvalSpec(eval_input, steps=config.eval_steps, exporters=[exporter], throttle_secs=600))
+    finally:
+        engine_log.removeFilter(progress)
     if not exports:
         raise InputError("trainer: training ended before max_steps (the train split ran out?), nothing exported")
     # The SavedModel's files go straight into model_dir (the caller's folder, which may exist already).

@@ -14,6 +14,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from components.progress import Progress
 from components.errors import InputError, TfpipeError
 from components.user_module import load_function, local_imports
 from schemas import artifacts
@@ -145,7 +146,7 @@ def _apply_all(jobs: list, graph_dir: str, schema: bytes, module: str) -> None:
     processes (one per core) that each load the graph once; the bytes are the same either way."""
     size = sum(os.path.getsize(source) for source, _ in jobs)
     workers = min(len(jobs), os.cpu_count() or 1) if size > _POOL_BYTES else 1
-    t, rows = time.perf_counter(), 0
+    rows, progress = 0, Progress(log, f"transform: applying the graph to {len(jobs)} files, rows")
     if workers <= 1:
         _init_applier(graph_dir, schema, module)
         results = map(_apply_file, jobs)
@@ -159,7 +160,8 @@ def _apply_all(jobs: list, graph_dir: str, schema: bytes, module: str) -> None:
     try:
         for (source, _), n in zip(jobs, results):
             rows += n
-            log.info("transform: %s, %d rows (%d in %.0f s)", source, n, rows, time.perf_counter() - t)
+            progress.update(rows)
+        progress.finish()
     except BrokenProcessPool as e:
         raise TransformError("transform: a worker process applying the graph died. If a script of yours calls "
                              "transform(), put that call under `if __name__ == '__main__':` (worker processes "

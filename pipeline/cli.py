@@ -40,21 +40,49 @@ def _no_cache(args):
     return True if args.no_cache == [] else list(args.no_cache)
 
 
+def _short(path) -> str:
+    """A path relative to the working directory when it lies below it, else as given."""
+    path = str(path)
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if relative.startswith("..") or "://" in path else relative
+
+
 def _summary(result: dict) -> None:
-    print(f"pipeline {result['pipeline']} run {result['run_id']}")
-    for name, info in result["components"].items():
-        print(f"  {name:<10} {info['state']:<9} " + " ".join(f"{k}={v}" for k, v in info["uris"].items()))
+    """What the run did, in at most 100 columns: each step's state and time, the metrics against their
+    thresholds (overall and per slice), and where the model, the metrics and the store are."""
+    print(f"pipeline {result['pipeline']}, run {result['run_id']}")
     comps = result["components"]
+    for name, info in comps.items():
+        seconds = info.get("wall_seconds")
+        print(f"  {name:<10} {info['state']:<9} {'' if seconds is None else f'{seconds:6.1f} s'}")
     if "evaluator" in comps:
-        metrics = json.loads((Path(comps["evaluator"]["uris"]["evaluation"]) / "metrics.json").read_text())
-        print(f"metrics:      {Path(comps['evaluator']['uris']['evaluation']) / 'metrics.json'}")
-        print("              " + ", ".join(f"{k} {v:.4g}" for k, v in metrics["overall"].items())
-              + f"; blessed: {metrics['blessed']}" + ("" if metrics["blessed"] else f" ({'; '.join(metrics['reasons'])})"))
+        from pipeline.ui import metrics_rows, slice_rows
+
+        path = Path(comps["evaluator"]["uris"]["evaluation"]) / "metrics.json"
+        doc = json.loads(path.read_text())
+        verdict = "BLESSED" if doc["blessed"] else "NOT BLESSED: " + "; ".join(doc["reasons"])
+        print(f"evaluation: {verdict}")
+        for row in metrics_rows(doc):
+            check = "" if row["threshold"] == "-" else f"  {row['threshold']}: {row['result']}"
+            print(f"  {row['metric']:<24} {row['value']:>10.4g}{check}"[:100])
+        rows = slice_rows(doc)
+        if rows:
+            print("  per slice:")
+            for row in rows:
+                line = f"    {row['slice']:<22} n={row['examples']:<6}"
+                for k, v in row.items():
+                    if isinstance(v, float) and len(line) + len(k) + 9 <= 100:
+                        line += f" {k} {v:.3g}"
+                print(line)
+        print(f"metrics:      {_short(path)}")
     if "pusher" in comps:
         push = json.loads((Path(comps["pusher"]["uris"]["pushed_model"]) / "push.json").read_text())
-        print(f"pushed model: {push['path']}" + (" (already in serving)" if push.get("already_in_serving") else "")
-              if push["pushed"] else "pushed model: none (not blessed)")
-    print(f"MLMD store:   {result['metadata']}")
+        print(f"pushed model: {_short(push['path'])}" + (" (already in serving)" if push.get("already_in_serving")
+                                                           else "") if push["pushed"] else "pushed model: none (not blessed)")
+    print(f"MLMD store:   {_short(result['metadata'])}")
 
 
 def _run(config_path: str, args, components=None, inputs=None) -> int:
@@ -64,10 +92,13 @@ def _run(config_path: str, args, components=None, inputs=None) -> int:
     from pipeline.metadata import probe
 
     probe(cfg.metadata, cfg.metadata_timeout)  # and so does a store that is not there or does not answer
-    from pipeline.flow import pipeline_flow
+    from pipeline.flow import check_inputs, open_store, pipeline_flow
 
+    if inputs:
+        # A typo, a missing id or an artifact of the wrong type: one line, before any run is recorded.
+        inputs = check_inputs(open_store(cfg), components[0], inputs)
     result = pipeline_flow(config_path, overrides=_overrides(args), no_cache=_no_cache(args),
-                           run_name=Path(config_path).stem, components=components, inputs=inputs)
+                           components=components, inputs=inputs)
     _summary(result)
     return 0
 
@@ -82,7 +113,8 @@ def _cmd_titanic(args) -> int:
 
         seed_estimator.main(["--steps", str(args.steps)] + (["--workdir", args.root] if args.root else []))
         return 0
-    args.root = args.root or os.path.join("tfpipe_root", "titanic")
+    # The config's own root (examples/titanic/tfpipe_root/titanic), so `tfpipe titanic`, `tfpipe run
+    # examples/titanic/pipeline.yaml` and `tfpipe runs --config examples/titanic/pipeline.yaml` share one store.
     return _run(str(TITANIC_YAML), args)
 
 
@@ -118,16 +150,42 @@ def _cmd_deploy(args) -> int:
     return 0
 
 
+def _existing_store(url: str, timeout: float | None = None):
+    """The MLMD store at url, for reading: a SQLite file that is not there is an error, never a new store."""
+    from pipeline.metadata import MetadataStore
+
+    if "://" not in url and not os.path.isfile(url):
+        from components.errors import ConfigError
+
+        raise ConfigError(f"no MLMD store at {_short(url)}: nothing has run with this store yet "
+                          "(or pass the store with --metadata)")
+    return MetadataStore(url) if timeout is None else MetadataStore(url, timeout)
+
+
 def _store(args):
     from pipeline.config import load_config
-    from pipeline.metadata import MetadataStore
 
     cfg = load_config(args.config, _overrides(args))
     if cfg.metadata_secret:
         from pipeline.flow import open_store
 
         return cfg, open_store(cfg)
-    return cfg, MetadataStore(cfg.metadata, cfg.metadata_timeout)
+    return cfg, _existing_store(cfg.metadata, cfg.metadata_timeout)
+
+
+def _table(headers: list, rows: list) -> None:
+    """A table with headers, as wide as the terminal (long cells fold rather than overflow)."""
+    import shutil
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*headers, box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    width = shutil.get_terminal_size((100, 24)).columns
+    Console(width=width, highlight=False, soft_wrap=False, no_color=not sys.stdout.isatty()).print(table)
 
 
 def _cmd_runs(args) -> int:
@@ -136,27 +194,33 @@ def _cmd_runs(args) -> int:
     if not runs:
         from pipeline.metadata import redact
 
-        print(f"no runs of {cfg.name} in {redact(cfg.metadata)}")
-    for run in runs:
-        states = ", ".join(f"{c}:{s}" for c, s, _ in run["executions"])
-        print(f"{run['run']}  {states}")
+        print(f"no runs of {cfg.name} in {_short(redact(cfg.metadata))}")
+        return 0
+    import time
+
+    _table(["run", "started", "components"],
+           [(run["run"], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["created"] / 1000)),
+             ", ".join(f"{c} {s}" for c, s, _ in run["executions"])) for run in runs])
     return 0
 
 
 def _cmd_artifacts(args) -> int:
     _, store = _store(args)
-    for a in store.artifacts(args.type, args.state):
-        props = " ".join(f"{k}={v}" for k, v in sorted(a.properties.items()) if k != "fingerprint")
-        print(f"{a.id:>5}  {a.type:<20} {a.state:<9} {a.uri}  {props}")
+    found = store.artifacts(args.type, args.state)
+    if not found:
+        print("no artifacts" + (f" of type {args.type}" if args.type else "")
+              + (f" in state {args.state}" if args.state else ""))
+        return 0
+    _table(["id", "type", "state", "uri", "properties"],
+           [(a.id, a.type, a.state, _short(a.uri),
+             " ".join(f"{k}={v}" for k, v in sorted(a.properties.items()) if k != "fingerprint")) for a in found])
     return 0
 
 
 def _metadata_store(args):
     """The MLMD store named by --metadata, else the one the --config file names."""
-    from pipeline.metadata import MetadataStore
-
     if args.metadata:
-        return MetadataStore(_overrides(args)["metadata"])
+        return _existing_store(_overrides(args)["metadata"])
     if not args.config:
         raise SystemExit("tfpipe: error: say which MLMD store: --config PIPELINE.yaml or --metadata PATH|URL")
     return _store(args)[1]
@@ -206,11 +270,13 @@ def _cmd_diff(args) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"a: {report['a']}\nb: {report['b']}")
-    print("states:  " + ", ".join(f"{c} {x}/{y}" for c, (x, y) in report["states"].items() if x or y))
+    _table(["component", "state a", "state b"],
+           [(c, x or "-", y or "-") for c, (x, y) in report["states"].items() if x or y])
+    print("changes:")
     for change in report["changes"] or ["no difference in config, inputs, modules, code or versions"]:
         print(f"  {change}")
-    for key, values in report["metrics"].items():
-        print(f"  metric {key}: {values.get('a')} -> {values.get('b')}")
+    if report["metrics"]:
+        _table(["metric", "a", "b"], [(k, v.get("a", "-"), v.get("b", "-")) for k, v in report["metrics"].items()])
     return 0
 
 
@@ -234,60 +300,71 @@ def build_parser() -> argparse.ArgumentParser:
         description="TensorFlow training pipelines: ingest -> transform -> trainer -> evaluator -> pusher, "
                     "on Prefect, with lineage in ML Metadata.",
     )
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="also show the libraries' own messages (TensorFlow's start-up, deprecations); "
+                             "-vv adds tfpipe's debug lines. Same as TFPIPE_LOG_LEVEL=DEBUG")
+    # -v is accepted after the command too; SUPPRESS keeps a subcommand from resetting the count given before it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run a whole pipeline from its YAML config")
-    p.add_argument("config", help="the pipeline YAML (see examples/titanic/pipeline.yaml)")
-    p.add_argument("--no-cache", nargs="*", metavar="COMPONENT", choices=COMPONENTS,
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=help_text)
+
+    p = add("run", "run a whole pipeline from its YAML config")
+    # nargs="?": `tfpipe run --no-cache CONFIG` must not lose CONFIG to --no-cache (see _fix_no_cache)
+    p.add_argument("config", nargs="?", help="the pipeline YAML (see examples/titanic/pipeline.yaml)")
+    p.add_argument("--no-cache", nargs="*", metavar="COMPONENT",
                    help="re-run everything (no names) or only these components instead of reusing cached outputs")
     _store_args(p)
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("titanic", help="run the bundled Titanic pipeline with embedded defaults "
-                                       "(SQLite MLMD, local Prefect API, Beam DirectRunner, CPU)")
-    p.add_argument("--root", help="where artifacts, the MLMD store and the served models go (default ./tfpipe_root/titanic)")
-    p.add_argument("--no-cache", nargs="*", metavar="COMPONENT", choices=COMPONENTS, help="as for `run`")
+    p = add("titanic", "run the bundled Titanic pipeline with embedded defaults "
+                       "(SQLite MLMD, local Prefect API, Beam DirectRunner, CPU)")
+    p.add_argument("--root", help="where artifacts, the MLMD store and the served models go "
+                                  "(default: the example's own, examples/titanic/tfpipe_root/titanic)")
+    p.add_argument("--no-cache", nargs="*", metavar="COMPONENT", help="as for `run`")
     p.add_argument("--seed-program", action="store_true",
                    help="instead, run the seed guide's four-step LinearClassifier program")
     p.add_argument("--steps", type=int, default=100, help="training steps of --seed-program (default 100)")
     p.set_defaults(func=_cmd_titanic, metadata=None)
 
-    p = sub.add_parser("component", help="run one component; its inputs default to the upstream component's "
-                                         "latest LIVE outputs in MLMD")
+    p = add("component", "run one component; its inputs default to the upstream component's "
+                         "latest LIVE outputs in MLMD")
     p.add_argument("name", choices=COMPONENTS)
     p.add_argument("--config", required=True, help="the pipeline YAML")
     p.add_argument("--input", action="append", metavar="NAME=ID|URI",
                    help="use this artifact (MLMD id or URI) as input NAME; repeatable")
-    p.add_argument("--no-cache", nargs="*", metavar="COMPONENT", choices=COMPONENTS, help="as for `run`")
+    p.add_argument("--no-cache", nargs="*", metavar="COMPONENT", help="as for `run`")
     _store_args(p)
     p.set_defaults(func=_cmd_component)
 
-    p = sub.add_parser("deploy", help="create or update a Prefect deployment of a pipeline, with a schedule, on a "
-                                      "process work pool (needs a Prefect server: PREFECT_API_URL)")
-    p.add_argument("config", help="the pipeline YAML")
+    p = add("deploy", "create or update a Prefect deployment of a pipeline, with a schedule, on a "
+                      "process work pool (needs a Prefect server: PREFECT_API_URL)")
+    p.add_argument("config", nargs="?", help="the pipeline YAML")
     p.add_argument("--name", help="deployment name (default: the pipeline's name); runs as tfpipe/NAME")
     p.add_argument("--pool", default="tfpipe", help="work pool, created as a process pool if missing (default tfpipe)")
     p.add_argument("--cron", help='schedule, e.g. "0 3 * * *" for 03:00 every day (default: none, run on demand)')
     p.add_argument("--timezone", default="UTC", help="time zone of --cron (default UTC)")
-    p.add_argument("--no-cache", nargs="*", metavar="COMPONENT", choices=COMPONENTS,
+    p.add_argument("--no-cache", nargs="*", metavar="COMPONENT",
                    help="this deployment's runs re-run everything (no names) or these components")
     _store_args(p)
     p.set_defaults(func=_cmd_deploy)
 
-    p = sub.add_parser("runs", help="list a pipeline's runs and the state of each component")
+    p = add("runs", "list a pipeline's runs and the state of each component")
     p.add_argument("--config", required=True, help="the pipeline YAML")
     _store_args(p)
     p.set_defaults(func=_cmd_runs)
 
-    p = sub.add_parser("artifacts", help="list artifacts in MLMD, optionally filtered")
+    p = add("artifacts", "list artifacts in MLMD, optionally filtered")
     p.add_argument("--config", required=True, help="the pipeline YAML")
     p.add_argument("--type", help="an artifact type, e.g. Model, Examples, PushedModel")
     p.add_argument("--state", choices=("PENDING", "LIVE", "ABANDONED"), help="only artifacts in this state")
     _store_args(p)
     p.set_defaults(func=_cmd_artifacts)
 
-    p = sub.add_parser("lineage", help="where an artifact came from (back to the raw input files) and what was "
-                                       "made from it")
+    p = add("lineage", "where an artifact came from (back to the raw input files) and what was "
+                       "made from it")
     p.add_argument("artifact", help="an artifact id, an artifact's path, or a pushed model's serving folder")
     p.add_argument("--format", choices=("text", "dot", "svg"), default="text",
                    help="text (default), graphviz dot, or svg (drawn by graphviz's dot)")
@@ -296,8 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(p)
     p.set_defaults(func=_cmd_lineage)
 
-    p = sub.add_parser("reproduce", help="re-run a recorded run from its manifest (config, inputs), nothing "
-                                         "cached, and compare every output: identical, within tolerance or "
+    p = add("reproduce", "re-run a recorded run from its manifest (config, inputs), nothing "
+                         "cached, and compare every output: identical, within tolerance or "
                                          "different, with the likely cause; exits 1 when different")
     p.add_argument("run", help="a run id (as `tfpipe runs` prints it)")
     p.add_argument("--config", help="the pipeline YAML whose MLMD store to read")
@@ -305,8 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(p)
     p.set_defaults(func=_cmd_reproduce)
 
-    p = sub.add_parser("diff", help="what differs between two runs: config, input files, modules, code, "
-                                    "library versions, metrics")
+    p = add("diff", "what differs between two runs: config, input files, modules, code, "
+                    "library versions, metrics")
     p.add_argument("run_a")
     p.add_argument("run_b")
     p.add_argument("--config", help="the pipeline YAML whose MLMD store to read")
@@ -314,22 +391,27 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(p)
     p.set_defaults(func=_cmd_diff)
 
-    p = sub.add_parser("version", help="print the versions of tfpipe and the libraries it runs on")
+    p = add("version", "print the versions of tfpipe and the libraries it runs on")
     p.set_defaults(func=_cmd_version)
     return parser
 
 
-def _setup_logging() -> None:
-    """Progress of tfpipe's own loggers (steps, training) on stderr, whatever Prefect sets up for itself."""
-    import logging
-
-    logger = logging.getLogger("tfpipe")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", "%H:%M:%S"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+def _fix_no_cache(parser, args) -> None:
+    """`--no-cache` takes component names, and nothing else: a word after it that is not a component is the
+    config path it swallowed (`tfpipe run --no-cache pipeline.yaml`)."""
+    if getattr(args, "no_cache", None):
+        names = []
+        for value in args.no_cache:
+            if value in COMPONENTS:
+                names.append(value)
+            elif "config" in vars(args) and args.config is None and (value.endswith((".yaml", ".yml"))
+                                                                     or os.path.isfile(value)):
+                args.config = value
+            else:
+                parser.error(f"--no-cache: {value!r} is not a component (choose from {', '.join(COMPONENTS)})")
+        args.no_cache = names
+    if "config" in vars(args) and args.config is None and args.command in ("run", "deploy"):
+        parser.error(f"{args.command}: the pipeline YAML is required")
 
 
 def main(argv=None) -> int:
@@ -338,18 +420,26 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from components.errors import ConfigError, InputError, Stopped, TfpipeError
+    _fix_no_cache(parser, args)
+    from pipeline import console
 
-    _setup_logging()
+    console.configure(args.verbose)
+    from components.errors import Stopped, TfpipeError
+
     try:
         return args.func(args)
     except Stopped as e:
         print(f"tfpipe: stopped: {e}; run it again to resume", file=sys.stderr)
         return 143
-    except (TfpipeError, ConfigError, InputError) as e:
-        # Config and input errors are the user's to fix: say what, not a traceback.
+    except TfpipeError as e:
+        # Config and input errors are the user's to fix: say what, not a traceback (a bug keeps its traceback).
         print(f"tfpipe: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # `tfpipe lineage ... | head`: the reader has all it wants. Quiet, and no second error at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as e:
         full = _no_space(e)
         if full is None:

@@ -49,7 +49,7 @@ def deploy(config_path: str, name: str, pool: str, cron: str | None, overrides: 
     deployment_id = source.deploy(
         name=name, work_pool_name=pool, build=False, push=False,
         schedules=[Cron(cron, timezone=timezone)] if cron else [],
-        parameters={"config_path": str(Path(config_path).resolve()), "overrides": overrides, "no_cache": no_cache,
-                    "run_name": name},
+        parameters={"config_path": str(Path(config_path).resolve()), "overrides": overrides, "no_cache": no_cache},
+        tags=[name],
         description=f"tfpipe pipeline {config_path}", print_next_steps=False, ignore_warnings=True)
     return str(deployment_id)

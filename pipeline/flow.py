@@ -49,7 +49,11 @@ def _detach_temporary_server() -> None:
 
 _detach_temporary_server()
 
-from pipeline import ui
+from pipeline import console, ui  # noqa: E402
+
+console.adopt_prefect()  # one log format, no library noise, no traceback for an expected error
+
+from components.errors import ConfigError  # noqa: E402
 from pipeline.config import COMPONENTS, load_config
 from pipeline.metadata import PASSWORD_ENV, PRODUCTION, MetadataStore, redact
 from pipeline.steps import STEPS, run_step
@@ -95,18 +99,79 @@ def component_task(config_path: str, overrides: dict, component: str, run_id: st
     return result
 
 
-@flow(name="tfpipe", flow_run_name="{run_name}", log_prints=True)
-def pipeline_flow(config_path: str, overrides: dict | None = None, no_cache=False, run_name: str = "run",
-                  components: list | None = None, inputs: dict | None = None, purpose: str = PRODUCTION) -> dict:
-    """Runs the components in order (all by default).
+def new_run_id() -> str:
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def _flow_run_name() -> str:
+    """`<pipeline>/<run id>`: runs of different pipelines look different in the UI, and show tfpipe's run id."""
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters
+    try:
+        name = load_config(params["config_path"], params.get("overrides") or {}).name
+    except Exception:  # the flow body reports a bad config properly
+        name = "tfpipe"
+    return f"{name}/{params.get('run_id') or new_run_id()}"
+
+
+def _run_id_from_name(pipeline: str) -> str:
+    from prefect.runtime import flow_run
+
+    name = flow_run.name or ""
+    return name.split("/", 1)[1] if name.startswith(pipeline + "/") else new_run_id()
+
+
+def _tag(pipeline: str) -> None:
+    """Tags the flow run with the pipeline's name (filterable in the UI), however the run was started."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    if flow_run.id and pipeline not in (flow_run.tags or []):
+        try:
+            with get_client(sync_client=True) as client:
+                client.update_flow_run(flow_run.id, tags=sorted({*(flow_run.tags or []), pipeline}))
+        except Exception as e:  # a tag is not worth failing a run for
+            log.debug("could not tag the flow run: %s", e)
+
+
+def check_inputs(store: MetadataStore, component: str, inputs: dict) -> dict:
+    """{input name: artifact id or URI} given by a user -> {input name: artifact id}, or a ConfigError naming the
+    component's input names, a missing artifact, or the type an artifact has against the one the input takes."""
+    step = STEPS[component]
+    out = {}
+    for name, ref in inputs.items():
+        if name not in step.inputs:
+            raise ConfigError(f"{component} has no input {name!r}; its inputs are {', '.join(step.inputs)}")
+        artifact = store.artifact(store.resolve(ref))
+        upstream, output = step.inputs[name]
+        wanted = STEPS[upstream].outputs[output]
+        if artifact.type != wanted:
+            raise ConfigError(f"--input {name}={ref}: artifact {artifact.id} has type {artifact.type}; "
+                              f"{component}'s input {name} takes a {wanted} ({upstream}'s {output})")
+        if artifact.state != "LIVE":
+            raise ConfigError(f"--input {name}={ref}: artifact {artifact.id} is {artifact.state}, not LIVE")
+        out[name] = artifact.id
+    return out
+
+
+@flow(name="tfpipe", flow_run_name=_flow_run_name, log_prints=True)
+def pipeline_flow(config_path: str, overrides: dict | None = None, no_cache=False, run_id: str | None = None,
+                  components: list | None = None, inputs: dict | None = None, purpose: str = PRODUCTION,
+                  run_name: str | None = None) -> dict:
+    """Runs the components in order (all by default). The flow run is named `<pipeline>/<run id>`; `run_name`
+    is ignored (deployments made before that still pass it).
 
     A component's inputs are its upstream outputs in this run, else the upstream's latest LIVE
     outputs in MLMD; `inputs` ({input name: artifact id or URI}) overrides them.
     """
     overrides = overrides or {}
     cfg = load_config(config_path, overrides)  # validated once, before anything runs
-    run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    run_id = run_id or _run_id_from_name(cfg.name)
+    _tag(cfg.name)
     store = open_store(cfg)
+    if inputs:
+        inputs = check_inputs(store, (components or COMPONENTS)[0], inputs)  # before the run is recorded
     store.start_run(cfg.name, run_id)
     produced, results = {}, {}
     for component in components or COMPONENTS:
@@ -117,7 +182,7 @@ def pipeline_flow(config_path: str, overrides: dict | None = None, no_cache=Fals
             if output in source:
                 input_ids[name] = source[output]
             if name in (inputs or {}):
-                input_ids[name] = store.resolve(inputs[name])
+                input_ids[name] = inputs[name]
         started = time.perf_counter()
         # A task that reports itself Cached hands back its State: .result() gives the same dict either way.
         state = component_task(config_path, overrides, component, run_id, input_ids, no_cache, purpose,
@@ -127,7 +192,7 @@ def pipeline_flow(config_path: str, overrides: dict | None = None, no_cache=Fals
         produced[component] = result["outputs"]
         results[component] = result
     if results:
-        ui.publish(store, cfg.name, f"{cfg.name}.{run_id}", results)
+        ui.publish(store, cfg.name, run_id, results)
     return {"pipeline": cfg.name, "run_id": run_id, "metadata": redact(cfg.metadata), "root": cfg.root,
             "serving_base": cfg.pusher.serving_base, "components": results}
 

@@ -133,13 +133,18 @@ def text(graph: Graph) -> str:
     return "\n".join(lines)
 
 
+def _tail(text: str, width: int) -> str:
+    return text if len(text) <= width else "…" + text[-(width - 1):]
+
+
 def markdown(graph: Graph) -> str:
     rows = ["| node | state | from | where |", "|---|---|---|---|"]
     for key in graph.order():
         node = graph.nodes[key]
         sources = ", ".join(sorted(graph.nodes[a]["label"] for a, b in graph.edges if b == key))
+        detail = _tail(node["detail"], 40)  # the pane is narrow: the end of a path tells it apart
         rows.append(f"| {'**' + node['label'] + '**' if key == graph.focus else node['label']} | {node['state']} "
-                    f"| {sources} | `{node['detail']}` |")
+                    f"| {sources} | `{detail}` |")
     return "\n".join(rows)
 
 
@@ -155,7 +160,7 @@ def dot(graph: Graph) -> str:
     lines = ["digraph lineage {", "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=10, style=filled];']
     for key in graph.order():
         node = graph.nodes[key]
-        detail = node["detail"] if len(node["detail"]) <= 48 else "…" + node["detail"][-47:]
+        detail = _tail(node["detail"], 48)
         lines.append(f"  {q(key)} [label={q(node['label'] + chr(10) + node['state'] + chr(10) + detail)}, "
                      f"shape={_SHAPES[node['kind']]}, fillcolor={q(_COLOURS.get(node['state'], '#eeeeee'))}"
                      + (", penwidth=3" if key == graph.focus else "") + "];")

@@ -47,7 +47,7 @@ def reproduce(store: MetadataStore, ref: str, workdir: str | None = None) -> dic
     config.pop("source", None)
     config_path = folder / "pipeline.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    result = pipeline_flow(str(config_path), no_cache=True, run_name=f"reproduce-{original_name}",
+    result = pipeline_flow(str(config_path), no_cache=True,
                            components=[c for c in COMPONENTS if c in recorded], purpose=REPRODUCE)
     new_name, new_executions = _run(store, result["run_id"])
     report = compare(store, original_name, executions, new_name, new_executions)

@@ -30,31 +30,53 @@ def metrics_rows(doc: dict) -> list[dict]:
     return rows
 
 
-def publish(store: MetadataStore, pipeline: str, run_name: str, results: dict) -> None:
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+def slice_rows(doc: dict) -> list[dict]:
+    """One row per slice value ("Sex=female"): its example count and the slice's metrics."""
+    rows = []
+    for name, metrics in (doc.get("slices") or {}).items():
+        row = {"slice": name, "examples": int(metrics.get("example_count", 0))}
+        row.update({k: round(float(v), 6) for k, v in metrics.items() if k != "example_count"})
+        rows.append(row)
+    return rows
 
+
+def _markdown_table(rows: list[dict]) -> str:
+    headers = list(dict.fromkeys(k for row in rows for k in row))
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(row.get(h, "-")) for h in headers) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def publish(store: MetadataStore, pipeline: str, run_id: str, results: dict) -> None:
+    from prefect.artifacts import create_markdown_artifact
+
+    run_name = f"{pipeline}.{run_id}"  # the MLMD pipeline_run context
     if "evaluator" in results:
         doc = json.loads((Path(results["evaluator"]["uris"]["evaluation"]) / "metrics.json").read_text())
         verdict = "BLESSED" if doc["blessed"] else "NOT BLESSED: " + "; ".join(doc["reasons"])
-        create_table_artifact(key=_key(pipeline, "metrics"), table=metrics_rows(doc),
-                              description=f"Evaluation of the candidate model on the eval split: {verdict}")
+        slices = slice_rows(doc)
+        create_markdown_artifact(
+            key=_key(pipeline, "metrics"),
+            markdown=f"## Evaluation of {pipeline} run `{run_id}`: {verdict}\n\n" + _markdown_table(metrics_rows(doc))
+                     + ("\n\n### Per slice\n\n" + _markdown_table(slices) if slices else ""),
+            description=f"{pipeline} run {run_id}: {verdict}; the candidate model on the eval split, overall and per slice")
     if "pusher" in results:
         push = json.loads((Path(results["pusher"]["uris"]["pushed_model"]) / "push.json").read_text())
         text = (f"**Pushed** version `{push['version']}` to `{push['path']}`" if push["pushed"]
                 else f"**Not pushed**: {push.get('reason', 'not blessed')}")
-        create_markdown_artifact(key=_key(pipeline, "pushed-model"), markdown=f"## Pushed model\n\n{text}\n",
-                                 description="Where the blessed model was pushed")
-    rows = ["| component | execution | state | inputs (MLMD artifact ids) | outputs (MLMD artifact ids) |",
-            "|---|---|---|---|---|"]
+        create_markdown_artifact(key=_key(pipeline, "pushed-model"),
+                                 markdown=f"## Pushed model of {pipeline} run `{run_id}`\n\n{text}\n",
+                                 description=f"{pipeline} run {run_id}: where the blessed model was pushed")
+    # Narrow enough for the artifact pane: one line per execution, artifact ids only.
+    rows = ["| step | execution | state | outputs |", "|---|---|---|---|"]
     for e in store.run_executions(run_name):
-        inputs = ", ".join(f"{n} #{a.id}" for n, a in store.inputs_of(e["id"]).items()) or "-"
         outputs = ", ".join(f"{n} #{a.id}" for n, a in store.outputs_of(e["id"]).items())
-        rows.append(f"| {e['component']} | #{e['id']} | {e['state']} | {inputs} | {outputs} |")
+        rows.append(f"| {e['component']} | #{e['id']} | {e['state']} | {outputs} |")
     last = list(results.values())[-1]["outputs"]
     # The run's ingest has just hashed its input files: no need to read them again here.
     graph = lineage.build(store, last.get("pushed_model") or next(iter(last.values())), check_files=False)
     create_markdown_artifact(
         key=_key(pipeline, "lineage"),
-        markdown="## This run in ML Metadata\n\n" + "\n".join(rows)
+        markdown=f"## {pipeline} run `{run_id}` in ML Metadata\n\n" + "\n".join(rows)
                  + f"\n\n## Lineage of {graph.nodes[graph.focus]['label']}\n\n" + lineage.markdown(graph),
-        description="MLMD lineage: raw input files -> examples -> transform -> model -> evaluation -> push")
+        description=f"{pipeline} run {run_id}: MLMD lineage: raw input files -> examples -> transform -> model -> evaluation -> push")

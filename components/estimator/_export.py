@@ -108,6 +108,8 @@ def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_
     tmp = os.path.join(export_dir_base, f"temp-{stamp}")
     try:
         tf.saved_model.save(module, tmp, signatures=signatures)
+        _set_method_names(tmp, {name: captured["outputs"][name].method for name in signatures
+                                if name in captured["outputs"]})
         if as_text:
             proto = saved_model_pb2.SavedModel()
             with open(os.path.join(tmp, "saved_model.pb"), "rb") as f:
@@ -125,3 +127,26 @@ def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_
         raise
     log.info("exported SavedModel to %s (signatures: %s)", final, ", ".join(sorted(signatures)))
     return final.encode()
+
+
+# TF Serving's :classify and :regress check these, as tf.estimator's exports set them; TF2's
+# tf.saved_model.save writes tensorflow/serving/predict on every signature.
+_METHOD_NAMES = {"classification": tf.saved_model.CLASSIFY_METHOD_NAME,
+                 "regression": tf.saved_model.REGRESS_METHOD_NAME}
+
+
+def _set_method_names(export_dir: str, methods: dict) -> None:
+    """Gives the classification and regression signatures their serving method names in saved_model.pb."""
+    wanted = {name: _METHOD_NAMES[method] for name, method in methods.items() if method in _METHOD_NAMES}
+    if not wanted:
+        return
+    path = os.path.join(export_dir, "saved_model.pb")
+    proto = saved_model_pb2.SavedModel()
+    with open(path, "rb") as f:
+        proto.ParseFromString(f.read())
+    for meta_graph in proto.meta_graphs:
+        for name, method in wanted.items():
+            if name in meta_graph.signature_def:
+                meta_graph.signature_def[name].method_name = method
+    with open(path, "wb") as f:
+        f.write(proto.SerializeToString())

@@ -30,3 +30,43 @@ def test_every_command_documents_itself(capsys):
 def test_no_command_prints_help_and_fails(capsys):
     assert main([]) == 2
     assert "usage: tfpipe" in capsys.readouterr().out
+
+
+def test_no_cache_takes_component_names_and_leaves_the_config_path():
+    import pytest
+
+    from pipeline.cli import _fix_no_cache
+
+    parser = build_parser()
+    for argv, config, no_cache in (
+            (["run", "--no-cache", "examples/titanic/pipeline.yaml"], "examples/titanic/pipeline.yaml", []),
+            (["run", "--no-cache", "trainer", "pusher", "p.yaml"], "p.yaml", ["trainer", "pusher"]),
+            (["run", "p.yaml", "--no-cache", "trainer"], "p.yaml", ["trainer"]),
+            (["run", "p.yaml"], "p.yaml", None)):
+        args = parser.parse_args(argv)
+        _fix_no_cache(parser, args)
+        assert (args.config, args.no_cache) == (config, no_cache), argv
+    with pytest.raises(SystemExit):
+        _fix_no_cache(parser, parser.parse_args(["run", "--no-cache", "trainr", "p.yaml"]))  # a typo
+
+
+def test_read_only_commands_never_create_a_store(tmp_path, capsys):
+    from tests.conftest import tiny_titanic
+
+    config = tiny_titanic(tmp_path)
+    for argv in (["runs", "--config", str(config)], ["artifacts", "--config", str(config)],
+                 ["lineage", "1", "--config", str(config)], ["diff", "a", "b", "--config", str(config)],
+                 ["lineage", "1", "--metadata", str(tmp_path / "elsewhere.sqlite")]):
+        assert main(argv) == 1, argv
+        assert "tfpipe: error: no MLMD store at" in capsys.readouterr().err
+    assert not (tmp_path / "root").exists() and not (tmp_path / "elsewhere.sqlite").exists()
+
+
+def test_a_closed_pipe_is_not_an_error():
+    from pathlib import Path
+
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "tfpipe"), "version"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # like `| head` that has read all it wants
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and "Traceback" not in err and "BrokenPipe" not in err

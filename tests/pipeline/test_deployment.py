@@ -2,8 +2,8 @@
 through the API complete with their lineage in MLMD, cached components show as Cached, and the Prefect UI
 (headless Chromium) shows the run's component task runs and its metrics artifact."""
 
-import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from pipeline.metadata import MetadataStore
+from tests.conftest import tiny_titanic
 
 ROOT = Path(__file__).resolve().parents[2]
 TITANIC = ROOT / "examples" / "titanic"
@@ -32,7 +33,7 @@ def test_deployment_runs_on_a_worker_and_shows_in_the_ui(prefect_server, tmp_pat
     (project / "pipeline.yaml").write_text(yaml.safe_dump({
         "name": "deployed", "ingest": {"input": "train.csv"}, "transform": {"module": "preprocessing.py"},
         "trainer": {"module": "model.py", "label": "survived", "raw_label": "Survived", "train_steps": 50},
-        "evaluator": {"thresholds": {"accuracy": {"lower": 0.5}}}}))
+        "evaluator": {"slices": ["Sex"], "thresholds": {"accuracy": {"lower": 0.5}}}}))
     root = tmp_path / "root"
 
     done = subprocess.run([sys.executable, "-m", "pipeline.cli", "deploy", str(project / "pipeline.yaml"),
@@ -66,10 +67,14 @@ def test_deployment_runs_on_a_worker_and_shows_in_the_ui(prefect_server, tmp_pat
 
     artifacts = {a["key"]: a for a in api("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [first["id"]]}}})}
     assert set(artifacts) == {"deployed-metrics", "deployed-pushed-model", "deployed-lineage"}
-    rows = json.loads(artifacts["deployed-metrics"]["data"])
-    assert {"metric": "accuracy", "threshold": "lower 0.5", "result": "pass"}.items() <= \
-        next(r for r in rows if r["metric"] == "accuracy").items()
+    metrics = artifacts["deployed-metrics"]["data"]
+    assert re.search(r"\| accuracy \| [\d.]+ \| lower 0.5 \| - \| pass \|", metrics), metrics
+    assert "| Sex=female |" in metrics and "| Sex=male |" in metrics  # the slice table
     assert "BLESSED" in artifacts["deployed-metrics"]["description"]
+    flow_run = api(f"/flow_runs/{first['id']}")
+    name, run_id = flow_run["name"].split("/")
+    assert name == "deployed" and "deployed" in flow_run["tags"]
+    assert run_id in metrics and run_id in artifacts["deployed-lineage"]["data"]  # tfpipe's run id, shown
     assert str(root / "serving") in artifacts["deployed-pushed-model"]["data"]
 
     # MLMD holds the deployed run's lineage: the pushed model back to the CSV the deployment read.
@@ -82,10 +87,19 @@ def test_deployment_runs_on_a_worker_and_shows_in_the_ui(prefect_server, tmp_pat
     for e in store.run_executions(first_run["run"]):
         assert f"#{e['id']}" in artifacts["deployed-lineage"]["data"]  # the summary lists each MLMD execution
 
-    _ui_shows_the_run(server["ui"], first["id"])
+    # A run of another pipeline on the same server: its flow run is told apart by name.
+    other = tiny_titanic(tmp_path / "other", name="other")
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "component", "ingest", "--config", str(other)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = {r["name"].split("/")[0]: r for r in api("/flow_runs/filter", {})}
+    assert {"deployed", "other"} <= set(runs) and "other" in runs["other"]["tags"]  # a CLI run is tagged too
+    names = {pipeline: r["name"] for pipeline, r in runs.items()}
+
+    _ui_shows_the_run(server["ui"], first["id"], [flow_run["name"], names["other"]])
 
 
-def _ui_shows_the_run(ui: str, flow_run_id: str) -> None:
+def _ui_shows_the_run(ui: str, flow_run_id: str, run_names: list) -> None:
     from playwright.sync_api import sync_playwright
 
     OUTPUT.mkdir(exist_ok=True)
@@ -93,6 +107,10 @@ def _ui_shows_the_run(ui: str, flow_run_id: str) -> None:
         browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         page = browser.new_page(viewport={"width": 1600, "height": 1100})
+        page.goto(f"{ui}/runs")
+        for name in run_names:  # two pipelines' runs, each named <pipeline>/<run id>
+            page.get_by_text(name).first.wait_for(timeout=60_000)
+        page.screenshot(path=str(OUTPUT / "prefect_ui_flow_runs.png"), full_page=True)
         page.goto(f"{ui}/runs/flow-run/{flow_run_id}")
         page.get_by_text("Task Runs", exact=True).first.click()
         for component in ("ingest", "transform", "trainer", "evaluator", "pusher"):
@@ -101,6 +119,7 @@ def _ui_shows_the_run(ui: str, flow_run_id: str) -> None:
         page.get_by_text("Artifacts", exact=True).first.click()
         page.get_by_text("deployed-metrics").first.click()
         page.get_by_text("lower 0.5").first.wait_for(timeout=60_000)  # the metrics table, thresholds and all
+        page.get_by_text("Sex=female").first.wait_for(timeout=60_000)  # and the slice table
         page.screenshot(path=str(OUTPUT / "prefect_ui_metrics.png"), full_page=True)
         browser.close()
     assert (OUTPUT / "prefect_ui_metrics.png").stat().st_size > 10_000

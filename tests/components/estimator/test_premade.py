@@ -1,9 +1,12 @@
 """The premade family on real data (Titanic, Palmer penguins), tf.estimator's golden numbers, bad use."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
+from tensorflow.core.protobuf import saved_model_pb2
 
 from components import estimator
 from components.errors import ConfigError
@@ -161,8 +164,14 @@ def test_penguin_regressor_export_serves_regression(penguins, tmp_path):
     for key in ("species", "sex"):
         example.features.feature[key].bytes_list.value.append(row[key].encode())
     for name, est in models.items():
-        loaded = tf.saved_model.load(est.export_saved_model(str(tmp_path / name), receiver))
+        path = est.export_saved_model(str(tmp_path / name), receiver)
+        loaded = tf.saved_model.load(path)
         assert set(loaded.signatures) == {"serving_default", "regression", "predict"}
+        # tf.estimator's method names, which TF Serving's :regress checks
+        proto = saved_model_pb2.SavedModel.FromString((Path(path.decode()) / "saved_model.pb").read_bytes())
+        assert {k: v.method_name for k, v in proto.meta_graphs[0].signature_def.items() if k != "__saved_model_init_op"} \
+            == {"serving_default": "tensorflow/serving/regress", "regression": "tensorflow/serving/regress",
+                "predict": "tensorflow/serving/predict"}
         served = loaded.signatures["regression"](inputs=tf.constant([example.SerializeToString()]))["outputs"].numpy()
         pred = next(iter(est.predict(_penguin_input([row], epochs=1))))
         assert set(pred) == {"predictions"}

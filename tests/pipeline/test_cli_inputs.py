@@ -1,0 +1,29 @@
+"""`tfpipe component --input` as users mistype it, against a real store: each mistake is one line naming the
+valid input names or the artifact's actual type, and no run is recorded."""
+
+import pytest
+
+from pipeline.metadata import MetadataStore
+from tests.conftest import tfpipe
+
+pytestmark = pytest.mark.slow
+
+
+def test_component_inputs_are_checked_before_a_run_is_recorded(tiny_run):
+    assert tiny_run.done.returncode == 0, tiny_run.done.stderr[-3000:]
+    store = MetadataStore(str(tiny_run.root / "metadata.sqlite"))
+    runs = len(store.runs("tiny"))
+    [examples] = [a.id for a in store.artifacts("Examples")]
+    for given, says in (("graph=4", "trainer has no input 'graph'; its inputs are transformed_examples, "
+                                    "transform_graph, schema"),
+                        (f"transform_graph={examples}", f"artifact {examples} has type Examples; trainer's input "
+                                                        "transform_graph takes a TransformGraph"),
+                        ("transform_graph=999", "no artifact with id 999")):
+        done = tfpipe("component", "trainer", "--config", "pipeline.yaml", "--input", given, cwd=tiny_run.folder)
+        assert done.returncode == 1
+        assert done.stderr.count("\n") == 1 and done.stderr.startswith("tfpipe: error: ") and says in done.stderr
+    assert len(store.runs("tiny")) == runs  # no empty run left behind
+    # Tables with headers, within the terminal's width (80 columns off a terminal).
+    listed = tfpipe("runs", "--config", "pipeline.yaml", cwd=tiny_run.folder)
+    assert listed.returncode == 0 and listed.stdout.split()[:3] == ["run", "started", "components"]
+    assert max(len(line) for line in listed.stdout.splitlines()) <= 100
