@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from components.errors import ClusterError, ConfigError, InputError, NotTrainedError
 from components.estimator import basic_hooks, hooks as hooks_lib
-from components.estimator._compat import allow_keras3_variables_in_group
+from components.estimator._compat import allow_keras3_variables_in_group, set_global_seed
 from components.estimator._inputs import batch_size_of, call_with_known_args, fn_args, to_dataset
 from components.estimator.mode_keys import ModeKeys
 from components.estimator.run_config import RunConfig
@@ -378,10 +378,16 @@ class Estimator:
         dist = strategy.distribute_datasets_from_function(dataset_fn)
         return iter(dist), flags[0]
 
-    def _seed(self) -> None:
+    def _seed(self, kept: bool = False) -> None:
+        """Seeds as tf.estimator's graph per call did. For a kept program, the eager kernel cache
+        stays (clearing it costs the kept functions a re-optimization); a new program gets the full
+        tf.random.set_seed, so its eager initializers draw as in a fresh process."""
         seed = self._config.tf_random_seed
         if seed is not None:
-            tf.random.set_seed(seed)
+            if kept:
+                set_global_seed(seed)
+            else:
+                tf.random.set_seed(seed)
             random.seed(seed)
             np.random.seed(seed)
 
@@ -454,11 +460,11 @@ class Estimator:
             if done >= max_steps:
                 log.info("skipping training: global step %d already reached max_steps %d", done, max_steps)
                 return self
-        self._seed()
         strategy = self._config.train_distribute
         kept = self._programs.get(ModeKeys.TRAIN)
         if kept is not None and kept.synced is not None and not latest:
             self._drop_program(ModeKeys.TRAIN)  # model_dir was emptied: start from fresh variables
+        self._seed(kept=strategy is None and ModeKeys.TRAIN in self._programs)
         program = self._program(ModeKeys.TRAIN, strategy)
         try:
             iterator, has_labels = self._iterator(input_fn, ModeKeys.TRAIN, strategy)

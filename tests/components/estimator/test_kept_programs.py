@@ -78,3 +78,15 @@ def test_a_premade_estimator_trains_on_over_calls_like_one_call(tmp_path):
     for name in one.get_variable_names():
         np.testing.assert_allclose(several.get_variable_value(name), one.get_variable_value(name), rtol=1e-5,
                                    atol=1e-6, err_msg=name)
+
+
+def test_seeding_a_kept_program_shuffles_input_as_tf_random_set_seed():
+    from components.estimator._compat import set_global_seed
+
+    def order():
+        return [int(v) for v in tf.data.Dataset.range(20).shuffle(20)]
+
+    tf.random.set_seed(5)
+    expected = [order(), order()]
+    set_global_seed(5)  # what a kept program's train() does: the input_fn's shuffles repeat as they did
+    assert [order(), order()] == expected
