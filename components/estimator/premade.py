@@ -42,6 +42,8 @@ def sparse_lookup(table, entry: dict, combiner: str = "sum"):
     rows = ids.indices[:, 0]
     batch = ids.dense_shape[0]
     vals = tf.gather(table, ids.values)
+    if weights is None and combiner == "sum":
+        return tf.math.unsorted_segment_sum(vals, rows, batch)
     scale = tf.ones_like(ids.values, dtype=table.dtype) if weights is None else tf.cast(weights.values, table.dtype)
     vals *= scale[:, None]
     summed = tf.math.unsorted_segment_sum(vals, rows, batch)
