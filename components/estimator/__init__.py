@@ -19,6 +19,7 @@ from components.estimator.basic_hooks import (
     SummarySaverHook,
 )
 from components.estimator.baseline import BaselineClassifier, BaselineRegressor
+from components.estimator.boosted_trees import BoostedTreesClassifier, BoostedTreesEstimator, BoostedTreesRegressor
 from components.estimator.dnn import (
     DNNClassifier,
     DNNEstimator,
@@ -91,6 +92,9 @@ __all__ = [
     "BaselineRegressor",
     "CheckpointSaverListener",
     "ClassificationHead",
+    "BoostedTreesClassifier",
+    "BoostedTreesEstimator",
+    "BoostedTreesRegressor",
     "DNNClassifier",
     "DNNEstimator",
     "DNNLinearCombinedClassifier",

@@ -58,6 +58,20 @@ def validate_columns(columns, what="feature_columns") -> list:
     return columns
 
 
+def transformation_cache(columns, features) -> fc2.FeatureTransformationCache:
+    """The columns' transformation cache over `features`, once every feature they read is there."""
+    if not isinstance(features, dict):
+        raise InputError(f"feature columns need features as a dict of name -> Tensor, got {type(features).__name__}")
+    required = set()
+    for col in columns:
+        required |= set(col.parse_example_spec)
+    missing = sorted(required - set(features))
+    if missing:
+        raise InputError(f"feature column(s) need feature(s) {missing}, which the input does not provide; "
+                         f"it provides {sorted(features)}")
+    return fc2.FeatureTransformationCache(features)
+
+
 def _dnn_sparse_source(column):
     """The categorical column behind an embedding or indicator column (fed to the DNN as ids), else None."""
     if isinstance(column, (fc2.EmbeddingColumn, fc2.IndicatorColumn)):
@@ -96,12 +110,6 @@ class ColumnTransform:
         self.columns.sort(key=lambda c: c.name)
         self.resources = _Resources()
 
-    def required_features(self) -> set[str]:
-        keys = set()
-        for col in self.columns:
-            keys |= set(col.parse_example_spec)
-        return keys
-
     def _sparse_source(self, col):
         return _as_categorical(col) if self.kind == "linear" else _dnn_sparse_source(col)
 
@@ -122,15 +130,7 @@ class ColumnTransform:
         return out
 
     def __call__(self, features):
-        if not isinstance(features, dict):
-            raise InputError(f"feature columns need features as a dict of name -> Tensor, got {type(features).__name__}")
-        missing = sorted(self.required_features() - set(features))
-        if missing:
-            raise InputError(
-                f"feature column(s) need feature(s) {missing}, which the input does not provide; "
-                f"it provides {sorted(features)}"
-            )
-        cache = fc2.FeatureTransformationCache(features)
+        cache = transformation_cache(self.columns, features)
         out = {}
         for col in self.columns:
             source = self._sparse_source(col)

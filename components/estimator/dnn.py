@@ -105,11 +105,18 @@ class DNNModel(tf.Module):
         if dense:
             rows = tf.gather(layer.kernel, self._dense_rows)
             out = out + tf.matmul(tf.concat(dense, axis=1) if len(dense) > 1 else dense[0], rows)
-        for name, offset in self._indicators:
-            ids = columns[name]["ids"]
-            shifted = dict(columns[name], ids=tf.SparseTensor(ids.indices, ids.values + offset, ids.dense_shape))
-            out = out + sparse_lookup(layer.kernel, shifted, "sum")
-        return out
+        # All indicator columns' rows in one gather: their ids shifted to their blocks, put together.
+        entries = [columns[name] for name, _ in self._indicators]
+        first = entries[0]["ids"]
+        ids = tf.SparseTensor(tf.concat([e["ids"].indices for e in entries], 0),
+                              tf.concat([e["ids"].values + offset for e, (_, offset) in zip(entries, self._indicators)], 0),
+                              first.dense_shape)
+        merged = {"ids": ids}
+        if any("weights" in e for e in entries):
+            merged["weights"] = tf.SparseTensor(ids.indices, tf.concat(
+                [tf.cast(e["weights"].values, tf.float32) if "weights" in e else tf.ones_like(e["ids"].values, tf.float32)
+                 for e in entries], 0), first.dense_shape)
+        return out + sparse_lookup(layer.kernel, merged, "sum")
 
     def __call__(self, columns: dict, training=False):
         net = None

@@ -21,7 +21,7 @@ import tensorflow as tf
 from components import stop as stop_lib
 from components.errors import ClusterError, ConfigError, InputError, NotTrainedError, Stopped
 from components.estimator import basic_hooks, hooks as hooks_lib
-from components.estimator._compat import allow_keras3_variables_in_group
+from components.estimator._compat import allow_keras3_variables_in_group, set_global_seed
 from components.estimator._inputs import batch_size_of, call_with_known_args, fn_args, to_dataset
 from components.estimator.mode_keys import ModeKeys
 from components.estimator.run_config import RunConfig
@@ -67,7 +67,12 @@ class _Program:
         self._root = None
         # Objects a premade estimator builds eagerly for this program (model, optimizer, metrics).
         self.state: dict = {}
-        estimator._active_program = self
+        # Kept while the Estimator reuses this program across calls: its traced tf.functions (by
+        # kind and input structure), its summary writer, and the stamp of the checkpoint whose
+        # values its variables hold (None: they hold something no checkpoint has).
+        self.functions: dict = {}
+        self.writer = None
+        self.synced: tuple | None = None
         prebuild = getattr(estimator, "_prebuild", None)
         if prebuild is not None:
             with self.strategy.scope():
@@ -85,8 +90,15 @@ class _Program:
                 self.local_vars.append(var)
             return var
 
+    def function(self, key, make):
+        """The tf.function stored under `key`, made by `make()` the first time."""
+        if key not in self.functions:
+            self.functions[key] = make()
+        return self.functions[key]
+
     def call_model_fn(self, features, labels) -> EstimatorSpec:
         self._cursor.i = 0
+        self.est._active_program = self  # a premade model_fn finds its models here, in any retrace
         graph = tf.compat.v1.get_default_graph()
         # tf.compat.v1.train.get_global_step() looks in the current graph's collection.
         if not graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_STEP):
@@ -141,6 +153,15 @@ class _Program:
         return tf.train.Checkpoint(global_step=self.global_step, **{
             ORDERED: tf.train.Checkpoint(**dict(zip(_structure_keys(variables), variables)))})
 
+    def sync(self, path: str) -> bool:
+        """Restores `path` unless the variables already hold it; True when it restored."""
+        stamp = _stamp(path)
+        if stamp is not None and stamp == self.synced:
+            return False
+        self.restore(path)
+        self.synced = stamp
+        return True
+
     def restore(self, path: str) -> None:
         try:
             status = self._restore_root(path).restore(path)
@@ -151,6 +172,14 @@ class _Program:
                 f"checkpoint {path} does not match the model built by model_fn ({str(e)[:300]}). "
                 "Did the model change? Train into a new model_dir, or use warm_start_from."
             ) from e
+
+
+def _stamp(path: str) -> tuple | None:
+    """What identifies one written checkpoint: its path and its index file's modification time."""
+    try:
+        return path, tf.io.gfile.stat(path + ".index").mtime_nsec
+    except (tf.errors.NotFoundError, tf.errors.OpError):
+        return None
 
 
 ORDERED = "variables_in_order"
@@ -287,6 +316,8 @@ class Estimator:
         # Premade estimators set this: per-example feature work (hashing, vocabulary lookups) that
         # runs in the tf.data map, in parallel, rather than in the train step.
         self._input_transform = None
+        # Programs kept across calls, by mode (see _program).
+        self._programs: dict = {}
 
     model_dir = property(lambda self: self._config.model_dir)
     config = property(lambda self: self._config)
@@ -348,12 +379,37 @@ class Estimator:
         dist = strategy.distribute_datasets_from_function(dataset_fn)
         return iter(dist), flags[0]
 
-    def _seed(self) -> None:
+    def _seed(self, kept: bool = False) -> None:
+        """Seeds as tf.estimator's graph per call did. For a kept program, the eager kernel cache
+        stays (clearing it costs the kept functions a re-optimization); a new program gets the full
+        tf.random.set_seed, so its eager initializers draw as in a fresh process."""
         seed = self._config.tf_random_seed
         if seed is not None:
-            tf.random.set_seed(seed)
+            if kept:
+                set_global_seed(seed)
+            else:
+                tf.random.set_seed(seed)
             random.seed(seed)
             np.random.seed(seed)
+
+    # ---- programs -------------------------------------------------------------------------------
+
+    def _program(self, mode, strategy) -> _Program:
+        """The program of `mode`. Without a distribution strategy it is kept across calls, with its
+        traced functions and its variables' values: a call restores only when model_dir's checkpoint
+        is not the one those values came from (another process or Estimator moved it on)."""
+        if strategy is not None:
+            return _Program(self, mode, strategy)
+        program = self._programs.get(mode)
+        if program is None:
+            program = self._programs[mode] = _Program(self, mode, None)
+        return program
+
+    def _drop_program(self, mode) -> None:
+        """Forgets the kept program of `mode` (after a failed call its variables are in doubt)."""
+        program = self._programs.pop(mode, None)
+        if program is not None and program.writer is not None:
+            program.writer.close()
 
     # ---- checkpoints ----------------------------------------------------------------------------
 
@@ -405,17 +461,24 @@ class Estimator:
             if done >= max_steps:
                 log.info("skipping training: global step %d already reached max_steps %d", done, max_steps)
                 return self
-        self._seed()
         strategy = self._config.train_distribute
-        program = _Program(self, ModeKeys.TRAIN, strategy)
-        iterator, has_labels = self._iterator(input_fn, ModeKeys.TRAIN, strategy)
-        loop = _TrainLoop(self, program, iterator, has_labels, list(hooks or []), list(saving_listeners or []), steps,
-                          max_steps)
-        if _is_parameter_server(strategy):
-            # Traced once here, on a local copy of the input, so the variables exist (on the parameter
-            # servers) and the checkpoint can be restored before any step is scheduled on a worker.
-            loop.trace_iterator = iter(self._dataset(input_fn, ModeKeys.TRAIN)[0])
-        loop.run()
+        kept = self._programs.get(ModeKeys.TRAIN)
+        if kept is not None and kept.synced is not None and not latest:
+            self._drop_program(ModeKeys.TRAIN)  # model_dir was emptied: start from fresh variables
+        self._seed(kept=strategy is None and ModeKeys.TRAIN in self._programs)
+        program = self._program(ModeKeys.TRAIN, strategy)
+        try:
+            iterator, has_labels = self._iterator(input_fn, ModeKeys.TRAIN, strategy)
+            loop = _TrainLoop(self, program, iterator, has_labels, list(hooks or []), list(saving_listeners or []),
+                              steps, max_steps)
+            if _is_parameter_server(strategy):
+                # Traced once here, on a local copy of the input, so the variables exist (on the parameter
+                # servers) and the checkpoint can be restored before any step is scheduled on a worker.
+                loop.trace_iterator = iter(self._dataset(input_fn, ModeKeys.TRAIN)[0])
+            loop.run()
+        except BaseException:
+            self._drop_program(ModeKeys.TRAIN)
+            raise
         return self
 
     # ---- evaluate -------------------------------------------------------------------------------
@@ -426,9 +489,13 @@ class Estimator:
             raise ConfigError(f"evaluate(): steps must be positive, got {steps}")
         path = self._require_checkpoint(checkpoint_path)
         strategy = self._config.eval_distribute
-        program = _Program(self, ModeKeys.EVAL, strategy)
-        iterator, has_labels = self._iterator(input_fn, ModeKeys.EVAL, strategy)
-        results = _run_eval(program, iterator, has_labels, steps, path, list(hooks or []))
+        program = self._program(ModeKeys.EVAL, strategy)
+        try:
+            iterator, has_labels = self._iterator(input_fn, ModeKeys.EVAL, strategy)
+            results = _run_eval(program, iterator, has_labels, steps, path, list(hooks or []))
+        except BaseException:
+            self._drop_program(ModeKeys.EVAL)
+            raise
         writer = tf.summary.create_file_writer(self.eval_dir(name))
         with writer.as_default(), tf.summary.record_if(True):  # also inside train() (InMemoryEvaluatorHook)
             for key, value in results.items():
@@ -448,19 +515,19 @@ class Estimator:
     def predict(self, input_fn, predict_keys=None, hooks=None, checkpoint_path=None, yield_single_examples=True):
         """Yields predictions: one dict per example (or per batch with yield_single_examples=False)."""
         path = self._require_checkpoint(checkpoint_path)
-        program = _Program(self, ModeKeys.PREDICT, None)
-        ds, _ = self._dataset(input_fn, ModeKeys.PREDICT)
-        iterator = iter(ds)
+        program = self._program(ModeKeys.PREDICT, None)
+        try:
+            ds, _ = self._dataset(input_fn, ModeKeys.PREDICT)
+            iterator = iter(ds)
+            predict_step = program.function("predict", lambda: tf.function(
+                lambda it: program.call_model_fn(next(it)[0], None).predictions))
+            predict_step.get_concrete_function(iterator)
+            program.sync(path)
+        except BaseException:
+            self._drop_program(ModeKeys.PREDICT)
+            raise
         if isinstance(predict_keys, str):
             predict_keys = [predict_keys]
-
-        @tf.function
-        def predict_step(it):
-            spec = program.call_model_fn(next(it)[0], None)
-            return spec.predictions
-
-        predict_step.get_concrete_function(iterator)
-        program.restore(path)
         hook_list = list(hooks or []) + list(program.spec.prediction_hooks)
         for h in hook_list:
             h.begin()
@@ -546,7 +613,14 @@ class _TrainLoop:
     def run(self):
         cfg, p, model_dir = self.cfg, self.p, self.est.model_dir
         os.makedirs(model_dir, exist_ok=True)
-        writer = tf.summary.create_file_writer(model_dir) if self.is_chief else tf.summary.create_noop_writer()
+        kept = self.est._programs.get(ModeKeys.TRAIN) is p
+        if not self.is_chief:
+            writer = tf.summary.create_noop_writer()
+        elif kept:  # summary ops traced in the model_fn write to the writer of their trace: keep it
+            p.writer = p.writer or tf.summary.create_file_writer(model_dir)
+            writer = p.writer
+        else:
+            writer = tf.summary.create_file_writer(model_dir)
         every = cfg.save_summary_steps or 0
         gs = p.global_step
         with writer.as_default(step=gs), tf.summary.record_if(lambda: every > 0 and gs % every == 0):
@@ -564,25 +638,30 @@ class _TrainLoop:
             )
             latest = self.est.latest_checkpoint()
             if latest:
-                p.restore(latest)
-                log.info("restored %s (global step %d)", latest, int(gs.numpy()))
+                if p.sync(latest):
+                    log.info("restored %s (global step %d)", latest, int(gs.numpy()))
             elif self.est._warm_start_from:
                 warm_start(p.root, p.global_step, self.est._warm_start_from)
+            p.synced = None  # the steps below change the variables; _save stamps the checkpoint it writes
             with hooks_lib.global_step_registered(gs), hooks_lib.training(hooks_lib.Training(self.est, p.root, gs)):
                 self._loop(manager, writer, with_hooks)
-        writer.close()
+        if writer is p.writer:
+            writer.flush()
+        else:
+            writer.close()
 
     def _trace(self, parameter_server):
         """The traced step function, and whether it is the one-step function hooks need."""
+        one_step = lambda: _step_with_fetches(self._step_fn())  # noqa: E731
         if self.hooks and not parameter_server:
-            chunk = _step_with_fetches(self._step_fn())
+            chunk = self.p.function(("step", self.has_labels), one_step)
             chunk.get_concrete_function(self.it, None)
         else:
-            chunk = self._chunk_fn()
+            chunk = self.p.function(("chunk", self.has_labels), self._chunk_fn)
             chunk.get_concrete_function(self.trace_iterator if parameter_server else self.it, tf.constant(1))
             if parameter_server or not self._spec_hooks():
                 return chunk, False
-            chunk = _step_with_fetches(self._step_fn())  # the model_fn brought hooks
+            chunk = self.p.function(("step", self.has_labels), one_step)  # the model_fn brought hooks
         self.graph = chunk.get_concrete_function(self.it, ()).graph
         return chunk, True
 
@@ -694,6 +773,7 @@ class _TrainLoop:
         for listener in self.listeners:
             listener.before_save(None, step)
         path = manager.save(checkpoint_number=step)
+        self.p.synced = _stamp(path)
         log.info("saved checkpoint %s", path)
         return any(bool(listener.after_save(None, step)) for listener in self.listeners)
 
@@ -747,18 +827,19 @@ def _run_eval(program, iterator, has_labels, steps, path, hooks) -> dict:
         return strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None), tf.constant(1, tf.int64), updates
 
     # Sum the losses and count the batches; v1 metrics' update ops give their value after the last step.
-    chunk = _chunk_fn(step, lambda acc, new: (acc[0] + new[0], acc[1] + new[1], new[2]))
+    chunk = program.function(("chunk", has_labels), lambda: _chunk_fn(
+        step, lambda acc, new: (acc[0] + new[0], acc[1] + new[1], new[2])))
 
     one_step = graph = None
     with strategy.scope():
         try:
             chunk.get_concrete_function(iterator, tf.constant(1))
             if hooks or program.spec.evaluation_hooks:
-                one_step = _step_with_fetches(step)
+                one_step = program.function(("step", has_labels), lambda: _step_with_fetches(step))
                 graph = one_step.get_concrete_function(iterator, ()).graph
         except tf.errors.OutOfRangeError as e:
             raise InputError("input_fn produced no data to evaluate on") from e
-    program.restore(path)
+    program.sync(path)
     spec = program.spec
     for var in program.local_vars:
         var.assign(tf.zeros_like(var))

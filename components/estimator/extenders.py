@@ -35,4 +35,5 @@ def add_metrics(estimator, metric_fn):
         if isinstance(fn, types.MethodType) and fn.__self__ is estimator:
             setattr(new, attr, types.MethodType(fn.__func__, new))
     new._metric_fns = tuple(estimator._metric_fns) + (metric_fn,)
+    new._programs = {}  # the copy traces its own model_fn (with the metrics) and keeps its own programs
     return new

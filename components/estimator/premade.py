@@ -29,7 +29,8 @@ class Part:
     learning_rate: float
 
     def __post_init__(self):
-        check_optimizer(self.optimizer)
+        if self.optimizer is not None:  # None: the part trains without one (boosted trees)
+            check_optimizer(self.optimizer)
 
     def make_optimizer(self):
         return make_optimizer(self.optimizer, self.learning_rate)
@@ -41,6 +42,8 @@ def sparse_lookup(table, entry: dict, combiner: str = "sum"):
     rows = ids.indices[:, 0]
     batch = ids.dense_shape[0]
     vals = tf.gather(table, ids.values)
+    if weights is None and combiner == "sum":
+        return tf.math.unsorted_segment_sum(vals, rows, batch)
     scale = tf.ones_like(ids.values, dtype=table.dtype) if weights is None else tf.cast(weights.values, table.dtype)
     vals *= scale[:, None]
     summed = tf.math.unsorted_segment_sum(vals, rows, batch)
@@ -92,7 +95,8 @@ class PremadeEstimator(Estimator):
     def _prebuild(self, program) -> None:
         program.state["models"] = {name: part.build_model() for name, part in self._parts.items()}
         if program.mode == ModeKeys.TRAIN:
-            program.state["optimizers"] = {name: part.make_optimizer() for name, part in self._parts.items()}
+            program.state["optimizers"] = {name: part.make_optimizer() for name, part in self._parts.items()
+                                           if part.optimizer is not None}
         elif program.mode == ModeKeys.EVAL:
             program.state["metrics"] = self._head.make_metrics()
 

@@ -27,3 +27,14 @@ def save_dnn_checkpoint(model_dir, dims, layers, global_step: int) -> None:
         module.bias.assign(bias)
     root = tf.train.Checkpoint(dnn=model, global_step=tf.Variable(global_step, dtype=tf.int64))
     tf.train.CheckpointManager(root, str(model_dir), max_to_keep=1, checkpoint_name="model.ckpt").save(global_step)
+
+
+def serialized_example(**values) -> bytes:
+    """A tf.train.Example of the given features (str: bytes_list, else float_list), serialized."""
+    ex = tf.train.Example()
+    for key, value in values.items():
+        if isinstance(value, str):
+            ex.features.feature[key].bytes_list.value.append(value.encode())
+        else:
+            ex.features.feature[key].float_list.value.append(value)
+    return ex.SerializeToString()

@@ -8,6 +8,7 @@ import tf_keras
 from components import estimator
 from components.errors import ConfigError, InputError
 from examples.titanic import seed_estimator
+from tests.components.estimator.helpers import serialized_example as _example
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +25,6 @@ def test_seed_titanic_program_reaches_reference_accuracy(titanic):
     assert result["global_step"] == 100
     assert {"auc", "auc_precision_recall", "precision", "recall", "label/mean", "prediction/mean",
             "accuracy_baseline", "average_loss", "loss"} <= set(result)
-
-
-def _example(**values) -> bytes:
-    ex = tf.train.Example()
-    for key, value in values.items():
-        if isinstance(value, str):
-            ex.features.feature[key].bytes_list.value.append(value.encode())
-        else:
-            ex.features.feature[key].float_list.value.append(value)
-    return ex.SerializeToString()
 
 
 def test_titanic_export_serves_serialized_examples(titanic, tmp_path):

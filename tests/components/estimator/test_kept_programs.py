@@ -1,0 +1,92 @@
+"""An Estimator keeps its traced programs across calls, and restores only when model_dir moved on."""
+
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import estimator
+from tests.components.estimator.test_estimator import line_input_fn, regression_model_fn
+
+
+def counting_model_fn(counts):
+    """regression_model_fn of test_estimator.py, counting the times Python runs it, per mode."""
+
+    def model_fn(features, labels, mode, params):
+        counts[mode] = counts.get(mode, 0) + 1
+        return regression_model_fn(features, labels, mode, params)
+
+    return model_fn
+
+
+def test_calls_reuse_the_traced_model_fn(tmp_path):
+    counts = {}
+    est = estimator.Estimator(counting_model_fn(counts), str(tmp_path), params={"lr": 0.1})
+    est.train(line_input_fn, steps=5)
+    traced = dict(counts)
+    for steps in (3, 40, 7):  # only the step count changes: no new trace
+        est.train(line_input_fn, steps=steps)
+    assert counts == traced
+    assert est.get_variable_value("global_step") == 55
+    first = est.evaluate(line_input_fn)
+    traced = dict(counts)
+    est.train(line_input_fn, steps=50)
+    second = est.evaluate(line_input_fn)
+    list(est.predict(line_input_fn))
+    list(est.predict(line_input_fn))
+    assert counts[estimator.ModeKeys.TRAIN] == traced[estimator.ModeKeys.TRAIN]
+    assert counts[estimator.ModeKeys.EVAL] == traced[estimator.ModeKeys.EVAL]
+    assert second["global_step"] == 105 and second["loss"] < first["loss"]  # evaluate saw the new checkpoint
+
+
+def test_a_checkpoint_written_elsewhere_is_restored(tmp_path):
+    mine = estimator.Estimator(counting_model_fn({}), str(tmp_path), params={"lr": 0.1})
+    other = estimator.Estimator(counting_model_fn({}), str(tmp_path), params={"lr": 0.1})
+    mine.train(line_input_fn, steps=10)
+    mine.evaluate(line_input_fn)
+    other.train(line_input_fn, steps=100)  # moves model_dir on
+    # mine continues from other's step 110, not from the step-10 values it holds.
+    mine.train(line_input_fn, steps=10)
+    assert mine.get_variable_value("global_step") == 120
+    fresh = estimator.Estimator(counting_model_fn({}), str(tmp_path), params={"lr": 0.1})
+    assert mine.evaluate(line_input_fn)["loss"] == pytest.approx(fresh.evaluate(line_input_fn)["loss"], rel=1e-6)
+    np.testing.assert_allclose([p["y"] for p in mine.predict(line_input_fn)],
+                               [p["y"] for p in fresh.predict(line_input_fn)], rtol=1e-6)
+    # An emptied model_dir starts over from fresh variables.
+    shutil.rmtree(tmp_path)
+    mine.train(line_input_fn, steps=2)
+    assert mine.get_variable_value("global_step") == 2
+    assert np.abs(mine.get_variable_value("w")).max() < 1.0
+
+
+def test_a_premade_estimator_trains_on_over_calls_like_one_call(tmp_path):
+    col = tf.feature_column.numeric_column("x")
+
+    def make(d):
+        return estimator.DNNClassifier([4], [col], model_dir=str(tmp_path / d),
+                                       config=estimator.RunConfig(tf_random_seed=3))
+
+    def input_fn():
+        x = np.linspace(-1, 1, 32, dtype=np.float32)
+        return tf.data.Dataset.from_tensor_slices(({"x": x}, (x > 0).astype(np.int32))).batch(32).repeat()
+
+    one, several = make("one"), make("several")
+    one.train(input_fn, steps=30)
+    for _ in range(3):
+        several.train(input_fn, steps=10)
+    for name in one.get_variable_names():
+        np.testing.assert_allclose(several.get_variable_value(name), one.get_variable_value(name), rtol=1e-5,
+                                   atol=1e-6, err_msg=name)
+
+
+def test_seeding_a_kept_program_shuffles_input_as_tf_random_set_seed():
+    from components.estimator._compat import set_global_seed
+
+    def order():
+        return [int(v) for v in tf.data.Dataset.range(20).shuffle(20)]
+
+    tf.random.set_seed(5)
+    expected = [order(), order()]
+    set_global_seed(5)  # what a kept program's train() does: the input_fn's shuffles repeat as they did
+    assert [order(), order()] == expected
