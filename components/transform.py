@@ -68,9 +68,13 @@ def transform(config: TransformConfig, examples_dir: str, schema_path: str, tran
 
     def guarded(inputs):
         try:
-            return preprocessing_fn(inputs)
+            outputs = preprocessing_fn(inputs)
         except Exception as e:
             raise TransformError(f"preprocessing_fn in {config.module} failed: {type(e).__name__}: {e}") from e
+        if not isinstance(outputs, dict) or not all(isinstance(k, str) for k in outputs):
+            raise TransformError(f"preprocessing_fn in {config.module} returned {type(outputs).__name__}; it must "
+                                 "return a dict of feature name -> tensor")
+        return outputs
 
     def source(split):
         return tfxio.TFExampleRecord(file_pattern=artifacts.split_pattern(examples, split), schema=schema,

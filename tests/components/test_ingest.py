@@ -150,3 +150,21 @@ def test_nested_parquet_columns_are_refused_with_the_column(tmp_path):
     pq.write_table(pa.table({"id": [1, 2], "where": [{"x": 1}, {"x": 2}]}), tmp_path / "nested.parquet")
     with pytest.raises(InputError, match=r"nested.parquet, column 'where': a struct<x: int64> column"):
         ingest(IngestConfig(input=str(tmp_path / "nested.parquet")), tmp_path / "a")
+
+
+def test_inputs_that_cannot_be_read_are_named(tmp_path):
+    import gzip
+    import os
+
+    whole = gzip.compress(("a,b\n" + "\n".join(f"{i},{i}" for i in range(2000)) + "\n").encode())
+    (tmp_path / "cut.csv.gz").write_bytes(whole[: len(whole) // 2])  # a download that stopped half-way
+    with pytest.raises(InputError, match=r"cut.csv.gz: cannot be read \(EOFError: .*\); is the file whole\?"):
+        ingest(IngestConfig(input=str(tmp_path / "cut.csv.gz")), tmp_path / "a")
+    (tmp_path / "data.csv").mkdir()
+    with pytest.raises(InputError, match=r"data.csv is a folder, not a file; name the files in it"):
+        ingest(IngestConfig(input=str(tmp_path / "data.csv")), tmp_path / "b")
+    if os.geteuid() != 0:  # root reads anything
+        (tmp_path / "secret.csv").write_text("a\n1\n")
+        (tmp_path / "secret.csv").chmod(0)
+        with pytest.raises(InputError, match=r"secret.csv: cannot be read \(PermissionError"):
+            ingest(IngestConfig(input=str(tmp_path / "secret.csv")), tmp_path / "c")

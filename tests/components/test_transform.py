@@ -87,3 +87,10 @@ def test_failure_while_applying_names_the_file_and_records(tmp_path, examples):
     with pytest.raises(TransformError, match=r"strict\.py failed on .*Split-\w+/data-00000\.tfrecord\.gz, records "
                                              r"1-\d+: InvalidArgumentError: .*fare too high"):
         _run(tmp_path, examples, "strict", module=str(module), apply="local")
+
+
+def test_a_preprocessing_fn_that_returns_a_list_is_named(tmp_path, examples):
+    module = tmp_path / "listy.py"
+    module.write_text("def preprocessing_fn(inputs):\n    return [inputs['Fare']]\n")
+    with pytest.raises(TransformError, match=r"preprocessing_fn in .*listy\.py returned list; it must return a dict"):
+        _run(tmp_path, examples, "listy", module=str(module))
