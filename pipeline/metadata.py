@@ -11,6 +11,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from ml_metadata import metadata_store
+from google.protobuf import wrappers_pb2
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from components._process import alive
@@ -85,8 +86,17 @@ class Artifact:
         return cls(proto.id, type_name, proto.uri, pb.Artifact.State.Name(proto.state), props)
 
 
+# PostgreSQL indexes string property values and refuses one over 2704 bytes (a manifest listing a step's
+# source files, a model's file list): longer text goes in the value's proto field, which is not indexed.
+_INDEXED_MAX = 2000
+
+
 def _value(v):
     kind = v.WhichOneof("value")
+    if kind == "proto_value":
+        text = wrappers_pb2.StringValue()
+        v.proto_value.Unpack(text)
+        return text.value
     return getattr(v, kind) if kind else None
 
 
@@ -97,6 +107,8 @@ def _set(props, key, value):
         props[key].int_value = value
     elif isinstance(value, float):
         props[key].double_value = value
+    elif len(str(value).encode("utf-8")) > _INDEXED_MAX:
+        props[key].proto_value.Pack(wrappers_pb2.StringValue(value=str(value)))
     else:
         props[key].string_value = str(value)
 
@@ -345,7 +357,7 @@ class MetadataStore:
         if stopped:
             execution.custom_properties["stopped"].string_value = stopped
         if error:
-            execution.properties["error"].string_value = error[:4000]
+            execution.properties["error"].string_value = error[:_INDEXED_MAX]
         live = state == "COMPLETE"
         for name, artifact in artifacts.items():
             artifact.state = pb.Artifact.LIVE if live else pb.Artifact.ABANDONED
@@ -499,7 +511,10 @@ class MetadataStore:
 def _set_props(execution, props: dict) -> None:
     """The declared properties as such; anything else (the run manifest) as a custom property."""
     for k, v in props.items():
-        (execution.properties if k in _EXEC_PROPS else execution.custom_properties)[k].string_value = str(v)
+        if k in _EXEC_PROPS:  # declared STRING properties: short by design
+            execution.properties[k].string_value = str(v)[:_INDEXED_MAX]
+        else:
+            _set(execution.custom_properties, k, v)
 
 
 def _event(kind, name: str) -> pb.Event:
