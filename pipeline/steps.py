@@ -190,11 +190,12 @@ def canonical_config(step: Step, cfg: PipelineConfig) -> dict:
 
 
 def cache_key(step: Step, cfg: PipelineConfig, inputs: dict, store: MetadataStore,
-              input_files: dict | None = None, purpose: str = PRODUCTION) -> str:
+              input_files: dict | None = None, purpose: str = PRODUCTION, code: dict | None = None) -> str:
+    """`code`: step_code(step), when the caller has it already."""
     section = canonical_config(step, cfg)
     parts = {
         "component": step.name,
-        "code": step_code(step),
+        "code": code if code is not None else step_code(step),
         "config": section,
         "inputs": {name: [a.id, a.properties.get("fingerprint", "")] for name, a in sorted(inputs.items())},
         "libraries": library_versions(),
@@ -283,9 +284,10 @@ def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, in
     if missing:
         raise ConfigError(f"{name}: inputs {missing} are missing; run the upstream components first")
     files = manifest.input_files(cfg) if name == "ingest" else None
-    key = cache_key(step, cfg, inputs, store, files, purpose)
+    code = step_code(step)  # parses every source file the step runs: once, for the key and the manifest
+    key = cache_key(step, cfg, inputs, store, files, purpose, code)
     recorded = manifest.build(cfg, name, inputs, files)
-    recorded["step_code"] = step_code(step)
+    recorded["step_code"] = code
     props = {"cache_key": key, "config": json.dumps(cfg.section(name), sort_keys=True, default=str),
              "code_version": json.dumps(recorded["code"]), "library_versions": json.dumps(library_versions()),
              "pipeline": cfg.name, "run_id": run["run"].name, "manifest": json.dumps(recorded, sort_keys=True),

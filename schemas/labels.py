@@ -48,8 +48,7 @@ class LabelValues:
         if len(seen) != 1:
             return None
         [value] = seen
-        return value[0].decode("utf-8", "replace") if value and isinstance(value[0], bytes) else \
-            (value[0] if value else None)
+        return _shown(value)
 
     def unlearnable(self):
         """(value, split, path, row) of the first value the train split lacks, or None."""
@@ -63,9 +62,15 @@ class LabelValues:
 
     @staticmethod
     def error(value, split: str, path: str, row: int, label: str, train: str) -> InputError:
-        shown = value[0].decode("utf-8", "replace") if value and isinstance(value[0], bytes) else \
-            (value[0] if value else None)
+        shown = _shown(value)
         return InputError(
             f"{path}, row {row}, column {label!r}: the label {shown!r} (split {split!r}) never occurs in the "
             f"{train!r} split, so the model cannot learn it; fix or drop the row, or set ingest.label_is_class: "
             "false if the label is a quantity")
+
+
+def _shown(value: tuple):
+    """A label value (a row's tuple of values) as a person reads it: its first value, bytes as text."""
+    if not value:
+        return None
+    return value[0].decode("utf-8", "replace") if isinstance(value[0], bytes) else value[0]
