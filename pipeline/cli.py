@@ -452,11 +452,12 @@ def main(argv=None) -> int:
 
 def _no_space(e: BaseException) -> str | None:
     """The file a full disk refused (or ""), when that is what `e` comes down to; else None. Beam and
-    TensorFlow wrap the OSError in errors of their own, so the message is searched too."""
+    TensorFlow wrap the OSError in errors of their own, and SQLite (the MLMD store) says it in words, so the
+    message is searched too."""
     while e is not None:
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
             return e.filename or ""
-        if "No space left on device" in str(e):
+        if "No space left on device" in str(e) or "database or disk is full" in str(e):
             return ""
         e = e.__cause__ or e.__context__
     return None
