@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from components import evaluator, ingest, pusher, trainer, transform
 from components import stop as stop_lib
 from components.errors import ConfigError, Stopped
 from components.user_module import module_files
@@ -40,11 +39,14 @@ class Step:
     inputs: dict  # input name -> (upstream step, its output name)
     outputs: dict  # output name -> artifact type
     run: Callable  # (config, {input: Artifact}, {output: staging dir}, store) -> {output: {property: value}}
-    code: object  # the component module, whose source is part of the cache key
+    code: str  # the component module, whose source is part of the cache key (imported only when the step runs:
+    # a fully cached run never loads TensorFlow or Beam)
     resumable: tuple = ()  # outputs a re-run adopts from a dead run of the same inputs (checkpoints)
 
 
 def _ingest(cfg: PipelineConfig, inputs, out, store) -> dict:
+    from components import ingest
+
     c = cfg.ingest
     result = ingest.ingest(ingest.IngestConfig(input=c.input, format=c.format, splits=dict(c.splits),
                                                split_key=c.split_key,
@@ -66,6 +68,8 @@ def split_rule(cfg: PipelineConfig) -> str:
 
 
 def _transform(cfg: PipelineConfig, inputs, out, store) -> dict:
+    from components import transform
+
     c = cfg.transform
     result = transform.transform(transform.TransformConfig(**c.model_dump()),
                                  inputs["examples"].uri, _schema_file(inputs["schema"]),
@@ -74,6 +78,8 @@ def _transform(cfg: PipelineConfig, inputs, out, store) -> dict:
 
 
 def _trainer(cfg: PipelineConfig, inputs, out, store) -> dict:
+    from components import trainer
+
     c = cfg.trainer
     config = trainer.TrainerConfig(**c.model_dump())
     result = trainer.train(config, inputs["transformed_examples"].uri, inputs["transform_graph"].uri,
@@ -82,6 +88,8 @@ def _trainer(cfg: PipelineConfig, inputs, out, store) -> dict:
 
 
 def _evaluator(cfg: PipelineConfig, inputs, out, store) -> dict:
+    from components import evaluator
+
     c = cfg.evaluator
     baseline = baseline_model(cfg, store, inputs)
     doc = evaluator.evaluate(
@@ -93,6 +101,8 @@ def _evaluator(cfg: PipelineConfig, inputs, out, store) -> dict:
 
 
 def _pusher(cfg: PipelineConfig, inputs, out, store) -> dict:
+    from components import evaluator, pusher
+
     blessed = evaluator.is_blessed(inputs["blessing"].uri)
     # The same model already in serving, intact: say so rather than push a copy as a new version.
     same = next((p for p in _pushes(cfg, store) if p.properties.get("model_uri") == inputs["model"].uri
@@ -156,18 +166,19 @@ def _examples_rule(store: MetadataStore, model_uri: str) -> str | None:
 
 STEPS = {
     "ingest": Step("ingest", {}, {"examples": "Examples", "schema": "Schema", "statistics": "ExampleStatistics"},
-                   _ingest, ingest),
+                   _ingest, "components.ingest"),
     "transform": Step("transform", {"examples": ("ingest", "examples"), "schema": ("ingest", "schema")},
                       {"transform_graph": "TransformGraph", "transformed_examples": "TransformedExamples"},
-                      _transform, transform),
+                      _transform, "components.transform"),
     "trainer": Step("trainer", {"transformed_examples": ("transform", "transformed_examples"),
                                 "transform_graph": ("transform", "transform_graph"), "schema": ("ingest", "schema")},
-                    {"model": "Model", "model_run": "ModelRun"}, _trainer, trainer, resumable=("model_run",)),
+                    {"model": "Model", "model_run": "ModelRun"}, _trainer, "components.trainer",
+                    resumable=("model_run",)),
     "evaluator": Step("evaluator", {"model": ("trainer", "model"), "examples": ("ingest", "examples"),
                                     "schema": ("ingest", "schema"), "transform_graph": ("transform", "transform_graph")},
-                      {"evaluation": "ModelEvaluation", "blessing": "ModelBlessing"}, _evaluator, evaluator),
+                      {"evaluation": "ModelEvaluation", "blessing": "ModelBlessing"}, _evaluator, "components.evaluator"),
     "pusher": Step("pusher", {"model": ("trainer", "model"), "blessing": ("evaluator", "blessing")},
-                   {"pushed_model": "PushedModel"}, _pusher, pusher),
+                   {"pushed_model": "PushedModel"}, _pusher, "components.pusher"),
 }
 
 
@@ -176,7 +187,7 @@ STEPS = {
 def step_code(step: Step) -> dict:
     """The tfpipe source a step runs: its component and everything that imports (the Estimator engine,
     schemas, ...), and this file, which builds the component's config."""
-    return {**manifest.code_files(step.code.__name__), **manifest.code_files(__name__, follow=False)}
+    return {**manifest.code_files(step.code), **manifest.code_files(__name__, follow=False)}
 
 
 def canonical_config(step: Step, cfg: PipelineConfig) -> dict:
