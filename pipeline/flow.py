@@ -25,6 +25,10 @@ def _detach_temporary_server() -> None:
     import ctypes
     import subprocess
 
+    from prefect.settings import get_current_settings
+
+    if get_current_settings().api.url:
+        return  # a Prefect server of the user's: nothing to start (and no need to import Prefect's server code)
     from prefect.server.api import server
 
     original = server.SubprocessASGIServer._run_uvicorn_command
@@ -48,6 +52,22 @@ def _detach_temporary_server() -> None:
 
 
 _detach_temporary_server()
+
+
+def _quick_flow_exit() -> None:
+    """The flow-run heartbeat thread sleeps in 1 s ticks, and the sync engine joins it at the end of every
+    run: half a second, on average, added to each run (a third of a fully cached one). Not joining is what
+    Prefect's async engine does; the thread is a daemon and sees the stop at its next tick. (Prefect private
+    API: tests/pipeline/test_cached_run.py fails when it moves.)"""
+    import functools
+
+    from prefect import flow_engine
+
+    if not isinstance(flow_engine._send_heartbeats, functools.partial):
+        flow_engine._send_heartbeats = functools.partial(flow_engine._send_heartbeats, join_on_exit=False)
+
+
+_quick_flow_exit()
 
 from pipeline import console, ui  # noqa: E402
 

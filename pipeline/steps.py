@@ -297,12 +297,15 @@ def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, in
     files = manifest.input_files(cfg) if name == "ingest" else None
     code = step_code(step)  # parses every source file the step runs: once, for the key and the manifest
     key = cache_key(step, cfg, inputs, store, files, purpose, code)
-    recorded = manifest.build(cfg, name, inputs, files)
-    recorded["step_code"] = code
-    props = {"cache_key": key, "config": json.dumps(cfg.section(name), sort_keys=True, default=str),
-             "code_version": json.dumps(recorded["code"]), "library_versions": json.dumps(library_versions()),
-             "pipeline": cfg.name, "run_id": run["run"].name, "manifest": json.dumps(recorded, sort_keys=True),
-             "purpose": purpose}
+
+    def props(hw: dict | None = None) -> dict:
+        recorded = manifest.build(cfg, name, inputs, files, hw)
+        recorded["step_code"] = code
+        return {"cache_key": key, "config": json.dumps(cfg.section(name), sort_keys=True, default=str),
+                "code_version": json.dumps(recorded["code"]), "library_versions": json.dumps(library_versions()),
+                "pipeline": cfg.name, "run_id": run["run"].name, "manifest": json.dumps(recorded, sort_keys=True),
+                "purpose": purpose}
+
     # Executions left RUNNING by a killed process become FAILED; their checkpoints may be adopted below,
     # as may those of a run stopped by a signal (SIGTERM, Ctrl-C), which kept them on purpose.
     adoptable = {}
@@ -323,15 +326,16 @@ def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, in
     if use_cache:
         hit = store.find_cached(name, key, damage=_damage)
         if hit is not None:
-            _, outputs = hit
-            store.record_cached(run, name, inputs, outputs, props)
+            made, outputs = hit
+            store.record_cached(run, name, inputs, outputs,
+                                props(store.execution(made.id)["manifest"].get("hardware", {})))
             log.info("%s: cached (reusing execution outputs %s)", name, ", ".join(a.uri for a in outputs.values()))
             return outputs, "CACHED", 0.0
 
     def uri_of(output: str, execution_id: int) -> str:
         return str(Path(cfg.root) / name / output / str(execution_id))
 
-    execution, artifacts, contexts = store.start(run, name, inputs, step.outputs, props, uri_of)
+    execution, artifacts, contexts = store.start(run, name, inputs, step.outputs, props(), uri_of)
     staging = {out: a.uri + ".staging" for out, a in artifacts.items()}
     for out, path in staging.items():
         shutil.rmtree(path, ignore_errors=True)

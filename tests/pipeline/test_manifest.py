@@ -30,3 +30,24 @@ def test_weights_that_differ_are_judged_by_the_run_metrics_when_not_exact():
     assert _verdict(model_a, _artifact("Model", "aaa"), {}, {}, exact=True) == IDENTICAL
     evaluation = _artifact("ModelEvaluation", "e", **{"metric:accuracy": 0.8})
     assert _verdict(evaluation, _artifact("ModelEvaluation", "f", **{"metric:accuracy": 0.8}), {}, {}, True) == IDENTICAL
+
+
+def test_the_import_scan_behind_the_cache_key_misses_no_import_of_any_tfpipe_file():
+    # The cache key follows imports found by parsing import lines only (fast); it must find every import the
+    # whole file's syntax tree has (function-level ones included), or an edit could be served from cache.
+    import ast
+    from pathlib import Path
+
+    from pipeline.manifest import PACKAGES, REPO, _import_statements
+
+    def imports(tree):
+        return {ast.dump(n) for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))}
+
+    files = [f for package in PACKAGES for f in (REPO / package).rglob("*.py")]
+    assert len(files) > 40
+    for f in files:
+        source = Path(f).read_bytes()
+        missed = imports(ast.parse(source)) - imports(_import_statements(source, str(f)))
+        assert not missed, f"{f}: {missed}"
+    tricky = b'import os\ndef f():\n    from components import (\n        errors,\n        stop)  # why\n'
+    assert imports(_import_statements(tricky, "x.py")) == imports(ast.parse(tricky))
