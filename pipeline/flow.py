@@ -9,6 +9,8 @@ import uuid
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here: no telemetry
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tfpipe")  # step and training logs in the Prefect UI
+# ... when there is a flow run; tfpipe's loggers also run outside one (the Estimator API, a server watcher).
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 # Several `tfpipe run`s at once each start Prefect's temporary server, on a busy machine: give it time.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
@@ -20,10 +22,12 @@ def _detach_temporary_server() -> None:
     """Starts Prefect's temporary API server in a session of its own: Ctrl-C at the terminal reaches the
     whole foreground process group, and a server killed with the run left the run retrying it for minutes
     before it could record that it stopped. It still ends with the run: at exit (Prefect stops it), or by
-    the kernel's parent-death signal if the run is killed outright. (Prefect private API: a test of Ctrl-C
-    fails when it moves.)"""
+    the kernel's parent-death signal if the run is killed outright. If it dies while the run goes on (the
+    OOM killer, a stray kill), it is started again on its port, where Prefect's client retries find it.
+    (Prefect private API: the tests of Ctrl-C and of a killed server fail when it moves.)"""
     import ctypes
     import subprocess
+    import threading
 
     from prefect.settings import get_current_settings
 
@@ -34,12 +38,13 @@ def _detach_temporary_server() -> None:
     original = server.SubprocessASGIServer._run_uvicorn_command
     if getattr(original, "_tfpipe", False):
         return
+    original_stop = server.SubprocessASGIServer.stop
 
     def own_session():
         os.setsid()
         ctypes.CDLL(None).prctl(1, 15)  # PR_SET_PDEATHSIG = SIGTERM
 
-    def run_uvicorn(self):
+    def spawn(self):
         popen = subprocess.Popen
         subprocess.Popen = lambda *a, **k: popen(*a, preexec_fn=own_session, **k)
         try:
@@ -47,8 +52,33 @@ def _detach_temporary_server() -> None:
         finally:
             subprocess.Popen = popen
 
+    def run_uvicorn(self):
+        process = spawn(self)
+        threading.Thread(target=watch, args=(self, process), daemon=True, name="tfpipe-prefect-server").start()
+        return process
+
+    def watch(self, process):
+        # Restarts happen in this thread, which lives as long as the server: the parent-death signal is
+        # sent when the *thread* that started the process ends.
+        for restart in range(1, 5):
+            code = process.wait()
+            if getattr(self, "_tfpipe_stopping", False) or self.server_process is not process or code == 3:
+                return  # stopped by Prefect at exit, or replaced while starting (3: its port was taken)
+            if restart == 4:
+                log.error("Prefect's temporary server on %s exited (code %s) for the 4th time; not starting it "
+                          "again", self.address, code)
+                return
+            log.warning("Prefect's temporary server on %s exited (code %s) during the run; starting it again",
+                        self.address, code)
+            process = self.server_process = spawn(self)
+
+    def stop(self):
+        self._tfpipe_stopping = True
+        return original_stop(self)
+
     run_uvicorn._tfpipe = True
     server.SubprocessASGIServer._run_uvicorn_command = run_uvicorn
+    server.SubprocessASGIServer.stop = stop
 
 
 _detach_temporary_server()

@@ -326,3 +326,30 @@ def test_a_full_disk_leaves_mlmd_and_the_disk_consistent_and_the_next_run_comple
         assert (Path(pushed) / "saved_model.pb").is_file()
     finally:
         subprocess.run(["umount", "-l", str(root)], check=False)
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+@pytest.mark.slow
+def test_a_temporary_prefect_server_killed_mid_run_is_started_again_and_the_run_completes(tmp_path):
+    """Prefect's temporary server dies (OOM killer, a stray kill) while training: the run goes on, with its
+    summary and exit 0, instead of retrying a dead server for minutes and exiting 1."""
+    config = _small_titanic(tmp_path, train_steps=3000, checkpoint_steps=500)
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_UI_API_URL")}
+    proc = _tfpipe(tmp_path / "run.log", "run", str(config), env=env)
+    staging = tmp_path / "root" / "trainer" / "model_run"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(staging.glob("*.staging/model.ckpt-*.index")) and proc.poll() is None:
+        time.sleep(0.05)
+    servers = [p for p in _children(proc.pid) if "uvicorn" in Path(f"/proc/{p}/cmdline").read_text()]
+    assert len(servers) == 1, (_children(proc.pid), (tmp_path / "run.log").read_text()[-3000:])
+    os.kill(servers[0], signal.SIGKILL)
+    started = time.time()
+    text = _finish(proc, tmp_path / "run.log", timeout=300)
+    assert time.time() - started < 120, text[-3000:]
+    assert "Prefect's temporary server on http://127.0.0.1:" in text and "exited (code -9) during the run; " \
+        "starting it again" in text, text[-3000:]
+    assert "pushed model:" in text and "Traceback" not in text
