@@ -443,11 +443,42 @@ def main(argv=None) -> int:
     except Exception as e:
         full = _no_space(e)
         if full is None:
-            raise
+            # Not an expected error: the traceback, and a line that says whose code raised it.
+            import traceback
+
+            traceback.print_exc()
+            where = _user_frame(e)
+            if where:
+                print(f"tfpipe: error: your code raised {type(e).__name__} at {where}: {e}", file=sys.stderr)
+                return 1
+            print(f"tfpipe: internal error: {type(e).__name__}: {e}\nThis is a bug in tfpipe: please report it "
+                  "with the traceback above. A step that failed is FAILED in MLMD and published nothing.",
+                  file=sys.stderr)
+            return 70  # EX_SOFTWARE
         # A full disk is the operator's to fix; the failed step recorded itself and published nothing.
         print(f"tfpipe: error: no space left on the device{f' ({full})' if full else ''}; free some space and "
               "run again (finished steps are reused)", file=sys.stderr)
         return 1
+
+
+def _user_frame(e: BaseException) -> str | None:
+    """`file:line` of the innermost frame of the user's own code (a preprocessing_fn, a model_fn) in the
+    exception's traceback, if it passed through one: neither tfpipe's source, a library, nor Python's."""
+    import sysconfig
+    import traceback
+
+    repo = Path(__file__).resolve().parents[1]
+    ours = [repo / package for package in ("components", "pipeline", "schemas")]
+    libraries = {Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "purelib", "platlib")}
+    seen = set()
+    while e is not None and id(e) not in seen:  # Beam and Prefect re-raise: the user's frame may be in a cause
+        seen.add(id(e))
+        for frame in reversed(traceback.extract_tb(e.__traceback__)):
+            path = Path(frame.filename).resolve() if not frame.filename.startswith("<") else None
+            if path and not any(path.is_relative_to(p) for p in [*ours, *libraries]):
+                return f"{frame.filename}:{frame.lineno}"
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _no_space(e: BaseException) -> str | None:

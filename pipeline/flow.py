@@ -93,8 +93,9 @@ def _quick_flow_exit() -> None:
 
     from prefect import flow_engine
 
-    if not isinstance(flow_engine._send_heartbeats, functools.partial):
-        flow_engine._send_heartbeats = functools.partial(flow_engine._send_heartbeats, join_on_exit=False)
+    send = getattr(flow_engine, "_send_heartbeats", None)
+    if send is not None and not isinstance(send, functools.partial):
+        flow_engine._send_heartbeats = functools.partial(send, join_on_exit=False)
 
 
 _quick_flow_exit()

@@ -70,3 +70,27 @@ def test_a_closed_pipe_is_not_an_error():
     proc.stdout.close()  # like `| head` that has read all it wants
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0 and "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_an_unexpected_error_says_whether_it_is_a_bug_in_tfpipe_or_in_the_users_code(capsys, monkeypatch, tmp_path):
+    import pipeline.cli as cli
+
+    # tfpipe's own code given what it never expects: a helper that takes an exception handed the parsed arguments
+    monkeypatch.setattr(cli, "_cmd_version", cli._user_frame)
+    assert main(["version"]) == 70
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "tfpipe: internal error: AttributeError:" in err
+    assert "This is a bug in tfpipe: please report it with the traceback above." in err
+
+    module = tmp_path / "user_code.py"
+    module.write_text("def fn(args):\n    raise ZeroDivisionError('a user bug')\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import user_code
+    finally:
+        sys.path.remove(str(tmp_path))
+    monkeypatch.setattr(cli, "_cmd_version", user_code.fn)
+    assert main(["version"]) == 1
+    err = capsys.readouterr().err
+    assert f"tfpipe: error: your code raised ZeroDivisionError at {module}:2: a user bug" in err
+    assert "bug in tfpipe" not in err

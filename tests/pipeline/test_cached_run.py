@@ -1,0 +1,45 @@
+"""A fully cached run is quick: it loads neither TensorFlow nor Beam (bench/cached_run.py times it)."""
+
+import functools
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import tiny_titanic
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ("tensorflow", "apache_beam", "tensorflow_transform", "tf_keras", "tfx_bsl")
+
+# `tfpipe run`, then the names of the heavy modules it loaded, on the last line.
+PROBE = ("import sys\nfrom pipeline.cli import main\ncode = main(['run', sys.argv[1]])\n"
+         f"print('loaded:', ','.join(m for m in {HEAVY!r} if m in sys.modules))\nsys.exit(code)\n")
+
+
+def _run(config: Path, env: dict) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-c", PROBE, str(config)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.slow
+def test_a_fully_cached_run_loads_neither_tensorflow_nor_beam(tmp_path, prefect_server):
+    config = tiny_titanic(tmp_path / "p")
+    first = _run(config, prefect_server["env"])
+    assert "tensorflow" in first.stdout.splitlines()[-1]  # the probe sees what a run that computes loads
+    again = _run(config, prefect_server["env"])
+    assert again.stdout.splitlines()[-1] == "loaded: ", again.stdout[-2000:]
+    for step in ("ingest", "transform", "trainer", "evaluator", "pusher"):
+        assert f"{step}: cached" in again.stderr, again.stderr[-3000:]
+    assert "pushed model:" in again.stdout
+
+
+def test_the_flow_does_not_wait_for_the_heartbeat_threads_next_tick():
+    # A Prefect private function (the heartbeat context of the sync flow engine): if it moves, this says so.
+    import pipeline.flow  # noqa: F401
+    from prefect import flow_engine
+
+    assert isinstance(flow_engine._send_heartbeats, functools.partial)
+    assert flow_engine._send_heartbeats.keywords == {"join_on_exit": False}
