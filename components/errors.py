@@ -29,5 +29,9 @@ class ClusterError(TfpipeError, RuntimeError):
     """A task of a distributed training cluster failed or stopped answering."""
 
 
+class StoreUnavailable(TfpipeError, RuntimeError):
+    """The shared metadata store stopped answering mid-run; the message names it and the wait."""
+
+
 class Stopped(TfpipeError):
     """A stop was asked for from outside (SIGTERM, Ctrl-C); the message says where work stopped."""

@@ -150,7 +150,7 @@ def _cmd_deploy(args) -> int:
     return 0
 
 
-def _existing_store(url: str, timeout: float | None = None):
+def _existing_store(url: str, *timeouts: float):
     """The MLMD store at url, for reading: a SQLite file that is not there is an error, never a new store."""
     from pipeline.metadata import MetadataStore
 
@@ -159,7 +159,7 @@ def _existing_store(url: str, timeout: float | None = None):
 
         raise ConfigError(f"no MLMD store at {_short(url)}: nothing has run with this store yet "
                           "(or pass the store with --metadata)")
-    return MetadataStore(url) if timeout is None else MetadataStore(url, timeout)
+    return MetadataStore(url, *timeouts)  # (connect, query) timeouts: the config's, else the defaults
 
 
 def _store(args):
@@ -170,7 +170,7 @@ def _store(args):
         from pipeline.flow import open_store
 
         return cfg, open_store(cfg)
-    return cfg, _existing_store(cfg.metadata, cfg.metadata_timeout)
+    return cfg, _existing_store(cfg.metadata, cfg.metadata_timeout, cfg.metadata_query_timeout)
 
 
 def _table(headers: list, rows: list) -> None:

@@ -80,6 +80,7 @@ class PipelineConfig(_Section):
     metadata: Optional[str] = None  # sqlite path or URL, postgresql://, mysql://; default <root>/metadata.sqlite
     metadata_secret: Optional[str] = None  # a Prefect Secret block holding the store's password
     metadata_timeout: float = Field(default=10.0, gt=0)  # seconds to reach a shared store and hear it answer
+    metadata_query_timeout: float = Field(default=60.0, gt=0)  # seconds for one call to it, once logged in
     ingest: IngestSection
     transform: TransformSection
     trainer: TrainerSection

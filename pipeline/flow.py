@@ -125,7 +125,7 @@ def open_store(cfg) -> MetadataStore:
 
             raise ConfigError(f"metadata_secret: no Prefect Secret block {cfg.metadata_secret!r} ({e}); create it "
                               f"with Secret(value=...).save({cfg.metadata_secret!r})") from None
-    return MetadataStore(cfg.metadata, cfg.metadata_timeout)
+    return MetadataStore(cfg.metadata, cfg.metadata_timeout, cfg.metadata_query_timeout)
 
 
 def _no_cache(no_cache, component: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ from google.protobuf import wrappers_pb2
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from components._process import alive
-from components.errors import ConfigError
+from components.errors import ConfigError, StoreUnavailable
 from schemas.artifacts import ARTIFACT_TYPES
 
 log = logging.getLogger("tfpipe.pipeline")
@@ -113,20 +114,111 @@ def _set(props, key, value):
         props[key].string_value = str(value)
 
 
+# The watcher behind _Deadline, a bare Python process: MLMD's client holds the GIL while it waits for the
+# server, so no thread of ours could act. It holds copies of the store's sockets (sent over its stdin, a
+# socket pair); "a<seconds>" arms it, "d" disarms it; past the deadline it shuts the sockets down (the
+# blocked read returns) and answers "!". It ends when its link closes, with this process.
+_WATCHER = r"""
+import select, socket, time
+link, fds, due = socket.socket(fileno=0), [], None
+while True:
+    ready, _, _ = select.select([link], [], [], None if due is None else max(0.0, due - time.monotonic()))
+    if not ready:
+        for fd in fds:
+            try:
+                socket.socket(fileno=socket.dup(fd)).shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        due = None
+        link.sendall(b"!")
+        continue
+    data, new, _, _ = socket.recv_fds(link, 4096, 16)
+    if not data:
+        break
+    fds += new
+    last = [c for c in data.split(b"\n") if c[:1] in (b"a", b"d")]
+    if last:
+        due = time.monotonic() + float(last[-1][1:]) if last[-1][:1] == b"a" else None
+"""
+
+
+class _Deadline:
+    """Bounds each call to a shared store: MLMD's client has no query timeout, and a server that accepted the
+    login and then went silent (stuck, overloaded, a dropped link) would hold the run forever. A watcher
+    process shuts this store's connections down when a call outlasts `seconds`, so the blocked read returns
+    and the call fails; it is raised as StoreUnavailable, naming the store and the wait."""
+
+    def __init__(self, url: str, seconds: float):
+        import subprocess
+        import sys
+
+        parsed = urllib.parse.urlparse(url)
+        self.where, self.seconds = redact(url), seconds
+        self.port = parsed.port or (5432 if parsed.scheme.startswith("postgres") else 3306)
+        try:
+            self.hosts = {a[4][0] for a in socket.getaddrinfo(parsed.hostname or "127.0.0.1", self.port)}
+        except OSError:
+            self.hosts = set()
+        self.link, theirs = socket.socketpair()
+        subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHER], stdin=theirs, close_fds=True)
+        theirs.close()
+        self.failed = None  # once it has hung up, every later call fails at once: the connection is gone
+
+    def watch(self) -> None:
+        """Hands the watcher this process's connections to the store (made by the login)."""
+        fds = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if not os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                    continue
+                with socket.socket(fileno=os.dup(int(fd))) as sock:
+                    peer = sock.getpeername()
+                if isinstance(peer, tuple) and peer[1] == self.port and peer[0] in self.hosts:
+                    fds.append(int(fd))
+            except OSError:
+                continue
+        if fds:
+            socket.send_fds(self.link, [b"\n"], fds)
+
+    def call(self, what: str, method, *args, **kwargs):
+        if self.failed:
+            raise StoreUnavailable(self.failed)
+        self.link.sendall(b"a%g\n" % self.seconds)
+        try:
+            return method(*args, **kwargs)
+        except Exception:
+            try:
+                fired = self.link.recv(1, socket.MSG_DONTWAIT) == b"!"
+            except BlockingIOError:
+                fired = False
+            if not fired:
+                raise
+            self.failed = (f"the metadata store {self.where} did not answer {what} within {self.seconds:g} s; the "
+                           "server is stuck or overloaded, or the network dropped (metadata_query_timeout sets the "
+                           "wait). The next run recovers what this one left")
+            raise StoreUnavailable(self.failed) from None
+        finally:
+            self.link.sendall(b"d\n")
+
+
 class _Retrying:
-    """The MLMD client, with each call retried (backoff up to ~30 s) while SQLite says it is locked.
+    """The MLMD client, with each call retried (backoff up to ~30 s) while SQLite says it is locked, and
+    bounded in time (`deadline`) on a shared store.
 
     Several pipelines sharing one SQLite file take turns at its write lock; MLMD reports the wait
     as an error instead of waiting.
     """
 
-    def __init__(self, client):
+    def __init__(self, client, deadline: _Deadline | None = None):
         self._client = client
+        self._deadline = deadline
 
     def __getattr__(self, name):
         method = getattr(self._client, name)
         if not callable(method):
             return method
+        if self._deadline is not None:
+            method = functools.partial(self._deadline.call, name, method)
 
         def call(*args, **kwargs):
             delay = 0.05
@@ -143,6 +235,7 @@ class _Retrying:
 
 
 DEFAULT_TIMEOUT = 10.0  # seconds to reach a shared store and hear it answer
+DEFAULT_QUERY_TIMEOUT = 60.0  # seconds for one call to a shared store, once logged in
 
 
 def probe(url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -221,11 +314,17 @@ def _pg_verdict(sock, where: str, server: str, have_password: bool) -> bytes:
 
 
 class MetadataStore:
-    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT, query_timeout: float = DEFAULT_QUERY_TIMEOUT):
         self.url = url
         probe(url, timeout)
+        remote = urllib.parse.urlparse(url).scheme not in ("", "sqlite", "file")
+        deadline = _Deadline(url, query_timeout) if remote else None
         try:
-            self.store = _Retrying(metadata_store.MetadataStore(connection_config(url)))
+            self.store = _Retrying(metadata_store.MetadataStore(connection_config(url)), deadline)
+            if deadline:
+                deadline.watch()
+        except StoreUnavailable:
+            raise
         except Exception as e:
             message = str(e).replace(urllib.parse.urlparse(url).password or "\0", "***")
             parsed = urllib.parse.urlparse(url)

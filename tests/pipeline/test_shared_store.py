@@ -105,3 +105,66 @@ def test_a_store_that_never_answers_or_refuses_is_named_within_the_timeout():
     with pytest.raises(ConfigError, match=r"the server refused user 'root' for database 'test': a wrong or missing "
                                           r"password"):
         MetadataStore("mysql://root:wrong@127.0.0.1:3306/test")
+
+
+# A TCP proxy to PostgreSQL that stops forwarding, both ways, once its stall file exists: a server that
+# answered the login and then went silent. A process of its own: MLMD holds the GIL while it waits.
+_PROXY = r"""
+import os, select, socket, sys, threading, time
+listen, stall = socket.create_server(("127.0.0.1", 0)), sys.argv[1]
+print(listen.getsockname()[1], flush=True)
+def pump(a, b):
+    while True:
+        if os.path.exists(stall):
+            time.sleep(0.1)
+        elif select.select([a], [], [], 0.1)[0]:
+            data = a.recv(65536)
+            if not data:
+                return b.close()
+            b.sendall(data)
+while True:
+    client, _ = listen.accept()
+    server = socket.create_connection(("127.0.0.1", 5432))
+    for pair in ((client, server), (server, client)):
+        threading.Thread(target=pump, args=pair, daemon=True).start()
+"""
+
+
+def test_a_store_that_goes_silent_mid_run_fails_the_run_within_the_query_timeout(tmp_path):
+    import sys
+    import time
+
+    from tests.pipeline.test_reliability import _tfpipe
+
+    stall = tmp_path / "stall"
+    proxy = subprocess.Popen([sys.executable, "-c", _PROXY, str(stall)], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proxy.stdout.readline())
+        config = _small_titanic(tmp_path, rows=40)
+        doc = yaml.safe_load(config.read_text())
+        doc.update(name=f"silent{uuid.uuid4().hex[:8]}", metadata_query_timeout=3,
+                   metadata=f"postgresql://postgres@127.0.0.1:{port}/test")
+        config.write_text(yaml.safe_dump(doc))
+        log = tmp_path / "run.log"
+        run = _tfpipe(log, "run", "--no-cache", str(config))
+        deadline = time.time() + 300
+        while "ingest: running" not in log.read_text() and run.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        stall.touch()  # ingest's outputs are being written; recording them will meet a silent server
+        silent = time.time()
+        run.wait(timeout=120)
+        text = log.read_text()
+        assert run.returncode == 1, text[-3000:]
+        assert time.time() - silent < 60
+        assert (f"tfpipe: error: the metadata store postgresql://postgres@127.0.0.1:{port}/test did not answer "
+                in text), text[-3000:]
+        assert "within 3 s" in text and "Traceback" not in text
+    finally:
+        proxy.kill()
+    # Nothing published without its record: ingest's outputs are not at their final URIs.
+    store = MetadataStore("postgresql://postgres@127.0.0.1:5432/test")
+    [run_name] = [r["run"] for r in store.runs(doc["name"])]
+    [execution] = store.run_executions(run_name)
+    assert execution["component"] == "ingest" and execution["state"] != "COMPLETE"
+    for artifact in store.outputs_of(execution["id"]).values():
+        assert not Path(artifact.uri).exists(), artifact.uri
