@@ -4,11 +4,35 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 
 from components.errors import ConfigError
 
 _USE_DEFAULT = object()
+log = logging.getLogger("tfpipe.estimator")
+
+# tf.estimator arguments that have nothing to act on in TF 2 (no sessions, no graph devices, no gRPC server
+# of the Estimator's own): accepted so old code runs, with why they do nothing. {name: (default, why)}
+_NO_EFFECT = {
+    "session_config": (None, "TF 2 has no sessions; use tf.config (threads, devices, memory growth)"),
+    "device_fn": (None, "ops are placed by TF 2 and the distribution strategy"),
+    "protocol": (None, "the cluster's transport is the distribution strategy's"),
+    "experimental_distribute": (None, "pass train_distribute / eval_distribute"),
+    "experimental_max_worker_delay_secs": (None, "workers start together under MultiWorkerMirroredStrategy"),
+    "session_creation_timeout_secs": (7200, "TF 2 has no sessions"),
+    "checkpoint_save_graph_def": (True, "object-based checkpoints hold no graph"),
+}
+_said = set()
+
+
+def _say_no_effect(given: dict) -> None:
+    """Logs once per process for each no-effect argument given a value other than its default."""
+    for name, value in given.items():
+        default, why = _NO_EFFECT.get(name, (None, None))
+        if why and value != default and name not in _said:
+            _said.add(name)
+            log.warning("RunConfig(%s=...) has no effect in tfpipe: %s", name, why)
 
 
 class TaskType:
@@ -98,6 +122,11 @@ class RunConfig:
         self._session_creation_timeout_secs = session_creation_timeout_secs
         self._checkpoint_save_graph_def = checkpoint_save_graph_def
         self._steps_per_execution = steps_per_execution
+        _say_no_effect(dict(session_config=session_config, device_fn=device_fn, protocol=protocol,
+                            experimental_distribute=experimental_distribute,
+                            experimental_max_worker_delay_secs=experimental_max_worker_delay_secs,
+                            session_creation_timeout_secs=session_creation_timeout_secs,
+                            checkpoint_save_graph_def=checkpoint_save_graph_def))
         self._init_cluster(_parse_tf_config(os.environ.get("TF_CONFIG")))
 
     def _init_cluster(self, tf_config: dict) -> None:
@@ -154,6 +183,7 @@ class RunConfig:
             if key == "model_dir" and value is not None:
                 value = os.fspath(value)
             setattr(new, "_" + key, value)
+        _say_no_effect(kwargs)
         if new._save_checkpoints_steps is not None and new._save_checkpoints_secs is not None:
             if "save_checkpoints_steps" in kwargs:
                 new._save_checkpoints_secs = None
