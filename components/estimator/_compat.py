@@ -1,6 +1,16 @@
-"""Private TensorFlow / Keras accesses the engine depends on, each with a public fallback.
+"""Every private TensorFlow / Keras access the engine depends on, here and nowhere else (with a public
+fallback where one exists); tests/components/estimator/test_compat.py fails loudly when a TF upgrade
+moves one.
 
-Keeps tf.estimator-era model_fn code working with Keras 3 optimizers:
+- `fc2`: tf.feature_column's implementation module (its column classes, StateManager and
+  FeatureTransformationCache have no public names in TF 2).
+- `escape_local_name`, `trackable_children`: how object-based checkpoints name a variable's path.
+- `set_signature_keywords`: a pruned function's input names, which become a SavedModel signature's.
+- `compile_metrics`: the metrics a Keras model was compiled with (model_to_estimator copies them).
+- `set_global_seed`: tf.random.set_seed without clearing the eager kernel cache.
+- `allow_keras3_variables_in_group`: tf.estimator-era model_fn code with Keras 3 optimizers.
+
+Keras 3 and tf.group:
 
 Keras 3's `optimizer.apply_gradients` returns its `iterations` variable, a Keras Variable that
 `tf.group` refuses ("'inputs' should be zero or more (nested) Tensors"), so the classic
@@ -14,8 +24,29 @@ import random
 import sys
 
 import tensorflow as tf
+from tensorflow.python.feature_column import feature_column_v2 as fc2  # noqa: F401  (re-exported)
+from tensorflow.python.trackable.trackable_utils import escape_local_name  # noqa: F401  (re-exported)
 
 _patched = False
+
+
+def trackable_children(obj) -> dict:
+    """{local name: child} of a trackable object, as a checkpoint walks it."""
+    return obj._trackable_children()
+
+
+def set_signature_keywords(fn, keys: list) -> None:
+    """Names a pruned concrete function's inputs (a SavedModel signature takes its input names from these)."""
+    fn._arg_keywords = keys
+    fn._num_positional_args = len(keys)
+
+
+def compile_metrics(model):
+    """The metrics `model.compile` was given (tf_keras or Keras 3), or None."""
+    metrics = getattr(getattr(model, "compiled_metrics", None), "_user_metrics", None)  # tf_keras
+    if metrics is None and hasattr(model, "_compile_config"):  # Keras 3
+        metrics = model._compile_config.config.get("metrics")
+    return metrics
 
 
 def allow_keras3_variables_in_group() -> None:

@@ -12,6 +12,7 @@ from google.protobuf import text_format
 from tensorflow.core.protobuf import saved_model_pb2
 
 from components.errors import ConfigError
+from components.estimator import _compat
 from components.estimator.export import (
     PredictOutput,
     ServingInputReceiver,
@@ -89,8 +90,7 @@ def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_
             keys, feeds = list(inputs), list(inputs.values())
         fn = wrapped.prune(feeds=feeds, fetches=fetches)
         # Signature input names come from the pruned function's argument keywords.
-        fn._arg_keywords = keys
-        fn._num_positional_args = len(keys)
+        _compat.set_signature_keywords(fn, keys)
         signatures[name] = fn
 
     if SERVING_DEFAULT not in signatures and "predict" in signatures:

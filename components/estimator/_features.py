@@ -9,7 +9,7 @@ input pipeline, and the model only gathers weights.
 from __future__ import annotations
 
 import tensorflow as tf
-from tensorflow.python.feature_column import feature_column_v2 as fc2
+from components.estimator._compat import fc2
 
 from components.errors import ConfigError, InputError
 

@@ -24,7 +24,7 @@ import numbers
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.feature_column import feature_column_v2 as fc2
+from components.estimator._compat import fc2
 
 from components.errors import ConfigError
 from components.estimator import heads as heads_lib

@@ -21,6 +21,7 @@ import tensorflow as tf
 from components import stop as stop_lib
 from components.errors import ClusterError, ConfigError, InputError, NotTrainedError, Stopped
 from components.estimator import basic_hooks, hooks as hooks_lib
+from components.estimator import _compat
 from components.estimator._compat import allow_keras3_variables_in_group, set_global_seed
 from components.estimator._inputs import batch_size_of, call_with_known_args, fn_args, to_dataset
 from components.estimator.mode_keys import ModeKeys
@@ -133,7 +134,7 @@ class _Program:
         saver = self._saver()
         if saver is not None:
             root = saver
-            if not any(v is self.global_step for v in root._trackable_children().values()):
+            if not any(v is self.global_step for v in _compat.trackable_children(root).values()):
                 root.global_step = self.global_step
         else:
             variables = self._model_variables()

@@ -7,6 +7,7 @@ import os
 import tensorflow as tf
 
 from components.errors import ConfigError
+from components.estimator import _compat
 from components.estimator.estimator import Estimator
 from components.estimator.mode_keys import ModeKeys
 from components.estimator.optimizers import make_optimizer
@@ -75,9 +76,7 @@ class _KerasEstimator(Estimator):
                               "use a Sequential or functional model") from e
         clone.set_weights(self._initial_weights)
         compile_args = dict(loss=src.loss, optimizer=make_optimizer(src.optimizer, 0.0))
-        metrics = getattr(getattr(src, "compiled_metrics", None), "_user_metrics", None)  # tf_keras
-        if metrics is None and hasattr(src, "_compile_config"):  # Keras 3
-            metrics = src._compile_config.config.get("metrics")
+        metrics = _compat.compile_metrics(src)
         if metrics:
             # Fresh metric objects: sharing the source's would share (and mix) their state.
             compile_args["metrics"] = tf.nest.map_structure(

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.trackable.trackable_utils import escape_local_name
+from components.estimator._compat import escape_local_name, trackable_children
 
 from components.errors import ConfigError
 from components.estimator.optimizers import is_optimizer
@@ -111,7 +111,7 @@ def model_variables(root, exclude) -> dict:
     queue = [("", root)]
     while queue:
         prefix, obj = queue.pop(0)
-        for name, child in obj._trackable_children().items():
+        for name, child in trackable_children(obj).items():
             if id(child) in seen or is_optimizer(child) or any(child is e for e in exclude):
                 continue
             seen.add(id(child))

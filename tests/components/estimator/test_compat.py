@@ -1,0 +1,59 @@
+"""The engine's private TensorFlow / Keras accesses, all in components/estimator/_compat.py, each checked
+against the installed TensorFlow: a TF upgrade that moves one fails here, by name, not deep in a run."""
+
+import ast
+from pathlib import Path
+
+import tensorflow as tf
+
+from components.estimator import _compat
+
+ENGINE = Path(_compat.__file__).parent
+
+
+def test_no_other_engine_module_reaches_into_tensorflow_or_keras_internals():
+    private = ("tensorflow.python", "keras.src", "tf_keras.src")
+    for path in ENGINE.glob("*.py"):
+        if path.name == "_compat.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                assert not any(n.startswith(private) for n in names), f"{path.name} imports {names}"
+            if isinstance(node, ast.Attribute):
+                assert node.attr not in ("_trackable_children", "_arg_keywords", "_compile_config",
+                                         "_user_metrics", "_num_positional_args"), f"{path.name}: .{node.attr}"
+
+
+def test_each_private_access_still_works_on_this_tensorflow():
+    # feature columns: the classes and helpers the engine builds on
+    for name in ("StateManager", "FeatureTransformationCache", "CategoricalColumn", "DenseColumn", "NumericColumn",
+                 "IndicatorColumn", "BucketizedColumn", "EmbeddingColumn"):
+        assert hasattr(_compat.fc2, name), name
+    assert isinstance(tf.feature_column.numeric_column("x"), _compat.fc2.NumericColumn)
+
+    # checkpoint naming
+    root = tf.train.Checkpoint(v=tf.Variable(1.0))
+    assert "v" in _compat.trackable_children(root)
+    assert _compat.escape_local_name("a/b") == "a.Sb"
+
+    # signature input names
+    fn = tf.function(lambda x: {"y": x * 2}).get_concrete_function(tf.TensorSpec([None], tf.float32, name="x"))
+    _compat.set_signature_keywords(fn, ["examples"])
+    assert fn._arg_keywords == ["examples"] and fn._num_positional_args == 1
+
+    # the metrics a Keras model was compiled with
+    import tf_keras
+
+    model = tf_keras.Sequential([tf_keras.layers.Dense(1, input_shape=(2,))])
+    model.compile(loss="mse", metrics=["mae"])
+    assert _compat.compile_metrics(model) == ["mae"]
+
+    # the global seed, without clearing the kernel cache
+    from tensorflow.python.eager import context
+
+    _compat.set_global_seed(7)
+    assert context.context()._seed == 7
+    op_seeds = context.context()._rng.random()
+    _compat.set_global_seed(7)
+    assert context.context()._rng.random() == op_seeds  # op seeds start over, as after tf.random.set_seed
