@@ -73,6 +73,52 @@ class _Head:
             return total
         return total / tf.cast(tf.size(weighted), total.dtype)
 
+    def create_estimator_spec(self, features, mode, logits, labels=None, optimizer=None, trainable_variables=None,
+                              train_op_fn=None, update_ops=None, regularization_losses=None):
+        """tf.estimator's `Head.create_estimator_spec`: the EstimatorSpec of a custom model_fn built on this head.
+
+        Training takes `optimizer` with `trainable_variables` (gradients of the regularized loss, applied,
+        and the global step advanced), or `train_op_fn(loss)`, which returns the train op (advancing the
+        global step is then its own business, as in tf.estimator). `update_ops` run with the train op.
+        """
+        from components.estimator.mode_keys import ModeKeys
+        from components.estimator.spec import EstimatorSpec
+
+        weight_column = getattr(self, "weight_column", None)
+        if weight_column is not None and isinstance(features, dict) and WEIGHT_KEY not in features:
+            key = weight_column if isinstance(weight_column, str) else weight_column.key
+            if key not in features:
+                raise ConfigError(f"weight_column {key!r} is not among the features {sorted(features)}")
+            features = {**features, WEIGHT_KEY: tf.reshape(tf.cast(features[key], tf.float32), [-1, 1])}
+        predictions = self.predictions(logits)
+        if mode == ModeKeys.PREDICT:
+            return EstimatorSpec(mode, predictions=predictions, export_outputs=self.export_outputs(predictions))
+        if labels is None:
+            raise ConfigError(f"{mode} needs labels: the input_fn must return (features, labels)")
+        labels = self.labels(labels)
+        loss = self.loss(features, labels, logits)
+        if regularization_losses:
+            loss = loss + tf.add_n([tf.cast(r, loss.dtype) for r in regularization_losses])
+        if mode == ModeKeys.EVAL:
+            metrics = self.update_metrics(self.make_metrics(), features, labels, logits, predictions)
+            return EstimatorSpec(mode, loss=loss, predictions=predictions, eval_metric_ops=metrics)
+        if (optimizer is None) == (train_op_fn is None):
+            raise ConfigError("create_estimator_spec: give optimizer (with trainable_variables) or train_op_fn, "
+                              "one of the two")
+        if train_op_fn is not None:
+            train_op = train_op_fn(loss)
+        else:
+            if trainable_variables is None:
+                raise ConfigError("create_estimator_spec: optimizer needs trainable_variables")
+            variables = list(trainable_variables)
+            # The model_fn runs traced (a graph): gradients are taken symbolically, as tf.estimator did.
+            grads = tf.gradients(loss / tf.distribute.get_replica_context().num_replicas_in_sync, variables)
+            train_op = tf.group(optimizer.apply_gradients(zip(grads, variables)),
+                                tf.compat.v1.train.get_global_step().assign_add(1))
+        if update_ops:
+            train_op = tf.group(train_op, *update_ops)
+        return EstimatorSpec(mode, loss=loss, predictions=predictions, train_op=train_op)
+
     def _check_width(self, labels, width: int, what: str):
         """Labels reshaped to [batch, width], with an error that says what was expected."""
         labels = tf.convert_to_tensor(labels)
