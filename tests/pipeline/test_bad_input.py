@@ -172,3 +172,14 @@ def test_the_process_exits_non_zero_with_the_message(tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[0] == f"tfpipe: error: {config}: 1 problem(s):"
     assert "did you mean 'train_steps'?" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unreadable_input_file_is_a_failed_ingest_recorded_in_mlmd(tmp_path, capfd):
+    """The input files are hashed for the cache key before ingest runs; one that cannot be read must still
+    fail inside the registered execution (recorded FAILED), with the file named, not before it."""
+    import gzip
+
+    whole = gzip.compress(_csv(*LINES).encode())
+    config = _pipeline(tmp_path, {"data.csv.gz": whole[: len(whole) // 2]}, ingest={"input": "data.csv.gz"})
+    _fails(config, capfd, r"data.csv.gz: cannot be read \(EOFError: .*\); is the file whole\?")
+    _ingest_failed(tmp_path)
