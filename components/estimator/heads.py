@@ -63,6 +63,7 @@ class _Head:
 
     logits_dimension: int
     reduction: str
+    name = None  # set by a `name=` argument; a MultiHead keys its heads' labels, logits and metrics by it
 
     def loss(self, features, labels, logits):
         """The training loss: weighted per-example losses, summed or averaged over the batch."""
@@ -245,7 +246,8 @@ class ClassificationHead(_Head):
 class MultiLabelHead(_Head):
     """Independent sigmoid per class; labels are multi-hot [batch, n_classes] (tf.estimator.MultiLabelHead)."""
 
-    def __init__(self, n_classes, label_vocabulary=None, loss_reduction=SUM_OVER_BATCH_SIZE):
+    def __init__(self, n_classes, label_vocabulary=None, loss_reduction=SUM_OVER_BATCH_SIZE, name=None):
+        _named(self, name)
         self.n_classes = _check_n_classes(n_classes, 2)
         self.label_vocabulary = _check_vocabulary(label_vocabulary, n_classes)
         self.class_names = self.label_vocabulary or [str(i) for i in range(n_classes)]
@@ -290,7 +292,8 @@ class MultiLabelHead(_Head):
 class RegressionHead(_Head):
     """Squared-error regression of `label_dimension` float targets (tf.estimator.RegressionHead)."""
 
-    def __init__(self, label_dimension=1, loss_reduction=SUM_OVER_BATCH_SIZE):
+    def __init__(self, label_dimension=1, loss_reduction=SUM_OVER_BATCH_SIZE, name=None):
+        _named(self, name)
         if not isinstance(label_dimension, int) or label_dimension < 1:
             raise ConfigError(f"label_dimension must be an int >= 1, got {label_dimension!r}")
         self.logits_dimension = label_dimension
@@ -360,9 +363,10 @@ def _classification_outputs(predictions) -> dict:
             "predict": export.PredictOutput(predictions)}
 
 
-def _no_name(name, head):
-    if name is not None:
-        raise ConfigError(f"{head}(name=...) names a head inside a MultiHead, which tfpipe does not have; leave it out")
+def _named(head, name):
+    if name is not None and (not isinstance(name, str) or not name or "/" in name):
+        raise ConfigError(f"a head's name must be a non-empty string without '/', got {name!r}")
+    head.name = name
 
 
 class BinaryClassHead(ClassificationHead):
@@ -375,7 +379,7 @@ class BinaryClassHead(ClassificationHead):
 
     def __init__(self, weight_column=None, thresholds=None, label_vocabulary=None,
                  loss_reduction=SUM_OVER_BATCH_SIZE, loss_fn=None, name=None):
-        _no_name(name, "BinaryClassHead")
+        _named(self, name)
         super().__init__(2, label_vocabulary, loss_reduction)
         self.weight_column, self.loss_fn = weight_column, loss_fn
         self.thresholds = [float(t) for t in (thresholds or ())]
@@ -410,7 +414,7 @@ class MultiClassHead(ClassificationHead):
 
     def __init__(self, n_classes, weight_column=None, label_vocabulary=None, loss_reduction=SUM_OVER_BATCH_SIZE,
                  loss_fn=None, name=None):
-        _no_name(name, "MultiClassHead")
+        _named(self, name)
         if not isinstance(n_classes, int) or n_classes < 3:
             raise ConfigError(f"MultiClassHead needs n_classes >= 3 (use BinaryClassHead for 2), got {n_classes!r}")
         super().__init__(n_classes, label_vocabulary, loss_reduction)
@@ -426,7 +430,7 @@ class _LinkedRegressionHead(RegressionHead):
     """Regression whose predictions are inverse_link(logits); predict keys are `predictions` and `logits`."""
 
     def __init__(self, label_dimension, weight_column, loss_reduction, name, what):
-        _no_name(name, what)
+        _named(self, name)
         super().__init__(label_dimension, loss_reduction)
         self.weight_column = weight_column
 
@@ -482,3 +486,93 @@ def _custom_loss(loss_fn, labels, logits):
     if loss.shape.rank == 1:
         loss = loss[:, None]
     return tf.cast(loss, logits.dtype)
+
+
+class MultiHead(_Head):
+    """tf.estimator.MultiHead: several named heads over one model, e.g. a class and a regression target.
+
+    Labels are a dict keyed by head name; logits are such a dict or one tensor of width logits_dimension,
+    split among the heads in order. The loss is the (head_weights-)weighted sum of the heads' losses;
+    predictions are keyed `(head name, key)`; eval metrics `<key>/<head name>` with `loss/<head name>`;
+    the first head's default signature serves by default, each head's signatures are `<name>` and
+    `<name>/<signature>`, and `predict` holds every head's outputs as `<name>/<key>`.
+    """
+
+    def __init__(self, heads, head_weights=None):
+        heads = tuple(heads)
+        if not heads:
+            raise ConfigError("MultiHead needs at least one head")
+        names = [h.name for h in heads]
+        if any(n is None for n in names):
+            raise ConfigError(f"every head in a MultiHead needs a name (e.g. BinaryClassHead(name='survived')); "
+                              f"got names {names}")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"the heads of a MultiHead need distinct names, got {names}")
+        if head_weights is not None and len(head_weights) != len(heads):
+            raise ConfigError(f"head_weights has {len(head_weights)} weights for {len(heads)} heads")
+        self.heads, self.head_weights = heads, tuple(head_weights) if head_weights else None
+        self.logits_dimension = sum(h.logits_dimension for h in heads)
+        self.name = "_".join(names)
+
+    def _split(self, logits) -> dict:
+        if isinstance(logits, dict):
+            missing = [h.name for h in self.heads if h.name not in logits]
+            if missing:
+                raise ConfigError(f"logits have no entry for head(s) {missing}; give one per head name")
+            return {h.name: logits[h.name] for h in self.heads}
+        parts = tf.split(logits, [h.logits_dimension for h in self.heads], axis=-1)
+        return {h.name: part for h, part in zip(self.heads, parts)}
+
+    def labels(self, labels):
+        if not isinstance(labels, dict):
+            raise ConfigError(f"a MultiHead takes labels as a dict keyed by head name "
+                              f"({[h.name for h in self.heads]}), got {type(labels).__name__}")
+        missing = [h.name for h in self.heads if h.name not in labels]
+        if missing:
+            raise ConfigError(f"labels have no entry for head(s) {missing}; the input_fn's labels dict has "
+                              f"{sorted(labels)}")
+        return {h.name: h.labels(labels[h.name]) for h in self.heads}
+
+    def loss(self, features, labels, logits):
+        split = self._split(logits)
+        losses = [h.loss(features, labels[h.name], split[h.name]) for h in self.heads]
+        if self.head_weights:
+            losses = [loss * w for loss, w in zip(losses, self.head_weights)]
+        return tf.add_n(losses)
+
+    def predictions(self, logits) -> dict:
+        split = self._split(logits)
+        return {(h.name, k): v for h in self.heads for k, v in h.predictions(split[h.name]).items()}
+
+    def _own(self, head, predictions) -> dict:
+        return {k: v for (name, k), v in predictions.items() if name == head.name}
+
+    def make_metrics(self) -> dict:
+        metrics = {}
+        for h in self.heads:
+            metrics[f"loss/{h.name}"] = tf_keras.metrics.Mean(name=f"loss/{h.name}")
+            metrics.update({f"{k}/{h.name}": m for k, m in h.make_metrics().items()})
+        return metrics
+
+    def update_metrics(self, metrics, features, labels, logits, predictions) -> dict:
+        split = self._split(logits)
+        for h in self.heads:
+            metrics[f"loss/{h.name}"].update_state(h.loss(features, labels[h.name], split[h.name]))
+            suffix = f"/{h.name}"
+            own = {k[: -len(suffix)]: m for k, m in metrics.items() if k.endswith(suffix) and not k.startswith("loss/")}
+            h.update_metrics(own, features, labels[h.name], split[h.name], self._own(h, predictions))
+        return metrics
+
+    def export_outputs(self, predictions) -> dict:
+        outputs, merged = {}, {}
+        for i, h in enumerate(self.heads):
+            own = h.export_outputs(self._own(h, predictions))
+            if i == 0:
+                outputs["serving_default"] = own["serving_default"]
+            for k, v in own.items():
+                outputs[h.name if k == "serving_default" else f"{h.name}/{k}"] = v
+                if k == "predict":
+                    merged.update({f"{h.name}/{key}": t for key, t in v.outputs.items()})
+        outputs["predict"] = export.PredictOutput(merged)
+        return outputs
+
