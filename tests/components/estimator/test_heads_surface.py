@@ -36,8 +36,8 @@ def test_binary_class_head_with_a_canned_estimator(tmp_path):
     assert weighted["label/mean"] == 0.0
     pred = next(est.predict(data(labels, [1.0] * 12)))
     assert {"logits", "logistic", "probabilities", "class_ids", "classes"} <= set(pred)
-    with pytest.raises(ConfigError):
-        estimator.BinaryClassHead(name="a")
+    with pytest.raises(ConfigError, match="without '/'"):
+        estimator.BinaryClassHead(name="a/b")  # a name suffixes metric keys inside a MultiHead
 
 
 def test_multi_class_head_and_a_custom_loss(tmp_path):
