@@ -92,7 +92,9 @@ def _run(config_path: str, args, components=None, inputs=None) -> int:
     from pipeline.metadata import probe
 
     probe(cfg.metadata, cfg.metadata_timeout)  # and so does a store that is not there or does not answer
-    from pipeline.flow import check_inputs, open_store, pipeline_flow
+    from pipeline.flow import check_inputs, check_prefect_api, open_store, pipeline_flow
+
+    check_prefect_api(cfg.metadata_timeout)
 
     if inputs:
         # A typo, a missing id or an artifact of the wrong type: one line, before any run is recorded.
@@ -436,6 +438,8 @@ def main(argv=None) -> int:
         print(f"tfpipe: error: {e}", file=sys.stderr)
         return 1
     except BrokenPipeError:
+        if not _stdout_closed():
+            raise  # a pipe of tfpipe's own broke: not the reader of its output going away
         # `tfpipe lineage ... | head`: the reader has all it wants. Quiet, and no second error at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -459,6 +463,18 @@ def main(argv=None) -> int:
         print(f"tfpipe: error: no space left on the device{f' ({full})' if full else ''}; free some space and "
               "run again (finished steps are reused)", file=sys.stderr)
         return 1
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (its write end then polls as an error)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLERR)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def _user_frame(e: BaseException) -> str | None:

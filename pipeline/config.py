@@ -79,8 +79,9 @@ class PipelineConfig(_Section):
     root: Optional[str] = None  # default: ./tfpipe_root/<name>, beside the config file
     metadata: Optional[str] = None  # sqlite path or URL, postgresql://, mysql://; default <root>/metadata.sqlite
     metadata_secret: Optional[str] = None  # a Prefect Secret block holding the store's password
-    metadata_timeout: float = Field(default=10.0, gt=0)  # seconds to reach a shared store and hear it answer
-    metadata_query_timeout: float = Field(default=60.0, gt=0)  # seconds for one call to it, once logged in
+    metadata_timeout: float = Field(default=10.0, gt=0, le=3600)  # seconds to reach a shared store (or the
+    # Prefect API) and hear it answer
+    metadata_query_timeout: float = Field(default=60.0, gt=0, le=86400)  # seconds for one call to it, logged in
     ingest: IngestSection
     transform: TransformSection
     trainer: TrainerSection

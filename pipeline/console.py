@@ -148,6 +148,10 @@ def configure(verbosity: int = 0) -> None:
         os.environ[LEVEL_ENV] = "DEBUG"  # child processes (Beam workers, cluster tasks) inherit it
     if not verbose():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        # ML Metadata's C++ client logs each connection and each error it then returns to tfpipe (a parent
+        # context that already exists, a dropped connection): tfpipe reports what matters in its own words.
+        os.environ.setdefault("GLOG_minloglevel", "3")
+        logging.getLogger("absl").setLevel(logging.ERROR)  # its Python side repeats them as warnings
         _quiet_warnings()
         if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
             sys.meta_path.insert(0, _QuietTensorFlowImport())

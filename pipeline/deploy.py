@@ -17,6 +17,9 @@ def api_url() -> str:
     if not url:
         raise ConfigError("a deployment lives on a Prefect server, and none is configured: start one "
                           "(`uv run prefect server start`) and set PREFECT_API_URL=http://127.0.0.1:4200/api")
+    from pipeline.flow import check_prefect_api
+
+    check_prefect_api()
     return url
 
 

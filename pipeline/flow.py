@@ -128,6 +128,32 @@ def open_store(cfg) -> MetadataStore:
     return MetadataStore(cfg.metadata, cfg.metadata_timeout, cfg.metadata_query_timeout)
 
 
+def check_prefect_api(timeout: float = 10.0) -> None:
+    """A configured Prefect API (PREFECT_API_URL) that is down or silent, named in one line before anything
+    runs: Prefect's client would print tracebacks after its retries, or wait forever on a silent server.
+    Any HTTP answer (401 from a cloud workspace included) counts as there."""
+    import urllib.error
+    import urllib.request
+
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if not url:
+        return  # a temporary local server is started for the run
+    try:
+        urllib.request.urlopen(url.rstrip("/") + "/health", timeout=timeout).close()
+        return
+    except urllib.error.HTTPError:
+        return
+    except urllib.error.URLError as e:
+        why = (f"did not answer in {timeout:g} s" if isinstance(e.reason, TimeoutError)
+               else f"cannot be reached ({getattr(e.reason, 'strerror', None) or e.reason})")
+    except (TimeoutError, OSError) as e:
+        why = f"did not answer in {timeout:g} s" if isinstance(e, TimeoutError) else f"cannot be reached ({e})"
+    raise ConfigError(f"the Prefect API at {url} {why}; start it (`uv run prefect server start`), fix "
+                      "PREFECT_API_URL, or unset it to run with a temporary local server")
+
+
 def _no_cache(no_cache, component: str) -> bool:
     return no_cache is True or (isinstance(no_cache, (list, tuple)) and component in no_cache)
 

@@ -124,15 +124,18 @@ link, fds, due = socket.socket(fileno=0), [], None
 while True:
     ready, _, _ = select.select([link], [], [], None if due is None else max(0.0, due - time.monotonic()))
     if not ready:
+        link.sendall(b"!")  # first: the call fails as soon as its socket is shut, and must find this there
         for fd in fds:
             try:
                 socket.socket(fileno=socket.dup(fd)).shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
         due = None
-        link.sendall(b"!")
         continue
-    data, new, _, _ = socket.recv_fds(link, 4096, 16)
+    try:
+        data, new, _, _ = socket.recv_fds(link, 4096, 16)
+    except OSError:
+        break
     if not data:
         break
     fds += new
@@ -149,9 +152,6 @@ class _Deadline:
     and the call fails; it is raised as StoreUnavailable, naming the store and the wait."""
 
     def __init__(self, url: str, seconds: float):
-        import subprocess
-        import sys
-
         parsed = urllib.parse.urlparse(url)
         self.where, self.seconds = redact(url), seconds
         self.port = parsed.port or (5432 if parsed.scheme.startswith("postgres") else 3306)
@@ -159,10 +159,27 @@ class _Deadline:
             self.hosts = {a[4][0] for a in socket.getaddrinfo(parsed.hostname or "127.0.0.1", self.port)}
         except OSError:
             self.hosts = set()
+        self._start_watcher()
+        self.failed = None  # once it has hung up, every later call fails at once: the connection is gone
+
+    def _send(self, message: bytes) -> None:
+        """To the watcher; one that has gone (killed, out of memory) is replaced, with the connections."""
+        try:
+            self.link.sendall(message)
+        except OSError:
+            log.warning("the watcher that bounds calls to the metadata store %s exited; starting another",
+                        self.where)
+            self._start_watcher()
+            self.watch()
+            self.link.sendall(message)
+
+    def _start_watcher(self) -> None:
+        import subprocess
+        import sys
+
         self.link, theirs = socket.socketpair()
         subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHER], stdin=theirs, close_fds=True)
         theirs.close()
-        self.failed = None  # once it has hung up, every later call fails at once: the connection is gone
 
     def watch(self) -> None:
         """Hands the watcher this process's connections to the store (made by the login)."""
@@ -183,7 +200,7 @@ class _Deadline:
     def call(self, what: str, method, *args, **kwargs):
         if self.failed:
             raise StoreUnavailable(self.failed)
-        self.link.sendall(b"a%g\n" % self.seconds)
+        self._send(b"a%g\n" % self.seconds)
         try:
             return method(*args, **kwargs)
         except Exception:
@@ -198,7 +215,7 @@ class _Deadline:
                            "wait). The next run recovers what this one left")
             raise StoreUnavailable(self.failed) from None
         finally:
-            self.link.sendall(b"d\n")
+            self._send(b"d\n")
 
 
 class _Retrying:
@@ -377,15 +394,17 @@ class MetadataStore:
 
     # ---- executions ---------------------------------------------------------------------------------------------
 
-    def recover_dead(self, component: str) -> list:
-        """Marks FAILED the RUNNING executions of `component` whose process (on this host) is gone.
+    def recover_dead(self, component: str, pipeline: str) -> list:
+        """Marks FAILED this pipeline's RUNNING executions of `component` whose process (on this host) is gone.
 
-        A process killed with SIGKILL cannot record its own failure; the next run does it. Returns
+        A process killed with SIGKILL cannot record its own failure; the next run of the same pipeline
+        does it (another pipeline's are left to its own runs: their outputs live under its root). Returns
         the recovered executions with their outputs (now ABANDONED).
         """
         recovered = []
         for execution in self.executions(component):
-            if execution.last_known_state != pb.Execution.RUNNING:
+            if execution.last_known_state != pb.Execution.RUNNING or \
+                    execution.properties["pipeline"].string_value != pipeline:
                 continue
             host = execution.custom_properties["host"].string_value
             pid = execution.custom_properties["pid"].int_value

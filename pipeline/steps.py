@@ -309,9 +309,10 @@ def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, in
     # Executions left RUNNING by a killed process become FAILED; their checkpoints may be adopted below,
     # as may those of a run stopped by a signal (SIGTERM, Ctrl-C), which kept them on purpose.
     adoptable = {}
-    unfinished = [(e, outs, "died") for e, outs in store.recover_dead(name)] + \
+    unfinished = [(e, outs, "died") for e, outs in store.recover_dead(name, cfg.name)] + \
         [(e, store.outputs_of(e.id), "stopped") for e in store.executions(name)
-         if e.custom_properties["stopped"].string_value and e.custom_properties["adopted"].string_value != "yes"]
+         if e.custom_properties["stopped"].string_value and e.custom_properties["adopted"].string_value != "yes"
+         and e.properties["pipeline"].string_value == cfg.name]
     for dead, dead_outputs, how in unfinished:
         if how == "died":
             log.warning("%s: execution %d was left RUNNING by a process that died; marked FAILED", name, dead.id)

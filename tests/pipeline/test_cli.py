@@ -94,3 +94,41 @@ def test_an_unexpected_error_says_whether_it_is_a_bug_in_tfpipe_or_in_the_users_
     err = capsys.readouterr().err
     assert f"tfpipe: error: your code raised ZeroDivisionError at {module}:2: a user bug" in err
     assert "bug in tfpipe" not in err
+
+
+def test_a_prefect_api_that_is_down_or_silent_is_one_line_before_anything_runs(tmp_path):
+    import os
+    import socket
+    import threading
+    import time
+
+    from tests.conftest import tiny_titanic
+
+    config = tiny_titanic(tmp_path / "p")
+    config.write_text(config.read_text() + "metadata_timeout: 2\n")
+    silent = socket.create_server(("127.0.0.1", 0))
+    threading.Thread(target=lambda: [silent.accept() for _ in range(4)], daemon=True).start()
+    closed = socket.create_server(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    for port, why in ((closed_port, "cannot be reached"), (silent.getsockname()[1], "did not answer in 2 s")):
+        env = dict(os.environ, PREFECT_API_URL=f"http://127.0.0.1:{port}/api")
+        started = time.time()
+        done = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(config)], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1, done.stderr[-2000:]
+        assert f"tfpipe: error: the Prefect API at http://127.0.0.1:{port}/api {why}" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and time.time() - started < 30
+    assert not (tmp_path / "p" / "root").exists()  # nothing ran, nothing was recorded
+
+
+def test_only_a_reader_that_went_away_makes_a_broken_pipe_quiet():
+    # `tfpipe lineage ... | head` exits 0 quietly; a broken pipe of tfpipe's own (a helper process that
+    # died) must not pass for that and turn a failed run into exit status 0.
+    code = "import sys, time; time.sleep(1); from pipeline.cli import _stdout_closed; sys.stderr.write(str(_stdout_closed()))"
+    for reader_gone in (True, False):
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if reader_gone:
+            proc.stdout.close()
+        _, err = proc.communicate(timeout=60)
+        assert err.strip() == str(reader_gone), err

@@ -168,3 +168,33 @@ def test_a_store_that_goes_silent_mid_run_fails_the_run_within_the_query_timeout
     assert execution["component"] == "ingest" and execution["state"] != "COMPLETE"
     for artifact in store.outputs_of(execution["id"]).values():
         assert not Path(artifact.uri).exists(), artifact.uri
+
+
+def test_the_deadline_survives_its_watcher_being_killed(tmp_path):
+    """The watcher process that bounds store calls can be killed (the OOM killer, a stray kill -9): the next
+    call starts another, and a silent server is still cut off in time, as StoreUnavailable."""
+    import signal
+    import sys
+    import time
+
+    from components.errors import StoreUnavailable
+
+    stall = tmp_path / "stall"
+    proxy = subprocess.Popen([sys.executable, "-c", _PROXY, str(stall)], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proxy.stdout.readline())
+        store = MetadataStore(f"postgresql://postgres@127.0.0.1:{port}/test", 5, 2)
+        watchers = subprocess.run(["pgrep", "-P", str(os.getpid()), "-f", "import select, socket"],
+                                  capture_output=True, text=True).stdout.split()
+        assert watchers
+        for pid in watchers:
+            os.kill(int(pid), signal.SIGKILL)
+        time.sleep(0.2)
+        assert store.store.get_artifact_types()  # a new watcher, the call goes through
+        stall.touch()
+        started = time.time()
+        with pytest.raises(StoreUnavailable, match=rf"127.0.0.1:{port}/test did not answer get_artifacts within 2 s"):
+            store.store.get_artifacts()
+        assert time.time() - started < 10
+    finally:
+        proxy.kill()

@@ -155,3 +155,25 @@ def test_config_errors_name_the_file_and_field(tmp_path):
         load_config(tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="metadata store"):
         MetadataStore("redis://127.0.0.1/0")
+
+
+def test_a_dead_execution_is_recovered_by_its_own_pipeline_only(tmp_path):
+    """Several pipelines share a store: a run of one must not mark (and clean up after) another's dead
+    execution, whose outputs live under that pipeline's root."""
+    import subprocess
+    import sys
+
+    store = MetadataStore(str(tmp_path / "metadata.sqlite"))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for pipeline in ("a", "b"):
+        run = store.start_run(pipeline, "r1")
+        execution, _, _ = store.start(run, "ingest", {}, {"examples": "Examples"}, {"pipeline": pipeline},
+                                      lambda name, i: str(tmp_path / pipeline / name / str(i)))
+        execution.custom_properties["pid"].int_value = dead.pid  # its process died without a word
+        store.store.put_executions([execution])
+    [(recovered, _)] = store.recover_dead("ingest", "a")
+    assert recovered.properties["pipeline"].string_value == "a"
+    states = {e.properties["pipeline"].string_value: pb.Execution.State.Name(e.last_known_state)
+              for e in store.executions("ingest")}
+    assert states == {"a": "FAILED", "b": "RUNNING"}  # b's next run recovers b's
