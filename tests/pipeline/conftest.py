@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -24,10 +25,17 @@ class Api:
 
     def __call__(self, path, body=None):
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method="GET" if body is None else "POST",
-                                         headers={"content-type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read() or "null")
+        for attempt in range(6):
+            request = urllib.request.Request(self.url + path, data=data, method="GET" if body is None else "POST",
+                                             headers={"content-type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return json.loads(response.read() or "null")
+            except urllib.error.HTTPError as e:
+                # 503: the server's SQLite database was busy; Prefect's own client retries these too.
+                if e.code != 503 or attempt == 5:
+                    raise
+                time.sleep(2 ** attempt)
 
     def wait(self, flow_run_id, timeout=600) -> dict:
         deadline = time.time() + timeout
