@@ -340,8 +340,6 @@ class MetadataStore:
             self.store = _Retrying(metadata_store.MetadataStore(connection_config(url)), deadline)
             if deadline:
                 deadline.watch()
-        except StoreUnavailable:
-            raise
         except Exception as e:
             message = str(e).replace(urllib.parse.urlparse(url).password or "\0", "***")
             parsed = urllib.parse.urlparse(url)
