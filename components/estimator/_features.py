@@ -16,6 +16,25 @@ from components.errors import ConfigError, InputError
 WEIGHT_KEY = "__example_weight__"
 
 
+def weight_key(weight_column) -> str | None:
+    """The feature a head's or estimator's `weight_column` names (a name or a numeric_column), or None."""
+    if weight_column is None:
+        return None
+    if isinstance(weight_column, str):
+        return weight_column
+    key = getattr(weight_column, "key", None)
+    if not isinstance(key, str):
+        raise ConfigError(f"weight_column must be a feature name or a numeric_column, got {weight_column!r}")
+    return key
+
+
+def example_weight(features: dict, key: str):
+    """The weight column's values as float32 [batch, 1], kept under WEIGHT_KEY for the heads."""
+    if key not in features:
+        raise InputError(f"weight_column {key!r} is not among the features {sorted(features)}")
+    return tf.reshape(tf.cast(features[key], tf.float32), [-1, 1])
+
+
 class _Resources(fc2.StateManager):
     """Keeps the lookup tables feature columns create, so each is built once and can be exported."""
 

@@ -7,7 +7,7 @@ import tf_keras
 
 from components.errors import ConfigError
 from components.estimator import export
-from components.estimator._features import WEIGHT_KEY
+from components.estimator._features import WEIGHT_KEY, example_weight, weight_key
 
 SUM_OVER_BATCH_SIZE = "sum_over_batch_size"
 SUM = "sum"
@@ -85,12 +85,9 @@ class _Head:
         from components.estimator.mode_keys import ModeKeys
         from components.estimator.spec import EstimatorSpec
 
-        weight_column = getattr(self, "weight_column", None)
-        if weight_column is not None and isinstance(features, dict) and WEIGHT_KEY not in features:
-            key = weight_column if isinstance(weight_column, str) else weight_column.key
-            if key not in features:
-                raise ConfigError(f"weight_column {key!r} is not among the features {sorted(features)}")
-            features = {**features, WEIGHT_KEY: tf.reshape(tf.cast(features[key], tf.float32), [-1, 1])}
+        key = weight_key(getattr(self, "weight_column", None))
+        if key is not None and isinstance(features, dict) and WEIGHT_KEY not in features:
+            features = {**features, WEIGHT_KEY: example_weight(features, key)}
         predictions = self.predictions(logits)
         if mode == ModeKeys.PREDICT:
             return EstimatorSpec(mode, predictions=predictions, export_outputs=self.export_outputs(predictions))

@@ -7,8 +7,8 @@ from typing import Callable
 
 import tensorflow as tf
 
-from components.errors import ConfigError, InputError
-from components.estimator._features import WEIGHT_KEY
+from components.errors import ConfigError
+from components.estimator._features import WEIGHT_KEY, example_weight, weight_key
 from components.estimator.estimator import Estimator
 from components.estimator.mode_keys import ModeKeys
 from components.estimator.optimizers import check_optimizer, make_optimizer
@@ -56,17 +56,6 @@ def sparse_lookup(table, entry: dict, combiner: str = "sum"):
     return tf.math.divide_no_nan(summed, denom[:, None])
 
 
-def weight_key(weight_column) -> str | None:
-    if weight_column is None:
-        return None
-    if isinstance(weight_column, str):
-        return weight_column
-    key = getattr(weight_column, "key", None)
-    if not isinstance(key, str):
-        raise ConfigError(f"weight_column must be a feature name or a numeric_column, got {weight_column!r}")
-    return key
-
-
 class PremadeEstimator(Estimator):
     """An Estimator over a head and named parts, whose model, optimizers and metrics are built eagerly.
 
@@ -87,9 +76,7 @@ class PremadeEstimator(Estimator):
     def _transform(self, features):
         out = {name: part.transform(features) for name, part in self._parts.items()}
         if self._weight_key is not None:
-            if self._weight_key not in features:
-                raise InputError(f"weight_column {self._weight_key!r} is not among the features {sorted(features)}")
-            out[WEIGHT_KEY] = tf.reshape(tf.cast(features[self._weight_key], tf.float32), [-1, 1])
+            out[WEIGHT_KEY] = example_weight(features, self._weight_key)
         return out
 
     def _prebuild(self, program) -> None:
