@@ -27,7 +27,8 @@ _said = set()
 
 
 def _say_no_effect(given: dict) -> None:
-    """Logs once per process for each no-effect argument given a value other than its default."""
+    """Logs once per process for each no-effect argument given a value other than its default (other
+    arguments in `given` are ignored)."""
     for name, value in given.items():
         default, why = _NO_EFFECT.get(name, (None, None))
         if why and value != default and name not in _said:
@@ -83,6 +84,7 @@ class RunConfig:
         checkpoint_save_graph_def=True,
         steps_per_execution=100,
     ):
+        arguments = dict(locals())  # as given, before the defaults below are resolved
         steps_given = save_checkpoints_steps is not _USE_DEFAULT and save_checkpoints_steps is not None
         secs_given = save_checkpoints_secs is not _USE_DEFAULT and save_checkpoints_secs is not None
         if steps_given and secs_given:
@@ -122,11 +124,7 @@ class RunConfig:
         self._session_creation_timeout_secs = session_creation_timeout_secs
         self._checkpoint_save_graph_def = checkpoint_save_graph_def
         self._steps_per_execution = steps_per_execution
-        _say_no_effect(dict(session_config=session_config, device_fn=device_fn, protocol=protocol,
-                            experimental_distribute=experimental_distribute,
-                            experimental_max_worker_delay_secs=experimental_max_worker_delay_secs,
-                            session_creation_timeout_secs=session_creation_timeout_secs,
-                            checkpoint_save_graph_def=checkpoint_save_graph_def))
+        _say_no_effect(arguments)
         self._init_cluster(_parse_tf_config(os.environ.get("TF_CONFIG")))
 
     def _init_cluster(self, tf_config: dict) -> None:
