@@ -483,8 +483,10 @@ def _user_frame(e: BaseException) -> str | None:
     import sysconfig
     import traceback
 
+    from components.user_module import TFPIPE_PACKAGES
+
     repo = Path(__file__).resolve().parents[1]
-    ours = [repo / package for package in ("components", "pipeline", "schemas")]
+    ours = [repo / package for package in TFPIPE_PACKAGES]
     libraries = {Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "purelib", "platlib")}
     seen = set()
     while e is not None and id(e) not in seen:  # Beam and Prefect re-raise: the user's frame may be in a cause
