@@ -39,6 +39,15 @@ def redact(url: str) -> str:
     return urllib.parse.urlunparse(parsed._replace(netloc=netloc))
 
 
+def _server(url: str) -> tuple[str, str, int] | None:
+    """(PostgreSQL or MySQL, host, port) of a shared store's URL, defaults filled in; None for SQLite."""
+    parsed = urllib.parse.urlparse(url)
+    kind = {"postgresql": "PostgreSQL", "postgres": "PostgreSQL", "mysql": "MySQL", "mariadb": "MySQL"}.get(parsed.scheme)
+    if kind is None:
+        return None
+    return kind, parsed.hostname or "127.0.0.1", parsed.port or (5432 if kind == "PostgreSQL" else 3306)
+
+
 def connection_config(url: str) -> pb.ConnectionConfig:
     """sqlite path (or sqlite:///path), postgresql://user[:pw]@host[:port]/db, mysql://user[:pw]@host[:port]/db."""
     config = pb.ConnectionConfig()
@@ -152,11 +161,10 @@ class _Deadline:
     and the call fails; it is raised as StoreUnavailable, naming the store and the wait."""
 
     def __init__(self, url: str, seconds: float):
-        parsed = urllib.parse.urlparse(url)
+        _, host, self.port = _server(url)
         self.where, self.seconds = redact(url), seconds
-        self.port = parsed.port or (5432 if parsed.scheme.startswith("postgres") else 3306)
         try:
-            self.hosts = {a[4][0] for a in socket.getaddrinfo(parsed.hostname or "127.0.0.1", self.port)}
+            self.hosts = {a[4][0] for a in socket.getaddrinfo(host, self.port)}
         except OSError:
             self.hosts = set()
         self._start_watcher()
@@ -262,11 +270,11 @@ def probe(url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
     import socket
     import struct
 
-    parsed = urllib.parse.urlparse(url)
-    kind = {"postgresql": "PostgreSQL", "postgres": "PostgreSQL", "mysql": "MySQL", "mariadb": "MySQL"}.get(parsed.scheme)
-    if kind is None:
+    server = _server(url)
+    if server is None:
         return
-    host, port = parsed.hostname or "127.0.0.1", parsed.port or (5432 if kind == "PostgreSQL" else 3306)
+    kind, host, port = server
+    parsed = urllib.parse.urlparse(url)
     where = f"the metadata store {redact(url)}"
     try:
         address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4]
@@ -334,8 +342,7 @@ class MetadataStore:
     def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT, query_timeout: float = DEFAULT_QUERY_TIMEOUT):
         self.url = url
         probe(url, timeout)
-        remote = urllib.parse.urlparse(url).scheme not in ("", "sqlite", "file")
-        deadline = _Deadline(url, query_timeout) if remote else None
+        deadline = _Deadline(url, query_timeout) if _server(url) else None
         try:
             self.store = _Retrying(metadata_store.MetadataStore(connection_config(url)), deadline)
             if deadline:
@@ -343,7 +350,7 @@ class MetadataStore:
         except Exception as e:
             message = str(e).replace(urllib.parse.urlparse(url).password or "\0", "***")
             parsed = urllib.parse.urlparse(url)
-            if parsed.scheme not in ("", "sqlite", "file"):
+            if deadline is not None:  # a server (not SQLite, nor a scheme connection_config refused)
                 # It answered the probe: what is left is who may log in, and to what.
                 user = parsed.username or ("postgres" if parsed.scheme.startswith("postgres") else "root")
                 message = (f"the server refused user {user!r} for database {parsed.path.lstrip('/') or 'mlmd'!r}: a "
@@ -588,13 +595,14 @@ class MetadataStore:
         """The executions of one run, oldest first, as execution() describes them."""
         ctx = self.store.get_context_by_type_and_name(PIPELINE_RUN, run_name)
         execs = self.store.get_executions_by_context(ctx.id) if ctx else []
-        return [self._describe(e) for e in sorted(execs, key=lambda e: e.id)]
+        return [self.describe(e) for e in sorted(execs, key=lambda e: e.id)]
 
     def execution(self, execution_id: int) -> dict:
         [proto] = self.store.get_executions_by_id([execution_id])
-        return self._describe(proto)
+        return self.describe(proto)
 
-    def _describe(self, e) -> dict:
+    def describe(self, e) -> dict:
+        """An execution proto as execution() gives it: component, state, properties, manifest."""
         if e.type_id not in self._exec_names:
             self._exec_names = {t.id: t.name.removeprefix("tfpipe.") for t in self.store.get_execution_types()}
         props = {k: _value(v) for k, v in e.properties.items()}

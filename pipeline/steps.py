@@ -329,7 +329,7 @@ def run_step(cfg: PipelineConfig, store: MetadataStore, run: dict, name: str, in
         if hit is not None:
             made, outputs = hit
             store.record_cached(run, name, inputs, outputs,
-                                props(store.execution(made.id)["manifest"].get("hardware", {})))
+                                props(store.describe(made)["manifest"].get("hardware", {})))
             log.info("%s: cached (reusing execution outputs %s)", name, ", ".join(a.uri for a in outputs.values()))
             return outputs, "CACHED", 0.0
 
