@@ -107,7 +107,10 @@ def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_
     final = os.path.join(export_dir_base, str(stamp))
     tmp = os.path.join(export_dir_base, f"temp-{stamp}")
     try:
-        tf.saved_model.save(module, tmp, signatures=signatures)
+        # A serving graph is never differentiated; the engine's custom gradients (see premade._sum_by_row)
+        # are for training only.
+        tf.saved_model.save(module, tmp, signatures=signatures,
+                            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
         _set_method_names(tmp, {name: captured["outputs"][name].method for name in signatures
                                 if name in captured["outputs"]})
         if as_text:

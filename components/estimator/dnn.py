@@ -42,20 +42,43 @@ class _BatchNorm(tf.Module):
 
 
 class _Dense(tf.Module):
-    def __init__(self, fan_in: int, units: int, name: str):
+    def __init__(self, fan_in: int, units: int, name: str, dense_rows=None, blocks=()):
+        """`dense_rows` and `blocks` ((column, first row, rows), ...) split the kernel of the first layer:
+        tf.estimator's [fan_in, units] kernel is drawn whole, then the rows of dense inputs stay in `kernel`
+        (in the order of `dense_rows`) and each indicator column's rows become its own variable."""
         super().__init__(name=name)
-        self.kernel = tf.Variable(tf_keras.initializers.GlorotUniform()([fan_in, units]), name="kernel")
+        kernel = tf_keras.initializers.GlorotUniform()([fan_in, units])
+        self._dense_rows, self._blocks = dense_rows, tuple(blocks)
+        if dense_rows is None:
+            self.kernel = tf.Variable(kernel, name="kernel")
+        else:
+            self.kernel = tf.Variable(tf.gather(kernel, list(dense_rows)), name="kernel")
+            # Separate variables, so their sparse updates run side by side (as Keras's embeddings do)
+            # rather than one after another on one big kernel.
+            self.indicator_kernels = {column: tf.Variable(kernel[start:start + rows], name=f"{column}/kernel")
+                                      for column, start, rows in self._blocks}
         self.bias = tf.Variable(tf.zeros([units]), name="bias")
 
     def __call__(self, x):
         return tf.matmul(x, self.kernel) + self.bias
+
+    def assign_kernel(self, kernel) -> None:
+        """Sets the kernel from tf.estimator's layout: one [fan_in, units] matrix, columns in name order."""
+        if self._dense_rows is None:
+            self.kernel.assign(kernel)
+            return
+        self.kernel.assign(tf.gather(kernel, list(self._dense_rows)))
+        for column, start, rows in self._blocks:
+            self.indicator_kernels[column].assign(kernel[start:start + rows])
 
 
 class DNNModel(tf.Module):
     """Input layer (dense columns concatenated by name, embeddings looked up) -> hidden layers -> logits.
 
     Variable paths follow tf.estimator: dnn/hiddenlayer_<i>/kernel, dnn/hiddenlayer_<i>/batchnorm_<i>/gamma,
-    dnn/logits/kernel, dnn/input_from_feature_columns/input_layer/<column>/embedding_weights.
+    dnn/logits/kernel, dnn/input_from_feature_columns/input_layer/<column>/embedding_weights. One
+    difference: with indicator columns, the first layer's rows for each of them are their own variable,
+    dnn/hiddenlayer_0/indicator_kernels/<column>, and dnn/hiddenlayer_0/kernel holds the other rows.
     """
 
     def __init__(self, dims: dict, hidden_units, units: int, activation_fn=tf.nn.relu, dropout=None,
@@ -63,8 +86,8 @@ class DNNModel(tf.Module):
         super().__init__(name="dnn")
         self._dims, self._activation, self._dropout = dims, activation_fn, dropout
         tables, width = {}, 0
-        # First-layer kernel rows: indicator columns own a block each (looked up by id), the dense
-        # inputs (numeric, bucketized, embeddings) the remaining rows, in column-name order.
+        # Rows of tf.estimator's first-layer kernel, columns in name order: each indicator column owns
+        # a block (looked up by id), the dense inputs (numeric, bucketized, embeddings) the other rows.
         dense_rows, indicators = [], []
         for name, dim in dims.items():
             if dim[0] == "embedding":
@@ -74,16 +97,17 @@ class DNNModel(tf.Module):
                 dense_rows.extend(range(width, width + size))
                 width += size
             elif dim[0] == "indicator":
-                indicators.append((name, width))
+                indicators.append((name, width, dim[1]))
                 width += dim[1]
             else:
                 dense_rows.extend(range(width, width + dim[1]))
                 width += dim[1]
-        self._dense_rows, self._indicators = tuple(dense_rows), tuple(indicators)
+        self._indicators = tuple(name for name, _, _ in indicators)
         self.input_from_feature_columns = {"input_layer": tables}
         self._depth = len(hidden_units)
         for i, n in enumerate(hidden_units):
-            layer = _Dense(width, n, f"hiddenlayer_{i}")
+            split = i == 0 and indicators
+            layer = _Dense(width, n, f"hiddenlayer_{i}", dense_rows if split else None, indicators if split else ())
             if batch_norm:
                 setattr(layer, f"batchnorm_{i}", _BatchNorm(n, f"batchnorm_{i}"))
             setattr(self, f"hiddenlayer_{i}", layer)
@@ -101,22 +125,11 @@ class DNNModel(tf.Module):
         layer = self.hiddenlayer_0
         if not self._indicators:
             return layer(tf.concat(dense, axis=1) if len(dense) > 1 else dense[0])
-        out = layer.bias
+        # An indicator column's one-hot times its rows of the kernel is a gather of the rows of its ids.
+        parts = [sparse_lookup(layer.indicator_kernels[name], columns[name], "sum") for name in self._indicators]
         if dense:
-            rows = tf.gather(layer.kernel, self._dense_rows)
-            out = out + tf.matmul(tf.concat(dense, axis=1) if len(dense) > 1 else dense[0], rows)
-        # All indicator columns' rows in one gather: their ids shifted to their blocks, put together.
-        entries = [columns[name] for name, _ in self._indicators]
-        first = entries[0]["ids"]
-        ids = tf.SparseTensor(tf.concat([e["ids"].indices for e in entries], 0),
-                              tf.concat([e["ids"].values + offset for e, (_, offset) in zip(entries, self._indicators)], 0),
-                              first.dense_shape)
-        merged = {"ids": ids}
-        if any("weights" in e for e in entries):
-            merged["weights"] = tf.SparseTensor(ids.indices, tf.concat(
-                [tf.cast(e["weights"].values, tf.float32) if "weights" in e else tf.ones_like(e["ids"].values, tf.float32)
-                 for e in entries], 0), first.dense_shape)
-        return out + sparse_lookup(layer.kernel, merged, "sum")
+            parts.append(tf.matmul(tf.concat(dense, axis=1) if len(dense) > 1 else dense[0], layer.kernel))
+        return tf.add_n(parts) + layer.bias
 
     def __call__(self, columns: dict, training=False):
         net = None

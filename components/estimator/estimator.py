@@ -356,7 +356,11 @@ class Estimator:
                      "input_context": input_context or tf.distribute.InputContext()}
         ds, has_labels = to_dataset(call_with_known_args(input_fn, available), input_fn, mode == ModeKeys.TRAIN)
         if self._input_transform is not None:
-            transform = self._input_transform
+            # Traced once (without AutoGraph: plain TF ops) and called from each call's dataset map,
+            # instead of being traced again for every train / evaluate / predict call.
+            if getattr(self, "_traced_transform", (None,))[0] is not self._input_transform:
+                self._traced_transform = (self._input_transform, tf.function(self._input_transform, autograph=False))
+            transform = self._traced_transform[1]
             ds = ds.map(lambda f, *rest: (transform(f), *rest), num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE), has_labels
 

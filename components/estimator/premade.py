@@ -36,17 +36,33 @@ class Part:
         return make_optimizer(self.optimizer, self.learning_rate)
 
 
+@tf.custom_gradient
+def _sum_by_row(values, rows, batch):
+    """unsorted_segment_sum of `values` into `batch` rows, whose gradient is a plain gather: the rows
+    are never negative, so the general gradient's masking (three more passes over `values`) is waste."""
+    def grad(upstream):
+        return tf.gather(upstream, rows), None, None
+
+    return tf.math.unsorted_segment_sum(values, rows, batch), grad
+
+
 def sparse_lookup(table, entry: dict, combiner: str = "sum"):
     """Rows of `table` gathered for each example's ids (optionally weighted), combined per example."""
     ids, weights = entry["ids"], entry.get("weights")
     rows = ids.indices[:, 0]
     batch = ids.dense_shape[0]
+    if weights is None and ids.shape.rank == 2 and ids.shape[1] == 1:
+        # At most one id per example (a single-valued feature): when no example lacks it, which is
+        # the usual batch, the rows gathered in order are the answer, whatever the combiner.
+        return tf.cond(tf.equal(tf.size(ids.values, out_type=batch.dtype), batch),
+                       lambda: tf.gather(table, ids.values),
+                       lambda: _sum_by_row(tf.gather(table, ids.values), rows, batch))
     vals = tf.gather(table, ids.values)
     if weights is None and combiner == "sum":
-        return tf.math.unsorted_segment_sum(vals, rows, batch)
+        return _sum_by_row(vals, rows, batch)
     scale = tf.ones_like(ids.values, dtype=table.dtype) if weights is None else tf.cast(weights.values, table.dtype)
     vals *= scale[:, None]
-    summed = tf.math.unsorted_segment_sum(vals, rows, batch)
+    summed = _sum_by_row(vals, rows, batch)
     if combiner == "sum":
         return summed
     norm = scale if combiner == "mean" else tf.square(scale)

@@ -23,7 +23,7 @@ def save_dnn_checkpoint(model_dir, dims, layers, global_step: int) -> None:
     model = DNNModel(dims, hidden, len(layers[-1][1]))
     modules = [getattr(model, f"hiddenlayer_{i}") for i in range(len(hidden))] + [model.logits]
     for module, (kernel, bias) in zip(modules, layers):
-        module.kernel.assign(kernel)
+        module.assign_kernel(kernel)
         module.bias.assign(bias)
     root = tf.train.Checkpoint(dnn=model, global_step=tf.Variable(global_step, dtype=tf.int64))
     tf.train.CheckpointManager(root, str(model_dir), max_to_keep=1, checkpoint_name="model.ckpt").save(global_step)
