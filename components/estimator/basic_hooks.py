@@ -32,6 +32,14 @@ def _timer(every_secs, every_steps, what: str):
     return tf.compat.v1.train.SecondOrStepTimer(every_secs=every_secs, every_steps=every_steps)
 
 
+def _steps_left(timer, every_steps, step: int):
+    """Steps until a step timer fires again; None for a timer in seconds (checked between calls)."""
+    if every_steps is None:
+        return None
+    last = timer.last_triggered_step()
+    return 1 if last is None else max(1, last + every_steps - step)
+
+
 def _writer(output_dir, summary_writer, hook):
     if summary_writer is not None:
         return summary_writer
@@ -84,8 +92,12 @@ class StepCounterHook(SessionRunHook):
     """Logs global_step/sec and writes it as a summary (to output_dir, by default the model_dir)."""
 
     def __init__(self, every_n_steps=100, every_n_secs=None, output_dir=None, summary_writer=None):
-        self._timer = _timer(every_n_secs, None if every_n_secs is not None else every_n_steps, "StepCounterHook")
+        self._every_steps = None if every_n_secs is not None else every_n_steps
+        self._timer = _timer(every_n_secs, self._every_steps, "StepCounterHook")
         self._output_dir, self._summary_writer = output_dir, summary_writer
+
+    def steps_until_due(self, global_step):
+        return _steps_left(self._timer, self._every_steps, global_step)
 
     def begin(self):
         self._timer.reset()
@@ -149,26 +161,35 @@ class _OnGlobalStepTimer(SessionRunHook):
 class CheckpointSaverHook(_OnGlobalStepTimer):
     """Saves the model's checkpoint every N steps or seconds, at the start and at the end.
 
-    Given to train(), it replaces the Estimator's own saving (as in tf.estimator) and the
+    Given to train(), it replaces the Estimator's own saver (as in tf.estimator) and the
     saving_listeners are handed to it. `saver` may be a tf.train.Checkpoint to save instead of
     the model's; `scaffold` and `save_graph_def` are accepted for compatibility (there is no graph).
     """
 
     def __init__(self, checkpoint_dir, save_secs=None, save_steps=None, saver=None, checkpoint_basename="model.ckpt",
                  scaffold=None, listeners=None, save_graph_def=True):
+        self._every_steps = save_steps
         self._timer = _timer(save_secs, save_steps, "CheckpointSaverHook")
         if saver is not None and not isinstance(saver, tf.train.Checkpoint):
             raise ConfigError("CheckpointSaverHook: saver must be a tf.train.Checkpoint (v1 Savers need a Session)")
         self._dir, self._saver, self._basename = os.fspath(checkpoint_dir), saver, checkpoint_basename
         self._listeners = list(listeners or [])
 
+    def add_listeners(self, listeners) -> None:
+        self._listeners.extend(x for x in listeners if x not in self._listeners)
+
+    def steps_until_due(self, global_step):
+        return _steps_left(self._timer, self._every_steps, global_step)
+
     def begin(self):
         active = active_training(self)
         self._global_step = active.global_step
-        keep = active.estimator.config.keep_checkpoint_max
-        self._manager = tf.train.CheckpointManager(self._saver or active.root, self._dir, max_to_keep=keep or None,
-                                                   checkpoint_name=self._basename)
-        self._timer.reset()
+        config = active.estimator.config
+        self._manager = tf.train.CheckpointManager(
+            self._saver or active.root, self._dir, max_to_keep=config.keep_checkpoint_max or None,
+            keep_checkpoint_every_n_hours=config.keep_checkpoint_every_n_hours, checkpoint_name=self._basename)
+        if self._timer is not None:
+            self._timer.reset()
         for listener in self._listeners:
             listener.begin()
 
@@ -351,3 +372,126 @@ class GlobalStepWaiterHook(SessionRunHook):
             time.sleep(0.5)
         self._worker_is_started = True
         return None
+
+
+# ---- the Estimator's own hooks: what train() runs around its steps, from the RunConfig -------------------------
+
+class _ModelSaver(CheckpointSaverHook):
+    """The Estimator's saver: on global steps that are multiples of save_checkpoints_steps (or every
+    save_checkpoints_secs) and at the end. Not at the start, as tf.estimator did on every call: the
+    state a call starts from is already the previous call's last checkpoint."""
+
+    def __init__(self, model_dir, checkpoint_name, every_steps=None, every_secs=None, listeners=(), chief=True):
+        self._dir, self._saver, self._basename = os.fspath(model_dir), None, checkpoint_name
+        self._every_steps, self._every_secs, self._timer = every_steps or None, every_secs, None
+        self._listeners = list(listeners)
+        # Other tasks keep the chief's cadence (synchronous training needs every task to run the same
+        # steps per call) but write nothing.
+        self._chief = chief
+
+    def begin(self):
+        if self._chief:
+            super().begin()
+        else:
+            self._global_step = active_training(self).global_step
+            for listener in self._listeners:
+                listener.begin()
+
+    def _save(self, step) -> bool:
+        return super()._save(step) if self._chief else False
+
+    def steps_until_due(self, global_step):
+        return self._every_steps - global_step % self._every_steps if self._every_steps else None
+
+    def after_create_session(self, session, coord):
+        self._saved_at, self._saved_time = None, time.time()
+
+    def after_run(self, run_context, run_values):
+        step = int(run_values.results)
+        if (self._every_steps and step % self._every_steps == 0) or (
+                self._every_secs is not None and time.time() - self._saved_time >= self._every_secs):
+            self._saved_at, self._saved_time = step, time.time()
+            if self._save(step):
+                run_context.request_stop()
+
+    def end(self, session):
+        step = int(self._global_step.numpy())
+        if step != self._saved_at:
+            self._save(step)
+        for listener in self._listeners:
+            listener.end(session, step)
+
+
+class _LossGuard(NanTensorHook):
+    """Fails training on a non-finite loss, saying what to try."""
+
+    def __init__(self):
+        super().__init__("loss")
+
+    def steps_until_due(self, global_step):
+        return None  # the last step of each call is enough: a NaN in the weights stays there
+
+    def after_run(self, run_context, run_values):
+        loss = float(run_values.results)
+        if not np.isfinite(loss):
+            step = int(active_training(self).global_step.numpy())
+            raise NanLossDuringTrainingError(
+                f"loss is {loss} at step {step}; lower the learning rate or check the input for NaN/inf")
+
+
+class _OnMultiples(SessionRunHook):
+    """Acts, through `_act(step, loss)`, on global steps that are multiples of `every` (0: never)."""
+
+    def __init__(self, every):
+        self._every = every or 0
+
+    def steps_until_due(self, global_step):
+        return self._every - global_step % self._every if self._every else None
+
+    def before_run(self, run_context):
+        return SessionRunArgs(("global_step", "loss")) if self._every else None
+
+    def after_run(self, run_context, run_values):
+        if run_values.results is not None:
+            step, loss = run_values.results
+            if step % self._every == 0:
+                self._act(int(step), float(loss))
+
+    def _act(self, step, loss):
+        raise NotImplementedError
+
+
+class _LossSummary(_OnMultiples):
+    """The `loss` summary every save_summary_steps (the model_fn's own summaries follow the same cadence)."""
+
+    def __init__(self, every, writer):
+        super().__init__(every)
+        self._writer = writer
+
+    def _act(self, step, loss):
+        with self._writer.as_default():
+            tf.summary.scalar("loss", loss, step=step)
+
+
+class _StepLogger(_OnMultiples):
+    """Every log_step_count_steps: the step, loss, steps/s and examples/s (tf.estimator's LoggingTensorHook and
+    StepCounterHook in one line, which the pipeline's trainer turns into progress), and global_step/sec as a
+    summary when `writer` is given (the chief)."""
+
+    def __init__(self, every, writer, examples_since):
+        super().__init__(every)
+        self._writer, self._examples_since = writer, examples_since
+
+    def after_create_session(self, session, coord):
+        self._time, self._step = time.time(), int(active_training(self).global_step.numpy())
+
+    def _act(self, step, loss):
+        now = time.time()
+        seconds = max(now - self._time, 1e-9)
+        rate = (step - self._step) / seconds
+        log.info("step %d: loss = %.5g (%.1f steps/s, %s examples/s)", step, loss, rate,
+                 f"{self._examples_since() / seconds:,.0f}")
+        if self._writer is not None:
+            with self._writer.as_default():
+                tf.summary.scalar("global_step/sec", rate, step=step)
+        self._time, self._step = now, step

@@ -584,7 +584,10 @@ class Estimator:
 
 
 class _TrainLoop:
-    """Runs training in chunks that end exactly on the summary, logging and checkpoint steps."""
+    """A short driver over hooks: runs steps in calls of up to steps_per_execution, each ending where a hook
+    is next due. What happens between calls (NaN check, summaries, logging, checkpoints) is done by the
+    Estimator's own hooks (basic_hooks' _LossGuard, _LossSummary, _StepLogger, _ModelSaver), run like the
+    user's."""
 
     def __init__(self, est, program, iterator, has_labels, hooks, listeners, steps, max_steps):
         self.est, self.p, self.it, self.has_labels = est, program, iterator, has_labels
@@ -593,6 +596,7 @@ class _TrainLoop:
         self.is_chief = self.cfg.is_chief
         self.trace_iterator = None
         self.graph = None  # the traced step hooks' tensors live in
+        self.examples = 0
 
     def _step_fn(self):
         p, strategy, has_labels = self.p, self.p.strategy, self.has_labels
@@ -636,35 +640,38 @@ class _TrainLoop:
                 except tf.errors.OutOfRangeError as e:
                     raise InputError("input_fn produced no data to train on") from e
             self._run_chunk = self._scheduled(chunk) if parameter_server else chunk
-            manager = tf.train.CheckpointManager(
-                p.root, model_dir, max_to_keep=cfg.keep_checkpoint_max or None,
-                keep_checkpoint_every_n_hours=cfg.keep_checkpoint_every_n_hours,
-                checkpoint_name=CHECKPOINT_NAME,
-            )
             latest = self.est.latest_checkpoint()
             if latest:
                 if p.sync(latest):
                     log.info("restored %s (global step %d)", latest, int(gs.numpy()))
             elif self.est._warm_start_from:
                 warm_start(p.root, p.global_step, self.est._warm_start_from)
-            p.synced = None  # the steps below change the variables; _save stamps the checkpoint it writes
+            p.synced = None  # the steps below change the variables; stamped again after the last save
             with hooks_lib.global_step_registered(gs), hooks_lib.training(hooks_lib.Training(self.est, p.root, gs)):
-                self._loop(manager, writer, with_hooks)
+                step = self._loop(writer, with_hooks)
+            latest = self.est.latest_checkpoint()
+            if latest and latest.endswith(f"-{step}"):
+                p.synced = _stamp(latest)
         if writer is p.writer:
             writer.flush()
         else:
             writer.close()
 
+    @staticmethod
+    def _steps_each(hooks) -> bool:
+        """Whether any hook needs to see every step (and so may fetch the model_fn's tensors)."""
+        return any(type(h).steps_until_due is hooks_lib.SessionRunHook.steps_until_due for h in hooks)
+
     def _trace(self, parameter_server):
         """The traced step function, and whether it is the one-step function hooks need."""
         one_step = lambda: _step_with_fetches(self._step_fn())  # noqa: E731
-        if self.hooks and not parameter_server:
+        if self._steps_each(self.hooks) and not parameter_server:
             chunk = self.p.function(("step", self.has_labels), one_step)
             chunk.get_concrete_function(self.it, None)
         else:
             chunk = self.p.function(("chunk", self.has_labels), self._chunk_fn)
             chunk.get_concrete_function(self.trace_iterator if parameter_server else self.it, tf.constant(1))
-            if parameter_server or not self._spec_hooks():
+            if parameter_server or not self._steps_each(self._spec_hooks()):
                 return chunk, False
             chunk = self.p.function(("step", self.has_labels), one_step)  # the model_fn brought hooks
         self.graph = chunk.get_concrete_function(self.it, ()).graph
@@ -674,36 +681,46 @@ class _TrainLoop:
         spec = self.p.spec
         return list(spec.training_hooks) + (list(spec.training_chief_hooks) if self.is_chief else [])
 
-    def _loop(self, manager, writer, with_hooks):
+    def _examples_since(self) -> int:
+        count, self.examples = self.examples, 0
+        return count
+
+    def _own_hooks(self, writer) -> tuple[list, list]:
+        """The Estimator's hooks that run before the user's, and those that run after."""
+        cfg, chief = self.cfg, self.is_chief
+        # Every task gets the same hooks, so that they all end their calls on the same steps (a
+        # synchronous strategy needs that); only the chief's write (the others' writer is a no-op).
+        after = [basic_hooks._LossSummary(cfg.save_summary_steps, writer),
+                 basic_hooks._StepLogger(cfg.log_step_count_steps, writer if chief else None, self._examples_since)]
+        savers = [h for h in self.hooks + self._spec_hooks() if isinstance(h, basic_hooks.CheckpointSaverHook)]
+        if savers:  # as tf.estimator: a CheckpointSaverHook saves instead of the Estimator, for the listeners too
+            savers[0].add_listeners(self.listeners)
+        else:
+            after.append(basic_hooks._ModelSaver(self.est.model_dir, CHECKPOINT_NAME, cfg.save_checkpoints_steps,
+                                                 cfg.save_checkpoints_secs, self.listeners, chief))
+        return [basic_hooks._LossGuard()], after
+
+    def _loop(self, writer, with_hooks) -> int:
+        """Runs the steps; returns the global step reached."""
         cfg, gs = self.cfg, self.p.global_step
-        start = int(gs.numpy())
-        last = self.max_steps if self.max_steps is not None else (start + self.steps if self.steps else None)
-        hooks = self.hooks + self._spec_hooks()
-        per_call = 1 if hooks else cfg.steps_per_execution
-        savers = [h for h in hooks if isinstance(h, basic_hooks.CheckpointSaverHook)]
-        if savers:  # as tf.estimator: a CheckpointSaverHook saves instead of the loop, for the listeners too
-            savers[0]._listeners.extend(x for x in self.listeners if x not in savers[0]._listeners)
-            self.listeners, manager = [], None
-        runner = hooks_lib.HookRunner(hooks, self.graph, {"global_step": start})
+        step = int(gs.numpy())
+        last = self.max_steps if self.max_steps is not None else (step + self.steps if self.steps else None)
+        before, after = self._own_hooks(writer)
+        hooks = before + self.hooks + self._spec_hooks() + after
+        runner = hooks_lib.HookRunner(hooks, self.graph, {"global_step": step})
         runner.begin()
-        for listener in self.listeners:
-            listener.begin()
-        step, saved_at, last_save_time = start, None, time.time()
-        log_t, log_step, log_examples = time.time(), start, 0
         loss = float("nan")
-        stop = False
-        while (last is None or step < last) and not stop:
-            n = per_call
-            for cadence in (cfg.save_summary_steps, cfg.log_step_count_steps, cfg.save_checkpoints_steps):
-                if cadence:
-                    n = min(n, cadence - step % cadence)
+        while last is None or step < last:
+            n = 1 if with_hooks else cfg.steps_per_execution
+            for due in (h.steps_until_due(step) for h in hooks):
+                n = min(n, due) if due is not None else n
             if last is not None:
                 n = min(n, last - step)
             fetch = runner.before_run()
             try:
                 if with_hooks:
                     loss_t, count_t, values = self._run_chunk(self.it, fetch)
-                else:  # no hooks, or ParameterServerStrategy (where the resolver has no graph)
+                else:  # no hook needs every step, or ParameterServerStrategy (where the resolver has no graph)
                     (loss_t, count_t), values = self._run_chunk(self.it, tf.constant(n)), ()
             except tf.errors.OutOfRangeError:
                 # Only the chunk's first get_next raises, so no step ran; but an increment with no
@@ -719,42 +736,21 @@ class _TrainLoop:
                     f"step {step} ({str(e).splitlines()[0][:300]}). Restart the cluster's tasks: training resumes "
                     f"from the last checkpoint, {self.est.latest_checkpoint() or 'none yet'}.") from e
             new_step = int(gs.numpy())
-            loss, count = float(np.asarray(loss_t)), int(np.asarray(count_t))
             if new_step == step:
                 raise ConfigError("the model_fn's train_op did not increment the global step; include "
                                   "tf.compat.v1.train.get_global_step().assign_add(1) in train_op")
-            if not np.isfinite(loss):
-                raise basic_hooks.NanLossDuringTrainingError(f"loss is {loss} at step {new_step}; lower the learning rate or check the input for NaN/inf")
-            step, log_examples = new_step, log_examples + count
-            stop = runner.after_run({"loss": loss, "global_step": step}, values) or stop
-            if cfg.save_summary_steps and step % cfg.save_summary_steps == 0 and self.is_chief:
-                with writer.as_default():
-                    tf.summary.scalar("loss", loss, step=step)
-            if cfg.log_step_count_steps and step % cfg.log_step_count_steps == 0:
-                now = time.time()
-                rate = (step - log_step) / max(now - log_t, 1e-9)
-                log.info("step %d: loss = %.5g (%.1f steps/s, %s examples/s)", step, loss, rate,
-                         f"{log_examples / max(now - log_t, 1e-9):,.0f}")
-                if self.is_chief:
-                    with writer.as_default():
-                        tf.summary.scalar("global_step/sec", rate, step=step)
-                log_t, log_step, log_examples = now, step, 0
-            due = (cfg.save_checkpoints_steps and step % cfg.save_checkpoints_steps == 0) or (
-                cfg.save_checkpoints_secs is not None and time.time() - last_save_time >= cfg.save_checkpoints_secs)
-            if due:
-                stop = self._save(manager, step) or stop
-                saved_at, last_save_time = step, time.time()
-            if stop_lib.requested():  # SIGTERM or Ctrl-C: a checkpoint at the step reached, then stop
+            step, loss = new_step, float(np.asarray(loss_t))
+            self.examples += int(np.asarray(count_t))
+            if runner.after_run({"loss": loss, "global_step": step}, values):
                 break
-        if saved_at != step:
-            stop = self._save(manager, step)
+            if stop_lib.requested():  # SIGTERM or Ctrl-C: a checkpoint at the step reached (end()), then stop
+                break
+        runner.end()
         if stop_lib.requested():
             raise Stopped(f"training stopped by {stop_lib.requested()} at step {step}; the checkpoint "
                           f"{self.est.latest_checkpoint()} is where it resumes")
-        runner.end()
-        for listener in self.listeners:
-            listener.end(runner.session, step)
         log.info("training stopped at step %d, loss = %.5g", step, loss)
+        return step
 
     def _scheduled(self, chunk):
         """Under ParameterServerStrategy: split the n steps over the workers, schedule, wait for all."""
@@ -770,17 +766,6 @@ class _TrainLoop:
             return results[-1][0], sum(int(r[1]) for r in results)
 
         return run
-
-    def _save(self, manager, step) -> bool:
-        """Saves a checkpoint on the chief; True when a listener asks to stop."""
-        if not self.is_chief or manager is None:
-            return False
-        for listener in self.listeners:
-            listener.before_save(None, step)
-        path = manager.save(checkpoint_number=step)
-        self.p.synced = _stamp(path)
-        log.info("saved checkpoint %s", path)
-        return any(bool(listener.after_save(None, step)) for listener in self.listeners)
 
 
 def _chunk_fn(step, accumulate):

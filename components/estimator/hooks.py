@@ -64,6 +64,16 @@ class SessionRunHook:
     def end(self, session):
         pass
 
+    def steps_until_due(self, global_step: int):
+        """How many steps may run in one call before this hook must see a step again; None: any number.
+
+        tfpipe's addition to tf.estimator's protocol. The default, 1, runs training one step per call
+        while the hook is there, so it sees every step and may fetch any tensor of the model_fn. A hook
+        that acts on a cadence of global steps and reads only `loss` / `global_step` says when it is next
+        due, and training keeps its multi-step calls (RunConfig.steps_per_execution) in between.
+        """
+        return 1
+
 
 class CheckpointSaverListener:
     """Called around each checkpoint save; `after_save` returning True stops training."""

@@ -168,3 +168,41 @@ def test_global_step_waiter_hook_waits_for_the_chief(tmp_path):
     thread.join()
     assert time.time() - first.at >= 0.5
     assert os.path.exists(os.path.join(model_dir, "model.ckpt-1.index"))  # then it trained
+
+
+def test_hooks_on_a_step_cadence_keep_multi_step_calls_and_others_see_every_step(tmp_path):
+    calls = {}
+
+    def counting(cls):
+        class Counting(cls):
+            def after_run(self, run_context, run_values):
+                calls[cls.__name__] = calls.get(cls.__name__, 0) + 1
+                super().after_run(run_context, run_values)
+        return Counting
+
+    class Every25(estimator.SessionRunHook):  # a user hook that says when it is next due
+        def steps_until_due(self, global_step):
+            return 25 - global_step % 25
+
+    saved = []
+
+    class Listen(estimator.CheckpointSaverListener):
+        def after_save(self, session, global_step_value):
+            saved.append(global_step_value)
+
+    config = estimator.RunConfig(save_checkpoints_steps=None, save_summary_steps=0, log_step_count_steps=1000,
+                                 steps_per_execution=100)
+    est = estimator.Estimator(unnamed_layers_model_fn, str(tmp_path / "a"), config=config)
+    hooks = [counting(estimator.CheckpointSaverHook)(str(tmp_path / "ckpts"), save_steps=40),
+             counting(estimator.StepCounterHook)(every_n_steps=30), counting(Every25)()]
+    est.train(input_fn, steps=100, hooks=hooks, saving_listeners=[Listen()])
+    # Calls end where a hook is next due: 1 (the counter's timer fires on the first step it sees, as tf's
+    # SecondOrStepTimer does), 25, 31, 40 (the saver), 50, 61, 75, 80, 91, 100: ten calls, not 100 steps.
+    assert calls == {"CheckpointSaverHook": 10, "StepCounterHook": 10, "Every25": 10}
+    assert saved == [0, 40, 80, 100]
+
+    # A hook that does not say when it is due sees every step, as in tf.estimator.
+    calls.clear()
+    estimator.Estimator(unnamed_layers_model_fn, str(tmp_path / "b"), config=config).train(
+        input_fn, steps=30, hooks=[counting(estimator.SessionRunHook)()])
+    assert calls == {"SessionRunHook": 30}
