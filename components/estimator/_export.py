@@ -98,7 +98,7 @@ def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_
     module = tf.Module()
     module.checkpoint_root = program.root
     module.variables_by_order = list(program.created) + [program.global_step]
-    module.resources = list(getattr(est, "_export_resources", lambda: [])())
+    module.resources = est._export_resources()
     module.receiver_trackables = list(receiver.trackables)
     os.makedirs(export_dir_base, exist_ok=True)
     stamp = int(time.time())

@@ -301,12 +301,12 @@ class BoostedTreesEstimator(PremadeEstimator):
             ds = ds.take(1).cache().repeat()
         return ds, has_labels
 
-    def _premade_model_fn(self, features, labels, mode, config):
+    def _premade_model_fn(self, features, labels, mode, config, program):
         if mode != ModeKeys.TRAIN:
-            return super()._premade_model_fn(features, labels, mode, config)
+            return super()._premade_model_fn(features, labels, mode, config, program)
         if labels is None:
             raise ConfigError("train needs labels: the input_fn must return (features, labels)")
-        model = self._active_program.state["models"][PART]
+        model = program.state["models"][PART]
         labels = self._head.labels(labels)
         x = features[PART]
         logits = model(x, training=True)

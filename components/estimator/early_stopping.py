@@ -192,9 +192,5 @@ class InMemoryEvaluatorHook(SessionRunHook):
     def _evaluate(self):
         self._timer.update_last_triggered_step(self._iter_count)
         path = self._root.save(os.path.join(self._tmp, "model.ckpt"))
-        est = self._estimator
-        active_program = getattr(est, "_active_program", None)  # a premade model_fn looks its state up there
-        try:
-            est.evaluate(self._input_fn, steps=self._steps, hooks=self._hooks, checkpoint_path=path, name=self._name)
-        finally:
-            est._active_program = active_program
+        self._estimator.evaluate(self._input_fn, steps=self._steps, hooks=self._hooks, checkpoint_path=path,
+                                 name=self._name)

@@ -74,10 +74,8 @@ class _Program:
         self.functions: dict = {}
         self.writer = None
         self.synced: tuple | None = None
-        prebuild = getattr(estimator, "_prebuild", None)
-        if prebuild is not None:
-            with self.strategy.scope():
-                prebuild(self)
+        with self.strategy.scope():
+            estimator._prebuild(self)
 
     def _creator(self, next_creator, **kwargs):
         index = getattr(self._cursor, "i", 0)
@@ -99,7 +97,6 @@ class _Program:
 
     def call_model_fn(self, features, labels) -> EstimatorSpec:
         self._cursor.i = 0
-        self.est._active_program = self  # a premade model_fn finds its models here, in any retrace
         graph = tf.compat.v1.get_default_graph()
         # tf.compat.v1.train.get_global_step() looks in the current graph's collection.
         if not graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_STEP):
@@ -108,7 +105,7 @@ class _Program:
         # The root name scope, as in tf.estimator's graph: summary tags made in the model_fn carry no
         # "while/cond_1/" of the loop around the step.
         with tf.variable_creator_scope(self._creator), graph.name_scope(""):
-            spec = self.est._call_model_fn(features, labels, self.mode)
+            spec = self.est._call_model_fn(features, labels, self.mode, self)
         self.spec = spec
         return spec
 
@@ -294,7 +291,9 @@ class Estimator:
         args = set(fn_args(model_fn))
         if "features" not in args:
             raise ConfigError("model_fn must take an argument named `features`")
-        unknown = args - _MODEL_FN_ARGS
+        # An Estimator subclass's own model_fn (a method of it) may also take the program it runs in,
+        # where the objects its _prebuild made are.
+        unknown = args - _MODEL_FN_ARGS - ({"program"} if getattr(model_fn, "__self__", None) is self else set())
         if unknown:
             raise ConfigError(f"model_fn has arguments {sorted(unknown)}; it may only take {sorted(_MODEL_FN_ARGS)}")
         if params is not None and "params" not in args:
@@ -327,11 +326,20 @@ class Estimator:
 
     # ---- user functions -------------------------------------------------------------------------
 
-    def _call_model_fn(self, features, labels, mode) -> EstimatorSpec:
+    def _prebuild(self, program) -> None:
+        """Builds, eagerly and in the strategy's scope, what a subclass's model_fn uses (its models, optimizers,
+        metrics), into `program.state`; the model_fn gets the program as its `program` argument."""
+
+    def _export_resources(self) -> list:
+        """Resources (lookup tables) the exported SavedModel must keep, beyond the model_fn's variables."""
+        return []
+
+    def _call_model_fn(self, features, labels, mode, program) -> EstimatorSpec:
         if labels is not None and "labels" not in self._model_fn_args:
             raise ConfigError("model_fn does not take `labels`, but input_fn returned labels; "
                               "add a `labels` argument to model_fn or return only features")
-        kwargs = {"features": features, "mode": mode, "params": self._params, "config": self._config}
+        kwargs = {"features": features, "mode": mode, "params": self._params, "config": self._config,
+                  "program": program}
         if "labels" in self._model_fn_args:
             kwargs["labels"] = labels
         spec = call_with_known_args(self._model_fn, kwargs)

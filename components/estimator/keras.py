@@ -105,8 +105,8 @@ class _KerasEstimator(Estimator):
             return next(iter(labels.values()))
         return labels
 
-    def _keras_model_fn(self, features, labels, mode):
-        model = self._active_program.state["model"]
+    def _keras_model_fn(self, features, labels, mode, program):
+        model = program.state["model"]
         x = self._inputs(features)
         checkpoint = tf.train.Checkpoint(model=model)
         if mode == ModeKeys.PREDICT:

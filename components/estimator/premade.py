@@ -85,9 +85,10 @@ class PremadeEstimator(Estimator):
         self._weight_key = weight_key(weight_column if weight_column is not None else getattr(head, "weight_column", None))
         super().__init__(self._premade_model_fn, **kwargs)
         self._input_transform = self._transform
-        self._export_resources = lambda: [
-            r for p in parts.values() if hasattr(p.transform, "resources") for r in p.transform.resources.resources()
-        ]
+
+    def _export_resources(self) -> list:
+        return [r for p in self._parts.values() if hasattr(p.transform, "resources")
+                for r in p.transform.resources.resources()]
 
     def _transform(self, features):
         out = {name: part.transform(features) for name, part in self._parts.items()}
@@ -107,8 +108,8 @@ class PremadeEstimator(Estimator):
         logits = [model(features[name], training=training) for name, model in models.items()]
         return tf.add_n(logits) if len(logits) > 1 else logits[0]
 
-    def _premade_model_fn(self, features, labels, mode, config):
-        state = self._active_program.state
+    def _premade_model_fn(self, features, labels, mode, config, program):
+        state = program.state
         models, head = state["models"], self._head
         parts = dict(models)
         if mode == ModeKeys.PREDICT:
