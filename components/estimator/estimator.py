@@ -13,7 +13,6 @@ import random
 import re
 import tempfile
 import threading
-import time
 
 import numpy as np
 import tensorflow as tf
