@@ -52,7 +52,8 @@ class _Dense(tf.Module):
         if dense_rows is None:
             self.kernel = tf.Variable(kernel, name="kernel")
         else:
-            self.kernel = tf.Variable(tf.gather(kernel, list(dense_rows)), name="kernel")
+            if dense_rows:  # none when every input is an indicator column
+                self.kernel = tf.Variable(tf.gather(kernel, tf.constant(dense_rows, tf.int32)), name="kernel")
             # Separate variables, so their sparse updates run side by side (as Keras's embeddings do)
             # rather than one after another on one big kernel.
             self.indicator_kernels = {column: tf.Variable(kernel[start:start + rows], name=f"{column}/kernel")
@@ -67,7 +68,8 @@ class _Dense(tf.Module):
         if self._dense_rows is None:
             self.kernel.assign(kernel)
             return
-        self.kernel.assign(tf.gather(kernel, list(self._dense_rows)))
+        if self._dense_rows:
+            self.kernel.assign(tf.gather(kernel, tf.constant(self._dense_rows, tf.int32)))
         for column, start, rows in self._blocks:
             self.indicator_kernels[column].assign(kernel[start:start + rows])
 
@@ -107,7 +109,8 @@ class DNNModel(tf.Module):
         self._depth = len(hidden_units)
         for i, n in enumerate(hidden_units):
             split = i == 0 and indicators
-            layer = _Dense(width, n, f"hiddenlayer_{i}", dense_rows if split else None, indicators if split else ())
+            layer = _Dense(width, n, f"hiddenlayer_{i}", tuple(dense_rows) if split else None,
+                           indicators if split else ())
             if batch_norm:
                 setattr(layer, f"batchnorm_{i}", _BatchNorm(n, f"batchnorm_{i}"))
             setattr(self, f"hiddenlayer_{i}", layer)

@@ -362,3 +362,23 @@ def test_bad_use_fails_clearly(tmp_path):
             lambda: ({"age": [[1.0]]}, [["maybe"]]), steps=1)
     with pytest.raises(ConfigError, match="regression labels must be numbers"):
         estimator.BaselineRegressor(model_dir=str(tmp_path / "c")).train(lambda: ({"age": [[1.0]]}, [["x"]]), steps=1)
+
+
+def test_a_dnn_over_indicator_columns_only_matches_the_one_hot_network(tmp_path):
+    # No numeric input: the first layer is the indicator columns' kernel rows alone.
+    layers = ((np.arange(6, dtype=np.float32).reshape(3, 2) / 10 - 0.2, [0.1, -0.1]), _GOLDEN_LAYERS[1],
+              _GOLDEN_LAYERS[2])
+    save_dnn_checkpoint(tmp_path, {"class_indicator": ("indicator", 3)}, layers, global_step=7)
+    est = estimator.DNNClassifier((2, 2), [fc.indicator_column(CLASS)], model_dir=str(tmp_path))
+    feats = {"class": [["Third"], ["First"], ["Second"]]}
+    logits = np.array([p["logits"][0] for p in est.predict(lambda: feats)])
+    h = np.eye(3, dtype=np.float32)[[2, 0, 1]]
+    for kernel, bias in layers[:2]:
+        h = np.maximum(h @ np.array(kernel) + bias, 0)
+    np.testing.assert_allclose(logits, (h @ np.array(layers[2][0]) + layers[2][1])[:, 0], rtol=1e-5, atol=1e-6)
+    # A new one trains, evaluates and names its variables.
+    est = estimator.DNNClassifier((2, 2), [fc.indicator_column(CLASS)], model_dir=str(tmp_path / "new"))
+    est.train(lambda: (feats, [[1], [0], [1]]), steps=3)
+    assert est.evaluate(lambda: (feats, [[1], [0], [1]]), steps=1)["global_step"] == 3
+    names = est.get_variable_names()
+    assert "dnn/hiddenlayer_0/indicator_kernels/class_indicator" in names and "dnn/hiddenlayer_0/kernel" not in names
