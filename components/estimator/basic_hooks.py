@@ -423,18 +423,23 @@ class _ModelSaver(CheckpointSaverHook):
 
 
 class _LossGuard(NanTensorHook):
-    """Fails training on a non-finite loss, saying what to try."""
+    """Fails training on a non-finite loss at any step of a call, naming that step and saying what to try.
+    `nonfinite()` gives the last call's first such (global step, loss), or None."""
 
-    def __init__(self):
+    def __init__(self, nonfinite):
         super().__init__("loss")
+        self._nonfinite = nonfinite
 
     def steps_until_due(self, global_step):
-        return None  # the last step of each call is enough: a NaN in the weights stays there
+        return None  # the call reports its first non-finite loss, whatever its length
+
+    def before_run(self, run_context):
+        return None
 
     def after_run(self, run_context, run_values):
-        loss = float(run_values.results)
-        if not np.isfinite(loss):
-            step = int(active_training(self).global_step.numpy())
+        found = self._nonfinite()
+        if found is not None:
+            step, loss = found
             raise NanLossDuringTrainingError(
                 f"loss is {loss} at step {step}; lower the learning rate or check the input for NaN/inf")
 
@@ -492,6 +497,6 @@ class _StepLogger(_OnMultiples):
         log.info("step %d: loss = %.5g (%.1f steps/s, %s examples/s)", step, loss, rate,
                  f"{self._examples_since() / seconds:,.0f}")
         if self._writer is not None:
-            with self._writer.as_default():
+            with self._writer.as_default(), tf.summary.record_if(True):  # its own cadence, not save_summary_steps
                 tf.summary.scalar("global_step/sec", rate, step=step)
         self._time, self._step = now, step

@@ -604,6 +604,7 @@ class _TrainLoop:
         self.trace_iterator = None
         self.graph = None  # the traced step hooks' tensors live in
         self.examples = 0
+        self.nonfinite = None  # (global step, loss) of the last call's first non-finite loss
 
     def _step_fn(self):
         p, strategy, has_labels = self.p, self.p.strategy, self.has_labels
@@ -617,14 +618,22 @@ class _TrainLoop:
         def step(batch):
             features, labels = (batch[0], batch[1]) if has_labels else (batch[0], None)
             loss, count = strategy.run(replica_fn, args=(features, labels))
-            return (strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None),
-                    strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None))
+            loss = strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None)
+            # (loss, examples, steps, which step's loss first was not finite (1-based; 0: none), that loss)
+            return (loss, strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None), tf.constant(1),
+                    tf.where(tf.math.is_finite(loss), 0, 1), loss)
 
         return step
 
     def _chunk_fn(self):
-        # Keep the last step's loss; add up the examples.
-        return _chunk_fn(self._step_fn(), lambda acc, new: (new[0], acc[1] + new[1]))
+        # Keep the last step's loss, add up the examples and steps, keep the first non-finite loss: the
+        # NaN guard names the step where it happened (an optimizer such as FTRL can recover after it).
+        def accumulate(acc, new):
+            steps = acc[2] + 1
+            bad = (acc[3] == 0) & ~tf.math.is_finite(new[0])
+            return (new[0], acc[1] + new[1], steps, tf.where(bad, steps, acc[3]), tf.where(bad, new[0], acc[4]))
+
+        return _chunk_fn(self._step_fn(), accumulate)
 
     def run(self):
         cfg, p, model_dir = self.cfg, self.p, self.est.model_dir
@@ -705,7 +714,7 @@ class _TrainLoop:
         else:
             after.append(basic_hooks._ModelSaver(self.est.model_dir, CHECKPOINT_NAME, cfg.save_checkpoints_steps,
                                                  cfg.save_checkpoints_secs, self.listeners, chief))
-        return [basic_hooks._LossGuard()], after
+        return [basic_hooks._LossGuard(lambda: self.nonfinite)], after
 
     def _loop(self, writer, with_hooks) -> int:
         """Runs the steps; returns the global step reached."""
@@ -726,9 +735,10 @@ class _TrainLoop:
             fetch = runner.before_run()
             try:
                 if with_hooks:
-                    loss_t, count_t, values = self._run_chunk(self.it, fetch)
+                    *out, values = self._run_chunk(self.it, fetch)
                 else:  # no hook needs every step, or ParameterServerStrategy (where the resolver has no graph)
-                    (loss_t, count_t), values = self._run_chunk(self.it, tf.constant(n)), ()
+                    out, values = self._run_chunk(self.it, tf.constant(n)), ()
+                loss_t, count_t, _, bad_t, bad_loss_t = out
             except tf.errors.OutOfRangeError:
                 # Only the chunk's first get_next raises, so no step ran; but an increment with no
                 # data dependency (gs.assign_add(1) in a train_op) may still have executed: undo it.
@@ -746,6 +756,8 @@ class _TrainLoop:
             if new_step == step:
                 raise ConfigError("the model_fn's train_op did not increment the global step; include "
                                   "tf.compat.v1.train.get_global_step().assign_add(1) in train_op")
+            bad = int(np.asarray(bad_t))
+            self.nonfinite = (step + bad, float(np.asarray(bad_loss_t))) if bad else None
             step, loss = new_step, float(np.asarray(loss_t))
             self.examples += int(np.asarray(count_t))
             if runner.after_run({"loss": loss, "global_step": step}, values):
@@ -770,7 +782,10 @@ class _TrainLoop:
             remotes = [coordinator.schedule(chunk, args=(iterator, tf.constant(k))) for k in shares if k]
             coordinator.join()
             results = [r.fetch() for r in remotes]
-            return results[-1][0], sum(int(r[1]) for r in results)
+            steps = [int(r[2]) for r in results]
+            bad = next((i for i, r in enumerate(results) if int(r[3])), None)  # asynchronous: the step is approximate
+            at, bad_loss = (sum(steps[:bad]) + int(results[bad][3]), results[bad][4]) if bad is not None else (0, 0.0)
+            return results[-1][0], sum(int(r[1]) for r in results), sum(steps), at, bad_loss
 
         return run
 
