@@ -422,28 +422,6 @@ class _ModelSaver(CheckpointSaverHook):
             listener.end(session, step)
 
 
-class _LossGuard(NanTensorHook):
-    """Fails training on a non-finite loss at any step of a call, naming that step and saying what to try.
-    `nonfinite()` gives the last call's first such (global step, loss), or None."""
-
-    def __init__(self, nonfinite):
-        super().__init__("loss")
-        self._nonfinite = nonfinite
-
-    def steps_until_due(self, global_step):
-        return None  # the call reports its first non-finite loss, whatever its length
-
-    def before_run(self, run_context):
-        return None
-
-    def after_run(self, run_context, run_values):
-        found = self._nonfinite()
-        if found is not None:
-            step, loss = found
-            raise NanLossDuringTrainingError(
-                f"loss is {loss} at step {step}; lower the learning rate or check the input for NaN/inf")
-
-
 class _OnMultiples(SessionRunHook):
     """Acts, through `_act(step, loss)`, on global steps that are multiples of `every` (0: never)."""
 

@@ -38,6 +38,7 @@ if not logging.getLogger().handlers and not log.handlers:
     log.propagate = False  # absl installs a root handler later; avoid printing every line twice
 
 CHECKPOINT_NAME = "model.ckpt"
+_NONFINITE = "tfpipe: the training loss is not finite"
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _MODEL_FN_ARGS = {"features", "labels", "mode", "params", "config"}
 _LOCAL_COLLECTIONS = {tf.compat.v1.GraphKeys.LOCAL_VARIABLES, tf.compat.v1.GraphKeys.METRIC_VARIABLES}
@@ -592,9 +593,9 @@ class Estimator:
 
 class _TrainLoop:
     """A short driver over hooks: runs steps in calls of up to steps_per_execution, each ending where a hook
-    is next due. What happens between calls (NaN check, summaries, logging, checkpoints) is done by the
-    Estimator's own hooks (basic_hooks' _LossGuard, _LossSummary, _StepLogger, _ModelSaver), run like the
-    user's."""
+    is next due. What happens between calls (summaries, logging, checkpoints) is done by the Estimator's own
+    hooks (basic_hooks' _LossSummary, _StepLogger, _ModelSaver), run like the user's; the loss is checked
+    for NaN/inf inside the step."""
 
     def __init__(self, est, program, iterator, has_labels, hooks, listeners, steps, max_steps):
         self.est, self.p, self.it, self.has_labels = est, program, iterator, has_labels
@@ -604,7 +605,6 @@ class _TrainLoop:
         self.trace_iterator = None
         self.graph = None  # the traced step hooks' tensors live in
         self.examples = 0
-        self.nonfinite = None  # (global step, loss) of the last call's first non-finite loss
 
     def _step_fn(self):
         p, strategy, has_labels = self.p, self.p.strategy, self.has_labels
@@ -612,28 +612,22 @@ class _TrainLoop:
         def replica_fn(features, labels):
             spec = p.call_model_fn(features, labels)
             with tf.control_dependencies(_deps(spec.train_op)):
-                loss = tf.identity(tf.cast(spec.loss, tf.float32))
+                # Checked at every step, inside multi-step calls too: the call stops at the step whose loss
+                # is NaN or inf (an optimizer such as FTRL can come back to finite weights after it).
+                loss = tf.debugging.check_numerics(tf.cast(spec.loss, tf.float32), _NONFINITE)
             return loss, batch_size_of(features)
 
         def step(batch):
             features, labels = (batch[0], batch[1]) if has_labels else (batch[0], None)
             loss, count = strategy.run(replica_fn, args=(features, labels))
-            loss = strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None)
-            # (loss, examples, steps, which step's loss first was not finite (1-based; 0: none), that loss)
-            return (loss, strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None), tf.constant(1),
-                    tf.where(tf.math.is_finite(loss), 0, 1), loss)
+            return (strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None),
+                    strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None))
 
         return step
 
     def _chunk_fn(self):
-        # Keep the last step's loss, add up the examples and steps, keep the first non-finite loss: the
-        # NaN guard names the step where it happened (an optimizer such as FTRL can recover after it).
-        def accumulate(acc, new):
-            steps = acc[2] + 1
-            bad = (acc[3] == 0) & ~tf.math.is_finite(new[0])
-            return (new[0], acc[1] + new[1], steps, tf.where(bad, steps, acc[3]), tf.where(bad, new[0], acc[4]))
-
-        return _chunk_fn(self._step_fn(), accumulate)
+        # Keep the last step's loss; add up the examples.
+        return _chunk_fn(self._step_fn(), lambda acc, new: (new[0], acc[1] + new[1]))
 
     def run(self):
         cfg, p, model_dir = self.cfg, self.p, self.est.model_dir
@@ -701,8 +695,8 @@ class _TrainLoop:
         count, self.examples = self.examples, 0
         return count
 
-    def _own_hooks(self, writer) -> tuple[list, list]:
-        """The Estimator's hooks that run before the user's, and those that run after."""
+    def _own_hooks(self, writer) -> list:
+        """The Estimator's hooks, which run after the user's."""
         cfg, chief = self.cfg, self.is_chief
         # Every task gets the same hooks, so that they all end their calls on the same steps (a
         # synchronous strategy needs that); only the chief's write (the others' writer is a no-op).
@@ -714,15 +708,14 @@ class _TrainLoop:
         else:
             after.append(basic_hooks._ModelSaver(self.est.model_dir, CHECKPOINT_NAME, cfg.save_checkpoints_steps,
                                                  cfg.save_checkpoints_secs, self.listeners, chief))
-        return [basic_hooks._LossGuard(lambda: self.nonfinite)], after
+        return after
 
     def _loop(self, writer, with_hooks) -> int:
         """Runs the steps; returns the global step reached."""
         cfg, gs = self.cfg, self.p.global_step
         step = int(gs.numpy())
         last = self.max_steps if self.max_steps is not None else (step + self.steps if self.steps else None)
-        before, after = self._own_hooks(writer)
-        hooks = before + self.hooks + self._spec_hooks() + after
+        hooks = self.hooks + self._spec_hooks() + self._own_hooks(writer)
         runner = hooks_lib.HookRunner(hooks, self.graph, {"global_step": step})
         runner.begin()
         loss = float("nan")
@@ -735,16 +728,21 @@ class _TrainLoop:
             fetch = runner.before_run()
             try:
                 if with_hooks:
-                    *out, values = self._run_chunk(self.it, fetch)
+                    loss_t, count_t, values = self._run_chunk(self.it, fetch)
                 else:  # no hook needs every step, or ParameterServerStrategy (where the resolver has no graph)
-                    out, values = self._run_chunk(self.it, tf.constant(n)), ()
-                loss_t, count_t, _, bad_t, bad_loss_t = out
+                    (loss_t, count_t), values = self._run_chunk(self.it, tf.constant(n)), ()
             except tf.errors.OutOfRangeError:
                 # Only the chunk's first get_next raises, so no step ran; but an increment with no
                 # data dependency (gs.assign_add(1) in a train_op) may still have executed: undo it.
                 gs.assign(step)
                 log.info("input exhausted at step %d", step)
                 break
+            except tf.errors.InvalidArgumentError as e:
+                if _NONFINITE not in str(e):
+                    raise
+                raise basic_hooks.NanLossDuringTrainingError(
+                    f"loss is {'nan' if 'NaN' in str(e) else 'inf'} at step {int(gs.numpy())}; lower the learning "
+                    "rate or check the input for NaN/inf") from None
             except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError) as e:
                 if not self.cfg.cluster_spec:
                     raise
@@ -756,8 +754,6 @@ class _TrainLoop:
             if new_step == step:
                 raise ConfigError("the model_fn's train_op did not increment the global step; include "
                                   "tf.compat.v1.train.get_global_step().assign_add(1) in train_op")
-            bad = int(np.asarray(bad_t))
-            self.nonfinite = (step + bad, float(np.asarray(bad_loss_t))) if bad else None
             step, loss = new_step, float(np.asarray(loss_t))
             self.examples += int(np.asarray(count_t))
             if runner.after_run({"loss": loss, "global_step": step}, values):
@@ -782,10 +778,7 @@ class _TrainLoop:
             remotes = [coordinator.schedule(chunk, args=(iterator, tf.constant(k))) for k in shares if k]
             coordinator.join()
             results = [r.fetch() for r in remotes]
-            steps = [int(r[2]) for r in results]
-            bad = next((i for i, r in enumerate(results) if int(r[3])), None)  # asynchronous: the step is approximate
-            at, bad_loss = (sum(steps[:bad]) + int(results[bad][3]), results[bad][4]) if bad is not None else (0, 0.0)
-            return results[-1][0], sum(int(r[1]) for r in results), sum(steps), at, bad_loss
+            return results[-1][0], sum(int(r[1]) for r in results)
 
         return run
 
