@@ -40,6 +40,11 @@ def _steps_left(timer, every_steps, step: int):
     return 1 if last is None else max(1, last + every_steps - step)
 
 
+def _steps_to_multiple(every, step: int):
+    """Steps until the next multiple of `every` (0 or None: never due)."""
+    return every - step % every if every else None
+
+
 def _writer(output_dir, summary_writer, hook):
     if summary_writer is not None:
         return summary_writer
@@ -401,7 +406,7 @@ class _ModelSaver(CheckpointSaverHook):
         return super()._save(step) if self._chief else False
 
     def steps_until_due(self, global_step):
-        return self._every_steps - global_step % self._every_steps if self._every_steps else None
+        return _steps_to_multiple(self._every_steps, global_step)
 
     def after_create_session(self, session, coord):
         self._saved_at, self._saved_time = None, time.time()
@@ -429,7 +434,7 @@ class _OnMultiples(SessionRunHook):
         self._every = every or 0
 
     def steps_until_due(self, global_step):
-        return self._every - global_step % self._every if self._every else None
+        return _steps_to_multiple(self._every, global_step)
 
     def before_run(self, run_context):
         return SessionRunArgs(("global_step", "loss")) if self._every else None

@@ -51,13 +51,12 @@ def sparse_lookup(table, entry: dict, combiner: str = "sum"):
     ids, weights = entry["ids"], entry.get("weights")
     rows = ids.indices[:, 0]
     batch = ids.dense_shape[0]
+    vals = tf.gather(table, ids.values)
     if weights is None and ids.shape.rank == 2 and ids.shape[1] == 1:
         # At most one id per example (a single-valued feature): when no example lacks it, which is
         # the usual batch, the rows gathered in order are the answer, whatever the combiner.
         return tf.cond(tf.equal(tf.size(ids.values, out_type=batch.dtype), batch),
-                       lambda: tf.gather(table, ids.values),
-                       lambda: _sum_by_row(tf.gather(table, ids.values), rows, batch))
-    vals = tf.gather(table, ids.values)
+                       lambda: vals, lambda: _sum_by_row(vals, rows, batch))
     if weights is None and combiner == "sum":
         return _sum_by_row(vals, rows, batch)
     scale = tf.ones_like(ids.values, dtype=table.dtype) if weights is None else tf.cast(weights.values, table.dtype)
