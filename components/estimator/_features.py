@@ -155,11 +155,23 @@ class ColumnTransform:
             source = self._sparse_source(col)
             if source is not None:
                 pair = source.get_sparse_tensors(cache, self.resources)
-                ids = pair.id_tensor if pair.id_tensor.dtype == tf.int64 else tf.cast(pair.id_tensor, tf.int64)
-                entry = {"ids": ids}
-                if pair.weight_tensor is not None:
-                    entry["weights"] = pair.weight_tensor
-                out[col.name] = entry
+                out[col.name] = _valid_ids(source, pair, weighted_rows_only=not isinstance(col, fc2.IndicatorColumn))
             else:
                 out[col.name] = tf.cast(col.get_dense_tensor(cache, self.resources), tf.float32)
         return out
+
+
+def _valid_ids(source, pair, weighted_rows_only: bool) -> dict:
+    """{'ids'[, 'weights']} without the ids tf.estimator ignored: -1 (a value outside a vocabulary
+    with no OOV buckets) and, where `weighted_rows_only`, ids of weight <= 0 (its
+    safe_embedding_lookup_sparse dropped those for linear and embedding columns)."""
+    ids = pair.id_tensor if pair.id_tensor.dtype == tf.int64 else tf.cast(pair.id_tensor, tf.int64)
+    if pair.weight_tensor is None and isinstance(source, fc2.HashedCategoricalColumn):
+        return {"ids": ids}  # hash buckets are never negative: nothing to drop
+    keep = ids.values >= 0
+    if pair.weight_tensor is not None and weighted_rows_only:
+        keep = tf.logical_and(keep, pair.weight_tensor.values > 0)
+    entry = {"ids": tf.sparse.retain(ids, keep)}
+    if pair.weight_tensor is not None:
+        entry["weights"] = tf.sparse.retain(pair.weight_tensor, keep)
+    return entry

@@ -82,12 +82,19 @@ class _Program:
         self._cursor.i = index + 1
         with self._lock:
             if index < len(self.created):
-                return self.created[index]
-            var = next_creator(**kwargs)
-            self.created.append(var)
-            if _LOCAL_COLLECTIONS & set(kwargs.get("collections") or ()):
-                self.local_vars.append(var)
-            return var
+                var = self.created[index]
+            else:
+                var = next_creator(**kwargs)
+                self.created.append(var)
+                if _LOCAL_COLLECTIONS & set(kwargs.get("collections") or ()):
+                    self.local_vars.append(var)
+        # In the traced graph's collection, as a TF1 graph had it, so a v1 optimizer's
+        # minimize(loss) without var_list finds the model's variables.
+        if var.trainable and not tf.executing_eagerly():
+            trainable = tf.compat.v1.get_default_graph().get_collection_ref(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)
+            if not any(v is var for v in trainable):
+                trainable.append(var)
+        return var
 
     def function(self, key, make):
         """The tf.function stored under `key`, made by `make()` the first time."""

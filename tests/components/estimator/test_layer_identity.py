@@ -74,3 +74,25 @@ def test_checkpoint_named_by_variable_name_still_restores(tmp_path):
     root.save(str(tmp_path / "model.ckpt"))
     result = estimator.Estimator(model_fn, str(tmp_path)).evaluate(input_fn)
     assert result["global_step"] == 7 and result["loss"] == pytest.approx(1.0, rel=1e-5)  # (2x) vs (2x + 1)
+
+
+def tf1_minimize_model_fn(features, labels, mode):
+    """The guide's TF1 custom model_fn: a v1 optimizer's minimize(loss, global_step=...) with no var_list."""
+    pred = tf.keras.layers.Dense(1)(features["x"])
+    loss = tf.compat.v1.losses.mean_squared_error(labels, pred)
+    if mode != estimator.ModeKeys.TRAIN:
+        return estimator.EstimatorSpec(mode, loss=loss, predictions={"y": pred})
+    optimizer = tf.compat.v1.train.GradientDescentOptimizer(0.1)
+    train_op = optimizer.minimize(loss, global_step=tf.compat.v1.train.get_global_step())
+    return estimator.EstimatorSpec(mode, loss=loss, train_op=train_op)
+
+
+def test_a_v1_optimizer_minimize_without_var_list_trains_the_model_fn_variables(tmp_path):
+    # TF1 found the variables in the graph's TRAINABLE_VARIABLES collection; so must the traced step.
+    est = estimator.Estimator(tf1_minimize_model_fn, str(tmp_path))
+    est.train(input_fn, steps=1)
+    first = est.evaluate(input_fn)
+    est.train(input_fn, steps=100)
+    trained = est.evaluate(input_fn)
+    assert trained["global_step"] == 101
+    assert trained["loss"] < first["loss"] / 10

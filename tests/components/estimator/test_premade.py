@@ -295,6 +295,38 @@ def test_dnn_indicator_columns_match_the_one_hot_network(tmp_path):
     np.testing.assert_allclose(logits, (h @ np.array(layers[2][0]) + layers[2][1])[:, 0], rtol=1e-5, atol=1e-6)
 
 
+
+def test_a_value_outside_the_vocabulary_is_ignored_as_tf_estimator_did(tmp_path):
+    # A vocabulary list without OOV buckets maps an unseen value to id -1, which tf.estimator's lookups
+    # dropped: the example scores as if the column had no value. An unseen class at evaluation or
+    # serving time must not fail the call.
+    layers = ((np.arange(8, dtype=np.float32).reshape(4, 2) / 10 - 0.3, [0.1, -0.1]), _GOLDEN_LAYERS[1],
+              _GOLDEN_LAYERS[2])
+    save_dnn_checkpoint(tmp_path, {"age": ("dense", 1), "class_indicator": ("indicator", 3)}, layers, global_step=7)
+    est = estimator.DNNClassifier((2, 2), [fc.indicator_column(CLASS), AGE], model_dir=str(tmp_path))
+    feats = {"age": [[2.0], [-1.0]], "class": [["Crew"], ["First"]]}
+    logits = np.array([p["logits"][0] for p in est.predict(lambda: feats)])
+    h = np.array([[2.0, 0, 0, 0], [-1.0, 1, 0, 0]], np.float32)
+    for kernel, bias in layers[:2]:
+        h = np.maximum(h @ np.array(kernel) + bias, 0)
+    np.testing.assert_allclose(logits, (h @ np.array(layers[2][0]) + layers[2][1])[:, 0], rtol=1e-5, atol=1e-6)
+
+    train = {"age": [[2.0], [-1.0], [0.5], [1.0]], "class": [["Third"], ["First"], ["Second"], ["First"]]}
+    labels = [[1], [0], [1], [0]]
+    unseen = {"age": [[2.0], [-1.0]], "class": [["Crew"], [""]]}
+    linear = estimator.LinearClassifier([CLASS, AGE], model_dir=str(tmp_path / "linear"))
+    linear.train(lambda: (train, labels), steps=5)
+    assert linear.evaluate(lambda: (unseen, [[1], [0]]), steps=1)["global_step"] == 5
+    got = [p["logits"][0] for p in linear.predict(lambda: unseen)]
+    want = linear.get_variable_value("linear/linear_model/bias_weights")[0] + np.array([2.0, -1.0]) * \
+        linear.get_variable_value("linear/linear_model/age/weights")[0, 0]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    embedded = estimator.DNNClassifier((2,), [fc.embedding_column(CLASS, 2), AGE], model_dir=str(tmp_path / "emb"))
+    embedded.train(lambda: (train, labels), steps=3)
+    preds = [p["logits"][0] for p in embedded.predict(lambda: {"age": [[1.0], [1.0]], "class": [["Crew"], ["Cook"]]})]
+    assert preds[0] == preds[1]  # both unseen: the same all-zero embedding
+
+
 # ---- warm starting ------------------------------------------------------------------------------------------------
 
 def test_warm_start_settings_filter_and_savedmodel(titanic, tmp_path):
