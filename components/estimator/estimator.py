@@ -380,10 +380,12 @@ class Estimator:
         return ds.prefetch(tf.data.AUTOTUNE), has_labels
 
     def _iterator(self, input_fn, mode, strategy):
-        """An iterator over the input and whether it yields labels; distributed when a strategy is set."""
+        """An iterator over the input, whether it yields labels, and whether it is endless (a repeated
+        dataset, which cannot run out: its steps need no end-of-input check); distributed when a
+        strategy is set."""
         if strategy is None:
             ds, has_labels = self._dataset(input_fn, mode)
-            return iter(ds), has_labels
+            return iter(ds), has_labels, int(ds.cardinality()) == tf.data.INFINITE_CARDINALITY
         flags = []
 
         def dataset_fn(ctx):
@@ -395,9 +397,9 @@ class Estimator:
             # The coordinator builds the dataset on every worker; asynchronous training reads it there.
             coordinator = _coordinator(strategy)
             per_worker = coordinator.create_per_worker_dataset(strategy.distribute_datasets_from_function(dataset_fn))
-            return iter(per_worker), flags[0]
+            return iter(per_worker), flags[0], False
         dist = strategy.distribute_datasets_from_function(dataset_fn)
-        return iter(dist), flags[0]
+        return iter(dist), flags[0], False
 
     def _seed(self, kept: bool = False) -> None:
         """Seeds as tf.estimator's graph per call did. For a kept program, the eager kernel cache
@@ -488,9 +490,9 @@ class Estimator:
         self._seed(kept=strategy is None and ModeKeys.TRAIN in self._programs)
         program = self._program(ModeKeys.TRAIN, strategy)
         try:
-            iterator, has_labels = self._iterator(input_fn, ModeKeys.TRAIN, strategy)
+            iterator, has_labels, endless = self._iterator(input_fn, ModeKeys.TRAIN, strategy)
             loop = _TrainLoop(self, program, iterator, has_labels, list(hooks or []), list(saving_listeners or []),
-                              steps, max_steps)
+                              steps, max_steps, endless)
             if _is_parameter_server(strategy):
                 # Traced once here, on a local copy of the input, so the variables exist (on the parameter
                 # servers) and the checkpoint can be restored before any step is scheduled on a worker.
@@ -511,7 +513,7 @@ class Estimator:
         strategy = self._config.eval_distribute
         program = self._program(ModeKeys.EVAL, strategy)
         try:
-            iterator, has_labels = self._iterator(input_fn, ModeKeys.EVAL, strategy)
+            iterator, has_labels, _ = self._iterator(input_fn, ModeKeys.EVAL, strategy)
             results = _run_eval(program, iterator, has_labels, steps, path, list(hooks or []))
         except BaseException:
             self._drop_program(ModeKeys.EVAL)
@@ -604,8 +606,8 @@ class _TrainLoop:
     hooks (basic_hooks' _LossSummary, _StepLogger, _ModelSaver), run like the user's; the loss is checked
     for NaN/inf inside the step."""
 
-    def __init__(self, est, program, iterator, has_labels, hooks, listeners, steps, max_steps):
-        self.est, self.p, self.it, self.has_labels = est, program, iterator, has_labels
+    def __init__(self, est, program, iterator, has_labels, hooks, listeners, steps, max_steps, endless=False):
+        self.est, self.p, self.it, self.has_labels, self.endless = est, program, iterator, has_labels, endless
         self.hooks, self.listeners, self.steps, self.max_steps = hooks, listeners, steps, max_steps
         self.cfg = est.config
         self.is_chief = self.cfg.is_chief
@@ -634,7 +636,7 @@ class _TrainLoop:
 
     def _chunk_fn(self):
         # Keep the last step's loss; add up the examples.
-        return _chunk_fn(self._step_fn(), lambda acc, new: (new[0], acc[1] + new[1]))
+        return _chunk_fn(self._step_fn(), lambda acc, new: (new[0], acc[1] + new[1]), self.endless)
 
     def run(self):
         cfg, p, model_dir = self.cfg, self.p, self.est.model_dir
@@ -686,7 +688,7 @@ class _TrainLoop:
             chunk = self.p.function(("step", self.has_labels), one_step)
             chunk.get_concrete_function(self.it, None)
         else:
-            chunk = self.p.function(("chunk", self.has_labels), self._chunk_fn)
+            chunk = self.p.function(("chunk", self.has_labels, self.endless), self._chunk_fn)
             chunk.get_concrete_function(self.trace_iterator if parameter_server else self.it, tf.constant(1))
             if parameter_server or not self._steps_each(self._spec_hooks()):
                 return chunk, False
@@ -790,8 +792,17 @@ class _TrainLoop:
         return run
 
 
-def _chunk_fn(step, accumulate):
+def _chunk_fn(step, accumulate, endless=False):
     """A tf.function running up to `n` steps over an iterator, folding their outputs with `accumulate`."""
+
+    @tf.function
+    def endless_chunk(iterator, n):
+        # An input that cannot run out: a plain get_next per step. The optional and the cond around
+        # each step below cost a sixth of a linear model's step.
+        acc = step(next(iterator))
+        for _ in tf.range(n - 1):
+            acc = accumulate(acc, step(next(iterator)))
+        return acc
 
     @tf.function
     def chunk(iterator, n):
@@ -805,7 +816,7 @@ def _chunk_fn(step, accumulate):
             acc = accumulate(acc, step(nxt.get_value()))
         return acc
 
-    return chunk
+    return endless_chunk if endless else chunk
 
 
 def _step_with_fetches(step):
