@@ -47,7 +47,7 @@ def _spec_of(value):
 def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_fn, assets_extra, as_text) -> str:
     from components.estimator.estimator import _Program
 
-    transform = est._input_transform or (lambda f: f)
+    transform = est._input_transform() or (lambda f: f)
 
     def features_only():
         return transform(_receiver(serving_input_receiver_fn).features)

@@ -7,6 +7,7 @@ model_dir. Training runs `steps_per_execution` steps inside one tf.function call
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -320,9 +321,6 @@ class Estimator:
         self._config = config.replace(model_dir=model_dir)
         self._params = dict(params or {})
         self._warm_start_from = as_settings(warm_start_from) if warm_start_from is not None else None
-        # Premade estimators set this: per-example feature work (hashing, vocabulary lookups) that
-        # runs in the tf.data map, in parallel, rather than in the train step.
-        self._input_transform = None
         # Programs kept across calls, by mode (see _program).
         self._programs: dict = {}
 
@@ -336,6 +334,19 @@ class Estimator:
     def _prebuild(self, program) -> None:
         """Builds, eagerly and in the strategy's scope, what a subclass's model_fn uses (its models, optimizers,
         metrics), into `program.state`; the model_fn gets the program as its `program` argument."""
+
+    def _input_transform(self):
+        """Per-example feature work (hashing, vocabulary lookups) to run in the tf.data map, in parallel,
+        rather than in the step, as a function of the features; None (the default): the model_fn gets the
+        input_fn's features as they are. Premade estimators return their feature columns' transform."""
+        return None
+
+    @functools.cached_property
+    def _traced_transform(self):
+        # Traced once (without AutoGraph: plain TF ops) and called from each call's dataset map,
+        # instead of being traced again for every train / evaluate / predict call.
+        fn = self._input_transform()
+        return tf.function(fn, autograph=False) if fn is not None else None
 
     def _export_resources(self) -> list:
         """Resources (lookup tables) the exported SavedModel must keep, beyond the model_fn's variables."""
@@ -370,12 +381,8 @@ class Estimator:
         available = {"mode": mode, "params": self._params, "config": self._config,
                      "input_context": input_context or tf.distribute.InputContext()}
         ds, has_labels = to_dataset(call_with_known_args(input_fn, available), input_fn, mode == ModeKeys.TRAIN)
-        if self._input_transform is not None:
-            # Traced once (without AutoGraph: plain TF ops) and called from each call's dataset map,
-            # instead of being traced again for every train / evaluate / predict call.
-            if getattr(self, "_traced_transform", (None,))[0] is not self._input_transform:
-                self._traced_transform = (self._input_transform, tf.function(self._input_transform, autograph=False))
-            transform = self._traced_transform[1]
+        transform = self._traced_transform
+        if transform is not None:
             ds = ds.map(lambda f, *rest: (transform(f), *rest), num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE), has_labels
 

@@ -29,11 +29,11 @@ def add_metrics(estimator, metric_fn):
     if unknown:
         raise ConfigError(f"metric_fn has arguments {sorted(unknown)}; it may only take {sorted(_METRIC_FN_ARGS)}")
     new = copy.copy(estimator)
-    # A premade estimator's model_fn and input transform are its own bound methods: bind them to the copy.
-    for attr in ("_model_fn", "_input_transform"):
-        fn = getattr(new, attr, None)
-        if isinstance(fn, types.MethodType) and fn.__self__ is estimator:
-            setattr(new, attr, types.MethodType(fn.__func__, new))
+    # A premade estimator's model_fn is its own bound method: bind it to the copy, which traces its own
+    # input transform.
+    if isinstance(new._model_fn, types.MethodType) and new._model_fn.__self__ is estimator:
+        new._model_fn = types.MethodType(new._model_fn.__func__, new)
+    new.__dict__.pop("_traced_transform", None)
     new._metric_fns = tuple(estimator._metric_fns) + (metric_fn,)
     new._programs = {}  # the copy traces its own model_fn (with the metrics) and keeps its own programs
     return new

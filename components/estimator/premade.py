@@ -83,11 +83,13 @@ class PremadeEstimator(Estimator):
         # tf.estimator's heads carry the weight column (BinaryClassHead(weight_column=...)).
         self._weight_key = weight_key(weight_column if weight_column is not None else getattr(head, "weight_column", None))
         super().__init__(self._premade_model_fn, **kwargs)
-        self._input_transform = self._transform
 
     def _export_resources(self) -> list:
         return [r for p in self._parts.values() if hasattr(p.transform, "resources")
                 for r in p.transform.resources.resources()]
+
+    def _input_transform(self):
+        return self._transform
 
     def _transform(self, features):
         out = {name: part.transform(features) for name, part in self._parts.items()}
