@@ -109,6 +109,12 @@ class _Program:
         # tf.compat.v1.train.get_global_step() looks in the current graph's collection.
         if not graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_STEP):
             graph.add_to_collection(tf.compat.v1.GraphKeys.GLOBAL_STEP, self.global_step)
+        if not tf.executing_eagerly():
+            # A traced graph shares the process's default graph's TRAINABLE_VARIABLES list (a FuncGraph
+            # inherits it by reference): give this graph its own, which _creator fills with the
+            # model_fn's variables, so none leak to other graphs (tf.Transform rejects a preprocessing
+            # graph that has any).
+            graph.clear_collection(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)
         allow_keras3_variables_in_group()
         # The root name scope, as in tf.estimator's graph: summary tags made in the model_fn carry no
         # "while/cond_1/" of the loop around the step.

@@ -96,3 +96,17 @@ def test_a_v1_optimizer_minimize_without_var_list_trains_the_model_fn_variables(
     trained = est.evaluate(input_fn)
     assert trained["global_step"] == 101
     assert trained["loss"] < first["loss"] / 10
+
+
+def test_the_model_fn_variables_stay_out_of_the_process_wide_collection(tmp_path):
+    # A traced graph inherits the default graph's TRAINABLE_VARIABLES list by reference; filling that
+    # list would show the Estimator's variables to every later graph (tf.Transform then rejects a
+    # preprocessing_fn "containing trainable variables").
+    estimator.Estimator(tf1_minimize_model_fn, str(tmp_path)).train(input_fn, steps=2)
+
+    @tf.function
+    def later_graph():
+        return tf.compat.v1.trainable_variables()
+
+    assert later_graph.get_concrete_function().graph.get_collection(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES) == []
+    assert tf.compat.v1.get_default_graph().get_collection(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES) == []
