@@ -171,7 +171,14 @@ def _valid_ids(source, pair, weighted_rows_only: bool) -> dict:
     keep = ids.values >= 0
     if pair.weight_tensor is not None and weighted_rows_only:
         keep = tf.logical_and(keep, pair.weight_tensor.values > 0)
-    entry = {"ids": tf.sparse.retain(ids, keep)}
+    entry = {"ids": _retain(ids, keep)}
     if pair.weight_tensor is not None:
-        entry["weights"] = tf.sparse.retain(pair.weight_tensor, keep)
+        entry["weights"] = _retain(pair.weight_tensor, keep)
     return entry
+
+
+def _retain(sparse, keep):
+    # tf.sparse.retain loses the static shape ([batch, 1] of a single-valued column), which
+    # sparse_lookup's one-id fast path needs.
+    kept = tf.sparse.retain(sparse, keep)
+    return tf.SparseTensor(kept.indices, kept.values, sparse.dense_shape)

@@ -83,3 +83,17 @@ def test_a_legacy_optimizer_leaves_rows_not_looked_up_alone():
     step()
     changed = np.any(table.numpy() != TABLE, axis=1)
     assert changed.tolist() == [False, False, False, True, False, True]
+
+
+def test_single_valued_columns_keep_the_shape_the_one_id_path_needs():
+    # Dropping out-of-vocabulary ids (-1) must not lose the static [batch, 1] shape of a single-valued
+    # column: without it every lookup takes the segment-sum path.
+    from components.estimator._features import ColumnTransform
+
+    fc = tf.feature_column
+    transform = ColumnTransform([fc.categorical_column_with_vocabulary_list("v", ["a", "b"]),
+                                 fc.categorical_column_with_identity("i", 4),
+                                 fc.categorical_column_with_hash_bucket("h", 8)])
+    spec = {k: tf.TensorSpec([None], tf.string if k != "i" else tf.int64) for k in "vih"}
+    out = tf.function(transform).get_concrete_function(spec).structured_outputs
+    assert {k: out[k]["ids"].shape.as_list() for k in "vih"} == {k: [None, 1] for k in "vih"}
