@@ -90,9 +90,11 @@ class _Program:
                 if _LOCAL_COLLECTIONS & set(kwargs.get("collections") or ()):
                     self.local_vars.append(var)
         # In the traced graph's collection, as a TF1 graph had it, so a v1 optimizer's
-        # minimize(loss) without var_list finds the model's variables.
-        if var.trainable and not tf.executing_eagerly():
-            trainable = tf.compat.v1.get_default_graph().get_collection_ref(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)
+        # minimize(loss) without var_list finds the model's variables. That graph, not the current
+        # default one: tf_keras builds its weights inside init_scope (the eager context).
+        graph = getattr(self._cursor, "graph", None)
+        if var.trainable and graph is not None:
+            trainable = graph.get_collection_ref(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)
             if not any(v is var for v in trainable):
                 trainable.append(var)
         return var
@@ -115,11 +117,15 @@ class _Program:
             # model_fn's variables, so none leak to other graphs (tf.Transform rejects a preprocessing
             # graph that has any).
             graph.clear_collection(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)
+            self._cursor.graph = graph
         allow_keras3_variables_in_group()
         # The root name scope, as in tf.estimator's graph: summary tags made in the model_fn carry no
         # "while/cond_1/" of the loop around the step.
-        with tf.variable_creator_scope(self._creator), graph.name_scope(""):
-            spec = self.est._call_model_fn(features, labels, self.mode, self)
+        try:
+            with tf.variable_creator_scope(self._creator), graph.name_scope(""):
+                spec = self.est._call_model_fn(features, labels, self.mode, self)
+        finally:
+            self._cursor.graph = None
         self.spec = spec
         return spec
 

@@ -76,9 +76,9 @@ def test_checkpoint_named_by_variable_name_still_restores(tmp_path):
     assert result["global_step"] == 7 and result["loss"] == pytest.approx(1.0, rel=1e-5)  # (2x) vs (2x + 1)
 
 
-def tf1_minimize_model_fn(features, labels, mode):
+def tf1_minimize_model_fn(features, labels, mode, params):
     """The guide's TF1 custom model_fn: a v1 optimizer's minimize(loss, global_step=...) with no var_list."""
-    pred = tf.keras.layers.Dense(1)(features["x"])
+    pred = params["layers"].Dense(1)(features["x"])
     loss = tf.compat.v1.losses.mean_squared_error(labels, pred)
     if mode != estimator.ModeKeys.TRAIN:
         return estimator.EstimatorSpec(mode, loss=loss, predictions={"y": pred})
@@ -87,9 +87,11 @@ def tf1_minimize_model_fn(features, labels, mode):
     return estimator.EstimatorSpec(mode, loss=loss, train_op=train_op)
 
 
-def test_a_v1_optimizer_minimize_without_var_list_trains_the_model_fn_variables(tmp_path):
-    # TF1 found the variables in the graph's TRAINABLE_VARIABLES collection; so must the traced step.
-    est = estimator.Estimator(tf1_minimize_model_fn, str(tmp_path))
+@pytest.mark.parametrize("layers", [tf.keras.layers, tf_keras.layers], ids=["keras3", "tf_keras"])
+def test_a_v1_optimizer_minimize_without_var_list_trains_the_model_fn_variables(layers, tmp_path):
+    # TF1 found the variables in the graph's TRAINABLE_VARIABLES collection; so must the traced step
+    # (tf_keras builds its weights in the eager context, outside the traced graph).
+    est = estimator.Estimator(tf1_minimize_model_fn, str(tmp_path), params={"layers": layers})
     est.train(input_fn, steps=1)
     first = est.evaluate(input_fn)
     est.train(input_fn, steps=100)
@@ -102,7 +104,8 @@ def test_the_model_fn_variables_stay_out_of_the_process_wide_collection(tmp_path
     # A traced graph inherits the default graph's TRAINABLE_VARIABLES list by reference; filling that
     # list would show the Estimator's variables to every later graph (tf.Transform then rejects a
     # preprocessing_fn "containing trainable variables").
-    estimator.Estimator(tf1_minimize_model_fn, str(tmp_path)).train(input_fn, steps=2)
+    estimator.Estimator(tf1_minimize_model_fn, str(tmp_path), params={"layers": tf_keras.layers}).train(
+        input_fn, steps=2)
 
     @tf.function
     def later_graph():
