@@ -74,6 +74,8 @@ class _Program:
         # values its variables hold (None: they hold something no checkpoint has).
         self.functions: dict = {}
         self.writer = None
+        # Steps an endless-input chunk has run (see _chunk_fn), made with that chunk.
+        self.steps_done: tf.Variable | None = None
         self.synced: tuple | None = None
         with self.strategy.scope():
             estimator._prebuild(self)
@@ -655,7 +657,10 @@ class _TrainLoop:
 
     def _chunk_fn(self):
         # Keep the last step's loss; add up the examples.
-        return _chunk_fn(self._step_fn(), lambda acc, new: (new[0], acc[1] + new[1]), self.endless)
+        if self.endless and self.p.steps_done is None:
+            self.p.steps_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="steps_done")
+        return _chunk_fn(self._step_fn(), lambda acc, new: (new[0], acc[1] + new[1]),
+                         self.p.steps_done if self.endless else None)
 
     def run(self):
         cfg, p, model_dir = self.cfg, self.p, self.est.model_dir
@@ -760,8 +765,12 @@ class _TrainLoop:
                 else:  # no hook needs every step, or ParameterServerStrategy (where the resolver has no graph)
                     (loss_t, count_t), values = self._run_chunk(self.it, tf.constant(n)), ()
             except tf.errors.OutOfRangeError:
-                # Only the chunk's first get_next raises, so no step ran; but an increment with no
-                # data dependency (gs.assign_add(1) in a train_op) may still have executed: undo it.
+                # The steps that ran before the get_next that raised: none where only the chunk's first
+                # get_next can raise; an endless-input chunk counts them (a repeated generator reports
+                # infinite input and can still end). The failed step's increment of the global step, which
+                # may have run (gs.assign_add(1) in a train_op has no data dependency), is undone.
+                ran = int(self.p.steps_done.numpy()) if self.endless and not with_hooks else 0
+                step += ran
                 gs.assign(step)
                 log.info("input exhausted at step %d", step)
                 break
@@ -811,16 +820,26 @@ class _TrainLoop:
         return run
 
 
-def _chunk_fn(step, accumulate, endless=False):
-    """A tf.function running up to `n` steps over an iterator, folding their outputs with `accumulate`."""
+def _chunk_fn(step, accumulate, steps_done=None):
+    """A tf.function running up to `n` steps over an iterator, folding their outputs with `accumulate`.
+
+    With `steps_done` (a variable), the input is endless (a repeated dataset): each step is a plain
+    get_next, and `steps_done` counts the steps run, for the rare endless input that still ends.
+    """
+
+    def counted(acc):
+        with tf.control_dependencies(tf.nest.flatten(acc)):
+            steps_done.assign_add(1)
+        return acc
 
     @tf.function
     def endless_chunk(iterator, n):
-        # An input that cannot run out: a plain get_next per step. The optional and the cond around
-        # each step below cost a sixth of a linear model's step.
-        acc = step(next(iterator))
+        # The optional and the cond around each step of `chunk` below cost a sixth of a linear
+        # model's step; an endless input does without them.
+        steps_done.assign(0)
+        acc = counted(step(next(iterator)))
         for _ in tf.range(n - 1):
-            acc = accumulate(acc, step(next(iterator)))
+            acc = counted(accumulate(acc, step(next(iterator))))
         return acc
 
     @tf.function
@@ -835,7 +854,7 @@ def _chunk_fn(step, accumulate, endless=False):
             acc = accumulate(acc, step(nxt.get_value()))
         return acc
 
-    return endless_chunk if endless else chunk
+    return endless_chunk if steps_done is not None else chunk
 
 
 def _step_with_fetches(step):

@@ -163,6 +163,24 @@ def test_training_stops_when_input_runs_out(tmp_path):
     assert est.get_variable_value("global_step") == 4
 
 
+
+def test_a_repeated_input_that_still_ends_counts_every_step_it_ran(tmp_path):
+    # repeat() over a one-shot generator reports infinite input, yet ends once an epoch yields nothing;
+    # here inside a multi-step call (5 batches, 4 steps a call). The global step and the checkpoint
+    # must say 5, the steps that ran.
+    def input_fn():
+        batches = iter([(np.ones((2, 1), "float32"), np.ones((2, 1), "float32"))] * 5)
+        spec = (tf.TensorSpec([2, 1], tf.float32),) * 2
+        ds = tf.data.Dataset.from_generator(lambda: batches, output_signature=spec).map(lambda x, y: ({"x": x}, y))
+        assert ds.repeat().cardinality() == tf.data.INFINITE_CARDINALITY
+        return ds.repeat()
+
+    est = estimator.Estimator(regression_model_fn, str(tmp_path), params={"lr": 0.1},
+                              config=estimator.RunConfig(steps_per_execution=4))
+    est.train(input_fn, steps=20)
+    assert est.get_variable_value("global_step") == 5
+    assert est.latest_checkpoint().endswith("model.ckpt-5")
+
 def test_bad_use_fails_clearly(tmp_path):
     est = estimator.Estimator(regression_model_fn, str(tmp_path), params={"lr": 0.1})
     with pytest.raises(ConfigError, match="steps or max_steps"):
