@@ -32,12 +32,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
+from _probe import PROBE  # noqa: E402
 from _report import emit  # noqa: E402
-
-HEAVY = ("tensorflow", "apache_beam", "tensorflow_transform", "tf_keras")
-# What `tfpipe` runs, plus a last line naming the heavy modules the run loaded.
-PROBE = ("import sys\nfrom pipeline.cli import main\ncode = main(['run', sys.argv[1]])\n"
-         f"print('loaded:', ','.join(m for m in {HEAVY!r} if m in sys.modules))\nsys.exit(code)\n")
 
 
 def _timed(cmd: list, env: dict) -> tuple[float, str]:

@@ -7,14 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from bench._probe import PROBE
 from tests.conftest import tiny_titanic
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("tensorflow", "apache_beam", "tensorflow_transform", "tf_keras", "tfx_bsl")
-
-# `tfpipe run`, then the names of the heavy modules it loaded, on the last line.
-PROBE = ("import sys\nfrom pipeline.cli import main\ncode = main(['run', sys.argv[1]])\n"
-         f"print('loaded:', ','.join(m for m in {HEAVY!r} if m in sys.modules))\nsys.exit(code)\n")
 
 
 def _run(config: Path, env: dict) -> subprocess.CompletedProcess:
