@@ -47,31 +47,35 @@ class _Dense(tf.Module):
         tf.estimator's [fan_in, units] kernel is drawn whole, then the rows of dense inputs stay in `kernel`
         (in the order of `dense_rows`) and each indicator column's rows become its own variable."""
         super().__init__(name=name)
-        kernel = tf_keras.initializers.GlorotUniform()([fan_in, units])
         self._dense_rows, self._blocks = dense_rows, tuple(blocks)
-        if dense_rows is None:
-            self.kernel = tf.Variable(kernel, name="kernel")
-        else:
-            if dense_rows:  # none when every input is an indicator column
-                self.kernel = tf.Variable(tf.gather(kernel, tf.constant(dense_rows, tf.int32)), name="kernel")
+        dense, indicators = self._split(tf_keras.initializers.GlorotUniform()([fan_in, units]))
+        if dense is not None:
+            self.kernel = tf.Variable(dense, name="kernel")
+        if dense_rows is not None:
             # Separate variables, so their sparse updates run side by side (as Keras's embeddings do)
             # rather than one after another on one big kernel.
-            self.indicator_kernels = {column: tf.Variable(kernel[start:start + rows], name=f"{column}/kernel")
-                                      for column, start, rows in self._blocks}
+            self.indicator_kernels = {column: tf.Variable(rows, name=f"{column}/kernel")
+                                      for column, rows in indicators.items()}
         self.bias = tf.Variable(tf.zeros([units]), name="bias")
+
+    def _split(self, kernel) -> tuple:
+        """tf.estimator's [fan_in, units] kernel as this layer keeps it: (the rows of `kernel`, or None when
+        every input is an indicator column; {column: its rows})."""
+        if self._dense_rows is None:
+            return kernel, {}
+        dense = tf.gather(kernel, tf.constant(self._dense_rows, tf.int32)) if self._dense_rows else None
+        return dense, {column: kernel[start:start + rows] for column, start, rows in self._blocks}
 
     def __call__(self, x):
         return tf.matmul(x, self.kernel) + self.bias
 
     def assign_kernel(self, kernel) -> None:
         """Sets the kernel from tf.estimator's layout: one [fan_in, units] matrix, columns in name order."""
-        if self._dense_rows is None:
-            self.kernel.assign(kernel)
-            return
-        if self._dense_rows:
-            self.kernel.assign(tf.gather(kernel, tf.constant(self._dense_rows, tf.int32)))
-        for column, start, rows in self._blocks:
-            self.indicator_kernels[column].assign(kernel[start:start + rows])
+        dense, indicators = self._split(kernel)
+        if dense is not None:
+            self.kernel.assign(dense)
+        for column, rows in indicators.items():
+            self.indicator_kernels[column].assign(rows)
 
 
 class DNNModel(tf.Module):
