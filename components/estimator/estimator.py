@@ -94,11 +94,11 @@ class _Program:
         # In the traced graph's collection, as a TF1 graph had it, so a v1 optimizer's
         # minimize(loss) without var_list finds the model's variables. That graph, not the current
         # default one: tf_keras builds its weights inside init_scope (the eager context).
+        # Each call of the creator in one model_fn call hands out a different variable (by index), and
+        # call_model_fn empties the collection first: no variable is added twice.
         graph = getattr(self._cursor, "graph", None)
         if var.trainable and graph is not None:
-            trainable = graph.get_collection_ref(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)
-            if not any(v is var for v in trainable):
-                trainable.append(var)
+            graph.add_to_collection(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES, var)
         return var
 
     def function(self, key, make):
