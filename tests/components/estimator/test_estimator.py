@@ -163,7 +163,6 @@ def test_training_stops_when_input_runs_out(tmp_path):
     assert est.get_variable_value("global_step") == 4
 
 
-
 def test_a_repeated_input_that_still_ends_counts_every_step_it_ran(tmp_path):
     # repeat() over a one-shot generator reports infinite input, yet ends once an epoch yields nothing;
     # here inside a multi-step call (5 batches, 4 steps a call). The global step and the checkpoint

@@ -240,6 +240,17 @@ def test_multi_label_head_and_label_dimension(tmp_path):
 
 # hidden (2, 2) then logits; for age = 10 the logits are -2.08 (relu(10*[.6,.5]+[.1,-.1]) = [6.1, 4.9], ...).
 _GOLDEN_LAYERS = (([[0.6, 0.5]], [0.1, -0.1]), ([[1.0, 0.8], [-0.8, -1.0]], [0.2, -0.2]), ([[-1.0], [1.0]], [0.3]))
+# The golden network over [age, one-hot(class)]: columns in name order, class_indicator's 3 rows after age's.
+_AGE_CLASS_LAYERS = ((np.arange(8, dtype=np.float32).reshape(4, 2) / 10 - 0.3, [0.1, -0.1]), _GOLDEN_LAYERS[1],
+                     _GOLDEN_LAYERS[2])
+
+
+def _numpy_logits(x, layers):
+    """The DNN's logits in numpy: relu hidden layers, then the logits layer."""
+    h = np.asarray(x, np.float32)
+    for kernel, bias in layers[:-1]:
+        h = np.maximum(h @ np.array(kernel) + bias, 0)
+    return h @ np.array(layers[-1][0]) + layers[-1][1]
 
 
 def test_dnn_classifier_evaluate_golden_one_dim(tmp_path):
@@ -269,11 +280,7 @@ def test_dnn_classifier_evaluate_golden_multi_class(tmp_path):
     est = estimator.DNNClassifier((2, 2), [fc.numeric_column("age", shape=[2])], n_classes=3, model_dir=str(tmp_path))
     x = np.array([[10.0, 8.0]], np.float32)
     result = est.evaluate(lambda: ({"age": x}, [[1]]), steps=1)
-    # The same network in numpy.
-    h = x
-    for kernel, bias in layers[:2]:
-        h = np.maximum(h @ np.array(kernel) + bias, 0)
-    logits = h @ np.array(layers[2][0]) + layers[2][1]
+    logits = _numpy_logits(x, layers)  # the same network in numpy
     loss = -np.log(np.exp(logits[0, 1]) / np.exp(logits[0]).sum())
     assert float(result["loss"]) == pytest.approx(loss, rel=1e-4)
     assert float(result["accuracy"]) == float(np.argmax(logits[0]) == 1)
@@ -282,34 +289,26 @@ def test_dnn_classifier_evaluate_golden_multi_class(tmp_path):
 def test_dnn_indicator_columns_match_the_one_hot_network(tmp_path):
     # Indicator columns are fed as ids (a gather of first-layer kernel rows); the result must equal the
     # network applied to the concatenated [age, one-hot(class)] input, columns in name order.
-    layers = ((np.arange(8, dtype=np.float32).reshape(4, 2) / 10 - 0.3, [0.1, -0.1]), _GOLDEN_LAYERS[1],
-              _GOLDEN_LAYERS[2])
+    layers = _AGE_CLASS_LAYERS
     save_dnn_checkpoint(tmp_path, {"age": ("dense", 1), "class_indicator": ("indicator", 3)}, layers, global_step=7)
     est = estimator.DNNClassifier((2, 2), [fc.indicator_column(CLASS), AGE], model_dir=str(tmp_path))
     feats = {"age": [[2.0], [-1.0], [0.5]], "class": [["Third"], ["First"], ["Second"]]}
     logits = np.array([p["logits"][0] for p in est.predict(lambda: feats)])
     x = np.array([[2.0, 0, 0, 1], [-1.0, 1, 0, 0], [0.5, 0, 1, 0]], np.float32)
-    h = x
-    for kernel, bias in layers[:2]:
-        h = np.maximum(h @ np.array(kernel) + bias, 0)
-    np.testing.assert_allclose(logits, (h @ np.array(layers[2][0]) + layers[2][1])[:, 0], rtol=1e-5, atol=1e-6)
-
+    np.testing.assert_allclose(logits, _numpy_logits(x, layers)[:, 0], rtol=1e-5, atol=1e-6)
 
 
 def test_a_value_outside_the_vocabulary_is_ignored_as_tf_estimator_did(tmp_path):
     # A vocabulary list without OOV buckets maps an unseen value to id -1, which tf.estimator's lookups
     # dropped: the example scores as if the column had no value. An unseen class at evaluation or
     # serving time must not fail the call.
-    layers = ((np.arange(8, dtype=np.float32).reshape(4, 2) / 10 - 0.3, [0.1, -0.1]), _GOLDEN_LAYERS[1],
-              _GOLDEN_LAYERS[2])
+    layers = _AGE_CLASS_LAYERS
     save_dnn_checkpoint(tmp_path, {"age": ("dense", 1), "class_indicator": ("indicator", 3)}, layers, global_step=7)
     est = estimator.DNNClassifier((2, 2), [fc.indicator_column(CLASS), AGE], model_dir=str(tmp_path))
     feats = {"age": [[2.0], [-1.0]], "class": [["Crew"], ["First"]]}
     logits = np.array([p["logits"][0] for p in est.predict(lambda: feats)])
-    h = np.array([[2.0, 0, 0, 0], [-1.0, 1, 0, 0]], np.float32)
-    for kernel, bias in layers[:2]:
-        h = np.maximum(h @ np.array(kernel) + bias, 0)
-    np.testing.assert_allclose(logits, (h @ np.array(layers[2][0]) + layers[2][1])[:, 0], rtol=1e-5, atol=1e-6)
+    x = np.array([[2.0, 0, 0, 0], [-1.0, 1, 0, 0]], np.float32)  # "Crew": no class row
+    np.testing.assert_allclose(logits, _numpy_logits(x, layers)[:, 0], rtol=1e-5, atol=1e-6)
 
     train = {"age": [[2.0], [-1.0], [0.5], [1.0]], "class": [["Third"], ["First"], ["Second"], ["First"]]}
     labels = [[1], [0], [1], [0]]
@@ -404,10 +403,8 @@ def test_a_dnn_over_indicator_columns_only_matches_the_one_hot_network(tmp_path)
     est = estimator.DNNClassifier((2, 2), [fc.indicator_column(CLASS)], model_dir=str(tmp_path))
     feats = {"class": [["Third"], ["First"], ["Second"]]}
     logits = np.array([p["logits"][0] for p in est.predict(lambda: feats)])
-    h = np.eye(3, dtype=np.float32)[[2, 0, 1]]
-    for kernel, bias in layers[:2]:
-        h = np.maximum(h @ np.array(kernel) + bias, 0)
-    np.testing.assert_allclose(logits, (h @ np.array(layers[2][0]) + layers[2][1])[:, 0], rtol=1e-5, atol=1e-6)
+    x = np.eye(3, dtype=np.float32)[[2, 0, 1]]
+    np.testing.assert_allclose(logits, _numpy_logits(x, layers)[:, 0], rtol=1e-5, atol=1e-6)
     # A new one trains, evaluates and names its variables.
     est = estimator.DNNClassifier((2, 2), [fc.indicator_column(CLASS)], model_dir=str(tmp_path / "new"))
     est.train(lambda: (feats, [[1], [0], [1]]), steps=3)
