@@ -294,8 +294,13 @@ class BoostedTreesEstimator(PremadeEstimator):
         self._train_in_memory = bool(train_in_memory)
         self._quantile_sketch_epsilon = quantile_sketch_epsilon  # accepted; numeric columns are not taken
 
-    def _dataset(self, input_fn, mode, input_context=None):
-        ds, has_labels = super()._dataset(input_fn, mode, input_context)
+    def _transform_in_step(self, strategy) -> bool:
+        # Always in the map: train_in_memory caches the bucketized batch, and predict with
+        # explanations reads bucketized features from the dataset.
+        return False
+
+    def _dataset(self, input_fn, mode, input_context=None, raw=False):
+        ds, has_labels = super()._dataset(input_fn, mode, input_context, raw)
         if self._train_in_memory and mode == ModeKeys.TRAIN:
             # The input_fn's first batch is the whole data set: bucketized once, kept in memory.
             ds = ds.take(1).cache().repeat()

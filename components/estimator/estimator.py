@@ -53,8 +53,11 @@ class _Program:
     tf.function's retraces and the loop body reuse one set of variables.
     """
 
-    def __init__(self, estimator: "Estimator", mode: str, strategy):
+    def __init__(self, estimator: "Estimator", mode: str, strategy, transform_in_step: bool = False):
         self.est, self.mode = estimator, mode
+        # Whether call_model_fn applies the estimator's input transform (the input then carries raw
+        # features); otherwise the dataset map has applied it (see Estimator._transform_in_step).
+        self.transform_in_step = transform_in_step
         self.strategy = strategy or tf.distribute.get_strategy()
         with self.strategy.scope():
             self.global_step = tf.Variable(
@@ -123,6 +126,8 @@ class _Program:
         allow_keras3_variables_in_group()
         # The root name scope, as in tf.estimator's graph: summary tags made in the model_fn carry no
         # "while/cond_1/" of the loop around the step.
+        if self.transform_in_step:
+            features = self.est._traced_transform(features)
         try:
             with tf.variable_creator_scope(self._creator), graph.name_scope(""):
                 spec = self.est._call_model_fn(features, labels, self.mode, self)
@@ -350,9 +355,10 @@ class Estimator:
         metrics), into `program.state`; the model_fn gets the program as its `program` argument."""
 
     def _input_transform(self):
-        """Per-example feature work (hashing, vocabulary lookups) to run in the tf.data map, in parallel,
-        rather than in the step, as a function of the features; None (the default): the model_fn gets the
-        input_fn's features as they are. Premade estimators return their feature columns' transform."""
+        """Per-example feature work (hashing, vocabulary lookups) applied to the input_fn's features
+        before the model_fn sees them, in the dataset map or in the step (_transform_in_step); None (the
+        default): the model_fn gets the input_fn's features as they are. Premade estimators return their
+        feature columns' transform."""
         return None
 
     @functools.cached_property
@@ -361,6 +367,18 @@ class Estimator:
         # instead of being traced again for every train / evaluate / predict call.
         fn = self._input_transform()
         return tf.function(fn, autograph=False) if fn is not None else None
+
+    def _transform_in_step(self, strategy) -> bool:
+        """Whether the input transform runs inside the traced step rather than in the dataset map.
+
+        In the step when there is no distribution strategy and no GPU: the step function is traced once
+        and kept across calls, while a map is traced and instantiated again for every new iterator,
+        which cost a train() call about 60 ms, more than its per-step work saved (bench/
+        train_throughput.py; the step was no slower per step on 2 cores). With a strategy or a GPU the
+        map keeps string work on the host, beside the accelerator's steps.
+        """
+        return (self._traced_transform is not None and strategy is None
+                and not tf.config.list_logical_devices("GPU"))
 
     def _export_resources(self) -> list:
         """Resources (lookup tables) the exported SavedModel must keep, beyond the model_fn's variables."""
@@ -389,23 +407,24 @@ class Estimator:
             spec = EstimatorSpec(**{**spec._asdict(), "eval_metric_ops": metrics})
         return spec
 
-    def _dataset(self, input_fn, mode, input_context=None) -> tuple[tf.data.Dataset, bool]:
+    def _dataset(self, input_fn, mode, input_context=None, raw=False) -> tuple[tf.data.Dataset, bool]:
+        """The input_fn's dataset, with the input transform mapped over it unless `raw`."""
         if not callable(input_fn):
             raise ConfigError(f"input_fn must be callable, got {type(input_fn).__name__}")
         available = {"mode": mode, "params": self._params, "config": self._config,
                      "input_context": input_context or tf.distribute.InputContext()}
         ds, has_labels = to_dataset(call_with_known_args(input_fn, available), input_fn, mode == ModeKeys.TRAIN)
         transform = self._traced_transform
-        if transform is not None:
+        if transform is not None and not raw:
             ds = ds.map(lambda f, *rest: (transform(f), *rest), num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE), has_labels
 
-    def _iterator(self, input_fn, mode, strategy):
+    def _iterator(self, input_fn, mode, strategy, raw=False):
         """An iterator over the input, whether it yields labels, and whether it is endless (a repeated
         dataset, which cannot run out: its steps need no end-of-input check); distributed when a
-        strategy is set."""
+        strategy is set. `raw`: without the input transform (the program's step applies it)."""
         if strategy is None:
-            ds, has_labels = self._dataset(input_fn, mode)
+            ds, has_labels = self._dataset(input_fn, mode, raw=raw)
             return iter(ds), has_labels, int(ds.cardinality()) == tf.data.INFINITE_CARDINALITY
         flags = []
 
@@ -445,7 +464,7 @@ class Estimator:
             return _Program(self, mode, strategy)
         program = self._programs.get(mode)
         if program is None:
-            program = self._programs[mode] = _Program(self, mode, None)
+            program = self._programs[mode] = _Program(self, mode, None, self._transform_in_step(None))
         return program
 
     def _drop_program(self, mode) -> None:
@@ -511,7 +530,8 @@ class Estimator:
         self._seed(kept=strategy is None and ModeKeys.TRAIN in self._programs)
         program = self._program(ModeKeys.TRAIN, strategy)
         try:
-            iterator, has_labels, endless = self._iterator(input_fn, ModeKeys.TRAIN, strategy)
+            iterator, has_labels, endless = self._iterator(input_fn, ModeKeys.TRAIN, strategy,
+                                                           program.transform_in_step)
             loop = _TrainLoop(self, program, iterator, has_labels, list(hooks or []), list(saving_listeners or []),
                               steps, max_steps, endless)
             if _is_parameter_server(strategy):
@@ -534,7 +554,8 @@ class Estimator:
         strategy = self._config.eval_distribute
         program = self._program(ModeKeys.EVAL, strategy)
         try:
-            iterator, has_labels, _ = self._iterator(input_fn, ModeKeys.EVAL, strategy)
+            iterator, has_labels, _ = self._iterator(input_fn, ModeKeys.EVAL, strategy,
+                                                        program.transform_in_step)
             results = _run_eval(program, iterator, has_labels, steps, path, list(hooks or []))
         except BaseException:
             self._drop_program(ModeKeys.EVAL)
@@ -560,7 +581,7 @@ class Estimator:
         path = self._require_checkpoint(checkpoint_path)
         program = self._program(ModeKeys.PREDICT, None)
         try:
-            ds, _ = self._dataset(input_fn, ModeKeys.PREDICT)
+            ds, _ = self._dataset(input_fn, ModeKeys.PREDICT, raw=program.transform_in_step)
             iterator = iter(ds)
             predict_step = program.function("predict", lambda: tf.function(
                 lambda it: program.call_model_fn(next(it)[0], None).predictions))
