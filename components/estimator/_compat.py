@@ -9,6 +9,7 @@ moves one.
 - `compile_metrics`: the metrics a Keras model was compiled with (model_to_estimator copies them).
 - `set_global_seed`: tf.random.set_seed without clearing the eager kernel cache.
 - `allow_keras3_variables_in_group`: tf.estimator-era model_fn code with Keras 3 optimizers.
+- `TracedWrites`: a tf.train.Checkpoint that tf.train.CheckpointManager saves with a traced write.
 
 Keras 3 and tf.group:
 
@@ -20,6 +21,7 @@ Keras 3's `optimizer.apply_gradients` returns its `iterations` variable, a Keras
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 
@@ -79,3 +81,30 @@ def set_global_seed(seed: int) -> None:
         return
     ctx._seed = seed
     ctx._rng = random.Random(int(seed))
+
+
+class TracedWrites:
+    """`checkpoint` as tf.train.CheckpointManager uses it (`save_counter`, `_write`), but written by
+    one traced `checkpoint.write`.
+
+    An eager write walks the object graph and reads every variable op by op on each save (about
+    20 ms of a linear model's train() call); the traced one walked it once, when traced, and runs as
+    one function (about 3 ms). So it suits an object graph that no longer grows: the caller makes a
+    new one when objects are added. The manager's bookkeeping (the `checkpoint` file, max_to_keep)
+    is its own, run from the write callbacks it passes, as Checkpoint._write runs them.
+    """
+
+    def __init__(self, checkpoint: tf.train.Checkpoint):
+        self.checkpoint = checkpoint
+        self._write_fn = tf.function(lambda prefix: checkpoint.write(prefix))
+
+    @property
+    def save_counter(self):
+        return self.checkpoint.save_counter
+
+    def _write(self, file_prefix, options=None):
+        tf.io.gfile.makedirs(os.path.dirname(file_prefix))  # as an eager write does
+        self._write_fn(tf.constant(file_prefix))
+        for callback in (options.experimental_write_callbacks if options is not None else None) or []:
+            callback(file_prefix)  # CheckpointManager's take the saved path
+        return file_prefix

@@ -191,7 +191,7 @@ class CheckpointSaverHook(_OnGlobalStepTimer):
         self._global_step = active.global_step
         config = active.estimator.config
         self._manager = tf.train.CheckpointManager(
-            self._saver or active.root, self._dir, max_to_keep=config.keep_checkpoint_max or None,
+            active.saveable(self._saver or active.root), self._dir, max_to_keep=config.keep_checkpoint_max or None,
             keep_checkpoint_every_n_hours=config.keep_checkpoint_every_n_hours, checkpoint_name=self._basename)
         if self._timer is not None:
             self._timer.reset()

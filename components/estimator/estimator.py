@@ -58,6 +58,7 @@ class _Program:
         # Whether call_model_fn applies the estimator's input transform (the input then carries raw
         # features); otherwise the dataset map has applied it (see Estimator._transform_in_step).
         self.transform_in_step = transform_in_step
+        self.distributed = strategy is not None
         self.strategy = strategy or tf.distribute.get_strategy()
         with self.strategy.scope():
             self.global_step = tf.Variable(
@@ -167,6 +168,14 @@ class _Program:
             setattr(root, ORDERED, tf.train.Checkpoint(**dict(zip(_structure_keys(variables), variables))))
         self._root = root
         return root
+
+    def saveable(self, checkpoint: tf.train.Checkpoint):
+        """What a CheckpointManager saves for `checkpoint`: without a strategy, a traced write kept
+        with the program (its object graph is fixed once the step is traced; a model_fn that made
+        more variables gets a new one); under a strategy, `checkpoint` itself."""
+        if self.distributed:
+            return checkpoint
+        return self.function(("save", id(checkpoint), len(self.created)), lambda: _compat.TracedWrites(checkpoint))
 
     def _restore_root(self, path: str):
         """What restore matches: the creation-order structure when the checkpoint has it, else names."""
@@ -711,7 +720,7 @@ class _TrainLoop:
             elif self.est._warm_start_from:
                 warm_start(p.root, p.global_step, self.est._warm_start_from)
             p.synced = None  # the steps below change the variables; stamped again after the last save
-            with hooks_lib.global_step_registered(gs), hooks_lib.training(hooks_lib.Training(self.est, p.root, gs)):
+            with hooks_lib.global_step_registered(gs), hooks_lib.training(hooks_lib.Training(self.est, p.root, gs, p.saveable)):
                 step = self._loop(writer, with_hooks)
             latest = self.est.latest_checkpoint()
             if latest and latest.endswith(f"-{step}"):

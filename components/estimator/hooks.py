@@ -236,8 +236,9 @@ class HookRunner:
             h.end(self.session)
 
 
-class Training(collections.namedtuple("Training", ["estimator", "root", "global_step"])):
-    """The training call that runs the hooks: what hooks such as CheckpointSaverHook act on."""
+class Training(collections.namedtuple("Training", ["estimator", "root", "global_step", "saveable"])):
+    """The training call that runs the hooks: what hooks such as CheckpointSaverHook act on.
+    `saveable(checkpoint)` is what a tf.train.CheckpointManager should save for `checkpoint`."""
 
 
 _ACTIVE: list = []

@@ -133,6 +133,37 @@ def test_single_process_strategies_match_no_strategy(tmp_path):
     np.testing.assert_allclose(weights["central_storage"], weights["none"], rtol=1e-5)
 
 
+def test_the_feature_transform_in_the_step_and_in_the_strategy_s_dataset_map_train_the_same_model(tmp_path):
+    # Without a strategy the feature columns' transform runs inside the traced step; under one, in
+    # the dataset map. The same columns, an unseen vocabulary value among them, must give one model.
+    age = tf.feature_column.numeric_column("age")
+    town = tf.feature_column.categorical_column_with_vocabulary_list("town", ["a", "b", "c"])
+    tag = tf.feature_column.categorical_column_with_hash_bucket("tag", 5)
+    linear = [tf.feature_column.bucketized_column(age, [0.0, 0.5]), town, tag]
+    dnn = [age, tf.feature_column.embedding_column(town, 2), tf.feature_column.indicator_column(tag)]
+
+    def input_fn(input_context=None):
+        ages = np.linspace(-1, 1, 24, dtype=np.float32)
+        towns = np.array(["a", "b", "c", "z"] * 6)  # "z" is outside the vocabulary
+        tags = np.array([f"t{i % 7}" for i in range(24)])
+        labels = ((ages > 0) ^ (towns == "b")).astype(np.int32)
+        return tf.data.Dataset.from_tensor_slices(({"age": ages, "town": towns, "tag": tags}, labels)).batch(8).repeat()
+
+    models = {}
+    for name, strategy in [("step", None), ("map", tf.distribute.OneDeviceStrategy("/cpu:0"))]:
+        cfg = estimator.RunConfig(train_distribute=strategy, eval_distribute=strategy, tf_random_seed=2)
+        est = estimator.DNNLinearCombinedClassifier(linear_feature_columns=linear, dnn_feature_columns=dnn,
+                                                    dnn_hidden_units=[3], model_dir=str(tmp_path / name), config=cfg)
+        est.train(input_fn, steps=12)
+        models[name] = est
+    step, mapped = models["step"], models["map"]
+    assert step.get_variable_names() == mapped.get_variable_names()
+    for name in step.get_variable_names():
+        np.testing.assert_allclose(step.get_variable_value(name), mapped.get_variable_value(name), rtol=1e-5,
+                                   atol=1e-6, err_msg=name)
+    assert step.evaluate(input_fn, steps=3) == pytest.approx(mapped.evaluate(input_fn, steps=3), rel=1e-5)
+
+
 def test_tpu_strategy_without_a_tpu_says_so():
     with pytest.raises(ConfigError, match="no TPU found"):
         estimator.tpu_strategy()

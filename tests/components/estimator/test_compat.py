@@ -25,7 +25,7 @@ def test_no_other_engine_module_reaches_into_tensorflow_or_keras_internals():
                                          "_user_metrics", "_num_positional_args"), f"{path.name}: .{node.attr}"
 
 
-def test_each_private_access_still_works_on_this_tensorflow():
+def test_each_private_access_still_works_on_this_tensorflow(tmp_path):
     # feature columns: the classes and helpers the engine builds on
     for name in ("StateManager", "FeatureTransformationCache", "CategoricalColumn", "DenseColumn", "NumericColumn",
                  "IndicatorColumn", "BucketizedColumn", "EmbeddingColumn"):
@@ -57,3 +57,17 @@ def test_each_private_access_still_works_on_this_tensorflow():
     op_seeds = context.context()._rng.random()
     _compat.set_global_seed(7)
     assert context.context()._rng.random() == op_seeds  # op seeds start over, as after tf.random.set_seed
+
+    # CheckpointManager saving through TracedWrites (its save_counter, _write and write callbacks)
+    v = tf.Variable(1.0)
+    manager = tf.train.CheckpointManager(_compat.TracedWrites(tf.train.Checkpoint(v=v)), str(tmp_path / "ckpt"),
+                                         max_to_keep=2)
+    for step in range(3):
+        v.assign(float(step))
+        manager.save(checkpoint_number=step)
+    assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("ckpt-2")
+    assert [p.rsplit("-", 1)[-1] for p in manager.checkpoints] == ["1", "2"]
+    assert not list((tmp_path / "ckpt").glob("ckpt-0.*"))
+    reader = tf.train.load_checkpoint(manager.latest_checkpoint)
+    assert reader.get_tensor("v/.ATTRIBUTES/VARIABLE_VALUE") == 2.0
+    assert reader.get_tensor("save_counter/.ATTRIBUTES/VARIABLE_VALUE") == 3  # as an eager save numbers it

@@ -90,3 +90,32 @@ def test_seeding_a_kept_program_shuffles_input_as_tf_random_set_seed():
     expected = [order(), order()]
     set_global_seed(5)  # what a kept program's train() does: the input_fn's shuffles repeat as they did
     assert [order(), order()] == expected
+
+
+def test_checkpoints_of_kept_calls_resume_in_a_new_estimator_and_the_newest_are_kept(tmp_path):
+    # A kept program saves with one traced write: its checkpoints must hold every variable (the
+    # optimizer's slots too) and keep_checkpoint_max must still prune.
+    cols = [tf.feature_column.numeric_column("x"), tf.feature_column.categorical_column_with_hash_bucket("c", 7)]
+    cfg = estimator.RunConfig(tf_random_seed=3, save_checkpoints_steps=5, keep_checkpoint_max=2)
+
+    def make(d):
+        return estimator.LinearClassifier(cols, model_dir=str(tmp_path / d), config=cfg)
+
+    def input_fn():
+        x = np.linspace(-1, 1, 32, dtype=np.float32)
+        c = np.array([f"v{i % 5}" for i in range(32)])
+        return tf.data.Dataset.from_tensor_slices(({"x": x, "c": c}, (x > 0).astype(np.int32))).batch(8).repeat()
+
+    kept = make("kept")
+    for _ in range(3):
+        kept.train(input_fn, steps=10)
+        make("resumed").train(input_fn, steps=10)  # a new Estimator restores what the last call saved
+    names = kept.get_variable_names()
+    assert any("optimizer" in n for n in names), names
+    for name in names:
+        np.testing.assert_allclose(make("resumed").get_variable_value(name), kept.get_variable_value(name),
+                                   rtol=1e-5, atol=1e-6, err_msg=name)
+    state = tf.train.get_checkpoint_state(str(tmp_path / "kept"))
+    assert [p.rsplit("/", 1)[-1] for p in state.all_model_checkpoint_paths] == ["model.ckpt-25", "model.ckpt-30"]
+    assert sorted(p.name for p in (tmp_path / "kept").glob("model.ckpt-*.index")) == [
+        "model.ckpt-25.index", "model.ckpt-30.index"]
