@@ -1,9 +1,9 @@
-"""Feature columns split into the per-example work (run in the tf.data map) and the model's share.
+"""Feature columns split into the per-example work (the input transform) and the model's share.
 
 `ColumnTransform` turns raw features into, per column, either sparse ids (categorical columns:
 vocabulary, hash bucket, identity, bucketized, crossed, weighted, indicator-of-categorical) or a
-dense float tensor (numeric). String hashing and vocabulary lookups then run in parallel in the
-input pipeline, and the model only gathers weights.
+dense float tensor (numeric). The model then only gathers weights. Where the transform runs, in
+the traced step or in the input pipeline's map, is the Estimator's choice (_transform_in_step).
 """
 
 from __future__ import annotations

@@ -372,8 +372,8 @@ class Estimator:
 
     @functools.cached_property
     def _traced_transform(self):
-        # Traced once (without AutoGraph: plain TF ops) and called from each call's dataset map,
-        # instead of being traced again for every train / evaluate / predict call.
+        # Traced once (without AutoGraph: plain TF ops) and called from the step or each call's
+        # dataset map, instead of being traced again for every train / evaluate / predict call.
         fn = self._input_transform()
         return tf.function(fn, autograph=False) if fn is not None else None
 
@@ -382,9 +382,9 @@ class Estimator:
 
         In the step when there is no distribution strategy and no GPU: the step function is traced once
         and kept across calls, while a map is traced and instantiated again for every new iterator,
-        which cost a train() call about 60 ms, more than its per-step work saved (bench/
-        train_throughput.py; the step was no slower per step on 2 cores). With a strategy or a GPU the
-        map keeps string work on the host, beside the accelerator's steps.
+        which cost every train() call about 60 ms (bench/train_throughput.py's models); the step was no
+        slower per step on 2 cores (its get_next hands over fewer tensors). With a strategy or a GPU
+        the map keeps string work on the host, beside the accelerator's steps.
         """
         return (self._traced_transform is not None and strategy is None
                 and not tf.config.list_logical_devices("GPU"))

@@ -19,8 +19,8 @@ from components.estimator.spec import EstimatorSpec
 class Part:
     """One trainable piece of a premade model ('linear', 'dnn', 'baseline') and how to feed and train it.
 
-    `transform` maps raw features to what `build_model()`'s module takes; it runs in the tf.data
-    map. The part's logits are summed with the other parts' logits.
+    `transform` maps raw features to what `build_model()`'s module takes (the Estimator's input
+    transform). The part's logits are summed with the other parts' logits.
     """
 
     transform: Callable
