@@ -125,11 +125,11 @@ class _Program:
             graph.clear_collection(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)
             self._cursor.graph = graph
         allow_keras3_variables_in_group()
-        # The root name scope, as in tf.estimator's graph: summary tags made in the model_fn carry no
-        # "while/cond_1/" of the loop around the step.
-        if self.transform_in_step:
-            features = self.est._traced_transform(features)
         try:
+            if self.transform_in_step:
+                features = self.est._traced_transform(features)
+            # The root name scope, as in tf.estimator's graph: summary tags made in the model_fn carry
+            # no "while/cond_1/" of the loop around the step.
             with tf.variable_creator_scope(self._creator), graph.name_scope(""):
                 spec = self.est._call_model_fn(features, labels, self.mode, self)
         finally:
