@@ -89,14 +89,20 @@ class TracedWrites:
 
     An eager write walks the object graph and reads every variable op by op on each save (about
     20 ms of a linear model's train() call); the traced one walked it once, when traced, and runs as
-    one function (about 3 ms). So it suits an object graph that no longer grows: the caller makes a
-    new one when objects are added. The manager's bookkeeping (the `checkpoint` file, max_to_keep)
-    is its own, run from the write callbacks it passes, as Checkpoint._write runs them.
+    one function (about 3 ms). So it suits an object graph that no longer changes: the caller makes a
+    new one when it does. The write runs on `host` (the variables' task's CPU), so the file holds one
+    data shard, as an eager write's does. The manager's bookkeeping (the `checkpoint` file,
+    max_to_keep) is its own, run from the write callbacks it passes, as Checkpoint._write runs them.
     """
 
-    def __init__(self, checkpoint: tf.train.Checkpoint):
+    def __init__(self, checkpoint: tf.train.Checkpoint, host: str):
         self.checkpoint = checkpoint
-        self._write_fn = tf.function(lambda prefix: checkpoint.write(prefix))
+
+        def write(prefix):
+            with tf.device(host):
+                return checkpoint.write(prefix)
+
+        self._write_fn = tf.function(write)
 
     @property
     def save_counter(self):

@@ -170,12 +170,15 @@ class _Program:
         return root
 
     def saveable(self, checkpoint: tf.train.Checkpoint):
-        """What a CheckpointManager saves for `checkpoint`: without a strategy, a traced write kept
-        with the program (its object graph is fixed once the step is traced; a model_fn that made
-        more variables gets a new one); under a strategy, `checkpoint` itself."""
-        if self.distributed:
+        """What a CheckpointManager saves for `checkpoint`: for this program's own root without a
+        strategy, a traced write kept with the program, made again when the objects the root reaches
+        change; otherwise (a hook's own saver, which may be new on every call) `checkpoint` itself."""
+        if self.distributed or checkpoint is not self.root:
             return checkpoint
-        return self.function(("save", id(checkpoint), len(self.created)), lambda: _compat.TracedWrites(checkpoint))
+        checkpoint.save_counter  # made by the first save otherwise: it would change the objects below
+        objects = tuple(id(o) for o in tf.train.TrackableView(checkpoint).descendants())
+        host = tf.DeviceSpec.from_string(self.global_step.device).replace(device_type="CPU", device_index=0)
+        return self.function(("save", objects), lambda: _compat.TracedWrites(checkpoint, host.to_string()))
 
     def _restore_root(self, path: str):
         """What restore matches: the creation-order structure when the checkpoint has it, else names."""

@@ -89,6 +89,20 @@ def test_checkpoint_saver_hook_saves_on_its_cadence_and_calls_listeners(tmp_path
     assert est.evaluate(input_fn, checkpoint_path=ckpt_dir)["global_step"] == 7
 
 
+def test_checkpoint_saver_hook_saves_what_its_saver_holds_at_each_call(tmp_path):
+    # The user's saver gains an object between calls; the next call's checkpoints hold it.
+    step = tf.Variable(0, dtype=tf.int64)
+    saver = tf.train.Checkpoint(step=step)
+    own = str(tmp_path / "own")
+    hook = estimator.CheckpointSaverHook(own, save_steps=2, saver=saver)
+    est = estimator.Estimator(unnamed_layers_model_fn, str(tmp_path / "model"))
+    est.train(input_fn, steps=3, hooks=[hook])
+    saver.extra = tf.Variable(42.0)
+    est.train(input_fn, steps=3, hooks=[hook])
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(own))
+    assert reader.get_tensor("extra/.ATTRIBUTES/VARIABLE_VALUE") == 42.0
+
+
 def test_summary_saver_hook_writes_summary_protos(tmp_path):
     def hooks(loss, pred):
         summary = tf.raw_ops.ScalarSummary(tags="my_loss", values=loss)

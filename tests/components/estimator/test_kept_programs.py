@@ -117,5 +117,6 @@ def test_checkpoints_of_kept_calls_resume_in_a_new_estimator_and_the_newest_are_
                                    rtol=1e-5, atol=1e-6, err_msg=name)
     state = tf.train.get_checkpoint_state(str(tmp_path / "kept"))
     assert [p.rsplit("/", 1)[-1] for p in state.all_model_checkpoint_paths] == ["model.ckpt-25", "model.ckpt-30"]
-    assert sorted(p.name for p in (tmp_path / "kept").glob("model.ckpt-*.index")) == [
-        "model.ckpt-25.index", "model.ckpt-30.index"]
+    assert sorted(p.name for p in (tmp_path / "kept").glob("model.ckpt-*")) == [
+        "model.ckpt-25.data-00000-of-00001", "model.ckpt-25.index",  # one data shard, as tf.estimator wrote
+        "model.ckpt-30.data-00000-of-00001", "model.ckpt-30.index"]
