@@ -311,6 +311,7 @@ class BoostedTreesEstimator(PremadeEstimator):
             return super()._premade_model_fn(features, labels, mode, config, program)
         if labels is None:
             raise ConfigError("train needs labels: the input_fn must return (features, labels)")
+        self._check_weight(features, mode)
         model = program.state["models"][PART]
         labels = self._head.labels(labels)
         x = features[PART]

@@ -85,12 +85,12 @@ class _Head:
         from components.estimator.mode_keys import ModeKeys
         from components.estimator.spec import EstimatorSpec
 
+        predictions = self.predictions(logits)
+        if mode == ModeKeys.PREDICT:  # weights are for the loss and metrics only
+            return EstimatorSpec(mode, predictions=predictions, export_outputs=self.export_outputs(predictions))
         key = weight_key(getattr(self, "weight_column", None))
         if key is not None and isinstance(features, dict) and WEIGHT_KEY not in features:
             features = {**features, WEIGHT_KEY: example_weight(features, key)}
-        predictions = self.predictions(logits)
-        if mode == ModeKeys.PREDICT:
-            return EstimatorSpec(mode, predictions=predictions, export_outputs=self.export_outputs(predictions))
         if labels is None:
             raise ConfigError(f"{mode} needs labels: the input_fn must return (features, labels)")
         labels = self.labels(labels)

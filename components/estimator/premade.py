@@ -7,7 +7,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from components.errors import ConfigError
+from components.errors import ConfigError, InputError
 from components.estimator._features import WEIGHT_KEY, example_weight, weight_key
 from components.estimator.estimator import Estimator
 from components.estimator.mode_keys import ModeKeys
@@ -93,7 +93,8 @@ class PremadeEstimator(Estimator):
 
     def _transform(self, features):
         out = {name: part.transform(features) for name, part in self._parts.items()}
-        if self._weight_key is not None:
+        if self._weight_key is not None and self._weight_key in features:
+            # Only the loss and metrics read weights: predict and serving inputs may lack them.
             out[WEIGHT_KEY] = example_weight(features, self._weight_key)
         return out
 
@@ -109,6 +110,11 @@ class PremadeEstimator(Estimator):
         logits = [model(features[name], training=training) for name, model in models.items()]
         return tf.add_n(logits) if len(logits) > 1 else logits[0]
 
+    def _check_weight(self, features, mode) -> None:
+        if self._weight_key is not None and WEIGHT_KEY not in features:
+            raise InputError(f"weight_column {self._weight_key!r} is not among the input's features; {mode} needs "
+                             "it (predict and serving do not)")
+
     def _premade_model_fn(self, features, labels, mode, config, program):
         state = program.state
         models, head = state["models"], self._head
@@ -119,6 +125,7 @@ class PremadeEstimator(Estimator):
                                  scaffold=_scaffold(parts))
         if labels is None:
             raise ConfigError(f"{mode} needs labels: the input_fn must return (features, labels)")
+        self._check_weight(features, mode)
         labels = head.labels(labels)
         if mode == ModeKeys.TRAIN:
             optimizers = state["optimizers"]

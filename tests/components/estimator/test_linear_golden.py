@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from components import estimator
+from components.errors import InputError
 from tests.components.estimator.helpers import save_linear_checkpoint
 
 AGE = {"age": ("dense", 1)}
@@ -68,6 +69,24 @@ def test_binary_weighted(tmp_path):
                      "prediction/mean": np.average(_sigmoid(np.array([-1.0, 1.0])), weights=weights),
                      "label/mean": label_mean, "accuracy_baseline": max(label_mean, 1 - label_mean),
                      "auc": 0.0, "auc_precision_recall": 0.1668})
+
+
+def test_the_weight_column_is_read_for_the_loss_only(tmp_path):
+    # As tf.estimator: predict and serving inputs need no weight feature; train and evaluate do.
+    save_linear_checkpoint(tmp_path, AGE, {"age": [[2.0]]}, [-35.0], 100)
+    est = estimator.LinearClassifier([tf.feature_column.numeric_column("age")], weight_column="w",
+                                     model_dir=tmp_path)
+    (p,) = list(est.predict(lambda: {"age": [[17.0]]}))
+    assert p["logits"] == pytest.approx([-1.0])
+    receiver = estimator.export.build_parsing_serving_input_receiver_fn(
+        tf.feature_column.make_parse_example_spec([tf.feature_column.numeric_column("age")]))
+    exported = est.export_saved_model(str(tmp_path / "export"), receiver)
+    example = tf.train.Example(features=tf.train.Features(feature={
+        "age": tf.train.Feature(float_list=tf.train.FloatList(value=[17.0]))})).SerializeToString()
+    served = tf.saved_model.load(exported).signatures["predict"](examples=tf.constant([example]))
+    assert served["logits"].numpy()[0] == pytest.approx([-1.0])
+    with pytest.raises(InputError, match="weight_column 'w'"):
+        est.evaluate(lambda: ({"age": [17.0]}, [1]), steps=1)
 
 
 def test_predictions_for_fixed_weights(tmp_path):
