@@ -12,7 +12,7 @@ from components.errors import ConfigError
 from components.estimator import heads as heads_lib
 from components.estimator._features import ColumnTransform
 from components.estimator.linear import linear_part
-from components.estimator.premade import Part, PremadeEstimator, sparse_lookup
+from components.estimator.premade import Part, PremadeEstimator, sparse_lookups
 
 _BN_MOMENTUM, _BN_EPSILON = 0.999, 1e-3
 
@@ -123,17 +123,19 @@ class DNNModel(tf.Module):
 
     def _first_layer(self, columns: dict):
         tables = self.input_from_feature_columns["input_layer"]
-        dense = []
-        for name, dim in self._dims.items():
-            if dim[0] == "embedding":
-                dense.append(sparse_lookup(tables[name]["embedding_weights"], columns[name], dim[3]))
-            elif dim[0] == "dense":
-                dense.append(columns[name])
         layer = self.hiddenlayer_0
+        # Embedding columns' lookups, then indicator columns' (an indicator column's one-hot times its
+        # rows of the kernel is a gather of the rows of its ids), all in one sparse_lookups.
+        embedded = [name for name, dim in self._dims.items() if dim[0] == "embedding"]
+        looked_up = sparse_lookups([(tables[name]["embedding_weights"], columns[name], self._dims[name][3])
+                                    for name in embedded]
+                                   + [(layer.indicator_kernels[name], columns[name], "sum") for name in self._indicators])
+        embeddings = dict(zip(embedded, looked_up))
+        dense = [embeddings[name] if dim[0] == "embedding" else columns[name]
+                 for name, dim in self._dims.items() if dim[0] in ("embedding", "dense")]
         if not self._indicators:
             return layer(tf.concat(dense, axis=1) if len(dense) > 1 else dense[0])
-        # An indicator column's one-hot times its rows of the kernel is a gather of the rows of its ids.
-        parts = [sparse_lookup(layer.indicator_kernels[name], columns[name], "sum") for name in self._indicators]
+        parts = looked_up[len(embedded):]
         if dense:
             parts.append(tf.matmul(tf.concat(dense, axis=1) if len(dense) > 1 else dense[0], layer.kernel))
         return tf.add_n(parts) + layer.bias

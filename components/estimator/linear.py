@@ -9,7 +9,7 @@ import tensorflow as tf
 from components.errors import ConfigError
 from components.estimator import heads as heads_lib
 from components.estimator._features import ColumnTransform
-from components.estimator.premade import Part, PremadeEstimator, sparse_lookup
+from components.estimator.premade import Part, PremadeEstimator, sparse_lookups
 
 _COMBINERS = ("sum", "mean", "sqrtn")
 
@@ -30,9 +30,10 @@ class LinearModel(tf.Module):
     def __call__(self, columns: dict, training=False):
         logits = self.linear_model["bias_weights"]
         dense = [name for name, value in columns.items() if not isinstance(value, dict)]
-        for name, value in columns.items():
-            if isinstance(value, dict):
-                logits = logits + sparse_lookup(self.linear_model[name]["weights"], value, self.sparse_combiner)
+        sparse = [(self.linear_model[name]["weights"], value, self.sparse_combiner)
+                  for name, value in columns.items() if isinstance(value, dict)]
+        for looked_up in sparse_lookups(sparse):
+            logits = logits + looked_up
         if dense:
             # One product for all dense columns: a matmul per column costs more in op overhead than
             # the work in it.
