@@ -127,9 +127,9 @@ class DNNModel(tf.Module):
         # Embedding columns' lookups, then indicator columns' (an indicator column's one-hot times its
         # rows of the kernel is a gather of the rows of its ids), all in one sparse_lookups.
         embedded = [name for name, dim in self._dims.items() if dim[0] == "embedding"]
-        looked_up = sparse_lookups([(tables[name]["embedding_weights"], columns[name], self._dims[name][3])
-                                    for name in embedded]
-                                   + [(layer.indicator_kernels[name], columns[name], "sum") for name in self._indicators])
+        lookups = [(tables[name]["embedding_weights"], columns[name], self._dims[name][3]) for name in embedded]
+        lookups += [(layer.indicator_kernels[name], columns[name], "sum") for name in self._indicators]
+        looked_up = sparse_lookups(lookups)
         embeddings = dict(zip(embedded, looked_up))
         dense = [embeddings[name] if dim[0] == "embedding" else columns[name]
                  for name, dim in self._dims.items() if dim[0] in ("embedding", "dense")]

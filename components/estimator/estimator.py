@@ -723,7 +723,8 @@ class _TrainLoop:
             elif self.est._warm_start_from:
                 warm_start(p.root, p.global_step, self.est._warm_start_from)
             p.synced = None  # the steps below change the variables; stamped again after the last save
-            with hooks_lib.global_step_registered(gs), hooks_lib.training(hooks_lib.Training(self.est, p.root, gs, p.saveable)):
+            training = hooks_lib.Training(self.est, p.root, gs, p.saveable)
+            with hooks_lib.global_step_registered(gs), hooks_lib.training(training):
                 step = self._loop(writer, with_hooks)
             latest = self.est.latest_checkpoint()
             if latest and latest.endswith(f"-{step}"):
