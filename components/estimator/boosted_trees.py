@@ -294,7 +294,7 @@ class BoostedTreesEstimator(PremadeEstimator):
         self._train_in_memory = bool(train_in_memory)
         self._quantile_sketch_epsilon = quantile_sketch_epsilon  # accepted; numeric columns are not taken
 
-    def _transform_in_step(self, strategy) -> bool:
+    def _transform_in_step(self) -> bool:
         # Always in the map: train_in_memory caches the bucketized batch, and predict with
         # explanations reads bucketized features from the dataset.
         return False

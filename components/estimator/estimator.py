@@ -380,17 +380,17 @@ class Estimator:
         fn = self._input_transform()
         return tf.function(fn, autograph=False) if fn is not None else None
 
-    def _transform_in_step(self, strategy) -> bool:
-        """Whether the input transform runs inside the traced step rather than in the dataset map.
+    def _transform_in_step(self) -> bool:
+        """Whether a program without a distribution strategy runs the input transform inside its traced
+        step rather than in the dataset map (under a strategy the map always runs it).
 
-        In the step when there is no distribution strategy and no GPU: the step function is traced once
+        In the step when there is no GPU: the step function is traced once
         and kept across calls, while a map is traced and instantiated again for every new iterator,
         which cost every train() call about 60 ms (bench/train_throughput.py's models); the step was no
         slower per step on 2 cores (its get_next hands over fewer tensors). With a strategy or a GPU
         the map keeps string work on the host, beside the accelerator's steps.
         """
-        return (self._traced_transform is not None and strategy is None
-                and not tf.config.list_logical_devices("GPU"))
+        return self._traced_transform is not None and not tf.config.list_logical_devices("GPU")
 
     def _export_resources(self) -> list:
         """Resources (lookup tables) the exported SavedModel must keep, beyond the model_fn's variables."""
@@ -476,7 +476,7 @@ class Estimator:
             return _Program(self, mode, strategy)
         program = self._programs.get(mode)
         if program is None:
-            program = self._programs[mode] = _Program(self, mode, None, self._transform_in_step(None))
+            program = self._programs[mode] = _Program(self, mode, None, self._transform_in_step())
         return program
 
     def _drop_program(self, mode) -> None:
