@@ -1,6 +1,7 @@
 """An Estimator keeps its traced programs across calls, and restores only when model_dir moved on."""
 
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -120,3 +121,37 @@ def test_checkpoints_of_kept_calls_resume_in_a_new_estimator_and_the_newest_are_
     assert sorted(p.name for p in (tmp_path / "kept").glob("model.ckpt-*")) == [
         "model.ckpt-25.data-00000-of-00001", "model.ckpt-25.index",  # one data shard, as tf.estimator wrote
         "model.ckpt-30.data-00000-of-00001", "model.ckpt-30.index"]
+
+
+def test_calls_return_without_waiting_for_the_input_s_teardown(tmp_path):
+    """Deleting a tf.data iterator can take a while (its autotuning thread stops; 0.55 s in half the
+    deletions of bench/train_throughput.py's input): train, evaluate and predict hand the iterator to a
+    thread of its own and return. Here the teardown (the generator's finally) waits for the test."""
+    go_on, torn_down = threading.Event(), []
+
+    def input_fn(mode=None):
+        x = np.linspace(-1, 1, 64, dtype=np.float32)[:, None]
+
+        def rows():
+            try:
+                yield from zip(x, 3 * x + 1)
+            finally:  # runs when the iterator is deleted
+                go_on.wait(60)
+                torn_down.append(mode)
+
+        spec = (tf.TensorSpec([1], tf.float32), tf.TensorSpec([1], tf.float32))
+        ds = tf.data.Dataset.from_generator(rows, output_signature=spec).map(lambda a, y: ({"x": a}, y))
+        return ds.batch(16)
+
+    est = estimator.Estimator(regression_model_fn, str(tmp_path), params={"lr": 0.1})
+    est.train(input_fn, steps=2)  # stops before the generator ends: its iterator is torn down
+    est.evaluate(input_fn, steps=1)
+    preds = est.predict(input_fn, yield_single_examples=False)
+    next(preds)
+    preds.close()
+    assert torn_down == []  # every call returned while its input's teardown was still waiting
+    go_on.set()
+    for thread in [t for t in threading.enumerate() if t.name == "tfpipe-input-teardown"]:
+        thread.join(60)
+    assert sorted(torn_down, key=str) == sorted([estimator.ModeKeys.TRAIN, estimator.ModeKeys.EVAL,
+                                                estimator.ModeKeys.PREDICT], key=str)
