@@ -435,6 +435,7 @@ class Estimator:
         """An iterator over the input, whether it yields labels, and whether it is endless (a repeated
         dataset, which cannot run out: its steps need no end-of-input check); distributed when a
         strategy is set. `raw`: without the input transform (the program's step applies it)."""
+        _await_teardowns()
         if strategy is None:
             ds, has_labels = self._dataset(input_fn, mode, raw=raw)
             return iter(ds), has_labels, int(ds.cardinality()) == tf.data.INFINITE_CARDINALITY
@@ -600,6 +601,7 @@ class Estimator:
         program = self._program(ModeKeys.PREDICT, None)
         try:
             ds, _ = self._dataset(input_fn, ModeKeys.PREDICT, raw=program.transform_in_step)
+            _await_teardowns()
             iterator = iter(ds)
             predict_step = program.function("predict", lambda: tf.function(
                 lambda it: program.call_model_fn(next(it)[0], None).predictions))
@@ -863,6 +865,9 @@ class _TrainLoop:
         return run
 
 
+_teardowns: list[threading.Thread] = []
+
+
 def _let_go(held: list) -> None:
     """Drops what `held` holds (the input's iterator, of which the caller keeps no other reference) on a
     thread of its own, so that the call returns without waiting for it.
@@ -871,7 +876,21 @@ def _let_go(held: list) -> None:
     deletions on 2 cores (bench/train_throughput.py's input, and plain tf.data alike). Not a daemon
     thread: at exit the interpreter waits for it rather than killing it inside a TensorFlow call.
     """
-    threading.Thread(target=held.clear, name="tfpipe-input-teardown").start()
+    thread = threading.Thread(target=held.clear, name="tfpipe-input-teardown")
+    thread.start()
+    _teardowns.append(thread)
+
+
+def _await_teardowns() -> None:
+    """Waits for the teardowns _let_go started: a new iterator must not overlap an old one, which may
+    hold something the input allows only once (a generator's open file or lock, a tf.data file cache
+    being written)."""
+    while True:
+        try:
+            thread = _teardowns.pop()
+        except IndexError:  # none left (another thread may have taken the last)
+            return
+        thread.join()
 
 
 def _chunk_fn(step, accumulate, steps_done=None):

@@ -2,6 +2,7 @@
 
 import shutil
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -123,35 +124,43 @@ def test_checkpoints_of_kept_calls_resume_in_a_new_estimator_and_the_newest_are_
         "model.ckpt-30.data-00000-of-00001", "model.ckpt-30.index"]
 
 
-def test_calls_return_without_waiting_for_the_input_s_teardown(tmp_path):
+def test_a_call_returns_before_its_input_is_torn_down_and_the_next_input_starts_after(tmp_path):
     """Deleting a tf.data iterator can take a while (its autotuning thread stops; 0.55 s in half the
-    deletions of bench/train_throughput.py's input): train, evaluate and predict hand the iterator to a
-    thread of its own and return. Here the teardown (the generator's finally) waits for the test."""
-    go_on, torn_down = threading.Event(), []
+    deletions of bench/train_throughput.py's input): train, evaluate and predict leave that to a thread
+    of its own and return. The next call's input starts only once it is done, since an input may hold
+    something it allows only once (a generator's open file). Here each teardown (the generator's
+    finally) takes 1.5 s."""
+    events = []
 
     def input_fn(mode=None):
         x = np.linspace(-1, 1, 64, dtype=np.float32)[:, None]
 
         def rows():
+            events.append(("start", mode))
             try:
                 yield from zip(x, 3 * x + 1)
             finally:  # runs when the iterator is deleted
-                go_on.wait(60)
-                torn_down.append(mode)
+                time.sleep(1.5)
+                events.append(("end", mode))
 
         spec = (tf.TensorSpec([1], tf.float32), tf.TensorSpec([1], tf.float32))
         ds = tf.data.Dataset.from_generator(rows, output_signature=spec).map(lambda a, y: ({"x": a}, y))
         return ds.batch(16)
 
     est = estimator.Estimator(regression_model_fn, str(tmp_path), params={"lr": 0.1})
+    est.train(line_input_fn, steps=1)  # traced beforehand, so that the calls below reach their input at once
+    est.evaluate(line_input_fn, steps=1)
+    next(est.predict(line_input_fn))
+    train, evaluate, infer = estimator.ModeKeys.TRAIN, estimator.ModeKeys.EVAL, estimator.ModeKeys.PREDICT
     est.train(input_fn, steps=2)  # stops before the generator ends: its iterator is torn down
+    assert events == [("start", train)]
     est.evaluate(input_fn, steps=1)
+    assert events == [("start", train), ("end", train), ("start", evaluate)]
     preds = est.predict(input_fn, yield_single_examples=False)
     next(preds)
     preds.close()
-    assert torn_down == []  # every call returned while its input's teardown was still waiting
-    go_on.set()
+    assert events[-2:] == [("end", evaluate), ("start", infer)]
     for thread in [t for t in threading.enumerate() if t.name == "tfpipe-input-teardown"]:
         thread.join(60)
-    assert sorted(torn_down, key=str) == sorted([estimator.ModeKeys.TRAIN, estimator.ModeKeys.EVAL,
-                                                estimator.ModeKeys.PREDICT], key=str)
+    assert events[-1] == ("end", infer)
+
