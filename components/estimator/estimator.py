@@ -435,10 +435,11 @@ class Estimator:
         """An iterator over the input, whether it yields labels, and whether it is endless (a repeated
         dataset, which cannot run out: its steps need no end-of-input check); distributed when a
         strategy is set. `raw`: without the input transform (the program's step applies it)."""
-        _await_teardowns()
         if strategy is None:
             ds, has_labels = self._dataset(input_fn, mode, raw=raw)
+            _await_teardowns()  # only now: the input_fn's own work overlaps the teardown
             return iter(ds), has_labels, int(ds.cardinality()) == tf.data.INFINITE_CARDINALITY
+        _await_teardowns()  # a strategy calls the input_fn while it distributes the dataset
         flags = []
 
         def dataset_fn(ctx):
