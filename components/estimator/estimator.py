@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import re
+import sys
 import tempfile
 import threading
 
@@ -876,7 +877,12 @@ def _let_go(held: list) -> None:
     Deleting a tf.data iterator stops its autotuning thread, which took 0.55-0.6 s in about half the
     deletions on 2 cores (bench/train_throughput.py's input, and plain tf.data alike). Not a daemon
     thread: at exit the interpreter waits for it rather than killing it inside a TensorFlow call.
+    While the interpreter shuts down (a predict generator still open at exit is closed then), no
+    thread can start (Python 3.11's start() waits for ever): drop it here.
     """
+    if sys.is_finalizing():
+        held.clear()
+        return
     thread = threading.Thread(target=held.clear, name="tfpipe-input-teardown")
     thread.start()
     _teardowns.append(thread)

@@ -1,8 +1,11 @@
 """An Estimator keeps its traced programs across calls, and restores only when model_dir moved on."""
 
 import shutil
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,3 +167,24 @@ def test_a_call_returns_before_its_input_is_torn_down_and_the_next_input_starts_
         thread.join(60)
     assert events[-1] == ("end", infer)
 
+
+
+_OPEN_AT_EXIT = """
+import numpy as np, tensorflow as tf
+from components import estimator
+from tests.components.estimator.test_estimator import line_input_fn, regression_model_fn
+est = estimator.Estimator(regression_model_fn, {model_dir!r}, params={{"lr": 0.1}})
+est.train(line_input_fn, steps=3)
+PREDICTIONS = est.predict(line_input_fn)
+print("first", next(PREDICTIONS)["y"], flush=True)
+"""
+
+
+def test_a_predict_generator_still_open_at_exit_lets_the_process_end(tmp_path):
+    """The interpreter closes a started predict() generator while it shuts down, when no new thread
+    can start: its input is then torn down at once instead of on a thread of its own."""
+    script = _OPEN_AT_EXIT.format(model_dir=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[3],
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("first")
