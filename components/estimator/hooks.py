@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -241,19 +242,27 @@ class Training(collections.namedtuple("Training", ["estimator", "root", "global_
     `saveable(checkpoint)` is what a tf.train.CheckpointManager should save for `checkpoint`."""
 
 
-_ACTIVE: list = []
+# Per thread: Estimators may train at once in several threads, each hook seeing its own call.
+_ACTIVE = threading.local()
+
+
+def _active() -> list:
+    if not hasattr(_ACTIVE, "stack"):
+        _ACTIVE.stack = []
+    return _ACTIVE.stack
 
 
 @contextlib.contextmanager
 def training(state: Training):
-    _ACTIVE.append(state)
+    _active().append(state)
     try:
         yield
     finally:
-        _ACTIVE.pop()
+        _active().pop()
 
 
 def active_training(hook) -> Training:
-    if not _ACTIVE:
+    stack = _active()
+    if not stack:
         raise ConfigError(f"{type(hook).__name__} works inside Estimator.train: pass it in train(hooks=[...])")
-    return _ACTIVE[-1]
+    return stack[-1]

@@ -242,3 +242,51 @@ def test_global_step_per_second_follows_the_logging_cadence(tmp_path):
     steps = sorted(e.step for f in glob.glob(os.path.join(str(tmp_path), "events.out.tfevents.*"))
                    for e in tf.compat.v1.train.summary_iterator(f) for v in e.summary.value if v.tag == "global_step/sec")
     assert steps == [4, 8, 12, 16, 20]
+
+
+
+class _Gate(estimator.SessionRunHook):
+    """Holds a train() call at a point of its hooks' start: `wait_in_begin` waits in begin(), before the
+    Estimator's own hooks begin; after_create_session comes once every hook of the call has begun."""
+
+    def __init__(self, began: threading.Event, wait_for: threading.Event, wait_in_begin: bool,
+                 entered: threading.Event | None = None):
+        self.began, self.wait_for, self.wait_in_begin, self.entered = began, wait_for, wait_in_begin, entered
+
+    def begin(self):
+        if self.wait_in_begin:
+            self.entered.set()
+            assert self.wait_for.wait(60)
+
+    def after_create_session(self, session, coord):
+        self.began.set()
+        if not self.wait_in_begin:
+            assert self.wait_for.wait(60)
+
+
+def test_two_estimators_training_at_once_in_two_threads_each_save_their_own_model(tmp_path):
+    """B's train() has started in one thread when A's starts in another and begins its hooks; then B's
+    own hooks (the checkpoint saver among them) begin. Each call's hooks act on its own Estimator."""
+    from tests.components.estimator.test_estimator import line_input_fn, regression_model_fn
+
+    b_entered, a_began, b_began = threading.Event(), threading.Event(), threading.Event()
+    est_a = estimator.Estimator(regression_model_fn, str(tmp_path / "a"), params={"lr": 0.1})
+    est_b = estimator.Estimator(regression_model_fn, str(tmp_path / "b"), params={"lr": 0.1})
+    errors = []
+
+    def train_b():
+        try:
+            est_b.train(line_input_fn, steps=7, hooks=[_Gate(b_began, a_began, True, b_entered)])
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    thread = threading.Thread(target=train_b)
+    thread.start()
+    assert b_entered.wait(120)
+    est_a.train(line_input_fn, steps=3, hooks=[_Gate(a_began, b_began, False)])
+    thread.join(120)
+    assert not errors
+    assert est_a.get_variable_value("global_step") == 3
+    assert est_b.get_variable_value("global_step") == 7
+    assert tf.train.latest_checkpoint(str(tmp_path / "a")).endswith("-3")
+    assert tf.train.latest_checkpoint(str(tmp_path / "b")).endswith("-7")
