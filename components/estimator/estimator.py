@@ -602,9 +602,7 @@ class Estimator:
         path = self._require_checkpoint(checkpoint_path)
         program = self._program(ModeKeys.PREDICT, None)
         try:
-            ds, _ = self._dataset(input_fn, ModeKeys.PREDICT, raw=program.transform_in_step)
-            _await_teardowns()
-            iterator = iter(ds)
+            iterator, _, _ = self._iterator(input_fn, ModeKeys.PREDICT, None, program.transform_in_step)
             predict_step = program.function("predict", lambda: tf.function(
                 lambda it: program.call_model_fn(next(it)[0], None).predictions))
             predict_step.get_concrete_function(iterator)
