@@ -1,5 +1,5 @@
-"""The premade estimators' Adagrad: its sparse update (rows read, updated and written back) gives what
-tf_keras's legacy Adagrad and its fused kernel give, repeated ids included."""
+"""The premade estimators' optimizers by name: their sparse updates (repeated ids summed over sorted
+rows; Adagrad's rows read, updated and written back) give what tf_keras's legacy optimizers give."""
 
 import numpy as np
 import tensorflow as tf
@@ -7,34 +7,46 @@ import tf_keras
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+LEGACY = tf_keras.optimizers.legacy
+# Name -> the tf_keras class it must match, with settings that exercise each one's sparse kernel.
+NAMED = {"Adagrad": (LEGACY.Adagrad, {}), "Adam": (LEGACY.Adam, {}), "Ftrl": (LEGACY.Ftrl, {}),
+         "Ftrl with l2 shrinkage": (LEGACY.Ftrl, {"l1_regularization_strength": 0.01,
+                                                  "l2_shrinkage_regularization_strength": 0.1}),
+         "RMSProp": (LEGACY.RMSprop, {"momentum": 0.5}), "SGD": (LEGACY.SGD, {})}
+
 from components.estimator.optimizers import make_optimizer
 
-VOCAB, WIDTH = 6, 3
+VOCAB = 6
 
 steps = st.lists(  # each step: the ids looked up (repeats allowed) and a seed for their gradient rows
     st.tuples(st.lists(st.integers(0, VOCAB - 1), min_size=1, max_size=8), st.integers(0, 2**16)),
     min_size=1, max_size=4)
 
 
-def _train(opt, batches, traced: bool) -> tuple[np.ndarray, np.ndarray]:
-    var = tf.Variable(np.linspace(-1, 1, VOCAB * WIDTH, dtype=np.float32).reshape(VOCAB, WIDTH))
+def _train(opt, batches, traced: bool, width: int = 3) -> list[np.ndarray]:
+    var = tf.Variable(np.linspace(-1, 1, VOCAB * width, dtype=np.float32).reshape(VOCAB, width))
 
     def apply(grad):
         opt.apply_gradients([(grad, var)])
 
     apply = tf.function(apply) if traced else apply
     for ids, seed in batches:
-        values = np.random.default_rng(seed).normal(size=(len(ids), WIDTH)).astype(np.float32)
-        apply(tf.IndexedSlices(tf.constant(values), tf.constant(ids, tf.int64), tf.constant([VOCAB, WIDTH])))
-    return var.numpy(), opt.get_slot(var, "accumulator").numpy()
+        values = np.random.default_rng(seed).normal(size=(len(ids), width)).astype(np.float32)
+        apply(tf.IndexedSlices(tf.constant(values), tf.constant(ids, tf.int64), tf.constant([VOCAB, width])))
+    return [var.numpy()] + [opt.get_slot(var, name).numpy() for name in opt.get_slot_names()]
 
 
-@settings(max_examples=40, deadline=None)
-@given(steps, st.sampled_from([0.05, 0.5]), st.booleans())
-def test_the_sparse_update_is_the_fused_kernels(batches, rate, traced):
-    ours = _train(make_optimizer("Adagrad", rate), batches, traced)
-    fused = _train(tf_keras.optimizers.legacy.Adagrad(rate), batches, traced)
-    for got, want in zip(ours, fused):
+@settings(max_examples=60, deadline=None)
+# Rows of width 64 take _SortedSums's sorted sums; of width 3, the unsorted ones.
+@given(steps, st.sampled_from(sorted(NAMED)), st.sampled_from([0.05, 0.5]), st.booleans(), st.sampled_from([3, 64]))
+def test_each_sparse_update_is_the_legacy_optimizers(batches, name, rate, traced, width):
+    cls, settings_ = NAMED[name]
+    ours = _train(make_optimizer(cls(rate, **settings_), 0.0), batches, traced, width)
+    if settings_ == {}:
+        assert _train(make_optimizer(name.split()[0], rate), batches, traced, width)[0].tolist() == ours[0].tolist()
+    theirs = _train(cls(rate, **settings_), batches, traced, width)
+    assert len(ours) == len(theirs) >= 1
+    for got, want in zip(ours, theirs):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
 
 
@@ -44,3 +56,4 @@ def test_a_legacy_adagrad_given_by_the_user_keeps_its_settings():
     assert made is not given_opt and isinstance(made, tf_keras.optimizers.legacy.Adagrad)
     assert made.get_config() == given_opt.get_config()
     assert _train(made, [([1, 1, 4], 7)], False)[1][1, 0] != 0.5  # the repeated row's accumulator moved
+    assert type(make_optimizer(LEGACY.SGD(0.1), 0.05)) is LEGACY.SGD
