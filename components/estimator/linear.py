@@ -28,19 +28,19 @@ class LinearModel(tf.Module):
         self.linear_model["bias_weights"] = tf.Variable(tf.zeros([units]), name="bias_weights")
 
     def __call__(self, columns: dict, training=False):
-        logits = self.linear_model["bias_weights"]
         dense = [name for name, value in columns.items() if not isinstance(value, dict)]
         sparse = [(self.linear_model[name]["weights"], value, self.sparse_combiner)
                   for name, value in columns.items() if isinstance(value, dict)]
-        for looked_up in sparse_lookups(sparse):
-            logits = logits + looked_up
+        parts = sparse_lookups(sparse)
         if dense:
             # One product for all dense columns: a matmul per column costs more in op overhead than
             # the work in it.
             x = tf.concat([columns[name] for name in dense], axis=1) if len(dense) > 1 else columns[dense[0]]
             weights = [self.linear_model[name]["weights"] for name in dense]
-            logits = logits + tf.matmul(x, tf.concat(weights, axis=0) if len(weights) > 1 else weights[0])
-        return logits
+            parts.append(tf.matmul(x, tf.concat(weights, axis=0) if len(weights) > 1 else weights[0]))
+        # One add_n and one bias_add: a chain of broadcasting adds has a gradient of about seven small
+        # ops each (shapes, broadcast reduction), which cost the step more than the additions.
+        return tf.nn.bias_add(tf.add_n(parts) if len(parts) > 1 else parts[0], self.linear_model["bias_weights"])
 
 
 def linear_part(feature_columns, units, optimizer, sparse_combiner="sum", max_learning_rate=0.2,
