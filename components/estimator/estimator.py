@@ -286,9 +286,13 @@ def _object_graph(checkpoint: str):
 
 
 def _variable_paths(checkpoint: str, all_paths: bool = False) -> dict:
-    """From the checkpoint's object graph: {preferred path: key}, or {key: every path} with all_paths."""
+    """From the checkpoint's object graph: {preferred path: key}, or {key: every path} with all_paths.
+
+    An optimizer's slot variable is named after its variable, as OptimizerV2 named it in
+    tf.estimator's graphs: '<variable>/<slot>' (dnn/hiddenlayer_0/kernel/accumulator)."""
     graph = _object_graph(checkpoint)
     found: dict[str, list[tuple]] = {}
+    node_paths: dict[int, list[tuple]] = {}
     # Walk every simple path (the graphs are small and shallow); a few per node is plenty.
     stack, per_node = [(0, ())], {}
     while stack:
@@ -296,18 +300,26 @@ def _variable_paths(checkpoint: str, all_paths: bool = False) -> dict:
         if per_node.get(node_id, 0) >= 4 or len(parts) > 16:
             continue
         per_node[node_id] = per_node.get(node_id, 0) + 1
+        node_paths.setdefault(node_id, []).append(parts)
         node = graph.nodes[node_id]
         for attr in node.attributes:
             if attr.name == "VARIABLE_VALUE":
                 found.setdefault(attr.checkpoint_key, []).append(parts)
         for child in node.children:
             stack.append((child.node_id, parts + (child.local_name,)))
-    if all_paths:
-        return {key: {"/".join(p) for p in paths} for key, paths in found.items()}
 
     def rank(parts):
         return (any("optimizer" in p.lower() for p in parts), len(parts), parts)
 
+    for node in graph.nodes:
+        for slot in node.slot_variables:
+            owner = node_paths.get(slot.original_variable_node_id)
+            values = [a.checkpoint_key for a in graph.nodes[slot.slot_variable_node_id].attributes
+                      if a.name == "VARIABLE_VALUE"]
+            if owner and values:
+                found.setdefault(values[0], []).append(min(owner, key=rank) + (slot.slot_name,))
+    if all_paths:
+        return {key: {"/".join(p) for p in paths} for key, paths in found.items()}
     return {"/".join(min(paths, key=rank)): key for key, paths in found.items()
             if not (len(paths[0]) == 1 and paths[0][0] == "save_counter")}
 
@@ -502,7 +514,8 @@ class Estimator:
         return path
 
     def get_variable_names(self) -> list[str]:
-        """Names of the variables in the latest checkpoint: object paths such as 'linear/linear_model/age/weights'.
+        """Names of the variables in the latest checkpoint: object paths such as 'linear/linear_model/age/weights',
+        and optimizer slots after their variable ('linear/linear_model/age/weights/accumulator').
 
         A variable reachable along several paths (a model's and its optimizer's) is named by the
         shortest path that does not go through an optimizer.

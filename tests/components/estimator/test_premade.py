@@ -94,6 +94,13 @@ def test_premade_variable_names_follow_tf_estimator(titanic):
     wd_names = set(models["wide_deep"].get_variable_names())
     assert {"linear/linear_model/class/weights", "linear/linear_model/bias_weights", "dnn/hiddenlayer_0/kernel"} <= wd_names
     assert "baseline/bias" in models["baseline"].get_variable_names()
+    # Optimizer slots are listed after their variable, as OptimizerV2 named them in tf.estimator's graphs.
+    assert {"dnn/hiddenlayer_0/kernel/m", "dnn/logits/bias/v"} <= dnn_names  # Adam
+    assert {"linear/linear_model/class/weights/accumulator", "linear/linear_model/class/weights/linear",
+            "dnn/hiddenlayer_0/kernel/m"} <= wd_names
+    kernel = models["linear"].get_variable_value("linear/linear_model/age/weights")
+    accumulator = models["linear"].get_variable_value("linear/linear_model/age/weights/accumulator")
+    assert accumulator.shape == kernel.shape and np.all(accumulator >= 0.1) and np.any(accumulator > 0.1)
 
 
 # ---- regression on the Palmer penguins: body mass (kg) from bill, flipper, species and sex ----------------------
