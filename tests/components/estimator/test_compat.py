@@ -22,7 +22,11 @@ def test_no_other_engine_module_reaches_into_tensorflow_or_keras_internals():
                 assert not any(n.startswith(private) for n in names), f"{path.name} imports {names}"
             if isinstance(node, ast.Attribute):
                 assert node.attr not in ("_trackable_children", "_arg_keywords", "_compile_config",
-                                         "_user_metrics", "_num_positional_args"), f"{path.name}: .{node.attr}"
+                                         "_user_metrics", "_num_positional_args", "_hyper", "_learning_rate",
+                                         "_resource_apply_sparse", "_resource_apply_sparse_duplicate_indices",
+                                         "_fallback_apply_state"), f"{path.name}: .{node.attr}"
+            if isinstance(node, ast.FunctionDef):  # an override of OptimizerV2's hooks
+                assert not node.name.startswith("_resource_apply"), f"{path.name}: def {node.name}"
 
 
 def test_each_private_access_still_works_on_this_tensorflow(tmp_path):
@@ -72,3 +76,31 @@ def test_each_private_access_still_works_on_this_tensorflow(tmp_path):
     reader = tf.train.load_checkpoint(manager.latest_checkpoint)
     assert reader.get_tensor("v/.ATTRIBUTES/VARIABLE_VALUE") == 2.0
     assert reader.get_tensor("save_counter/.ATTRIBUTES/VARIABLE_VALUE") == 3  # as an eager save numbers it
+
+
+def test_the_faster_legacy_optimizers_are_still_called_through_optimizer_v2s_hooks():
+    # If a tf_keras upgrade stops routing sparse gradients through these hooks, the faster forms are
+    # silently the plain ones: fail here instead.
+    import tf_keras
+
+    calls = []
+
+    class Spy(_compat.FASTER_LEGACY[tf_keras.optimizers.legacy.Adagrad]):
+        def _resource_apply_sparse_duplicate_indices(self, grad, handle, indices, **kwargs):
+            calls.append("sum")
+            return super()._resource_apply_sparse_duplicate_indices(grad, handle, indices, **kwargs)
+
+        def _resource_apply_sparse(self, grad, var, indices, apply_state=None):
+            calls.append("apply")
+            assert {"lr_t", "epsilon"} <= set((apply_state or {}).get((var.device, var.dtype.base_dtype)) or
+                                              self._fallback_apply_state(var.device, var.dtype.base_dtype))
+            return super()._resource_apply_sparse(grad, var, indices, apply_state)
+
+    var = tf.Variable(tf.zeros([4, 64]))
+    Spy(0.1).apply_gradients([(tf.IndexedSlices(tf.ones([3, 64]), tf.constant([1, 1, 2])), var)])
+    assert calls == ["sum", "apply"]
+    assert var.numpy()[[0, 3]].tolist() == [[0.0] * 64] * 2 and var.numpy()[1, 0] < var.numpy()[2, 0] < 0
+
+    schedule = tf_keras.optimizers.schedules.ExponentialDecay(0.1, 2, 0.5)
+    assert _compat.learning_rate_schedule(tf_keras.optimizers.legacy.Adagrad(schedule)) is schedule
+    assert _compat.learning_rate_schedule(tf_keras.optimizers.Adam(schedule)) is schedule

@@ -16,7 +16,8 @@ NAMED = {"Adagrad": (LEGACY.Adagrad, {}), "Adam": (LEGACY.Adam, {}), "Ftrl": (LE
                                                   "l2_shrinkage_regularization_strength": 0.1}),
          "RMSProp": (LEGACY.RMSprop, {"momentum": 0.5}), "SGD": (LEGACY.SGD, {})}
 
-from components.estimator.optimizers import _SortedSums, make_optimizer
+from components.estimator._compat import _SortedSums
+from components.estimator.optimizers import make_optimizer
 
 VOCAB = 6
 
