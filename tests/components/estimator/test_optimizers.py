@@ -9,15 +9,15 @@ import tf_keras
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from components.estimator._compat import _SortedSums
+from components.estimator.optimizers import make_optimizer
+
 LEGACY = tf_keras.optimizers.legacy
 # Name -> the tf_keras class it must match, with settings that exercise each one's sparse kernel.
 NAMED = {"Adagrad": (LEGACY.Adagrad, {}), "Adam": (LEGACY.Adam, {}), "Ftrl": (LEGACY.Ftrl, {}),
          "Ftrl with l2 shrinkage": (LEGACY.Ftrl, {"l1_regularization_strength": 0.01,
                                                   "l2_shrinkage_regularization_strength": 0.1}),
          "RMSProp": (LEGACY.RMSprop, {"momentum": 0.5}), "SGD": (LEGACY.SGD, {})}
-
-from components.estimator._compat import _SortedSums
-from components.estimator.optimizers import make_optimizer
 
 VOCAB = 6
 
@@ -39,8 +39,8 @@ def _train(opt, batches, traced: bool, width: int = 3) -> list[np.ndarray]:
     return [var.numpy()] + [opt.get_slot(var, name).numpy() for name in opt.get_slot_names()]
 
 
-@settings(max_examples=60, deadline=None)
 # Rows of width 64 take _SortedSums's sorted sums; of width 3, the unsorted ones.
+@settings(max_examples=60, deadline=None)
 @given(steps, st.sampled_from(sorted(NAMED)), st.sampled_from([0.05, 0.5]), st.booleans(), st.sampled_from([3, 64]))
 def test_each_sparse_update_is_the_legacy_optimizers(batches, name, rate, traced, width):
     cls, settings_ = NAMED[name]
