@@ -96,15 +96,16 @@ def test_killed_worker_is_reported_and_the_cluster_resumes(tmp_path):
     cluster = {"worker": [f"127.0.0.1:{_port()}", f"127.0.0.1:{_port()}"]}
     procs = [_start(cluster, "worker", i, model_dir, 100000, "multi_worker", "--slow") for i in range(2)]
     deadline = time.time() + 180
-    while not list(model_dir.glob("model.ckpt-*.index")) and time.time() < deadline:
+    # The `checkpoint` state file names a checkpoint once it is whole (its .index comes first).
+    while not (model_dir / "checkpoint").exists() and time.time() < deadline:
         time.sleep(0.3)
-    assert list(model_dir.glob("model.ckpt-*.index")), "the cluster never checkpointed"
+    assert (model_dir / "checkpoint").exists(), "the cluster never checkpointed"
     procs[1].send_signal(signal.SIGKILL)
     rc, _, err = _finish(procs[0], timeout=240)
     _finish(procs[1])
     assert rc != 0
     assert "ClusterError" in err and "stopped answering" in err and "resumes from the last checkpoint" in err
-    saved = max(int(p.name[len("model.ckpt-"):-len(".index")]) for p in model_dir.glob("model.ckpt-*.index"))
+    saved = int(tf.train.latest_checkpoint(str(model_dir)).rsplit("-", 1)[-1])  # what a restart resumes from
 
     # Restarted, both workers pick up the checkpoint and finish.
     cluster = {"worker": [f"127.0.0.1:{_port()}", f"127.0.0.1:{_port()}"]}
