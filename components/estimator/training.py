@@ -11,9 +11,9 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from components import stop as stop_lib
 from components.errors import ConfigError
 from components.estimator.early_stopping import event_scalars
-from components.estimator.hooks import SessionRunHook
 
 log = logging.getLogger("tfpipe.estimator")
 
@@ -22,6 +22,7 @@ class TrainSpec(NamedTuple):
     input_fn: object
     max_steps: int | None = None
     hooks: tuple = ()
+    saving_listeners: tuple = ()
 
 
 class EvalSpec(NamedTuple):
@@ -184,47 +185,46 @@ def _evaluator_loop(estimator, train_spec, eval_spec):
         time.sleep(0.5)
 
 
-class _EvalTrigger:
-    """A checkpoint listener that stops training when an evaluation is due (throttle_secs since the last)."""
+class _EvaluateAfterSaves:
+    """A checkpoint listener that evaluates (and exports) inside the one train() call, after a save
+    when throttle_secs have passed since the last evaluation, and at its end: training keeps its
+    input iterator across evaluations, as tf.estimator's listener did."""
 
-    def __init__(self, throttle_secs, max_steps):
-        self.throttle_secs, self.max_steps, self.last, self.fired = throttle_secs, max_steps, time.time(), False
+    def __init__(self, estimator, eval_spec, max_steps):
+        self.estimator, self.eval_spec, self.max_steps = estimator, eval_spec, max_steps
+        self.last, self.evaluated_step, self.outcome = time.time(), None, None
 
     def begin(self):
-        self.fired = False
+        pass
 
     def before_save(self, session, global_step):
         pass
 
     def after_save(self, session, global_step):
-        self.fired = global_step < self.max_steps and time.time() - self.last >= self.throttle_secs
-        return self.fired
+        if global_step < self.max_steps and time.time() - self.last >= self.eval_spec.throttle_secs:
+            self._evaluate(global_step, final=False)
 
     def end(self, session, global_step):
-        pass
+        self._evaluate(global_step, final=True)
 
-
-class _StopWatch(SessionRunHook):
-    """Last among the hooks: notes whether another hook asked training to stop (early stopping)."""
-
-    requested = False
-
-    def after_run(self, run_context, run_values):
-        self.requested = self.requested or run_context.stop_requested
+    def _evaluate(self, global_step, final):
+        if global_step == self.evaluated_step or stop_lib.requested():
+            return  # evaluated already; or SIGTERM/Ctrl-C: training stops with its checkpoint, nothing else
+        self.outcome = _evaluate_and_export(self.estimator, self.eval_spec, final,
+                                            self.estimator.latest_checkpoint())
+        self.evaluated_step, self.last = global_step, time.time()
 
 
 def _local(estimator, train_spec, eval_spec):
-    # One training call runs until max_steps; it stops early only when an evaluation is due.
-    trigger = _EvalTrigger(eval_spec.throttle_secs, train_spec.max_steps)
-    watch = _StopWatch()
-    hooks = list(train_spec.hooks) + [watch] if train_spec.hooks else []
-    while _global_step(estimator) < train_spec.max_steps:
-        estimator.train(train_spec.input_fn, hooks=hooks, max_steps=train_spec.max_steps, saving_listeners=[trigger])
-        if watch.requested or not trigger.fired:
-            break  # a hook stopped training, max_steps was reached, or the input ran out
-        _evaluate_and_export(estimator, eval_spec, False, estimator.latest_checkpoint())
-        trigger.last = time.time()
-    return _evaluate_and_export(estimator, eval_spec, True, estimator.latest_checkpoint())
+    # One training call to max_steps (or until a hook stops it, or the input runs out); the listener
+    # evaluates between its checkpoints and after the last.
+    listener = _EvaluateAfterSaves(estimator, eval_spec, train_spec.max_steps)
+    estimator.train(train_spec.input_fn, hooks=list(train_spec.hooks), max_steps=train_spec.max_steps,
+                    saving_listeners=list(train_spec.saving_listeners) + [listener])
+    if listener.outcome is None or listener.evaluated_step != _global_step(estimator):
+        # train() had nothing to do (max_steps was already reached), so no checkpoint was saved.
+        return _evaluate_and_export(estimator, eval_spec, True, estimator.latest_checkpoint())
+    return listener.outcome
 
 
 def _global_step(estimator) -> int:

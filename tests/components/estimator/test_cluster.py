@@ -198,3 +198,46 @@ def test_local_train_and_evaluate_with_exporters(tmp_path):
     assert estimator.BestExporter("best", receiver)._best_from_events(str(tmp_path))["loss"] == pytest.approx(min(losses))
     with pytest.raises(ConfigError, match="max_steps is required"):
         estimator.train_and_evaluate(est, estimator.TrainSpec(input_fn), estimator.EvalSpec(eval_fn))
+
+
+def test_evaluations_during_train_and_evaluate_leave_the_model_of_one_train_call(tmp_path):
+    """The training input is read once, across the evaluations, as tf.estimator's listener did: the
+    model is the one train(max_steps=N) makes. Batches in a fixed order, so a restarted input shows."""
+    x = tf.feature_column.numeric_column("x")
+    calls = []
+
+    def input_fn():
+        calls.append(1)
+        xs = tf.range(64, dtype=tf.float32) / 32.0 - 1.0
+        return tf.data.Dataset.from_tensor_slices(({"x": xs}, tf.cast(xs > 0.1, tf.int32))).repeat().batch(12)
+
+    cfg = estimator.RunConfig(save_checkpoints_steps=10, tf_random_seed=1)
+    both = estimator.LinearClassifier([x], model_dir=str(tmp_path / "both"), config=cfg, optimizer="SGD")
+    result, _ = estimator.train_and_evaluate(both, estimator.TrainSpec(input_fn, max_steps=45),
+                                             estimator.EvalSpec(lambda: input_fn().take(2), throttle_secs=0))
+    assert result["global_step"] == 45
+    assert sorted(estimator.experimental.read_eval_metrics(both.eval_dir())) == [10, 20, 30, 40, 45]
+    assert len(calls) == 1 + 5  # one training input; one per evaluation
+
+    one = estimator.LinearClassifier([x], model_dir=str(tmp_path / "one"), config=cfg, optimizer="SGD")
+    one.train(input_fn, max_steps=45)
+    for name in ("linear/linear_model/x/weights", "linear/linear_model/bias_weights"):
+        np.testing.assert_array_equal(both.get_variable_value(name), one.get_variable_value(name))
+
+
+def test_train_spec_saving_listeners_hear_every_save(tmp_path):
+    heard = []
+
+    class Listener(estimator.CheckpointSaverListener):
+        def after_save(self, session, global_step):
+            heard.append(global_step)
+
+    x = tf.feature_column.numeric_column("x")
+
+    def input_fn():
+        return tf.data.Dataset.from_tensor_slices(({"x": [0.5, -0.5]}, [1, 0])).repeat().batch(2)
+
+    est = estimator.LinearClassifier([x], model_dir=str(tmp_path), config=estimator.RunConfig(save_checkpoints_steps=10))
+    estimator.train_and_evaluate(est, estimator.TrainSpec(input_fn, max_steps=25, saving_listeners=[Listener()]),
+                                 estimator.EvalSpec(lambda: input_fn().take(1), throttle_secs=0))
+    assert heard == [10, 20, 25]
