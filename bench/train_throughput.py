@@ -140,12 +140,12 @@ def keras_tuned_side(kind: str, features, labels, steps_per_execution: int):
     x = tf_keras.layers.Add()(parts)
     if kind == "linear":
         out = x
-        opt = tf_keras.optimizers.Ftrl(learning_rate=min(0.2, 1 / np.sqrt(N_NUMERIC + N_CATEGORICAL)))
+        opt = tf_keras.optimizers.Ftrl(learning_rate=0.2)  # the engine's defaults (tf.estimator 2.x's)
     else:
         x = tf_keras.layers.ReLU()(x)
         x = tf_keras.layers.Dense(64, activation="relu")(x)
         out = tf_keras.layers.Dense(1)(x)
-        opt = tf_keras.optimizers.Adagrad(learning_rate=0.05)
+        opt = tf_keras.optimizers.Adagrad(learning_rate=0.001)
     model = tf_keras.Model(inputs, out)
     model.compile(optimizer=opt, loss=tf_keras.losses.BinaryCrossentropy(from_logits=True),
                   steps_per_execution=steps_per_execution)
@@ -171,12 +171,12 @@ def keras_untuned_side(kind: str, features, labels):
     x = tf_keras.layers.DenseFeatures(cols)(inputs)
     if kind == "linear":
         out = tf_keras.layers.Dense(1)(x)
-        opt = tf_keras.optimizers.Ftrl(learning_rate=min(0.2, 1 / np.sqrt(len(cols))))
+        opt = tf_keras.optimizers.Ftrl(learning_rate=0.2)
     else:
         x = tf_keras.layers.Dense(128, activation="relu")(x)
         x = tf_keras.layers.Dense(64, activation="relu")(x)
         out = tf_keras.layers.Dense(1)(x)
-        opt = tf_keras.optimizers.Adagrad(learning_rate=0.05)
+        opt = tf_keras.optimizers.Adagrad(learning_rate=0.001)
     model = tf_keras.Model(inputs, out)
     model.compile(optimizer=opt, loss=tf_keras.losses.BinaryCrossentropy(from_logits=True))
 

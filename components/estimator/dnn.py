@@ -154,8 +154,9 @@ class DNNModel(tf.Module):
 
 
 def dnn_part(hidden_units, feature_columns, units, optimizer, activation_fn=tf.nn.relu, dropout=None,
-             batch_norm=False, learning_rate=0.05, what="feature_columns") -> Part:
-    """The DNN part of a premade model, with its arguments checked."""
+             batch_norm=False, learning_rate=None, what="feature_columns") -> Part:
+    """The DNN part of a premade model, with its arguments checked. A named optimizer trains at
+    `learning_rate`, or at its class's default when None (tf.estimator 2.x's DNNClassifier passed none)."""
     if isinstance(hidden_units, numbers.Integral):
         hidden_units = [hidden_units]
     hidden_units = list(hidden_units or [])

@@ -43,14 +43,20 @@ class LinearModel(tf.Module):
         return tf.nn.bias_add(tf.add_n(parts) if len(parts) > 1 else parts[0], self.linear_model["bias_weights"])
 
 
-def linear_part(feature_columns, units, optimizer, sparse_combiner="sum", max_learning_rate=0.2,
+def linear_part(feature_columns, units, optimizer, sparse_combiner="sum", max_learning_rate=0.2, flat=False,
                 what="feature_columns") -> Part:
-    """The linear part of a premade model; its default learning rate is min(max, 1/sqrt(#columns))."""
+    """The linear part of a premade model. A named optimizer trains at min(max, 1/sqrt(#columns)), or
+    at max itself when `flat`; optimizer=None is Ftrl at min(max, 1/sqrt(#columns)). These are
+    tf.estimator 2.x's rules: LinearClassifier's default "Ftrl" trained at 0.2 flat."""
     if sparse_combiner not in _COMBINERS:
         raise ConfigError(f"sparse_combiner must be one of {_COMBINERS}, got {sparse_combiner!r}")
     transform = ColumnTransform(feature_columns, "linear", what)
     dims = transform.dims()
-    learning_rate = min(max_learning_rate, 1.0 / math.sqrt(len(transform.columns)))
+    scaled = min(max_learning_rate, 1.0 / math.sqrt(len(transform.columns)))
+    if optimizer is None:
+        optimizer, learning_rate = "Ftrl", scaled
+    else:
+        learning_rate = max_learning_rate if flat else scaled
     return Part(transform, lambda: LinearModel(dims, units, sparse_combiner), optimizer, learning_rate)
 
 
@@ -59,7 +65,8 @@ class LinearEstimator(PremadeEstimator):
 
     def __init__(self, head, feature_columns, model_dir=None, optimizer="Ftrl", config=None,
                  warm_start_from=None, sparse_combiner="sum", weight_column=None):
-        super().__init__(head, {"linear": linear_part(feature_columns, head.logits_dimension, optimizer, sparse_combiner)},
+        super().__init__(head, {"linear": linear_part(feature_columns, head.logits_dimension, optimizer, sparse_combiner,
+                                                      flat=True)},
                          weight_column=weight_column, model_dir=model_dir, config=config,
                          warm_start_from=warm_start_from)
 

@@ -32,11 +32,15 @@ def check_optimizer(spec):
     return spec
 
 
-def make_optimizer(spec, default_learning_rate: float):
-    """A fresh optimizer from a name, an instance (copied, so each model gets its own slots) or a factory."""
+def make_optimizer(spec, default_learning_rate: float | None):
+    """A fresh optimizer from a name, an instance (copied, so each model gets its own slots) or a factory.
+
+    A name trains at `default_learning_rate`, or at its class's own default when that is None (as
+    tf.estimator 2.x's DNN estimators did: Adagrad 0.001, SGD 0.01)."""
     check_optimizer(spec)
     if isinstance(spec, str):
-        return _BY_NAME[spec](learning_rate=default_learning_rate)
+        cls = _BY_NAME[spec]
+        return cls() if default_learning_rate is None else cls(learning_rate=default_learning_rate)
     if is_optimizer(spec):
         config = spec.get_config()
         if isinstance(config.get("learning_rate"), dict):

@@ -26,7 +26,7 @@ class Part:
     transform: Callable
     build_model: Callable[[], tf.Module]
     optimizer: object
-    learning_rate: float
+    learning_rate: float | None  # a named optimizer's; None: the optimizer class's own default
 
     def __post_init__(self):
         if self.optimizer is not None:  # None: the part trains without one (boosted trees)

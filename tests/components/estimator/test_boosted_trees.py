@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
 from components import estimator
 from components.errors import ConfigError
@@ -28,7 +29,8 @@ def titanic(tmp_path_factory):
     # The DNN of test_premade.py, on the same split and seed.
     dnn = estimator.DNNClassifier([32, 16], [AGE, FARE, fc.indicator_column(CLASS), fc.indicator_column(SEX),
                                              fc.embedding_column(TOWN, 4)],
-                                  model_dir=str(root / "dnn"), optimizer="Adam", config=SEED)
+                                  model_dir=str(root / "dnn"),
+                                  optimizer=tf_keras.optimizers.legacy.Adam(0.05), config=SEED)
     dnn.train(make_input_fn(train_csv), steps=300)
     trees = estimator.BoostedTreesClassifier(TREE_COLUMNS, n_batches_per_layer=5, n_trees=30, max_depth=4,
                                              center_bias=True, model_dir=str(root / "trees"), config=SEED)

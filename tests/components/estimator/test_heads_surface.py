@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
 from components import estimator
 from components.errors import ConfigError
@@ -50,7 +51,7 @@ def test_multi_class_head_and_a_custom_loss(tmp_path):
 
     head = estimator.MultiClassHead(n_classes=3, loss_fn=loss_fn)
     est = estimator.DNNEstimator(head=head, hidden_units=[8], feature_columns=[X], model_dir=str(tmp_path),
-                                 optimizer="Adam")
+                                 optimizer=tf_keras.optimizers.legacy.Adam(0.05))
     est.train(data(labels), steps=200)
     result = est.evaluate(data(labels))
     assert calls and calls[0] == tf.int64

@@ -27,7 +27,8 @@ def test_a_premade_estimator_with_a_multi_head_trains_evaluates_predicts_and_exp
     head = _head()
     assert head.logits_dimension == 4
     est = estimator.DNNEstimator(head, hidden_units=[16], feature_columns=[tf.feature_column.numeric_column(
-        "x", shape=[2])], model_dir=str(tmp_path / "model"), optimizer="Adam")
+        "x", shape=[2])], model_dir=str(tmp_path / "model"),
+        optimizer=tf_keras.optimizers.legacy.Adam(0.05))
     est.train(_input_fn, steps=300)
     metrics = est.evaluate(_input_fn)
     assert {"loss", "loss/species", "loss/big", "accuracy/species", "accuracy/big", "auc/big"} <= set(metrics)

@@ -4,6 +4,7 @@ rows; Adagrad's rows read, updated and written back) give what tf_keras's legacy
 import pickle
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tf_keras
 from hypothesis import given, settings
@@ -96,3 +97,34 @@ def test_a_schedule_a_class_and_pickling():
     assert type(make_optimizer(LEGACY.Adam, 0.05)) is LEGACY.Adam
     for name in NAMED:
         pickle.loads(pickle.dumps(type(make_optimizer(name.split()[0], 0.1))))
+
+
+def test_premade_estimators_train_named_optimizers_at_tf_estimator_2_learning_rates(tmp_path):
+    """Read from the checkpoint, as tf.estimator 2.15's were: its DNN estimators passed no rate for a
+    named optimizer (the class's own default), LinearClassifier's "Ftrl" trained at 0.2 and its
+    optimizer=None at min(0.2, 1/sqrt(#columns)); the combined model's parts at 0.001 and
+    min(0.005, 1/sqrt(#columns))."""
+    from components import estimator
+
+    fc = tf.feature_column
+    cols = [fc.numeric_column(f"x{i}") for i in range(36)]  # 1/sqrt(36) = 0.167 < 0.2
+
+    def input_fn():
+        return tf.data.Dataset.from_tensor_slices(({c.key: [0.5, -0.5] for c in cols}, [1, 0])).repeat().batch(2)
+
+    def rates(est):
+        est.train(input_fn, steps=1)
+        return {n.split("/")[0]: pytest.approx(float(est.get_variable_value(n)))
+                for n in est.get_variable_names() if n.endswith("_optimizer/learning_rate")}
+
+    def d(name):
+        return str(tmp_path / name)
+
+    assert rates(estimator.DNNClassifier([4], cols, model_dir=d("dnn"))) == {"dnn_optimizer": 0.001}
+    assert rates(estimator.DNNRegressor([4], cols, optimizer="SGD", model_dir=d("sgd"))) == {"dnn_optimizer": 0.01}
+    assert rates(estimator.LinearClassifier(cols, model_dir=d("linear"))) == {"linear_optimizer": 0.2}
+    assert rates(estimator.LinearClassifier(cols, optimizer=None, model_dir=d("none"))) == {
+        "linear_optimizer": 1 / 6}
+    assert rates(estimator.DNNLinearCombinedClassifier(
+        linear_feature_columns=cols, dnn_feature_columns=cols, dnn_hidden_units=[4], model_dir=d("both"))) == {
+        "linear_optimizer": 0.005, "dnn_optimizer": 0.001}

@@ -29,7 +29,8 @@ def _titanic_classifiers(root):
         "linear": estimator.LinearClassifier([AGE, FARE, CLASS, SEX, TOWN], model_dir=str(root / "linear"), config=SEED),
         "dnn": estimator.DNNClassifier([32, 16], [AGE, FARE, fc.indicator_column(CLASS), fc.indicator_column(SEX),
                                                   fc.embedding_column(TOWN, 4)],
-                                       model_dir=str(root / "dnn"), optimizer="Adam", config=SEED),
+                                       model_dir=str(root / "dnn"), optimizer=tf_keras.optimizers.legacy.Adam(0.05),
+                                       config=SEED),
         "wide_deep": estimator.DNNLinearCombinedClassifier(
             model_dir=str(root / "wide_deep"), linear_feature_columns=[CLASS, SEX, TOWN],
             dnn_feature_columns=[AGE, FARE, fc.indicator_column(CLASS)], dnn_hidden_units=[16],
