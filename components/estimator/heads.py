@@ -265,8 +265,9 @@ class MultiLabelHead(_Head):
         return tf.reduce_mean(ce, axis=-1, keepdims=True)
 
     def predictions(self, logits) -> dict:
+        # tf.estimator 2.x's keys: `classes` is every class's name for each example (no class ids).
         return {"logits": logits, "probabilities": tf.sigmoid(logits),
-                **_all_classes(tf.shape(logits)[0], tf.constant(self.class_names))}
+                "classes": _all_classes(tf.shape(logits)[0], tf.constant(self.class_names))["all_classes"]}
 
     def make_metrics(self) -> dict:
         return {"average_loss": tf_keras.metrics.Mean(name="average_loss"),
@@ -283,7 +284,7 @@ class MultiLabelHead(_Head):
         return metrics
 
     def export_outputs(self, predictions) -> dict:
-        return _classification_outputs(predictions)
+        return _classification_outputs(predictions, "classes")
 
 
 class RegressionHead(_Head):
@@ -354,8 +355,8 @@ def _all_classes(batch, names) -> dict:
             "all_classes": tf.tile(names[None, :], [batch, 1])}
 
 
-def _classification_outputs(predictions) -> dict:
-    classification = export.ClassificationOutput(scores=predictions["probabilities"], classes=predictions["all_classes"])
+def _classification_outputs(predictions, classes="all_classes") -> dict:
+    classification = export.ClassificationOutput(scores=predictions["probabilities"], classes=predictions[classes])
     return {"serving_default": classification, "classification": classification,
             "predict": export.PredictOutput(predictions)}
 

@@ -233,7 +233,12 @@ def test_multi_label_head_and_label_dimension(tmp_path):
     result = est.evaluate(input_fn(multi_hot, 1))
     assert result["auc"] > 0.97
     pred = next(iter(est.predict(input_fn(multi_hot, 1))))
-    assert set(pred) == {"logits", "probabilities", "all_class_ids", "all_classes"} and pred["probabilities"].shape == (3,)
+    assert set(pred) == {"logits", "probabilities", "classes"}  # tf.estimator 2.x's keys
+    assert pred["probabilities"].shape == (3,) and pred["classes"].tolist() == [b"0", b"1", b"2"]
+    path = est.export_saved_model(str(tmp_path / "export"), estimator.export.build_raw_serving_input_receiver_fn(
+        {"x": tf.zeros([1, 2])}))
+    served = tf.saved_model.load(path).signatures["predict"](x=tf.constant(x[:2]))
+    assert set(served) == {"logits", "probabilities", "classes"} and served["classes"].shape == (2, 3)
 
     reg = estimator.LinearRegressor([col], label_dimension=2, optimizer="Adam", model_dir=str(tmp_path / "ld"))
     reg.train(input_fn(two_targets), steps=300)
