@@ -24,6 +24,7 @@ Keras 3's `optimizer.apply_gradients` returns its `iterations` variable, a Keras
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import sys
@@ -87,6 +88,11 @@ def set_global_seed(seed: int) -> None:
     ctx._rng = random.Random(int(seed))
 
 
+def _traced_write(checkpoint, host, prefix):
+    with tf.device(host):
+        return checkpoint.write(prefix)
+
+
 class TracedWrites:
     """`checkpoint` as tf.train.CheckpointManager uses it (`save_counter`, `_write`), but written by
     one traced `checkpoint.write`.
@@ -101,12 +107,9 @@ class TracedWrites:
 
     def __init__(self, checkpoint: tf.train.Checkpoint, host: str):
         self.checkpoint = checkpoint
-
-        def write(prefix):
-            with tf.device(host):
-                return checkpoint.write(prefix)
-
-        self._write_fn = tf.function(write)
+        # A partial, not a closure: TensorFlow counts traces by a function's code, so one trace per
+        # Estimator of a closure read as "frequent retracing" (a WARNING) from the fifth Estimator on.
+        self._write_fn = tf.function(functools.partial(_traced_write, checkpoint, host))
 
     @property
     def save_counter(self):

@@ -1,5 +1,6 @@
 """An Estimator keeps its traced programs across calls, and restores only when model_dir moved on."""
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -188,3 +189,22 @@ def test_a_predict_generator_still_open_at_exit_lets_the_process_end(tmp_path):
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("first")
+
+
+def test_many_estimators_in_one_process_print_no_retracing_warning(tmp_path):
+    """A sweep that makes an Estimator per setting traces each one's functions once: TensorFlow must not
+    warn of "frequent retracing" (it counted every Estimator's checkpoint write as one function's)."""
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    tf_logger = logging.getLogger("tensorflow")
+    tf_logger.addHandler(handler)
+    try:
+        x = tf.feature_column.numeric_column("x")
+        for i in range(7):
+            est = estimator.LinearClassifier([x], model_dir=str(tmp_path / str(i)))
+            est.train(lambda: tf.data.Dataset.from_tensor_slices(({"x": [0.5, -0.5]}, [1, 0])).repeat().batch(2),
+                      steps=2)
+    finally:
+        tf_logger.removeHandler(handler)
+    assert not [r.getMessage() for r in records if "retracing" in r.getMessage()]
