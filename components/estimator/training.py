@@ -205,11 +205,18 @@ class _EvaluateAfterSaves:
             self._evaluate(global_step, final=False)
 
     def end(self, session, global_step):
+        if global_step == self.evaluated_step and not stop_lib.requested():
+            # Training ended on a step already evaluated (a hook stopped it, or the input ran out, on
+            # a checkpoint step): that evaluation's result makes the final exports.
+            result = self.outcome[0]
+            self.outcome = result, _export(self.estimator, self.eval_spec, True,
+                                           self.estimator.latest_checkpoint(), result)
+            return
         self._evaluate(global_step, final=True)
 
     def _evaluate(self, global_step, final):
-        if global_step == self.evaluated_step or stop_lib.requested():
-            return  # evaluated already; or SIGTERM/Ctrl-C: training stops with its checkpoint, nothing else
+        if stop_lib.requested():
+            return  # SIGTERM/Ctrl-C: training stops with its checkpoint, and nothing else
         self.outcome = _evaluate_and_export(self.estimator, self.eval_spec, final,
                                             self.estimator.latest_checkpoint())
         self.evaluated_step, self.last = global_step, time.time()
@@ -235,6 +242,10 @@ def _global_step(estimator) -> int:
 def _evaluate_and_export(estimator, eval_spec, final, checkpoint):
     result = estimator.evaluate(eval_spec.input_fn, steps=eval_spec.steps, hooks=list(eval_spec.hooks),
                                 checkpoint_path=checkpoint, name=eval_spec.name)
+    return result, _export(estimator, eval_spec, final, checkpoint, result)
+
+
+def _export(estimator, eval_spec, final, checkpoint, result) -> list:
     exports = []
     for exporter in eval_spec.exporters:
         base = os.path.join(estimator.model_dir, "export", exporter.name)
@@ -243,4 +254,4 @@ def _evaluate_and_export(estimator, eval_spec, final, checkpoint):
             exports.append(path)
     log.info("train_and_evaluate: evaluated at step %d%s", int(result["global_step"]),
              f", exported {len(exports)}" if exports else "")
-    return result, exports
+    return exports

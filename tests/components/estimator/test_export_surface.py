@@ -96,3 +96,23 @@ def test_a_custom_exporter_runs_in_train_and_evaluate(tmp_path):
     with pytest.raises(ConfigError, match="Exporter"):
         estimator.train_and_evaluate(est, estimator.TrainSpec(tensor_input_fn, max_steps=5),
                                      estimator.EvalSpec(tensor_input_fn, exporters=[object()]))
+
+
+def test_training_that_ends_on_an_evaluated_checkpoint_still_makes_the_final_export(tmp_path):
+    """The input runs out at step 20, a checkpoint step already evaluated: that evaluation is not run
+    again, and its result makes the final export."""
+    calls = []
+
+    class Record(estimator.Exporter):
+        name = "record"
+
+        def export(self, estimator_, export_path, checkpoint_path, eval_result, is_the_final_export):
+            calls.append((int(eval_result["global_step"]), is_the_final_export))
+            return export_path
+
+    est = estimator.Estimator(tensor_model_fn, str(tmp_path), config=estimator.RunConfig(save_checkpoints_steps=10))
+    estimator.train_and_evaluate(
+        est, estimator.TrainSpec(lambda: tensor_input_fn().take(20), max_steps=100),
+        estimator.EvalSpec(lambda: tensor_input_fn().take(1), exporters=[Record()], throttle_secs=0))
+    assert calls == [(10, False), (20, False), (20, True)]
+    assert sorted(estimator.experimental.read_eval_metrics(est.eval_dir())) == [10, 20]
