@@ -211,6 +211,7 @@ class _EvaluateAfterSaves:
             result = self.outcome[0]
             self.outcome = result, _export(self.estimator, self.eval_spec, True,
                                            self.estimator.latest_checkpoint(), result)
+            log.info("train_and_evaluate: final exports of step %d: %d", global_step, len(self.outcome[1]))
             return
         self._evaluate(global_step, final=True)
 
@@ -228,21 +229,19 @@ def _local(estimator, train_spec, eval_spec):
     listener = _EvaluateAfterSaves(estimator, eval_spec, train_spec.max_steps)
     estimator.train(train_spec.input_fn, hooks=list(train_spec.hooks), max_steps=train_spec.max_steps,
                     saving_listeners=list(train_spec.saving_listeners) + [listener])
-    if listener.outcome is None or listener.evaluated_step != _global_step(estimator):
-        # train() had nothing to do (max_steps was already reached), so no checkpoint was saved.
+    if listener.outcome is None:
+        # train() had nothing to do (max_steps was already reached): no hook ran, no listener heard.
         return _evaluate_and_export(estimator, eval_spec, True, estimator.latest_checkpoint())
     return listener.outcome
-
-
-def _global_step(estimator) -> int:
-    latest = estimator.latest_checkpoint()
-    return int(estimator.get_variable_value("global_step")) if latest else 0
 
 
 def _evaluate_and_export(estimator, eval_spec, final, checkpoint):
     result = estimator.evaluate(eval_spec.input_fn, steps=eval_spec.steps, hooks=list(eval_spec.hooks),
                                 checkpoint_path=checkpoint, name=eval_spec.name)
-    return result, _export(estimator, eval_spec, final, checkpoint, result)
+    exports = _export(estimator, eval_spec, final, checkpoint, result)
+    log.info("train_and_evaluate: evaluated at step %d%s", int(result["global_step"]),
+             f", exported {len(exports)}" if exports else "")
+    return result, exports
 
 
 def _export(estimator, eval_spec, final, checkpoint, result) -> list:
@@ -252,6 +251,4 @@ def _export(estimator, eval_spec, final, checkpoint, result) -> list:
         path = exporter.export(estimator, base, checkpoint, result, final)
         if path:
             exports.append(path)
-    log.info("train_and_evaluate: evaluated at step %d%s", int(result["global_step"]),
-             f", exported {len(exports)}" if exports else "")
     return exports
