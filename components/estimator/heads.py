@@ -267,7 +267,7 @@ class MultiLabelHead(_Head):
     def predictions(self, logits) -> dict:
         # tf.estimator 2.x's keys: `classes` is every class's name for each example (no class ids).
         return {"logits": logits, "probabilities": tf.sigmoid(logits),
-                "classes": _all_classes(tf.shape(logits)[0], tf.constant(self.class_names))["all_classes"]}
+                "classes": _every_class(tf.shape(logits)[0], tf.constant(self.class_names))}
 
     def make_metrics(self) -> dict:
         return {"average_loss": tf_keras.metrics.Mean(name="average_loss"),
@@ -352,7 +352,12 @@ def _check_vocabulary(label_vocabulary, n_classes):
 def _all_classes(batch, names) -> dict:
     n = tf.shape(names)[0]
     return {"all_class_ids": tf.tile(tf.range(n, dtype=tf.int32)[None, :], [batch, 1]),
-            "all_classes": tf.tile(names[None, :], [batch, 1])}
+            "all_classes": _every_class(batch, names)}
+
+
+def _every_class(batch, names):
+    """Every class's name, for each of `batch` examples: [batch, n_classes]."""
+    return tf.tile(names[None, :], [batch, 1])
 
 
 def _classification_outputs(predictions, classes="all_classes") -> dict:
