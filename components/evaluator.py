@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
+from pydantic import Field
 
+from components.contract import Component, InputSpec, Parameters, Upstream
 from components.errors import ConfigError, InputError
 from components.progress import Progress
 from schemas.artifacts import split_pattern
@@ -22,12 +22,14 @@ BLESSED, NOT_BLESSED = "BLESSED", "NOT_BLESSED"
 _LOWER_IS_BETTER = {"average_loss", "mean_absolute_error"}
 
 
-@dataclass
-class EvaluatorConfig:
+class EvaluatorConfig(Parameters):
+    """evaluator's parameters (its YAML section)."""
+
     label: str  # the label's key among the transformed features (what the model was trained on)
-    slices: list = field(default_factory=list)  # raw feature names to slice by
-    thresholds: dict = field(default_factory=dict)  # metric -> {"lower": x} and/or {"upper": y}
-    change_thresholds: dict = field(default_factory=dict)  # metric -> {"max_decrease": x} (or max_increase)
+    slices: list[str] = Field(default_factory=list)  # raw feature names to slice by
+    thresholds: dict[str, dict[str, float]] = Field(default_factory=dict)  # metric -> {lower: x} and/or {upper: y}
+    # metric -> {max_decrease: x} (or max_increase), against the baseline: the last pushed model
+    change_thresholds: dict[str, dict[str, float]] = Field(default_factory=dict)
     split: str = "eval"
 
 
@@ -69,6 +71,8 @@ def _metrics(kind: str, labels: np.ndarray, preds: dict) -> dict:
 
 def _score(model_dir: str, examples_pattern: str, label: str, tft_output, raw_spec: dict, slices: list):
     """Runs the model's predict signature over the raw examples; returns kind, labels, predictions, slice values."""
+    import tensorflow as tf
+
     model = tf.saved_model.load(model_dir)
     if "predict" not in model.signatures:
         raise ConfigError(f"evaluator: {model_dir} has no 'predict' signature")
@@ -137,10 +141,7 @@ def evaluate(config: EvaluatorConfig, serving_model_dir: str, examples_dir: str,
     """Writes <evaluation_dir>/metrics.json and <blessing_dir>/BLESSED or NOT_BLESSED; returns the metrics document."""
     import tensorflow_transform as tft
 
-    for metric, bounds in {**config.thresholds, **config.change_thresholds}.items():
-        if not isinstance(bounds, dict) or not set(bounds) <= {"lower", "upper", "max_decrease", "max_increase"}:
-            raise ConfigError(f"evaluator: threshold for {metric!r} must be a dict of lower/upper/max_decrease/"
-                              f"max_increase, got {bounds!r}")
+    _check_thresholds(config)
     pattern = split_pattern(examples_dir, config.split)
     tft_output = tft.TFTransformOutput(transform_graph_dir)
     raw_spec = feature_spec(schema_path)
@@ -180,3 +181,47 @@ def is_blessed(blessing_dir: str) -> bool:
     if (folder / NOT_BLESSED).exists():
         return False
     raise InputError(f"{blessing_dir} holds no blessing (neither {BLESSED} nor {NOT_BLESSED})")
+
+
+def _check_thresholds(config: EvaluatorConfig) -> None:
+    for metric, bounds in {**config.thresholds, **config.change_thresholds}.items():
+        if not isinstance(bounds, dict) or not set(bounds) <= {"lower", "upper", "max_decrease", "max_increase"}:
+            raise ConfigError(f"evaluator: threshold for {metric!r} must be a dict of lower/upper/max_decrease/"
+                              f"max_increase, got {bounds!r}")
+
+
+def _check(config: EvaluatorConfig, upstream: Upstream) -> None:
+    """Before anything runs: the thresholds' form, and the slice columns against a schema pinned upstream."""
+    _check_thresholds(config)
+    wired = upstream("examples")
+    pinned = getattr(wired[1], "schema_file", None) if wired else None
+    if pinned and config.slices:
+        from schemas.schema import load_schema
+
+        columns = sorted(f.name for f in load_schema(pinned).feature)
+        missing = [s for s in config.slices if s not in columns]
+        if missing:
+            raise ConfigError(f"slices {missing} are not columns of the schema {pinned}; "
+                              f"choose from {', '.join(columns)}")
+
+
+def _run(inputs: dict, outputs: dict, config: EvaluatorConfig) -> dict:
+    baseline = inputs.get("baseline")
+    baseline_dir = baseline.properties.get("pushed_destination") if baseline is not None else None
+    doc = evaluate(config, inputs["model"].uri, inputs["examples"].uri, str(Path(inputs["schema"].uri) / "schema.pbtxt"),
+                   inputs["transform_graph"].uri, outputs["evaluation"], outputs["blessing"], baseline_dir or None)
+    return {"evaluation": {f"metric:{k}": float(v) for k, v in doc["overall"].items()},
+            "blessing": {"blessed": bool(doc["blessed"]), "baseline": baseline_dir or ""}}
+
+
+COMPONENT = Component(
+    name="evaluator",
+    inputs={"model": InputSpec("Model"), "examples": InputSpec("Examples"), "schema": InputSpec("Schema"),
+            "transform_graph": InputSpec("TransformGraph"),
+            # TFX's "latest blessed model" resolver: the newest model this pipeline pushed, other than the
+            # candidate, trained on rows split the same way; none on a first run.
+            "baseline": InputSpec("PushedModel", optional=True, resolver="latest_pushed_model")},
+    outputs={"evaluation": "ModelEvaluation", "blessing": "ModelBlessing"},
+    parameters=EvaluatorConfig, executor=_run, code=(__name__,), check=_check,
+    defaults={"label": ("trainer.label",)},
+    description="metrics on the eval split, overall and per slice, and a blessing against thresholds")

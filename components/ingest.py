@@ -22,14 +22,17 @@ import logging
 import os
 import re
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Annotated, Iterator, Optional, Union
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pydantic import Field, field_validator
+
+from components.contract import Component, Parameters, PathParam
 from components.errors import ConfigError, InputError
 from components.progress import Progress
 from schemas.artifacts import gzip_writer, split_dir
@@ -47,19 +50,29 @@ _BATCH_ROWS = 4096  # rows per batch where the reader chooses (Python's csv, Par
 _BLOCK = 1 << 23  # bytes of CSV per Arrow block
 
 
-@dataclass
-class IngestConfig:
-    """What to read and how to split it (validated by pipeline.config before it gets here)."""
+class IngestConfig(Parameters):
+    """ingest's parameters (its YAML section): what to read and how to split it."""
 
-    input: str | dict  # a path or glob; or {split name: path or glob} for pre-split data
-    format: str | None = None  # csv | tfrecord | parquet; None: from the file extension
-    splits: dict = field(default_factory=lambda: {"train": 7, "eval": 3})  # name -> weight, hash split
-    split_key: str | None = None  # hash this column only (else the whole row) to choose the split
-    schema: str | None = None  # a tensorflow-metadata Schema (pbtxt) to check against; None: inferred
-    na_values: list = field(default_factory=lambda: [""])  # CSV strings that mean "missing"
-    label: str | None = None  # the label column: must be present in every file and row
-    label_is_class: bool = True  # its values in other splits must occur in train_split (unless FLOAT)
+    # a path or glob; or {split name: path or glob} for pre-split data
+    input: Annotated[Union[str, dict[str, str]], PathParam()]
+    format: Optional[str] = None  # csv | tfrecord | parquet; None: from the file extension
+    splits: dict[str, float] = Field(default_factory=lambda: {"train": 7, "eval": 3})  # name -> weight, hash split
+    split_key: Optional[str] = None  # hash this column only, so corrections elsewhere in a row keep its split
+    # a tensorflow-metadata Schema (pbtxt) to check against; None: inferred
+    schema_file: Annotated[Optional[str], PathParam()] = Field(default=None, alias="schema")
+    na_values: list[str] = Field(default_factory=lambda: [""])  # CSV strings that mean "missing"
+    label: Optional[str] = None  # the label column: must be present in every file and row
+    # A class label: each value in another split must occur in the train split, or the model cannot learn it.
+    # Set false for a quantity (regression) stored as integers.
+    label_is_class: bool = True
     train_split: str = "train"
+
+    @field_validator("splits")
+    @classmethod
+    def _positive(cls, splits):
+        if not splits or any(w <= 0 for w in splits.values()):
+            raise ValueError("splits must map split names to positive weights, e.g. {train: 7, eval: 3}")
+        return splits
 
 
 @dataclass
@@ -373,8 +386,8 @@ def ingest(config: IngestConfig, examples_dir: str | os.PathLike, schema_dir: st
 
 def _read(config: IngestConfig, sources: dict, out: Path, names: list, rule: SplitRule | None, located: bool):
     files = [(split, path) for split, paths in sources.items() for path in paths]
-    if config.schema:
-        schema = load_schema(config.schema)
+    if config.schema_file:
+        schema = load_schema(config.schema_file)
     else:
         seen = Observed()
         for _, path in files:
@@ -457,8 +470,8 @@ def _check_columns(batch: _Batch, kinds_: dict, required_: set, config: IngestCo
     if lacking:
         raise InputError(f"{path}: column(s) {lacking} that the schema requires are missing; the file has {have}")
     extra = sorted(set(batch.columns) - set(kinds_))
-    if extra and config.schema:
-        raise InputError(f"{path}: column(s) {extra} are not in the schema {config.schema}; remove them from the "
+    if extra and config.schema_file:
+        raise InputError(f"{path}: column(s) {extra} are not in the schema {config.schema_file}; remove them from the "
                          "file or add them to the schema")
 
 
@@ -527,3 +540,39 @@ class _ShardWriter:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+# ---- the component --------------------------------------------------------------------------------------------
+
+def split_rule(config: IngestConfig) -> str:
+    """How rows were assigned to splits: two Examples artifacts with the same rule split a row alike."""
+    if isinstance(config.input, dict):
+        return json.dumps({"pre_split": sorted(config.input)})
+    return json.dumps({"hash": "sha256 of the canonical tf.Example",
+                       **SplitRule(config.splits, config.split_key).canonical()}, sort_keys=True)
+
+
+def input_files(config: IngestConfig) -> list[str]:
+    """Every file the input names (globs expanded): the cache key hashes their contents."""
+    patterns = config.input.values() if isinstance(config.input, dict) else [config.input]
+    return sorted({f for p in patterns for f in glob.glob(os.path.expanduser(p))})
+
+
+def _canonical(config: IngestConfig) -> dict:
+    section = config.model_dump(by_alias=True)
+    # 7:3 is 70:30, and the order the split names are written in changes nothing (schemas.split)
+    section["splits"] = SplitRule(section["splits"], section.get("split_key")).canonical()
+    return section
+
+
+def _run(inputs: dict, outputs: dict, config: IngestConfig) -> dict:
+    result = ingest(config, outputs["examples"], outputs["schema"], outputs["statistics"])
+    return {"examples": {"split_names": json.dumps(list(result.counts)), "counts": json.dumps(result.counts),
+                         "split_rule": split_rule(config)}}
+
+
+COMPONENT = Component(
+    name="ingest", inputs={}, outputs={"examples": "Examples", "schema": "Schema", "statistics": "ExampleStatistics"},
+    parameters=IngestConfig, executor=_run, code=(__name__,), input_files=input_files, canonical=_canonical,
+    defaults={"label": ("trainer.raw_label", "trainer.label"), "train_split": ("trainer.train_split",)},
+    description="raw CSV, Parquet or TFRecord files -> tf.Examples per split, a schema and statistics")

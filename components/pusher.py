@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
 import time
+import hashlib
 from pathlib import Path
+from typing import Annotated, Optional
 
 from components._process import alive
+from components.contract import Component, InputSpec, Parameters, PathParam
 from components.errors import InputError
+from schemas.artifacts import file_manifest
+
+log = logging.getLogger("tfpipe.pipeline")
+
+
+class PusherConfig(Parameters):
+    """pusher's parameters (its YAML section)."""
+
+    # blessed models go to <serving_base>/<version>/ (default <root>/serving)
+    serving_base: Annotated[Optional[str], PathParam(outside_root=True, default_under_root="serving")] = None
 
 
 def push(serving_model_dir: str, blessed: bool, serving_base: str, output_dir: str,
@@ -58,3 +72,49 @@ def _remove_dead_copies(base: Path) -> None:
         if owner_host == host and pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(p, ignore_errors=True)
 
+
+
+def _files(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+
+
+def _digest(folder: Path, files) -> str:
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + (folder / name).read_bytes())
+    return h.hexdigest()
+
+
+def in_serving(model_dir: str, serving_base: str) -> str | None:
+    """The version folder under serving_base holding this very model (every file the same), if any: a
+    re-run of an unchanged model says so instead of pushing a copy as a new version."""
+    base, model = Path(serving_base), Path(model_dir)
+    if not base.is_dir():
+        return None
+    wanted = _files(model)
+    digest = None
+    for version in sorted((p for p in base.iterdir() if p.name.isdigit()), key=lambda p: -int(p.name)):
+        if _files(version) == wanted:
+            digest = digest or _digest(model, wanted)
+            if _digest(version, wanted) == digest:
+                return str(version)
+    return None
+
+
+def _run(inputs: dict, outputs: dict, config: PusherConfig) -> dict:
+    from components import evaluator
+
+    blessed = evaluator.is_blessed(inputs["blessing"].uri)
+    already = in_serving(inputs["model"].uri, config.serving_base) if blessed else None
+    doc = push(inputs["model"].uri, blessed, config.serving_base, outputs["pushed_model"], already=already)
+    if doc.get("already_in_serving"):
+        log.info("pusher: this model is already in serving at %s; nothing pushed again", doc["path"])
+    return {"pushed_model": {"pushed": bool(doc["pushed"]), "pushed_destination": doc.get("path", ""),
+                             "destination_files": json.dumps(file_manifest(doc["path"])) if doc["pushed"] else "",
+                             "pushed_version": str(doc.get("version", "")), "model_uri": inputs["model"].uri}}
+
+
+COMPONENT = Component(
+    name="pusher", inputs={"model": InputSpec("Model"), "blessing": InputSpec("ModelBlessing")},
+    outputs={"pushed_model": "PushedModel"}, parameters=PusherConfig, executor=_run, code=(__name__,),
+    description="a blessed model to <serving_base>/<version>/, by an atomic rename")

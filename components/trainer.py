@@ -6,29 +6,33 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Optional
 
-import tensorflow as tf
+from pydantic import Field
 
+from components.contract import Component, InputSpec, Parameters, UserModule
 from components.errors import ConfigError, InputError
 from components.progress import Progress
 from components.user_module import load_function
 from schemas import artifacts
 from schemas.schema import feature_spec
 
-@dataclass
-class TrainerConfig:
-    module: str  # a .py path or dotted module with build_estimator(run_config, transform_output, params)
+class TrainerConfig(Parameters):
+    """trainer's parameters (its YAML section)."""
+
+    # a .py path or dotted module with build_estimator(run_config, transform_output, params)
+    module: Annotated[str, UserModule("build_estimator")]
     label: str  # the label's key among the transformed features
-    raw_label: str | None = None  # its key in the raw examples (default: label); left out of the serving input
-    train_steps: int = 1000
-    checkpoint_steps: int | None = None  # default min(train_steps, 200): what a re-run after a crash resumes from
-    eval_steps: int | None = None  # None: the whole eval split
-    batch_size: int = 32
+    raw_label: Optional[str] = None  # its key in the raw examples (default: label); left out of the serving input
+    train_steps: int = Field(default=1000, gt=0)
+    # default min(train_steps, 200): what a re-run after a crash resumes from
+    checkpoint_steps: Optional[int] = Field(default=None, gt=0)
+    eval_steps: Optional[int] = Field(default=None, gt=0)  # None: the whole eval split
+    batch_size: int = Field(default=32, gt=0)
     seed: int = 42
     deterministic: bool = True  # same seed and data on CPU -> bit-identical variables (op determinism on)
-    params: dict = field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
     train_split: str = "train"
     eval_split: str = "eval"
 
@@ -46,6 +50,8 @@ def make_input_fn(pattern: str, feature_spec: dict, label: str, batch_size: int,
                           "the preprocessing_fn must output it")
 
     def input_fn():
+        import tensorflow as tf
+
         return tf.data.experimental.make_batched_features_dataset(
             pattern, batch_size, feature_spec, label_key=label,
             reader=lambda files: tf.data.TFRecordDataset(files, compression_type="GZIP"),
@@ -61,6 +67,8 @@ def raw_serving_receiver_fn(tft_output, raw_feature_spec: dict, raw_label: str):
     spec = {k: v for k, v in raw_feature_spec.items() if k != raw_label}
 
     def receiver_fn():
+        import tensorflow as tf
+
         serialized = tf.compat.v1.placeholder(tf.string, shape=[None], name="input_example_tensor")
         layer = tft_output.transform_features_layer()
         features = layer(tf.io.parse_example(serialized, spec))
@@ -90,6 +98,7 @@ class _TrainingProgress(logging.Filter):
 def train(config: TrainerConfig, transformed_dir: str, transform_graph_dir: str, schema_path: str,
           model_dir: str, model_run_dir: str) -> dict:
     """Writes the serving SavedModel into model_dir, checkpoints and events into model_run_dir."""
+    import tensorflow as tf
     import tensorflow_transform as tft
 
     from components import estimator as est_lib
@@ -136,3 +145,18 @@ def train(config: TrainerConfig, transformed_dir: str, transform_graph_dir: str,
     topology = {"strategy": type(strategy).__name__ if strategy else "none",
                 "replicas": int(strategy.num_replicas_in_sync) if strategy else 1}
     return {"eval": metrics, "topology": topology}
+
+
+def _run(inputs: dict, outputs: dict, config: TrainerConfig) -> dict:
+    result = train(config, inputs["transformed_examples"].uri, inputs["transform_graph"].uri,
+                   str(Path(inputs["schema"].uri) / "schema.pbtxt"), outputs["model"], outputs["model_run"])
+    return {"model_run": {**{k: v for k, v in result["eval"].items() if isinstance(v, float)}, **result["topology"]}}
+
+
+COMPONENT = Component(
+    name="trainer",
+    inputs={"transformed_examples": InputSpec("TransformedExamples"), "transform_graph": InputSpec("TransformGraph"),
+            "schema": InputSpec("Schema")},
+    outputs={"model": "Model", "model_run": "ModelRun"},
+    parameters=TrainerConfig, executor=_run, code=(__name__,), resumable=("model_run",),
+    description="the user's Estimator, trained with train_and_evaluate, exported for raw tf.Examples")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -11,9 +12,12 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
+from pydantic import Field
+
+from components.contract import Component, InputSpec, Parameters, UserModule
 from components.progress import Progress
 from components.errors import InputError, TfpipeError
 from components.user_module import load_function, local_imports
@@ -29,14 +33,16 @@ class TransformError(TfpipeError):
     """The user's preprocessing_fn failed."""
 
 
-@dataclass
-class TransformConfig:
-    module: str  # a .py path or dotted module holding preprocessing_fn(inputs)
+class TransformConfig(Parameters):
+    """transform's parameters (its YAML section)."""
+
+    # a .py path or dotted module holding preprocessing_fn(inputs)
+    module: Annotated[str, UserModule("preprocessing_fn")]
     analyze_split: str = "train"
-    beam_args: list = field(default_factory=lambda: ["--runner=DirectRunner", "--direct_num_workers=1"])
+    beam_args: list[str] = Field(default_factory=lambda: ["--runner=DirectRunner", "--direct_num_workers=1"])
     # Where the graph is applied to the splits: "local" streams the files through this process (fast, flat
     # memory); "beam" runs TransformDataset on the runner; "auto": local on the DirectRunner, else beam.
-    apply: str = "auto"
+    apply: Literal["auto", "local", "beam"] = "auto"
 
 
 def transform(config: TransformConfig, examples_dir: str, schema_path: str, transform_graph_dir: str,
@@ -235,3 +241,16 @@ def _encoder(metadata):
     if key not in _ENCODERS:
         _ENCODERS[key] = CanonicalEncoder(schema)
     return _ENCODERS[key]
+
+
+def _run(inputs: dict, outputs: dict, config: TransformConfig) -> dict:
+    result = transform(config, inputs["examples"].uri, str(Path(inputs["schema"].uri) / "schema.pbtxt"),
+                       outputs["transform_graph"], outputs["transformed_examples"])
+    return {"transformed_examples": {"split_names": json.dumps(result["splits"])}}
+
+
+COMPONENT = Component(
+    name="transform", inputs={"examples": InputSpec("Examples"), "schema": InputSpec("Schema")},
+    outputs={"transform_graph": "TransformGraph", "transformed_examples": "TransformedExamples"},
+    parameters=TransformConfig, executor=_run, code=(__name__,),
+    description="preprocessing_fn on tf.Transform: analyzed on the train split, applied to all")

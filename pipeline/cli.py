@@ -9,7 +9,6 @@ import os
 import sys
 from pathlib import Path
 
-COMPONENTS = ("ingest", "transform", "trainer", "evaluator", "pusher")
 TITANIC_YAML = Path(__file__).resolve().parents[1] / "examples" / "titanic" / "pipeline.yaml"
 
 
@@ -53,15 +52,16 @@ def _short(path) -> str:
 def _summary(result: dict) -> None:
     """What the run did, in at most 100 columns: each step's state and time, the metrics against their
     thresholds (overall and per slice), and where the model, the metrics and the store are."""
+    from pipeline.ui import metrics_rows, outputs_of_type, slice_rows
+
     print(f"pipeline {result['pipeline']}, run {result['run_id']}")
     comps = result["components"]
+    width = max([10, *map(len, comps)])
     for name, info in comps.items():
         seconds = info.get("wall_seconds")
-        print(f"  {name:<10} {info['state']:<9} {'' if seconds is None else f'{seconds:6.1f} s'}")
-    if "evaluator" in comps:
-        from pipeline.ui import metrics_rows, slice_rows
-
-        path = Path(comps["evaluator"]["uris"]["evaluation"]) / "metrics.json"
+        print(f"  {name:<{width}} {info['state']:<9} {'' if seconds is None else f'{seconds:6.1f} s'}")
+    for component, uri in outputs_of_type(comps, "ModelEvaluation"):
+        path = Path(uri) / "metrics.json"
         doc = json.loads(path.read_text())
         verdict = "BLESSED" if doc["blessed"] else "NOT BLESSED: " + "; ".join(doc["reasons"])
         print(f"evaluation: {verdict}")
@@ -78,8 +78,8 @@ def _summary(result: dict) -> None:
                         line += f" {k} {v:.3g}"
                 print(line)
         print(f"metrics:      {_short(path)}")
-    if "pusher" in comps:
-        push = json.loads((Path(comps["pusher"]["uris"]["pushed_model"]) / "push.json").read_text())
+    for component, uri in outputs_of_type(comps, "PushedModel"):
+        push = json.loads((Path(uri) / "push.json").read_text())
         print(f"pushed model: {_short(push['path'])}" + (" (already in serving)" if push.get("already_in_serving")
                                                            else "") if push["pushed"] else "pushed model: none (not blessed)")
     print(f"MLMD store:   {_short(result['metadata'])}")
@@ -89,6 +89,9 @@ def _run(config_path: str, args, components=None, inputs=None) -> int:
     from pipeline.config import load_config
 
     cfg = load_config(config_path, _overrides(args))  # a bad config fails in a second, before TensorFlow loads
+    for name in [*(components or []), *(args.no_cache or [] if isinstance(getattr(args, "no_cache", None), list)
+                                         else [])]:
+        cfg.node(name)  # an instance the pipeline does not have: one line naming the ones it has
     from pipeline.metadata import probe
 
     probe(cfg.metadata, cfg.metadata_timeout)  # and so does a store that is not there or does not answer
@@ -98,7 +101,7 @@ def _run(config_path: str, args, components=None, inputs=None) -> int:
 
     if inputs:
         # A typo, a missing id or an artifact of the wrong type: one line, before any run is recorded.
-        inputs = check_inputs(open_store(cfg), components[0], inputs)
+        inputs = check_inputs(open_store(cfg), cfg, components[0], inputs)
     result = pipeline_flow(config_path, overrides=_overrides(args), no_cache=_no_cache(args),
                            components=components, inputs=inputs)
     _summary(result)
@@ -299,8 +302,8 @@ def _store_args(p, root=True):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfpipe",
-        description="TensorFlow training pipelines: ingest -> transform -> trainer -> evaluator -> pusher, "
-                    "on Prefect, with lineage in ML Metadata.",
+        description="TensorFlow training pipelines: graphs of components (ingest -> transform -> trainer -> "
+                    "evaluator -> pusher, and your own), on Prefect, with lineage in ML Metadata.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="also show the libraries' own messages (TensorFlow's start-up, deprecations); "
@@ -331,9 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=100, help="training steps of --seed-program (default 100)")
     p.set_defaults(func=_cmd_titanic, metadata=None)
 
-    p = add("component", "run one component; its inputs default to the upstream component's "
-                         "latest LIVE outputs in MLMD")
-    p.add_argument("name", choices=COMPONENTS)
+    p = add("component", "run one component instance (standard or your own) by its id; its inputs default to "
+                         "the upstream instances' latest LIVE outputs in MLMD")
+    p.add_argument("name", help="the instance's id in the pipeline (ingest, trainer, ... or your own)")
     p.add_argument("--config", required=True, help="the pipeline YAML")
     p.add_argument("--input", action="append", metavar="NAME=ID|URI",
                    help="use this artifact (MLMD id or URI) as input NAME; repeatable")
@@ -399,18 +402,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fix_no_cache(parser, args) -> None:
-    """`--no-cache` takes component names, and nothing else: a word after it that is not a component is the
-    config path it swallowed (`tfpipe run --no-cache pipeline.yaml`)."""
+    """`--no-cache` takes component ids, and nothing else: a word after it that names a file is the config
+    path it swallowed (`tfpipe run --no-cache pipeline.yaml`). The ids are checked against the pipeline once
+    it is read."""
     if getattr(args, "no_cache", None):
         names = []
         for value in args.no_cache:
-            if value in COMPONENTS:
-                names.append(value)
-            elif "config" in vars(args) and args.config is None and (value.endswith((".yaml", ".yml"))
-                                                                     or os.path.isfile(value)):
+            if "config" in vars(args) and args.config is None and (value.endswith((".yaml", ".yml"))
+                                                                   or os.path.isfile(value)):
                 args.config = value
             else:
-                parser.error(f"--no-cache: {value!r} is not a component (choose from {', '.join(COMPONENTS)})")
+                names.append(value)
         args.no_cache = names
     if "config" in vars(args) and args.config is None and args.command in ("run", "deploy"):
         parser.error(f"{args.command}: the pipeline YAML is required")
@@ -427,9 +429,14 @@ def main(argv=None) -> int:
 
     console.configure(args.verbose)
     from components.errors import Stopped, TfpipeError
+    from pipeline.config import ConfigFileError
 
     try:
         return args.func(args)
+    except ConfigFileError as e:
+        # The pipeline file is wrong: nothing ran and nothing was recorded. A usage error, as argparse's.
+        print(f"tfpipe: error: {e}", file=sys.stderr)
+        return 2
     except Stopped as e:
         print(f"tfpipe: stopped: {e}; run it again to resume", file=sys.stderr)
         return 143

@@ -1,80 +1,47 @@
-"""The pipeline's YAML config: validated once, here, with paths resolved against the file's folder."""
+"""The pipeline file: validated once, here, into a graph of component instances, with paths resolved
+against the file's folder.
+
+Two forms. The graph form lists instances, each with an id, a type (a standard component's name,
+`package.module:function` or `file.py:function` for a user's @component), its inputs wired from other
+instances' outputs, and its parameters:
+
+    components:
+      - {id: ingest, type: ingest, input: data.csv}
+      - {id: filter, type: checks.py:drop_outliers, inputs: {examples: ingest.examples}, max_fare: 300}
+
+The standard form has one section per standard component (ingest:, transform:, ...) and means the standard
+chain (components.registry.STANDARD_WIRING). Everything that can be checked without running anything is
+checked here: unknown types and parameters, unwired inputs, wrong artifact types, cycles, user modules.
+"""
 
 from __future__ import annotations
 
 import difflib
+import functools
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Any, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from components.contract import Component, PathParam, Upstream, UserModule, as_component, field_markers
 from components.errors import ConfigError
-from components.user_module import check_defines
+from components.registry import REQUIRED_SECTIONS, STANDARD, STANDARD_WIRING, standard
+from components.user_module import check_defines, load_function
 
-COMPONENTS = ("ingest", "transform", "trainer", "evaluator", "pusher")
+
+class ConfigFileError(ConfigError):
+    """The pipeline file is wrong; nothing has run or been recorded (the CLI exits 2)."""
 
 
-class _Section(BaseModel):
+class Settings(BaseModel):
+    """The pipeline's own keys (besides its components)."""
+
     model_config = ConfigDict(extra="forbid")
 
-
-class IngestSection(_Section):
-    input: Union[str, dict[str, str]]
-    format: Optional[str] = None
-    splits: dict[str, float] = Field(default_factory=lambda: {"train": 7, "eval": 3})
-    split_key: Optional[str] = None  # hash this column only, so corrections elsewhere in a row keep its split
-    schema_file: Optional[str] = Field(default=None, alias="schema")
-    na_values: list[str] = Field(default_factory=lambda: [""])
-    label: Optional[str] = None  # the raw label column; default: trainer.raw_label, else trainer.label
-    # A class label: each value in another split must occur in the train split, or the model cannot learn it.
-    # Set false for a quantity (regression) stored as integers.
-    label_is_class: bool = True
-
-    @field_validator("splits")
-    @classmethod
-    def _positive(cls, splits):
-        if not splits or any(w <= 0 for w in splits.values()):
-            raise ValueError("splits must map split names to positive weights, e.g. {train: 7, eval: 3}")
-        return splits
-
-
-class TransformSection(_Section):
-    module: str
-    analyze_split: str = "train"
-    beam_args: list[str] = Field(default_factory=lambda: ["--runner=DirectRunner", "--direct_num_workers=1"])
-    apply: Literal["auto", "local", "beam"] = "auto"
-
-
-class TrainerSection(_Section):
-    module: str
-    label: str
-    raw_label: Optional[str] = None
-    train_steps: int = Field(default=1000, gt=0)
-    checkpoint_steps: Optional[int] = Field(default=None, gt=0)
-    eval_steps: Optional[int] = Field(default=None, gt=0)
-    batch_size: int = Field(default=32, gt=0)
-    seed: int = 42
-    deterministic: bool = True
-    params: dict = Field(default_factory=dict)
-    train_split: str = "train"
-    eval_split: str = "eval"
-
-
-class EvaluatorSection(_Section):
-    label: Optional[str] = None  # default: the trainer's label
-    slices: list[str] = Field(default_factory=list)
-    thresholds: dict[str, dict[str, float]] = Field(default_factory=dict)
-    change_thresholds: dict[str, dict[str, float]] = Field(default_factory=dict)
-    split: str = "eval"
-
-
-class PusherSection(_Section):
-    serving_base: Optional[str] = None  # default: <root>/serving
-
-
-class PipelineConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     root: Optional[str] = None  # default: ./tfpipe_root/<name>, beside the config file
     metadata: Optional[str] = None  # sqlite path or URL, postgresql://, mysql://; default <root>/metadata.sqlite
@@ -82,37 +49,68 @@ class PipelineConfig(_Section):
     metadata_timeout: float = Field(default=10.0, gt=0, le=3600)  # seconds to reach a shared store (or the
     # Prefect API) and hear it answer
     metadata_query_timeout: float = Field(default=60.0, gt=0, le=86400)  # seconds for one call to it, logged in
-    ingest: IngestSection
-    transform: TransformSection
-    trainer: TrainerSection
-    evaluator: EvaluatorSection = Field(default_factory=EvaluatorSection)
-    pusher: PusherSection = Field(default_factory=PusherSection)
-    source: Optional[str] = None  # the YAML file this came from (set by load_config)
-
-    @model_validator(mode="after")
-    def _defaults(self):
-        if self.evaluator.label is None:
-            self.evaluator.label = self.trainer.label
-        if self.ingest.label is None:
-            self.ingest.label = self.trainer.raw_label or self.trainer.label
-        return self
-
-    def section(self, component: str) -> dict:
-        """The component's config as plain data (for MLMD properties and the cache key)."""
-        return getattr(self, component).model_dump(by_alias=True)
 
 
-_SECTIONS = {"ingest": IngestSection, "transform": TransformSection, "trainer": TrainerSection,
-             "evaluator": EvaluatorSection, "pusher": PusherSection}
-_MODULE_FUNCTIONS = {"transform": "preprocessing_fn", "trainer": "build_estimator"}
+@dataclass
+class Node:
+    """One component instance: its declaration, validated parameters, and wiring
+    {input: (upstream instance id, its output)}."""
+
+    id: str
+    type: str
+    component: Component
+    params: Any
+    wiring: dict[str, tuple[str, str]]
+
+    def section(self) -> dict:
+        """The parameters as plain data (MLMD properties, manifests)."""
+        return self.params.model_dump(by_alias=True)
 
 
-def _problem(err: dict) -> str:
+@dataclass
+class PipelineConfig:
+    name: str
+    root: str
+    metadata: str
+    metadata_secret: str | None
+    metadata_timeout: float
+    metadata_query_timeout: float
+    nodes: dict[str, Node]  # in an order that runs every instance after its upstreams
+    source: str | None = None  # the YAML file this came from
+
+    def node(self, node_id: str) -> Node:
+        if node_id not in self.nodes:
+            close = difflib.get_close_matches(node_id, self.nodes, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigFileError(f"{self.source}: no component {node_id!r} in pipeline {self.name}{hint}; "
+                                  f"its components are {', '.join(self.nodes)}")
+        return self.nodes[node_id]
+
+    def upstream(self, node_id: str) -> set[str]:
+        """The instances `node_id` reads from, directly or not."""
+        seen, todo = set(), [node_id]
+        while todo:
+            for up, _ in self.nodes[todo.pop()].wiring.values():
+                if up not in seen:
+                    seen.add(up)
+                    todo.append(up)
+        return seen
+
+    def to_raw(self) -> dict:
+        """The whole config in the graph form, paths resolved: what a manifest records and reproduce reads."""
+        settings = {k: getattr(self, k) for k in Settings.model_fields}
+        return {**settings, "components": [
+            {"id": n.id, "type": n.type, "inputs": {k: f"{u}.{o}" for k, (u, o) in n.wiring.items()},
+             **json.loads(n.params.model_dump_json(by_alias=True))} for n in self.nodes.values()]}
+
+
+# ---- messages --------------------------------------------------------------------------------------------------
+
+def _problem(err: dict, where: str, model: type[BaseModel]) -> str:
     """One pydantic error as a person wants it: where, what is wrong, and what is allowed."""
-    loc = ".".join(str(p) for p in err["loc"])
+    loc = ".".join([where, *map(str, err["loc"])]) if where else ".".join(map(str, err["loc"]))
     if err["type"] == "extra_forbidden":
-        model = _SECTIONS.get(str(err["loc"][0])) if len(err["loc"]) == 2 else PipelineConfig
-        keys = [f.alias or n for n, f in model.model_fields.items() if n != "source"] if model else []
+        keys = [f.alias or n for n, f in model.model_fields.items()]
         close = difflib.get_close_matches(str(err["loc"][-1]), keys, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"{loc}: unknown key{hint}; the keys here are {', '.join(keys)}"
@@ -120,6 +118,14 @@ def _problem(err: dict) -> str:
         return f"{loc}: required, but not given"
     return f"{loc}: {err['msg']} (got {err['input']!r})"
 
+
+def _refuse(path: Path, problems: list[str]):
+    if len(problems) == 1:
+        raise ConfigFileError(f"{path}: {problems[0]}")
+    raise ConfigFileError(f"{path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+
+
+# ---- paths -----------------------------------------------------------------------------------------------------
 
 def _resolve(base: Path, value: str, field: str = "") -> str:
     value = os.path.expanduser(value)
@@ -129,8 +135,8 @@ def _resolve(base: Path, value: str, field: str = "") -> str:
     if field and not resolved.is_relative_to(base):
         # A relative path is read as "in this pipeline's folder"; one that climbs out is likely a mistake
         # (or a config copied from elsewhere), so it must be said explicitly, as an absolute path.
-        raise ConfigError(f"{field}: {value!r} points outside the pipeline's folder {base}; "
-                          f"write it as an absolute path ({resolved}) if that is intended")
+        raise ConfigFileError(f"{field}: {value!r} points outside the pipeline's folder {base}; "
+                              f"write it as an absolute path ({resolved}) if that is intended")
     return str(resolved)
 
 
@@ -138,52 +144,260 @@ def _is_path(value: str) -> bool:
     return value.endswith(".py") or "/" in value or value.startswith(".")
 
 
+def _resolve_params(node_id: str, component: Component, params: BaseModel, base: Path, root: str) -> None:
+    """Relative paths are relative to the config file's folder; user modules must define their function."""
+    for name, marker in field_markers(component.parameters, PathParam).items():
+        value, where = getattr(params, name), f"{node_id}.{component.parameters.model_fields[name].alias or name}"
+        if value is None and marker.default_under_root:
+            value = str(Path(root) / marker.default_under_root)
+        elif isinstance(value, dict):
+            value = {k: _resolve(base, v, f"{where}.{k}") for k, v in value.items()}
+        elif value is not None:
+            value = _resolve(base, value, where)
+        setattr(params, name, value)
+    for name, marker in field_markers(component.parameters, UserModule).items():
+        value = getattr(params, name)
+        if value and _is_path(value):
+            value = _resolve(base, value, f"{node_id}.{name}")
+            setattr(params, name, value)
+        if value:
+            try:
+                check_defines(value, marker.function)
+            except ConfigError as e:
+                raise ConfigFileError(f"{node_id}.{name}: {e}") from None
+
+
+# ---- component types -----------------------------------------------------------------------------------------
+
+def component_type(ref: str, base: Path, where: str) -> Component:
+    """A standard component by name, or a user's: `package.module:function` or `file.py:function` (beside
+    the pipeline file)."""
+    if ref in STANDARD:
+        return standard(ref)
+    module, sep, function = ref.rpartition(":")
+    if not sep or not module or not function:
+        close = difflib.get_close_matches(ref, STANDARD, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigFileError(f"{where}: unknown type {ref!r}; {hint}use a standard component "
+                              f"({', '.join(STANDARD)}) or a user component as package.module:function or "
+                              "file.py:function")
+    if _is_path(module):
+        module = _resolve(base, module, where)
+    try:
+        found = load_function(module, function)
+    except ConfigError as e:
+        raise ConfigFileError(f"{where}: type {ref!r}: {e}") from None
+    try:
+        return as_component(found, f"{where}: type {ref!r}")
+    except ConfigError as e:
+        raise ConfigFileError(str(e)) from None
+
+
+# ---- loading ---------------------------------------------------------------------------------------------------
+
+def _standard_form(raw: dict) -> list[dict]:
+    """The standard form's sections as graph-form instances, wired as the standard chain."""
+    out = []
+    for name in STANDARD:
+        if name not in raw and name not in REQUIRED_SECTIONS:
+            raw[name] = {}
+        if name not in raw:
+            raise ConfigFileError(f"{name}: required, but not given")
+        section = raw.pop(name)
+        if not isinstance(section, dict):
+            raise ConfigFileError(f"{name}: Input should be a valid dictionary (got {section!r})")
+        wiring = {k: v for k, v in STANDARD_WIRING.get(name, {}).items()}
+        out.append({"id": name, "type": name, "inputs": wiring, **section, "_where": name})
+    return out
+
+
+def _sorted(nodes: dict[str, Node], path: Path) -> dict[str, Node]:
+    """The nodes, each after the ones it reads from; a cycle is named."""
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(node_id: str, chain: list[str]) -> None:
+        if state.get(node_id) == "done":
+            return
+        if state.get(node_id) == "visiting":
+            cycle = chain[chain.index(node_id):] + [node_id]
+            raise ConfigFileError(f"{path}: the components form a cycle: {' -> '.join(cycle)}; an instance "
+                                  "cannot read, even indirectly, what it writes")
+        state[node_id] = "visiting"
+        for up, _ in nodes[node_id].wiring.values():
+            visit(up, chain + [node_id])
+        state[node_id] = "done"
+        order.append(node_id)
+
+    for node_id in nodes:
+        visit(node_id, [])
+    return {i: nodes[i] for i in order}
+
+
+def _defaults(raw_nodes: list[dict]) -> None:
+    """A parameter left out takes the first value the component's `defaults` name that the pipeline sets."""
+    by_id = {r["id"]: r for r in raw_nodes if isinstance(r.get("id"), str)}
+    for r in raw_nodes:
+        for param, sources in r["_component"].defaults.items():
+            if r.get(param) is not None:
+                continue
+            for source in sources:
+                node_id, _, key = source.partition(".")
+                value = by_id.get(node_id, {}).get(key)
+                if value is not None:
+                    r[param] = value
+                    break
+
+
+def parse(raw: dict, path: Path) -> PipelineConfig:
+    """A pipeline file's contents (a mapping) -> a validated PipelineConfig. `path`: the file as the user
+    named it (messages say it so); relative paths in it are relative to its folder."""
+    source = path.resolve()
+    base = source.parent
+    graph_form = "components" in raw
+    settings_keys = list(Settings.model_fields)
+    allowed = settings_keys + (["components"] if graph_form else list(STANDARD))
+    unknown = [k for k in raw if k not in allowed]
+    if unknown:
+        problems = []
+        for k in unknown:
+            close = difflib.get_close_matches(str(k), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{k}: unknown key{hint}; the keys here are {', '.join(allowed)}")
+        _refuse(path, problems)
+    raw = dict(raw)
+    try:
+        settings = Settings.model_validate({k: raw.pop(k) for k in settings_keys if k in raw})
+    except ValidationError as e:
+        _refuse(path, [_problem(err, "", Settings) for err in e.errors()])
+    if graph_form:
+        listed = raw.pop("components")
+        if not isinstance(listed, list) or not listed:
+            raise ConfigFileError(f"{path}: components: a list of instances ({{id, type, inputs, parameters...}})")
+        raw_nodes = []
+        for i, item in enumerate(listed):
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item.get("type"):
+                raise ConfigFileError(f"{path}: components[{i}]: each instance needs an id and a type, e.g. "
+                                      "{id: trainer, type: trainer, inputs: {...}, module: model.py}")
+            raw_nodes.append({**item, "_where": f"components[{i}] ({item['id']})"})
+    else:
+        try:
+            raw_nodes = _standard_form(raw)
+        except ConfigFileError as e:
+            raise ConfigFileError(f"{path}: {e}") from None
+    ids = [r["id"] for r in raw_nodes]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ConfigFileError(f"{path}: component id(s) {twice} are used more than once; give each instance its own id")
+    for r in raw_nodes:
+        r["_component"] = component_type(str(r["type"]), base, f"{path}: {r['_where']}")
+    _defaults(raw_nodes)
+
+    root = _resolve(base, settings.root or f"tfpipe_root/{settings.name}", "root")
+    problems, validated = [], []
+    for r in raw_nodes:
+        comp = r["_component"]
+        values = {k: v for k, v in r.items() if k not in ("id", "type", "inputs") and not k.startswith("_")}
+        try:
+            validated.append((r, comp.parameters.model_validate(values)))
+        except ValidationError as e:
+            problems += [_problem(err, r["_where"], comp.parameters) for err in e.errors()]
+    if problems:
+        _refuse(path, problems)
+    nodes = {}
+    for r, params in validated:
+        try:
+            _resolve_params(r["id"], r["_component"], params, base, root)
+        except ConfigFileError as e:
+            raise ConfigFileError(f"{path}: {e}") from None
+        nodes[r["id"]] = Node(r["id"], str(r["type"]), r["_component"], params, _wiring(r, r["_component"], path))
+    _check_wiring(nodes, path)
+    nodes = _sorted(nodes, path)
+    for node in nodes.values():
+        if node.component.check is not None:
+            def upstream(input_name: str, node=node):
+                wired = node.wiring.get(input_name)
+                return (nodes[wired[0]].component, nodes[wired[0]].params) if wired else None
+            try:
+                node.component.check(node.params, Upstream(upstream))
+            except ConfigError as e:
+                raise ConfigFileError(f"{path}: {node.id}: {e}") from None
+
+    metadata = settings.metadata
+    if metadata is None:
+        metadata = str(Path(root) / "metadata.sqlite")
+    elif "://" not in metadata:
+        metadata = _resolve(base, metadata, "metadata")
+    return PipelineConfig(settings.name, root, metadata, settings.metadata_secret, settings.metadata_timeout,
+                          settings.metadata_query_timeout, nodes, str(source))
+
+
+def _wiring(r: dict, comp: Component, path: Path) -> dict[str, tuple[str, str]]:
+    given = r.get("inputs") or {}
+    where = f"{path}: {r['_where']}"
+    if not isinstance(given, dict):
+        raise ConfigFileError(f"{where}: inputs must map input names to <instance>.<output>, got {given!r}")
+    wiring = {}
+    for name, ref in given.items():
+        if name not in comp.inputs:
+            raise ConfigFileError(f"{where}: {comp.name} has no input {name!r}; its inputs are "
+                                  f"{', '.join(comp.inputs) or 'none'}")
+        up, dot, output = str(ref).partition(".")
+        if not dot or not up or not output:
+            raise ConfigFileError(f"{where}: input {name}: {ref!r} is not <instance>.<output> "
+                                  "(for example ingest.examples)")
+        wiring[name] = (up, output)
+    for name, spec in comp.inputs.items():
+        if name not in wiring and not spec.optional and spec.resolver is None:
+            raise ConfigFileError(f"{where}: input {name!r} ({spec.type}) is not wired; add "
+                                  f"inputs: {{{name}: <instance>.<output>}} naming an output of type {spec.type}")
+    return wiring
+
+
+def _check_wiring(nodes: dict[str, Node], path: Path) -> None:
+    for node in nodes.values():
+        for name, (up, output) in node.wiring.items():
+            where = f"{path}: {node.id}: input {name}"
+            if up not in nodes:
+                close = difflib.get_close_matches(up, nodes, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigFileError(f"{where}: no instance {up!r}{hint}; the instances are {', '.join(nodes)}")
+            outputs = nodes[up].component.outputs
+            if output not in outputs:
+                raise ConfigFileError(f"{where}: {up} has no output {output!r}; its outputs are "
+                                      f"{', '.join(outputs)}")
+            wanted = node.component.inputs[name].type
+            if outputs[output] != wanted:
+                fits = [f"{up}.{o}" for o, t in outputs.items() if t == wanted]
+                hint = f"; wire {fits[0]}" if fits else ""
+                raise ConfigFileError(f"{where}: takes a {wanted}, but {up}.{output} is a {outputs[output]}{hint}")
+
+
+@functools.lru_cache(maxsize=32)
+def _cached(path: str, resolved: str, stamp: tuple, overrides: str) -> PipelineConfig:
+    return _load(Path(path), json.loads(overrides))
+
+
 def load_config(path: str | os.PathLike, overrides: dict | None = None) -> PipelineConfig:
-    """Reads and validates a pipeline YAML; errors name the file and the field."""
-    path = Path(path)
+    """Reads and validates a pipeline YAML; errors name the file and the field. Parsed once per process
+    (per file contents and overrides): every task of a run shares it. Treat the result as read-only."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ConfigFileError(f"pipeline config {path} does not exist") from None
+    return _cached(str(path), str(Path(path).resolve()), (st.st_mtime_ns, st.st_size, st.st_ino),
+                   json.dumps(overrides or {}, sort_keys=True))
+
+
+def _load(path: Path, overrides: dict) -> PipelineConfig:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"pipeline config {path} does not exist") from None
+        raise ConfigFileError(f"pipeline config {path} does not exist") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigFileError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping (name, ingest, transform, trainer, ...)")
-    raw.update(overrides or {})
-    try:
-        config = PipelineConfig.model_validate(raw)
-    except ValidationError as e:
-        problems = [_problem(err) for err in e.errors()]
-        raise ConfigError(f"{path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems)) from None
-    try:
-        _resolve_paths(config, path.resolve())
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
-    return config
-
-
-def _resolve_paths(config: PipelineConfig, source: Path) -> None:
-    """Relative paths are relative to the config file's folder; user modules must define their function."""
-    base = source.parent
-    config.source = str(source)
-    config.root = _resolve(base, config.root or f"tfpipe_root/{config.name}", "root")
-    if config.metadata is None:
-        config.metadata = str(Path(config.root) / "metadata.sqlite")
-    elif "://" not in config.metadata:
-        config.metadata = _resolve(base, config.metadata, "metadata")
-    ing = config.ingest
-    ing.input = {k: _resolve(base, v, f"ingest.input.{k}") for k, v in ing.input.items()} \
-        if isinstance(ing.input, dict) else _resolve(base, ing.input, "ingest.input")
-    if ing.schema_file:
-        ing.schema_file = _resolve(base, ing.schema_file, "ingest.schema")
-    for name, function in _MODULE_FUNCTIONS.items():
-        section = getattr(config, name)
-        if _is_path(section.module):
-            section.module = _resolve(base, section.module, f"{name}.module")
-        try:
-            check_defines(section.module, function)
-        except ConfigError as e:
-            raise ConfigError(f"{name}.module: {e}") from None
-    serving = config.pusher.serving_base
-    config.pusher.serving_base = _resolve(base, serving, "pusher.serving_base") if serving \
-        else str(Path(config.root) / "serving")
+        raise ConfigFileError(f"{path}: the top level must be a mapping (name, ingest, transform, trainer, ... "
+                              "or name and components)")
+    raw.update(overrides)
+    return parse(raw, path)

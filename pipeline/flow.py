@@ -1,4 +1,6 @@
-"""The Prefect flow: ingest -> transform -> trainer -> evaluator -> pusher, one task each."""
+"""The Prefect flow: the pipeline's graph of component instances, one task each. Instances that do not depend
+on each other run concurrently, as submitted tasks with their upstreams as dependencies (the UI draws the
+edges); an instance that runs alone runs in the flow's own thread."""
 
 from __future__ import annotations
 
@@ -105,27 +107,34 @@ from pipeline import console, ui  # noqa: E402
 console.adopt_prefect()  # one log format, no library noise, no traceback for an expected error
 
 from components.errors import ConfigError  # noqa: E402
-from pipeline.config import COMPONENTS, load_config
-from pipeline.metadata import PASSWORD_ENV, PRODUCTION, MetadataStore, redact
-from pipeline.steps import STEPS, run_step
+from pipeline.config import ConfigFileError, load_config  # noqa: E402
+from pipeline.metadata import PASSWORD_ENV, PRODUCTION, MetadataStore, redact  # noqa: E402
+from pipeline.runner import run_component, stop_handlers  # noqa: E402
 
 log = logging.getLogger("tfpipe.pipeline")
 
 
-def open_store(cfg) -> MetadataStore:
-    """The config's MLMD store; a password kept in a Prefect Secret block is fetched into the process
-    environment, where the store reads it, so it never sits in the config, a flow parameter or a log."""
+_OPEN: dict[tuple[str, str], MetadataStore] = {}  # (store URL, run id) -> the run's store, shared by its tasks
+
+
+def open_store(cfg, run_id: str | None = None) -> MetadataStore:
+    """The config's MLMD store: one per run in a process (the flow opens it, its tasks share it). A password
+    kept in a Prefect Secret block is fetched into the process environment, where the store reads it, so it
+    never sits in the config, a flow parameter or a log."""
+    if run_id is not None and (cfg.metadata, run_id) in _OPEN:
+        return _OPEN[(cfg.metadata, run_id)]
     if cfg.metadata_secret and not os.environ.get(PASSWORD_ENV):
         from prefect.blocks.system import Secret
 
         try:
             os.environ[PASSWORD_ENV] = Secret.load(cfg.metadata_secret).get()
         except ValueError as e:
-            from components.errors import ConfigError
-
             raise ConfigError(f"metadata_secret: no Prefect Secret block {cfg.metadata_secret!r} ({e}); create it "
                               f"with Secret(value=...).save({cfg.metadata_secret!r})") from None
-    return MetadataStore(cfg.metadata, cfg.metadata_timeout, cfg.metadata_query_timeout)
+    store = MetadataStore(cfg.metadata, cfg.metadata_timeout, cfg.metadata_query_timeout)
+    if run_id is not None:
+        _OPEN[(cfg.metadata, run_id)] = store
+    return store
 
 
 def check_prefect_api(timeout: float = 10.0) -> None:
@@ -161,15 +170,17 @@ def _no_cache(no_cache, component: str) -> bool:
 @task(name="tfpipe-component", task_run_name="{component}", retries=0)
 def component_task(config_path: str, overrides: dict, component: str, run_id: str, input_ids: dict,
                    no_cache, purpose: str = PRODUCTION) -> dict:
-    """One component: resolve its input artifacts by id, run or reuse it, return its outputs' ids and its state."""
+    """One component instance: resolve its input artifacts by id, run or reuse it, return its outputs' ids
+    and its state."""
     cfg = load_config(config_path, overrides)
-    store = open_store(cfg)
+    store = open_store(cfg, run_id)
     run = store.start_run(cfg.name, run_id)
     inputs = {name: store.artifact(i) for name, i in input_ids.items()}
-    outputs, state, compute = run_step(cfg, store, run, component, inputs, use_cache=not _no_cache(no_cache, component),
-                                       purpose=purpose)
+    outputs, state, compute = run_component(cfg, store, run, component, inputs,
+                                            use_cache=not _no_cache(no_cache, component), purpose=purpose)
     result = {"state": state, "outputs": {name: a.id for name, a in outputs.items()},
-              "uris": {name: a.uri for name, a in outputs.items()}, "compute_seconds": compute}
+              "uris": {name: a.uri for name, a in outputs.items()},
+              "types": {name: a.type for name, a in outputs.items()}, "compute_seconds": compute}
     if state == "CACHED":
         # Shown as "Cached" in the UI: the outputs are an earlier execution's, reused.
         return Completed(name="Cached", message="outputs reused from an earlier run", data=result)
@@ -212,64 +223,112 @@ def _tag(pipeline: str) -> None:
             log.debug("could not tag the flow run: %s", e)
 
 
-def check_inputs(store: MetadataStore, component: str, inputs: dict) -> dict:
+def check_inputs(store: MetadataStore, cfg, component: str, inputs: dict) -> dict:
     """{input name: artifact id or URI} given by a user -> {input name: artifact id}, or a ConfigError naming the
     component's input names, a missing artifact, or the type an artifact has against the one the input takes."""
-    step = STEPS[component]
+    node = cfg.node(component)
+    declared = node.component.inputs
     out = {}
     for name, ref in inputs.items():
-        if name not in step.inputs:
-            raise ConfigError(f"{component} has no input {name!r}; its inputs are {', '.join(step.inputs)}")
+        if name not in declared:
+            raise ConfigError(f"{component} has no input {name!r}; its inputs are {', '.join(declared)}")
         artifact = store.artifact(store.resolve(ref))
-        upstream, output = step.inputs[name]
-        wanted = STEPS[upstream].outputs[output]
+        wanted = declared[name].type
         if artifact.type != wanted:
+            wired = node.wiring.get(name)
+            source = f" ({wired[0]}'s {wired[1]})" if wired else ""
             raise ConfigError(f"--input {name}={ref}: artifact {artifact.id} has type {artifact.type}; "
-                              f"{component}'s input {name} takes a {wanted} ({upstream}'s {output})")
+                              f"{component}'s input {name} takes a {wanted}{source}")
         if artifact.state != "LIVE":
             raise ConfigError(f"--input {name}={ref}: artifact {artifact.id} is {artifact.state}, not LIVE")
         out[name] = artifact.id
     return out
 
 
+def _waves(cfg, chosen: list[str]) -> list[list[str]]:
+    """The chosen instances in rounds: each round's instances depend only on earlier rounds' (or on what is
+    already in MLMD), so a round runs concurrently."""
+    done, left, waves = set(), list(chosen), []
+    while left:
+        ready = [i for i in left if all(up in done or up not in chosen for up, _ in cfg.nodes[i].wiring.values())]
+        waves.append(ready)
+        done.update(ready)
+        left = [i for i in left if i not in ready]
+    return waves
+
+
 @flow(name="tfpipe", flow_run_name=_flow_run_name, log_prints=True)
 def pipeline_flow(config_path: str, overrides: dict | None = None, no_cache=False, run_id: str | None = None,
                   components: list | None = None, inputs: dict | None = None, purpose: str = PRODUCTION,
                   run_name: str | None = None) -> dict:
-    """Runs the components in order (all by default). The flow run is named `<pipeline>/<run id>`; `run_name`
-    is ignored (deployments made before that still pass it).
+    """Runs the pipeline's component instances (all by default), each after its upstreams. The flow run is
+    named `<pipeline>/<run id>`; `run_name` is ignored (deployments made before that still pass it).
 
-    A component's inputs are its upstream outputs in this run, else the upstream's latest LIVE
-    outputs in MLMD; `inputs` ({input name: artifact id or URI}) overrides them.
+    An instance's inputs are its upstreams' outputs in this run, else the upstream's latest LIVE outputs
+    in MLMD; `inputs` ({input name: artifact id or URI}, for the first chosen instance) overrides them.
     """
     overrides = overrides or {}
     cfg = load_config(config_path, overrides)  # validated once, before anything runs
+    for c in components or []:
+        cfg.node(c)  # an unknown instance: one line, before anything is recorded
     run_id = run_id or _run_id_from_name(cfg.name)
     _tag(cfg.name)
-    store = open_store(cfg)
-    if inputs:
-        inputs = check_inputs(store, (components or COMPONENTS)[0], inputs)  # before the run is recorded
-    store.start_run(cfg.name, run_id)
-    produced, results = {}, {}
-    for component in components or COMPONENTS:
-        step = STEPS[component]
-        input_ids = {}
-        for name, (upstream, output) in step.inputs.items():
-            source = produced.get(upstream) or {n: a.id for n, a in store.latest_live(cfg.name, upstream).items()}
-            if output in source:
-                input_ids[name] = source[output]
-            if name in (inputs or {}):
-                input_ids[name] = inputs[name]
-        started = time.perf_counter()
-        # A task that reports itself Cached hands back its State: .result() gives the same dict either way.
-        state = component_task(config_path, overrides, component, run_id, input_ids, no_cache, purpose,
-                               return_state=True)
-        result = state.result()
-        result["wall_seconds"] = time.perf_counter() - started
-        produced[component] = result["outputs"]
-        results[component] = result
-    if results:
-        ui.publish(store, cfg.name, run_id, results)
-    return {"pipeline": cfg.name, "run_id": run_id, "metadata": redact(cfg.metadata), "root": cfg.root,
-            "serving_base": cfg.pusher.serving_base, "components": results}
+    store = open_store(cfg, run_id)
+    try:
+        return _run_graph(cfg, store, config_path, overrides, no_cache, run_id, components, inputs, purpose)
+    finally:
+        _OPEN.pop((cfg.metadata, run_id), None)
 
+
+def _run_graph(cfg, store, config_path, overrides, no_cache, run_id, components, inputs, purpose) -> dict:
+    chosen = [cfg.node(c).id for c in components] if components else list(cfg.nodes)
+    chosen = [i for i in cfg.nodes if i in chosen]  # each after its upstreams
+    if inputs:
+        inputs = check_inputs(store, cfg, (components or chosen)[0], inputs)  # before the run is recorded
+    store.start_run(cfg.name, run_id)
+    produced, results, states = {}, {}, {}
+    for wave in _waves(cfg, chosen):
+        calls = {}
+        for component in wave:
+            node = cfg.nodes[component]
+            input_ids = {}
+            for name, (upstream, output) in node.wiring.items():
+                source = produced.get(upstream)
+                if source is None:
+                    source = {n: a.id for n, a in store.latest_live(cfg.name, upstream).items()}
+                if output in source:
+                    input_ids[name] = source[output]
+            if component == (components or [None])[0]:
+                input_ids.update(inputs or {})
+            upstream_states = [states[u] for u, _ in node.wiring.values() if u in states]
+            calls[component] = (input_ids, upstream_states)
+        started = time.perf_counter()
+        args = (config_path, overrides)
+        if len(wave) == 1:
+            [(component, (input_ids, after))] = calls.items()
+            # A task that reports itself Cached hands back its State: .result() gives the same dict either way.
+            finished = {component: component_task(*args, component, run_id, input_ids, no_cache, purpose,
+                                                  return_state=True, wait_for=after)}
+        else:
+            with stop_handlers():
+                futures = {c: component_task.submit(*args, c, run_id, ids, no_cache, purpose, wait_for=after)
+                           for c, (ids, after) in calls.items()}
+                finished = {c: f.wait() or f.state for c, f in futures.items()}
+        failed = None
+        for component, state in finished.items():
+            states[component] = state
+            try:
+                result = state.result()
+            except BaseException as e:
+                failed = failed or e
+                continue
+            result["wall_seconds"] = time.perf_counter() - started
+            produced[component] = result["outputs"]
+            results[component] = result
+        if failed is not None:
+            raise failed
+    if results:
+        ui.publish(store, cfg, run_id, results)
+    serving = [getattr(n.params, "serving_base", None) for n in cfg.nodes.values()]
+    return {"pipeline": cfg.name, "run_id": run_id, "metadata": redact(cfg.metadata), "root": cfg.root,
+            "serving_base": next((s for s in serving if s), None), "components": results}

@@ -65,12 +65,12 @@ def _add_artifact(store, graph, artifact_id) -> str:
     return key
 
 
-def _add_execution(store, graph, execution: dict) -> str:
-    key = f"execution:{execution['id']}"
+def _add_execution(store, graph, execution) -> str:
+    key = f"execution:{execution.id}"
     if key not in graph.nodes:
-        run = execution["properties"].get("run_id", "")
-        graph.nodes[key] = {"kind": "execution", "label": f"{execution['component']} #{execution['id']}",
-                            "detail": run, "state": execution["state"]}
+        run = execution.properties.get("run_id", "")
+        graph.nodes[key] = {"kind": "execution", "label": f"{execution.component} #{execution.id}",
+                            "detail": run, "state": execution.state}
     return key
 
 
@@ -78,17 +78,17 @@ def _upstream(store, graph, artifact_id, check_files: bool) -> None:
     target = _add_artifact(store, graph, artifact_id)
     producers = [store.execution(e) for e, kind, _ in store.artifact_events(artifact_id) if kind == "OUTPUT"]
     # The execution that made it, not the CACHED ones that later reused it.
-    made = [e for e in producers if e["state"] != "CACHED"] or producers
+    made = [e for e in producers if e.state != "CACHED"] or producers
     for execution in made[:1]:
-        seen = f"execution:{execution['id']}" in graph.nodes
+        seen = f"execution:{execution.id}" in graph.nodes
         ekey = _add_execution(store, graph, execution)
         graph.edges.add((ekey, target))
         if seen:  # its inputs are walked already
             continue
-        for input_id in _inputs(store, execution["id"]):
+        for input_id in _inputs(store, execution.id):
             graph.edges.add((_add_artifact(store, graph, input_id), ekey))
             _upstream(store, graph, input_id, check_files)
-        for path, digest in execution["manifest"].get("input_files", {}).items():
+        for path, digest in execution.manifest.get("input_files", {}).items():
             fkey = f"file:{path}"
             graph.nodes[fkey] = {"kind": "file", "label": Path(path).name, "detail": f"{path} sha256:{digest[:12]}",
                                  "state": ("changed" if _changed(path, digest) else "unchanged") if check_files

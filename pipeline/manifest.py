@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import glob
 import hashlib
 import json
 import os
@@ -18,71 +17,16 @@ from pathlib import Path
 
 from components.user_module import TFPIPE_PACKAGES as PACKAGES
 from components.user_module import module_files
-from pipeline.config import PipelineConfig
+from components.contract import user_modules as contract_modules
+from pipeline.config import Node, PipelineConfig
 from pipeline.metadata import redact
+from schemas.artifacts import damage, file_manifest, fingerprint  # noqa: F401  (the runner's, from here)
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE_LIBRARIES = ("tensorflow", "tensorflow-transform", "apache-beam", "tf-keras", "tfx-bsl")
 MANIFEST_LIBRARIES = CACHE_LIBRARIES + ("prefect", "ml-metadata", "numpy", "protobuf", "pyarrow")
 # How far metrics may move between runs that cannot be bit-identical (several replicas, GPUs).
 TOLERANCE = {"metric_abs": 0.02}
-
-
-def _volatile(name: str) -> bool:
-    # Bytes that change from run to run while the result does not: TensorBoard events (wall times),
-    # the checkpoint index (timestamps), the push record (its version is the push time), and a
-    # SavedModel's graph, which records the temporary folder tf.Transform analyzed in (its variables,
-    # assets and metadata are hashed, and the code that builds the graph is in the manifest).
-    return name in ("checkpoint", "push.json", "saved_model.pb", "fingerprint.pb") \
-        or name.startswith("events.out.tfevents.")
-
-
-def fingerprint(path: str) -> str:
-    """A hash of a folder's (or file's) relative names and contents, run-to-run noise left out.
-
-    Gzipped files are hashed decompressed: the gzip header holds the time it was written.
-    """
-    import gzip
-
-    digest = hashlib.sha256()
-    root = Path(path)
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and not _volatile(p.name))
-    for f in files:
-        digest.update(str(f.relative_to(root) if f != root else f.name).encode())
-        with (gzip.open(f, "rb") if f.suffix == ".gz" else open(f, "rb")) as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-_HASHED_BELOW = 1 << 20  # files smaller than this are checked by content before a cache reuse; larger by size
-
-
-def file_manifest(path: str) -> dict:
-    """{relative path: [size, sha256 or None]} of every file under `path`: what a cache reuse checks."""
-    root = Path(path)
-    out = {}
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        size = f.stat().st_size
-        out[str(f.relative_to(root))] = [size, hashlib.sha256(f.read_bytes()).hexdigest() if size < _HASHED_BELOW
-                                         else None]
-    return out
-
-
-def damage(path: str, recorded: dict) -> str | None:
-    """What no longer matches the manifest recorded at publish (a file gone, resized or changed), or None."""
-    root = Path(path)
-    if not root.is_dir():
-        return f"{path} is gone"
-    for rel, (size, digest) in recorded.items():
-        f = root / rel
-        if not f.is_file():
-            return f"{rel} is gone from {path}"
-        if f.stat().st_size != size:
-            return f"{f} is {f.stat().st_size} bytes, {size} when it was made"
-        if digest and hashlib.sha256(f.read_bytes()).hexdigest() != digest:
-            return f"{f} has changed since it was made"
-    return None
 
 
 @functools.lru_cache(maxsize=None)  # installed versions do not change under a running process
@@ -189,16 +133,10 @@ def code_files(*modules: str, follow: bool = True) -> dict:
     return dict(sorted(out.items()))
 
 
-def input_files(cfg: PipelineConfig) -> dict:
-    """{path: sha256} of every file the ingest input names (globs expanded)."""
-    patterns = cfg.ingest.input.values() if isinstance(cfg.ingest.input, dict) else [cfg.ingest.input]
-    files = sorted({f for p in patterns for f in glob.glob(os.path.expanduser(p))})
-    return {f: _input_hash(f) for f in files}
-
-
-def _input_hash(path: str) -> str:
-    # A file that cannot be read still gets a key (that changes once it can be): ingest, running as a
-    # registered execution, then fails on it with the file named, and MLMD records the failure.
+def input_hash(path: str) -> str:
+    """A raw input file's content hash, for the cache key. A file that cannot be read still gets a key (that
+    changes once it can be): the component, running as a registered execution, then fails on it with the
+    file named, and MLMD records the failure."""
     try:
         return fingerprint(path)
     except (OSError, EOFError, zlib.error) as e:
@@ -206,12 +144,14 @@ def _input_hash(path: str) -> str:
 
 
 def user_modules(cfg: PipelineConfig) -> dict:
-    """Each user module's path and a hash over it and the local modules it imports (listed in `files`)."""
+    """Each user module of the pipeline ("<instance>.<field>"): its path and a hash over it and the local
+    modules it imports (listed in `files`)."""
     out = {}
-    for name in ("transform", "trainer"):
-        files = module_files(getattr(cfg, name).module)
-        out[f"{name}.module"] = {"path": getattr(cfg, name).module, "files": files,
-                                 "sha256": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()}
+    for node in cfg.nodes.values():
+        for field, module in contract_modules(node.component, node.params).items():
+            files = module_files(module)
+            out[f"{node.id}.{field}"] = {"path": module, "files": files,
+                                         "sha256": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()}
     return out
 
 
@@ -225,23 +165,23 @@ def exactness(hw: dict) -> dict:
     return {"exact": not reasons, "why": "; ".join(reasons)} if reasons else {"exact": True}
 
 
-def build(cfg: PipelineConfig, component: str, inputs: dict, files: dict | None = None,
-          hw: dict | None = None) -> dict:
-    """The manifest recorded on a step's execution. `hw`: the hardware that made its outputs, when that was
-    not this process (a cache hit), which also spares a cached run importing TensorFlow to list devices."""
+def build(cfg: PipelineConfig, node: Node, inputs: dict, files: dict | None = None, hw: dict | None = None) -> dict:
+    """The manifest recorded on a component's execution. `hw`: the hardware that made its outputs, when that
+    was not this process (a cache hit), which also spares a cached run importing TensorFlow to list devices."""
     hw = hardware() if hw is None else hw
     manifest = {
-        "component": component,
+        "component": node.id,
+        "component_type": node.type,
         "code": code_version(),
         "user_modules": user_modules(cfg),
         "libraries": {"python": platform.python_version(), **library_versions(MANIFEST_LIBRARIES)},
         "hardware": hw,
-        "seeds": {"trainer.seed": cfg.trainer.seed,
+        "seeds": {**{f"{n.id}.seed": n.params.seed for n in cfg.nodes.values() if hasattr(n.params, "seed")},
                   "split": "sha256 of each row's canonical tf.Example (or of its split_key column), no seed"},
-        "config": {**json.loads(cfg.model_dump_json(by_alias=True)), "metadata": redact(cfg.metadata)},
+        "config": {**cfg.to_raw(), "metadata": redact(cfg.metadata)},
         "inputs": {name: {"id": a.id, "fingerprint": a.properties.get("fingerprint", "")} for name, a in inputs.items()},
         "determinism": exactness(hw),
     }
-    if component == "ingest":
-        manifest["input_files"] = files if files is not None else input_files(cfg)
+    if files is not None:
+        manifest["input_files"] = files
     return manifest

@@ -9,6 +9,7 @@ import os
 import socket
 import time
 import urllib.parse
+import threading
 from dataclasses import dataclass
 
 from ml_metadata import metadata_store
@@ -17,10 +18,10 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 from components._process import alive
 from components.errors import ConfigError, StoreUnavailable
-from schemas.artifacts import ARTIFACT_TYPES
+from schemas.artifacts import ARTIFACT_TYPES, Artifact
 
 log = logging.getLogger("tfpipe.pipeline")
-PIPELINE, PIPELINE_RUN, COMPONENT = "pipeline", "pipeline_run", "component"
+PIPELINE, PIPELINE_RUN, COMPONENT, CACHE_KEY = "pipeline", "pipeline_run", "component", "cache_key"
 _EXEC_PROPS = ("cache_key", "config", "code_version", "library_versions", "pipeline", "run_id", "error")
 STATES = {"RUNNING": pb.Execution.RUNNING, "COMPLETE": pb.Execution.COMPLETE, "FAILED": pb.Execution.FAILED,
           "CACHED": pb.Execution.CACHED}
@@ -80,20 +81,40 @@ def connection_config(url: str) -> pb.ConnectionConfig:
     return config
 
 
+def _artifact(proto, type_name: str) -> Artifact:
+    return Artifact(proto.id, type_name, proto.uri, pb.Artifact.State.Name(proto.state),
+                    {k: _value(v) for k, v in proto.custom_properties.items()})
+
+
 @dataclass
-class Artifact:
-    """An artifact as the pipeline passes it around (id, type, uri, state, custom properties)."""
+class Execution:
+    """An execution as the runner and the CLI see it."""
 
     id: int
-    type: str
-    uri: str
-    state: str
+    component: str  # the component instance's id
+    state: str  # RUNNING, COMPLETE, FAILED, CACHED
     properties: dict
+    custom: dict
+    created: int  # ms since the epoch
 
-    @classmethod
-    def of(cls, proto, type_name: str) -> "Artifact":
-        props = {k: _value(v) for k, v in proto.custom_properties.items()}
-        return cls(proto.id, type_name, proto.uri, pb.Artifact.State.Name(proto.state), props)
+    @property
+    def manifest(self) -> dict:
+        return json.loads(self.custom.get("manifest") or "{}")
+
+    def __getitem__(self, key: str):
+        """e["state"] reads like e.state: scripts written when executions were plain dicts keep working."""
+        return getattr(self, key)
+
+
+@dataclass
+class Started:
+    """A RUNNING execution with its PENDING outputs, as start() registered it; finish() completes it."""
+
+    id: int
+    outputs: dict  # output name -> Artifact (PENDING, at its final URI)
+    _execution: object
+    _artifacts: dict
+    _contexts: list
 
 
 # PostgreSQL indexes string property values and refuses one over 2704 bytes (a manifest listing a step's
@@ -237,6 +258,8 @@ class _Retrying:
     def __init__(self, client, deadline: _Deadline | None = None):
         self._client = client
         self._deadline = deadline
+        # One connection, shared by the run's concurrent tasks: MLMD's client is not safe for two calls at once.
+        self._lock = threading.RLock()
 
     def __getattr__(self, name):
         method = getattr(self._client, name)
@@ -249,7 +272,8 @@ class _Retrying:
             delay = 0.05
             for attempt in range(12):
                 try:
-                    return method(*args, **kwargs)
+                    with self._lock:
+                        return method(*args, **kwargs)
                 except Exception as e:
                     if "locked" not in str(e).lower() and "busy" not in str(e).lower() or attempt == 11:
                         raise
@@ -358,12 +382,35 @@ class MetadataStore:
                            f"({message.strip() or 'no detail given'})")
             raise ConfigError(f"cannot open the metadata store {redact(url)}: {message}") from e
         self._types = {}
-        for name in (PIPELINE, PIPELINE_RUN, COMPONENT):
+        for name in (PIPELINE, PIPELINE_RUN, COMPONENT, CACHE_KEY):
             self._types[("ctx", name)] = self.store.put_context_type(pb.ContextType(name=name))
+        self._type_names = {}  # artifact type id -> name
         for name in ARTIFACT_TYPES:
-            self._types[("art", name)] = self.store.put_artifact_type(pb.ArtifactType(name=name))
-        self._type_names = {v: k[1] for k, v in self._types.items() if k[0] == "art"}
+            self._art_type(name)
         self._exec_names = {}  # execution type id -> component, filled on first need
+
+    def _art_type(self, name: str) -> int:
+        """The artifact type's id, registered on first use (a user's component may declare its own types)."""
+        key = ("art", name)
+        if key not in self._types:
+            self._types[key] = self.store.put_artifact_type(pb.ArtifactType(name=name))
+            self._type_names[self._types[key]] = name
+        return self._types[key]
+
+    def _type_name(self, type_id: int) -> str:
+        if type_id not in self._type_names:  # registered by another process (another pipeline's own type)
+            self._type_names.update({t.id: t.name for t in self.store.get_artifact_types()})
+        return self._type_names.get(type_id, "?")
+
+    def _artifacts_of(self, protos) -> list[Artifact]:
+        return [_artifact(p, self._type_name(p.type_id)) for p in protos]
+
+    def _execution(self, e) -> Execution:
+        if e.type_id not in self._exec_names:
+            self._exec_names = {t.id: t.name.removeprefix("tfpipe.") for t in self.store.get_execution_types()}
+        return Execution(e.id, self._exec_names[e.type_id], pb.Execution.State.Name(e.last_known_state),
+                         {k: _value(v) for k, v in e.properties.items()},
+                         {k: _value(v) for k, v in e.custom_properties.items()}, e.create_time_since_epoch)
 
     # ---- contexts -----------------------------------------------------------------------------------------------
 
@@ -397,9 +444,18 @@ class MetadataStore:
             self._types[key] = self.store.put_execution_type(etype)
         return self._types[key]
 
+    def _contexts(self, run: dict, component: str, cache_key: str) -> list:
+        # The cache_key context finds an execution by its key in one lookup, however many the store holds.
+        return [run["pipeline"], run["run"], self._context(COMPONENT, f"{run['name']}.{component}"),
+                self._context(CACHE_KEY, cache_key)]
+
     # ---- executions ---------------------------------------------------------------------------------------------
 
-    def recover_dead(self, component: str, pipeline: str) -> list:
+    def _component_executions(self, pipeline: str, component: str) -> list:
+        ctx = self.store.get_context_by_type_and_name(COMPONENT, f"{pipeline}.{component}")
+        return self.store.get_executions_by_context(ctx.id) if ctx is not None else []
+
+    def recover_dead(self, component: str, pipeline: str) -> list[tuple[Execution, dict]]:
         """Marks FAILED this pipeline's RUNNING executions of `component` whose process (on this host) is gone.
 
         A process killed with SIGKILL cannot record its own failure; the next run of the same pipeline
@@ -407,9 +463,8 @@ class MetadataStore:
         the recovered executions with their outputs (now ABANDONED).
         """
         recovered = []
-        for execution in self.executions(component):
-            if execution.last_known_state != pb.Execution.RUNNING or \
-                    execution.properties["pipeline"].string_value != pipeline:
+        for execution in self._component_executions(pipeline, component):
+            if execution.last_known_state != pb.Execution.RUNNING:
                 continue
             host = execution.custom_properties["host"].string_value
             pid = execution.custom_properties["pid"].int_value
@@ -421,8 +476,14 @@ class MetadataStore:
             for artifact in outputs.values():
                 artifact.state = pb.Artifact.ABANDONED
             self.store.put_execution(execution, [(a, None) for a in outputs.values()], [])
-            recovered.append((execution, outputs))
+            recovered.append((self._execution(execution),
+                              {n: _artifact(a, self._type_name(a.type_id)) for n, a in outputs.items()}))
         return recovered
+
+    def stopped(self, component: str, pipeline: str) -> list[Execution]:
+        """This pipeline's executions of `component` stopped by a signal whose kept outputs no run adopted yet."""
+        return [self._execution(e) for e in self._component_executions(pipeline, component)
+                if e.custom_properties["stopped"].string_value and e.custom_properties["adopted"].string_value != "yes"]
 
     def mark_adopted(self, staging: str) -> None:
         """The stopped execution whose output's staging folder a new run took over: not adoptable twice."""
@@ -439,7 +500,7 @@ class MetadataStore:
         protos = {a.id: a for a in self.store.get_artifacts_by_id([e.artifact_id for e in events])}
         return {e.path.steps[0].key: protos[e.artifact_id] for e in events}
 
-    def start(self, run: dict, component: str, inputs: dict, outputs: dict, props: dict, uri_of) -> tuple:
+    def start(self, run: dict, component: str, inputs: dict, outputs: dict, props: dict, uri_of) -> Started:
         """Registers a RUNNING execution with PENDING outputs, input events and contexts, in one put_execution.
 
         `outputs` maps output names to artifact types; `uri_of(name, execution_id)` gives each URI, so the
@@ -453,29 +514,28 @@ class MetadataStore:
         [execution.id] = self.store.put_executions([execution])
         artifacts = {}
         for name, type_name in outputs.items():
-            artifacts[name] = pb.Artifact(type_id=self._types[("art", type_name)], uri=uri_of(name, execution.id),
+            artifacts[name] = pb.Artifact(type_id=self._art_type(type_name), uri=uri_of(name, execution.id),
                                           state=pb.Artifact.PENDING)
             artifacts[name].custom_properties["name"].string_value = name
         pairs = self._events(inputs, pb.Event.INPUT) + [
             (a, _event(pb.Event.OUTPUT, name)) for name, a in artifacts.items()]
-        contexts = [run["pipeline"], run["run"], self._context(COMPONENT, f"{run['name']}.{component}")]
+        contexts = self._contexts(run, component, props["cache_key"])
         _, ids, _ = self.store.put_execution(execution, pairs, contexts, reuse_context_if_already_exist=True)
         for (artifact, _), artifact_id in zip(pairs[len(pairs) - len(artifacts):], ids[len(pairs) - len(artifacts):]):
             artifact.id = artifact_id
-        return execution, artifacts, contexts
+        return Started(execution.id, {n: _artifact(a, outputs[n]) for n, a in artifacts.items()},
+                       execution, artifacts, contexts)
 
     def _events(self, inputs: dict, kind) -> list:
-        pairs = []
-        for name, artifact in inputs.items():
-            [proto] = self.store.get_artifacts_by_id([artifact.id])
-            pairs.append((proto, _event(kind, name)))
-        return pairs
+        protos = {p.id: p for p in self.store.get_artifacts_by_id([a.id for a in inputs.values()])} if inputs else {}
+        return [(protos[artifact.id], _event(kind, name)) for name, artifact in inputs.items()]
 
-    def finish(self, execution, artifacts: dict, contexts, state: str, error: str | None = None,
-               artifact_props: dict | None = None, stopped: str | None = None) -> dict:
+    def finish(self, started: Started, state: str, error: str | None = None,
+               artifact_props: dict | None = None, stopped: str | None = None) -> dict[str, Artifact]:
         """Marks the execution COMPLETE (outputs LIVE) or FAILED (outputs ABANDONED), in one put_execution.
 
         `stopped`: the signal that stopped it; its kept checkpoints are for the next run to adopt."""
+        execution, artifacts = started._execution, started._artifacts
         execution.last_known_state = STATES[state]
         if stopped:
             execution.custom_properties["stopped"].string_value = stopped
@@ -486,9 +546,9 @@ class MetadataStore:
             artifact.state = pb.Artifact.LIVE if live else pb.Artifact.ABANDONED
             for k, v in (artifact_props or {}).get(name, {}).items():
                 _set(artifact.custom_properties, k, v)
-        self.store.put_execution(execution, [(a, None) for a in artifacts.values()], contexts,
+        self.store.put_execution(execution, [(a, None) for a in artifacts.values()], started._contexts,
                                  reuse_context_if_already_exist=True, reuse_artifact_if_already_exist_by_external_id=False)
-        return {name: Artifact.of(a, self._type_names[a.type_id]) for name, a in artifacts.items()}
+        return {name: _artifact(a, self._type_name(a.type_id)) for name, a in artifacts.items()}
 
     def record_cached(self, run: dict, component: str, inputs: dict, outputs: dict, props: dict) -> None:
         """A CACHED execution: it read `inputs` and reused the LIVE `outputs`, registered in one call."""
@@ -497,39 +557,39 @@ class MetadataStore:
         protos = self.store.get_artifacts_by_id([a.id for a in outputs.values()])
         pairs = self._events(inputs, pb.Event.INPUT) + [
             (p, _event(pb.Event.OUTPUT, name)) for name, p in zip(outputs, protos)]
-        contexts = [run["pipeline"], run["run"], self._context(COMPONENT, f"{run['name']}.{component}")]
-        self.store.put_execution(execution, pairs, contexts, reuse_context_if_already_exist=True)
+        self.store.put_execution(execution, pairs, self._contexts(run, component, props["cache_key"]),
+                                 reuse_context_if_already_exist=True)
 
     # ---- queries ------------------------------------------------------------------------------------------------
 
-    def outputs_of(self, execution_id: int) -> dict:
-        return {name: Artifact.of(p, self._type_names[p.type_id])
+    def outputs_of(self, execution_id: int) -> dict[str, Artifact]:
+        return {name: _artifact(p, self._type_name(p.type_id))
                 for name, p in self._event_protos(execution_id, pb.Event.OUTPUT).items()}
 
-    def inputs_of(self, execution_id: int) -> dict:
-        return {name: Artifact.of(p, self._type_names[p.type_id])
+    def inputs_of(self, execution_id: int) -> dict[str, Artifact]:
+        return {name: _artifact(p, self._type_name(p.type_id))
                 for name, p in self._event_protos(execution_id, pb.Event.INPUT).items()}
 
-    def executions(self, component: str | None = None) -> list:
-        if component is None:
-            return self.store.get_executions()
-        return self.store.get_executions_by_type(f"tfpipe.{component}")
-
     def find_cached(self, component: str, cache_key: str, damage=lambda artifact: None):
-        """The newest COMPLETE execution with this cache key whose outputs are LIVE and intact.
+        """The newest COMPLETE execution with this cache key whose outputs are LIVE and intact, as
+        (Execution, {output: Artifact}); None when there is none.
 
-        `damage(artifact)` says what of an output no longer matches what was published (or None); such
-        outputs are marked DELETED, with the reason, and the next candidate is tried.
+        Found through the key's own context, without scanning the component's executions. `damage(artifact)`
+        says what of an output no longer matches what was published (or None); such outputs are marked
+        DELETED, with the reason, and the next candidate is tried.
         """
-        candidates = [e for e in self.executions(component)
+        ctx = self.store.get_context_by_type_and_name(CACHE_KEY, cache_key)
+        if ctx is None:
+            return None
+        candidates = [e for e in self.store.get_executions_by_context(ctx.id)
                       if e.last_known_state == pb.Execution.COMPLETE and e.properties["cache_key"].string_value == cache_key]
-        for execution in sorted(candidates, key=lambda e: e.create_time_since_epoch, reverse=True):
+        for execution in sorted(candidates, key=lambda e: (e.create_time_since_epoch, e.id), reverse=True):
             outputs = self.outputs_of(execution.id)
             if not outputs or not all(a.state == "LIVE" for a in outputs.values()):
                 continue
             damaged = {name: reason for name, a in outputs.items() if (reason := damage(a))}
             if not damaged:
-                return execution, outputs
+                return self._execution(execution), outputs
             self.mark_damaged([outputs[name] for name in damaged], "; ".join(damaged.values()))
             log.warning("%s: the cached outputs of execution %d no longer match what it made (%s); running again",
                         component, execution.id, "; ".join(f"{n}: {r}" for n, r in damaged.items()))
@@ -543,29 +603,58 @@ class MetadataStore:
             proto.custom_properties["damaged"].string_value = reason[:1000]
         self.store.put_artifacts(protos)
 
-    def latest_live(self, pipeline: str, component: str) -> dict:
+    def latest_live(self, pipeline: str, component: str) -> dict[str, Artifact]:
         """The outputs of the newest COMPLETE (or CACHED) execution of `component` in this pipeline."""
         return next(self.live_outputs(pipeline, component), {})
 
+    def _done(self, executions) -> list:
+        # A reproduction's outputs are evidence, never a production run's inputs or baseline.
+        done = [e for e in executions if e.last_known_state in (pb.Execution.COMPLETE, pb.Execution.CACHED)
+                and e.custom_properties["purpose"].string_value != REPRODUCE]
+        return sorted(done, key=lambda e: (e.create_time_since_epoch, e.id), reverse=True)
+
     def live_outputs(self, pipeline: str, component: str):
         """The LIVE outputs of `component`'s executions in this pipeline, newest first."""
-        ctx = self.store.get_context_by_type_and_name(COMPONENT, f"{pipeline}.{component}")
-        if ctx is None:
-            return
-        # A reproduction's outputs are evidence, never a production run's inputs or baseline.
-        done = [e for e in self.store.get_executions_by_context(ctx.id)
-                if e.last_known_state in (pb.Execution.COMPLETE, pb.Execution.CACHED)
-                and e.custom_properties["purpose"].string_value != REPRODUCE]
-        for execution in sorted(done, key=lambda e: (e.create_time_since_epoch, e.id), reverse=True):
+        for execution in self._done(self._component_executions(pipeline, component)):
             outputs = self.outputs_of(execution.id)
             if outputs and all(a.state == "LIVE" for a in outputs.values()):
                 yield outputs
+
+    def live_of_type(self, pipeline: str, type_name: str):
+        """The LIVE artifacts of this type that this pipeline's (production) executions output, newest first."""
+        ctx = self.store.get_context_by_type_and_name(PIPELINE, pipeline)
+        if ctx is None:
+            return
+        seen = set()
+        for execution in self._done(self.store.get_executions_by_context(ctx.id)):
+            for artifact in self.outputs_of(execution.id).values():
+                if artifact.type == type_name and artifact.state == "LIVE" and artifact.id not in seen:
+                    seen.add(artifact.id)
+                    yield artifact
+
+    def upstream_property(self, artifact_id: int, key: str):
+        """The property `key` of the nearest artifact upstream of this one (through the executions that made
+        each) that has it, or None: e.g. the split rule of the examples a model was trained on."""
+        todo, seen = [artifact_id], set()
+        while todo:
+            current = todo.pop(0)
+            if current in seen:
+                continue
+            seen.add(current)
+            for execution_id, kind, _ in self.artifact_events(current):
+                if kind != "OUTPUT":
+                    continue
+                for artifact in self.inputs_of(execution_id).values():
+                    if key in artifact.properties:
+                        return artifact.properties[key]
+                    todo.append(artifact.id)
+        return None
 
     def artifact(self, artifact_id: int) -> Artifact:
         found = self.store.get_artifacts_by_id([artifact_id])
         if not found:
             raise ConfigError(f"no artifact with id {artifact_id} in {redact(self.url)}")
-        return Artifact.of(found[0], self._type_names.get(found[0].type_id, "?"))
+        return _artifact(found[0], self._type_name(found[0].type_id))
 
     def resolve(self, ref) -> int:
         """An artifact id from an id or a URI (the newest LIVE artifact at that URI)."""
@@ -578,8 +667,7 @@ class MetadataStore:
 
     def artifacts(self, type_name: str | None = None, state: str | None = None) -> list[Artifact]:
         protos = self.store.get_artifacts_by_type(type_name) if type_name else self.store.get_artifacts()
-        out = [Artifact.of(p, self._type_names.get(p.type_id, "?")) for p in protos]
-        return [a for a in out if state is None or a.state == state]
+        return [a for a in self._artifacts_of(protos) if state is None or a.state == state]
 
     def find_run(self, ref: str) -> str:
         """A pipeline_run's full name from itself or its run id (the part after the pipeline name)."""
@@ -591,24 +679,20 @@ class MetadataStore:
                               f"(latest runs: {known}; `tfpipe runs` lists them all)")
         return found[0]
 
-    def run_executions(self, run_name: str) -> list[dict]:
-        """The executions of one run, oldest first, as execution() describes them."""
+    def run_executions(self, run_name: str) -> list[Execution]:
+        """The executions of one run, oldest first."""
         ctx = self.store.get_context_by_type_and_name(PIPELINE_RUN, run_name)
         execs = self.store.get_executions_by_context(ctx.id) if ctx else []
-        return [self.describe(e) for e in sorted(execs, key=lambda e: e.id)]
+        return [self._execution(e) for e in sorted(execs, key=lambda e: e.id)]
 
-    def execution(self, execution_id: int) -> dict:
+    def execution(self, execution_id: int) -> Execution:
         [proto] = self.store.get_executions_by_id([execution_id])
-        return self.describe(proto)
+        return self._execution(proto)
 
-    def describe(self, e) -> dict:
-        """An execution proto as execution() gives it: component, state, properties, manifest."""
-        if e.type_id not in self._exec_names:
-            self._exec_names = {t.id: t.name.removeprefix("tfpipe.") for t in self.store.get_execution_types()}
-        props = {k: _value(v) for k, v in e.properties.items()}
-        custom = {k: _value(v) for k, v in e.custom_properties.items()}
-        return {"id": e.id, "component": self._exec_names[e.type_id], "state": pb.Execution.State.Name(e.last_known_state),
-                "properties": props, "manifest": json.loads(custom.get("manifest") or "{}")}
+    def executions(self, component: str | None = None) -> list[Execution]:
+        protos = self.store.get_executions() if component is None else \
+            self.store.get_executions_by_type(f"tfpipe.{component}")
+        return [self._execution(e) for e in protos]
 
     def artifact_events(self, artifact_id: int) -> list[tuple[int, str, str]]:
         """(execution id, INPUT or OUTPUT, the event's name) for each event on the artifact."""
@@ -616,7 +700,7 @@ class MetadataStore:
                 for e in self.store.get_events_by_artifact_ids([artifact_id])]
 
     def artifacts_by_uri(self, uri: str) -> list[Artifact]:
-        return [Artifact.of(p, self._type_names.get(p.type_id, "?")) for p in self.store.get_artifacts_by_uri(uri)]
+        return self._artifacts_of(self.store.get_artifacts_by_uri(uri))
 
     def runs(self, pipeline: str | None = None) -> list[dict]:
         """Each pipeline_run context with its executions' components and states."""
@@ -624,11 +708,9 @@ class MetadataStore:
         for ctx in self.store.get_contexts_by_type(PIPELINE_RUN):
             if pipeline and not ctx.name.startswith(f"{pipeline}."):
                 continue
-            execs = self.store.get_executions_by_context(ctx.id)
-            types = {t.id: t.name for t in self.store.get_execution_types()}
+            execs = [self._execution(e) for e in self.store.get_executions_by_context(ctx.id)]
             out.append({"run": ctx.name, "created": ctx.create_time_since_epoch,
-                        "executions": [(types[e.type_id].removeprefix("tfpipe."), pb.Execution.State.Name(e.last_known_state),
-                                        e.id) for e in sorted(execs, key=lambda e: e.id)]})
+                        "executions": [(e.component, e.state, e.id) for e in sorted(execs, key=lambda e: e.id)]})
         return sorted(out, key=lambda r: r["created"])
 
 

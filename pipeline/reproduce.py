@@ -9,25 +9,46 @@ from pathlib import Path
 
 import yaml
 
+from components.contract import PathParam, field_markers
 from components.errors import ConfigError
 from pipeline import manifest
-from pipeline.config import COMPONENTS
-from pipeline.metadata import REPRODUCE, MetadataStore
+from pipeline.config import PipelineConfig, parse
+from pipeline.metadata import REPRODUCE, Execution, MetadataStore
 
 IDENTICAL, WITHIN, DIFFERENT = "identical", "within tolerance", "different"
-# Where a change first has effect: it explains differences in that component and the ones after it.
-_FIRST_AFFECTED = {"input file": "ingest", "library": "ingest", "tfpipe code": "ingest", "hardware": "ingest",
-                   "transform.module": "transform", "trainer.module": "trainer", "config": "ingest"}
 
 
-def _run(store: MetadataStore, ref: str) -> tuple[str, list[dict]]:
+def _run(store: MetadataStore, ref: str) -> tuple[str, list[Execution]]:
     name = store.find_run(ref)
     return name, store.run_executions(name)
 
 
-def _by_component(executions: list[dict]) -> dict:
-    """The last execution of each component in a run (a retried step counts once)."""
-    return {e["component"]: e for e in executions}
+def _by_component(executions: list[Execution]) -> dict[str, Execution]:
+    """The last execution of each component instance in a run (a retried step counts once), in run order."""
+    out: dict[str, Execution] = {}
+    for e in executions:
+        out.pop(e.component, None)
+        out[e.component] = e
+    return dict(sorted(out.items(), key=lambda item: min(x.id for x in executions if x.component == item[0])))
+
+
+def _affected(kind: str, order: list[str]) -> str:
+    """The first instance a change takes effect in: a user module's own instance ("<id>.<field>"), else the
+    first of the run (input files, libraries, code, hardware and config reach everything)."""
+    node_id = kind.split(".", 1)[0]
+    return node_id if "." in kind and node_id in order else order[0]
+
+
+def _redirected(cfg: PipelineConfig, folder: Path) -> dict:
+    """The config with every path where results leave the pipeline (serving) moved into `folder`."""
+    raw = cfg.to_raw()
+    for item in raw["components"]:
+        node = cfg.nodes[item["id"]]
+        for name, marker in field_markers(node.component.parameters, PathParam).items():
+            if marker.outside_root:
+                key = node.component.parameters.model_fields[name].alias or name
+                item[key] = str(folder / item["id"] / key)
+    return raw
 
 
 def reproduce(store: MetadataStore, ref: str, workdir: str | None = None) -> dict:
@@ -36,19 +57,20 @@ def reproduce(store: MetadataStore, ref: str, workdir: str | None = None) -> dic
 
     original_name, executions = _run(store, ref)
     recorded = _by_component(executions)
-    first = next((e["manifest"] for e in executions if e["manifest"]), None)
+    first = next((e.manifest for e in executions if e.manifest), None)
     if not first:
         raise ConfigError(f"run {original_name} has no manifest (it predates them); it cannot be reproduced")
     config = dict(first["config"])
     folder = Path(workdir or Path(config["root"]) / "reproduce" / f"{original_name}-{time.strftime('%Y%m%dT%H%M%S')}")
     folder.mkdir(parents=True, exist_ok=True)
     # Same store, same root (new execution ids keep URIs apart); pushes go beside, never to production serving.
-    config.update(metadata=store.url, pusher={**config.get("pusher", {}), "serving_base": str(folder / "serving")})
+    config.update(metadata=store.url)
     config.pop("source", None)
     config_path = folder / "pipeline.yaml"
+    # The recorded config (either form, paths absolute) read as a pipeline file in that folder.
+    config = _redirected(parse(dict(config), config_path), folder)
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    result = pipeline_flow(str(config_path), no_cache=True,
-                           components=[c for c in COMPONENTS if c in recorded], purpose=REPRODUCE)
+    result = pipeline_flow(str(config_path), no_cache=True, components=list(recorded), purpose=REPRODUCE)
     new_name, new_executions = _run(store, result["run_id"])
     report = compare(store, original_name, executions, new_name, new_executions)
     report["config"] = str(config_path)
@@ -59,17 +81,18 @@ def compare(store: MetadataStore, name_a: str, execs_a: list, name_b: str, execs
     """Each output of run a against the same output of run b, with the manifest differences that explain it."""
     a, b = _by_component(execs_a), _by_component(execs_b)
     causes = manifest_changes(a, b)
-    exact = all(e["manifest"].get("determinism", {}).get("exact", True) for e in [*a.values(), *b.values()])
+    exact = all(e.manifest.get("determinism", {}).get("exact", True) for e in [*a.values(), *b.values()])
     replicas = [out.properties.get("replicas", 1) for e in [*a.values(), *b.values()]
-                for out in store.outputs_of(e["id"]).values() if out.type == "ModelRun"]
+                for out in store.outputs_of(e.id).values() if out.type == "ModelRun"]
     if any(r and r > 1 for r in replicas):
         exact = False
     rows = []
-    for component in [c for c in COMPONENTS if c in a and c in b]:
-        outs_a, outs_b = store.outputs_of(a[component]["id"]), store.outputs_of(b[component]["id"])
+    order = [c for c in a if c in b]
+    for component in order:
+        outs_a, outs_b = store.outputs_of(a[component].id), store.outputs_of(b[component].id)
         for output in sorted(set(outs_a) & set(outs_b)):
             verdict = _verdict(outs_a[output], outs_b[output], outs_a, outs_b, exact)
-            likely = [c for c in causes if COMPONENTS.index(_FIRST_AFFECTED[c["kind"]]) <= COMPONENTS.index(component)]
+            likely = [c for c in causes if order.index(_affected(c["kind"], order)) <= order.index(component)]
             rows.append({"component": component, "output": output, "type": outs_a[output].type,
                          "verdict": verdict, "a": outs_a[output].id, "b": outs_b[output].id,
                          "likely_cause": [c["text"] for c in likely] if verdict == DIFFERENT else []})
@@ -110,10 +133,11 @@ def _verdict(x, y, outs_x, outs_y, exact: bool) -> str:
 def manifest_changes(a: dict, b: dict) -> list[dict]:
     """What differs between two runs' manifests, each change with the kind that says where it takes effect."""
     changes = []
-    ma = {k: v["manifest"] for k, v in a.items() if v["manifest"]}
-    mb = {k: v["manifest"] for k, v in b.items() if v["manifest"]}
-    if "ingest" in ma and "ingest" in mb:
-        files_a, files_b = ma["ingest"].get("input_files", {}), mb["ingest"].get("input_files", {})
+    ma = {k: v.manifest for k, v in a.items() if v.manifest}
+    mb = {k: v.manifest for k, v in b.items() if v.manifest}
+    readers = [k for k in ma if k in mb and ("input_files" in ma[k] or "input_files" in mb[k])]
+    for reader in readers:
+        files_a, files_b = ma[reader].get("input_files", {}), mb[reader].get("input_files", {})
         for path in sorted(set(files_a) | set(files_b)):
             if files_a.get(path) != files_b.get(path):
                 what = ("is gone" if path not in files_b else "is new" if path not in files_a
@@ -143,9 +167,21 @@ def manifest_changes(a: dict, b: dict) -> list[dict]:
 
 
 def _comparable(config: dict) -> dict:
-    """The config less what a reproduction changes on purpose (where pushes go, which file it came from)."""
+    """The config less what a reproduction changes on purpose (where results leave the pipeline, which file
+    it came from), with the instances keyed by id."""
     out = {k: v for k, v in config.items() if k not in ("source", "metadata")}
-    out["pusher"] = {k: v for k, v in out.get("pusher", {}).items() if k != "serving_base"}
+    if isinstance(out.get("components"), list):
+        out["components"] = {c.get("id"): c for c in out["components"] if isinstance(c, dict)}
+    try:
+        cfg = parse({k: v for k, v in config.items() if k != "source"},
+                    Path(config.get("source") or Path(config.get("root", ".")) / "pipeline.yaml"))
+    except Exception:  # a config this tfpipe cannot read: compared as it is
+        return out
+    for node in cfg.nodes.values():
+        section = out["components"].get(node.id) if "components" in out else out.get(node.id)
+        for name, marker in field_markers(node.component.parameters, PathParam).items():
+            if marker.outside_root and isinstance(section, dict):
+                section.pop(node.component.parameters.model_fields[name].alias or name, None)
     return out
 
 
@@ -171,9 +207,10 @@ def diff(store: MetadataStore, ref_a: str, ref_b: str) -> dict:
     metrics = {}
     for run, execs in (("a", a), ("b", b)):
         for component, e in execs.items():
-            for out in store.outputs_of(e["id"]).values():
+            for out in store.outputs_of(e.id).values():
                 for k, v in _floats(out).items():
                     metrics.setdefault(f"{component}.{k.removeprefix('metric:')}", {})[run] = v
     return {"a": name_a, "b": name_b, "changes": [c["text"] for c in manifest_changes(a, b)],
             "metrics": {k: v for k, v in sorted(metrics.items()) if v.get("a") != v.get("b")},
-            "states": {c: [a.get(c, {}).get("state"), b.get(c, {}).get("state")] for c in COMPONENTS}}
+            "states": {c: [a[c].state if c in a else None, b[c].state if c in b else None]
+                       for c in dict.fromkeys([*a, *b])}}

@@ -47,12 +47,19 @@ def _markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def publish(store: MetadataStore, pipeline: str, run_id: str, results: dict) -> None:
+def outputs_of_type(results: dict, type_name: str) -> list[tuple[str, str]]:
+    """(instance id, URI) of each output of that artifact type among a run's results, in run order."""
+    return [(component, r["uris"][name]) for component, r in results.items()
+            for name, t in r.get("types", {}).items() if t == type_name]
+
+
+def publish(store: MetadataStore, cfg, run_id: str, results: dict) -> None:
     from prefect.artifacts import create_markdown_artifact
 
+    pipeline = cfg.name
     run_name = f"{pipeline}.{run_id}"  # the MLMD pipeline_run context
-    if "evaluator" in results:
-        doc = json.loads((Path(results["evaluator"]["uris"]["evaluation"]) / "metrics.json").read_text())
+    for _, uri in outputs_of_type(results, "ModelEvaluation"):
+        doc = json.loads((Path(uri) / "metrics.json").read_text())
         verdict = "BLESSED" if doc["blessed"] else "NOT BLESSED: " + "; ".join(doc["reasons"])
         slices = slice_rows(doc)
         create_markdown_artifact(
@@ -60,8 +67,8 @@ def publish(store: MetadataStore, pipeline: str, run_id: str, results: dict) -> 
             markdown=f"## Evaluation of {pipeline} run `{run_id}`: {verdict}\n\n" + _markdown_table(metrics_rows(doc))
                      + ("\n\n### Per slice\n\n" + _markdown_table(slices) if slices else ""),
             description=f"{pipeline} run {run_id}: {verdict}; the candidate model on the eval split, overall and per slice")
-    if "pusher" in results:
-        push = json.loads((Path(results["pusher"]["uris"]["pushed_model"]) / "push.json").read_text())
+    for _, uri in outputs_of_type(results, "PushedModel"):
+        push = json.loads((Path(uri) / "push.json").read_text())
         text = (f"**Pushed** version `{push['version']}` to `{push['path']}`" if push["pushed"]
                 else f"**Not pushed**: {push.get('reason', 'not blessed')}")
         create_markdown_artifact(key=_key(pipeline, "pushed-model"),
@@ -70,11 +77,13 @@ def publish(store: MetadataStore, pipeline: str, run_id: str, results: dict) -> 
     # Narrow enough for the artifact pane: one line per execution, artifact ids only.
     rows = ["| step | execution | state | outputs |", "|---|---|---|---|"]
     for e in store.run_executions(run_name):
-        outputs = ", ".join(f"{n} #{a.id}" for n, a in store.outputs_of(e["id"]).items())
-        rows.append(f"| {e['component']} | #{e['id']} | {e['state']} | {outputs} |")
-    last = list(results.values())[-1]["outputs"]
-    # The run's ingest has just hashed its input files: no need to read them again here.
-    graph = lineage.build(store, last.get("pushed_model") or next(iter(last.values())), check_files=False)
+        outputs = ", ".join(f"{n} #{a.id}" for n, a in store.outputs_of(e.id).items())
+        rows.append(f"| {e.component} | #{e.id} | {e.state} | {outputs} |")
+    # The lineage of the run's last output (the push, in the standard chain).
+    last = list(results.values())[-1]
+    pushed = [i for name, i in last["outputs"].items() if last.get("types", {}).get(name) == "PushedModel"]
+    # The run has just hashed its input files: no need to read them again here.
+    graph = lineage.build(store, pushed[0] if pushed else next(iter(last["outputs"].values())), check_files=False)
     create_markdown_artifact(
         key=_key(pipeline, "lineage"),
         markdown=f"## {pipeline} run `{run_id}` in ML Metadata\n\n" + "\n".join(rows)

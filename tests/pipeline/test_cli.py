@@ -32,7 +32,7 @@ def test_no_command_prints_help_and_fails(capsys):
     assert "usage: tfpipe" in capsys.readouterr().out
 
 
-def test_no_cache_takes_component_names_and_leaves_the_config_path():
+def test_no_cache_takes_component_names_and_leaves_the_config_path(tmp_path, capsys):
     import pytest
 
     from pipeline.cli import _fix_no_cache
@@ -46,8 +46,14 @@ def test_no_cache_takes_component_names_and_leaves_the_config_path():
         args = parser.parse_args(argv)
         _fix_no_cache(parser, args)
         assert (args.config, args.no_cache) == (config, no_cache), argv
-    with pytest.raises(SystemExit):
-        _fix_no_cache(parser, parser.parse_args(["run", "--no-cache", "trainr", "p.yaml"]))  # a typo
+    # A typo is refused once the pipeline is read (its instances are the names): one line, exit 2, nothing run.
+    from tests.conftest import tiny_titanic
+
+    config = tiny_titanic(tmp_path)
+    assert main(["run", "--no-cache", "trainr", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no component 'trainr'" in err and "did you mean 'trainer'?" in err
+    assert not (tmp_path / "root").exists()
 
 
 def test_read_only_commands_never_create_a_store(tmp_path, capsys):

@@ -48,7 +48,7 @@ def test_titanic_pipeline_end_to_end(tmp_path):
 
     store = MetadataStore(first["metadata"])
     executions = store.executions()
-    assert [pb.Execution.State.Name(e.last_known_state) for e in executions] == ["COMPLETE"] * 5
+    assert [e.state for e in executions] == ["COMPLETE"] * 5
     trainer_exec = store.executions("trainer")[0]
     assert set(store.inputs_of(trainer_exec.id)) == {"transformed_examples", "transform_graph", "schema"}
     outputs = store.outputs_of(trainer_exec.id)
@@ -77,7 +77,7 @@ def test_titanic_pipeline_end_to_end(tmp_path):
 
     second = pipeline_flow(str(config), overrides=overrides)
     assert set(_states(second).values()) == {"CACHED"}
-    assert [pb.Execution.State.Name(e.last_known_state) for e in store.executions()][5:] == ["CACHED"] * 5
+    assert [e.state for e in store.executions()][5:] == ["CACHED"] * 5
     assert second["components"]["trainer"]["outputs"] == first["components"]["trainer"]["outputs"]
 
     # A changed preprocessing_fn: transform and everything downstream run again, ingest does not.
@@ -121,5 +121,5 @@ def test_penguin_pipeline_and_one_component_from_the_cli(tmp_path, capsys):
     # One component again, inputs taken from MLMD (the latest LIVE upstream outputs), cache off.
     assert main(["component", "evaluator", "--config", str(config), "--root", root, "--no-cache"]) == 0
     evaluator_runs = store.executions("evaluator")
-    assert [pb.Execution.State.Name(e.last_known_state) for e in evaluator_runs] == ["COMPLETE", "COMPLETE"]
+    assert [e.state for e in evaluator_runs] == ["COMPLETE", "COMPLETE"]
     assert store.inputs_of(evaluator_runs[1].id)["model"].id == store.inputs_of(evaluator_runs[0].id)["model"].id

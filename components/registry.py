@@ -1,0 +1,38 @@
+"""The standard components, by type name, in the order of the standard chain.
+
+Adding a standard component is its module (with a `COMPONENT` declaration) and one line here; nothing in
+`pipeline/` changes. A pipeline file in the standard form (one section per component, no `components:`
+list) runs those of these whose section it has, wired by `STANDARD_WIRING`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from components.contract import Component
+
+STANDARD = {
+    "ingest": "components.ingest",
+    "transform": "components.transform",
+    "trainer": "components.trainer",
+    "evaluator": "components.evaluator",
+    "pusher": "components.pusher",
+}
+
+# The standard chain's edges: "<instance>.<input>" <- "<instance>.<output>".
+STANDARD_WIRING = {
+    "transform": {"examples": "ingest.examples", "schema": "ingest.schema"},
+    "trainer": {"transformed_examples": "transform.transformed_examples",
+                "transform_graph": "transform.transform_graph", "schema": "ingest.schema"},
+    "evaluator": {"model": "trainer.model", "examples": "ingest.examples", "schema": "ingest.schema",
+                  "transform_graph": "transform.transform_graph"},
+    "pusher": {"model": "trainer.model", "blessing": "evaluator.blessing"},
+}
+# Sections the standard form must have; the others default to {} (an evaluator without thresholds, a
+# pusher to <root>/serving).
+REQUIRED_SECTIONS = ("ingest", "transform", "trainer")
+
+
+def standard(name: str) -> Component:
+    """A standard component's declaration (importing its module: the executor's heavy imports stay lazy)."""
+    return importlib.import_module(STANDARD[name]).COMPONENT

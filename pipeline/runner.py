@@ -1,0 +1,301 @@
+"""Running one component instance: the same for every component, standard or the user's.
+
+`run_component` is what every Prefect task does: resolve the inputs a resolver fills, check the cache,
+register the execution, run the executor into staging folders, publish (rename staging -> final URIs,
+outputs LIVE) or fail (execution FAILED, nothing LIVE, staging removed). It reads the component's
+declaration (components.contract) and knows no component by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from components import stop as stop_lib
+from components.contract import Component, user_modules
+from components.errors import ConfigError, Stopped
+from components.user_module import module_files
+from pipeline import manifest
+from pipeline.config import Node, PipelineConfig
+from pipeline.manifest import fingerprint, library_versions
+from pipeline.metadata import PRODUCTION, Execution, MetadataStore
+from pipeline.resolvers import RESOLVERS
+from schemas.artifacts import Artifact
+
+log = logging.getLogger("tfpipe.pipeline")
+
+
+# ---- fingerprints and the cache key ---------------------------------------------------------------------------
+
+def component_code(component: Component) -> dict:
+    """The source a component runs: its tfpipe modules and everything they import (the Estimator engine,
+    schemas, ...), and for a user's component its file and the local modules that imports."""
+    code = manifest.code_files(*component.code) if component.code else {}
+    if component.user_file:
+        code.update(module_files(component.user_file))
+    return dict(sorted(code.items()))
+
+
+def canonical_params(node: Node) -> dict:
+    """The parameters as plain data, equal for two configs exactly when they give equal outputs."""
+    canonical = node.component.canonical
+    return canonical(node.params) if canonical else node.section()
+
+
+def input_files(node: Node) -> dict | None:
+    """{path: content hash} of the raw files the component reads (its declaration says which), or None."""
+    if node.component.input_files is None:
+        return None
+    return {f: manifest.input_hash(f) for f in node.component.input_files(node.params)}
+
+
+def cache_key(node: Node, inputs: dict[str, Artifact], files: dict | None = None, purpose: str = PRODUCTION,
+              code: dict | None = None) -> str:
+    """What the component's outputs depend on, hashed: its type, code, parameters, inputs (resolved ones
+    included), raw input files, user modules and the libraries that change results. `code`: component_code(),
+    when the caller has it already."""
+    parts = {
+        "component": node.component.name,
+        "code": code if code is not None else component_code(node.component),
+        "config": canonical_params(node),
+        "inputs": {name: [a.id, a.properties.get("fingerprint", "")] for name, a in sorted(inputs.items())},
+        "libraries": library_versions(),
+        "purpose": purpose,  # a reproduction never serves a production run from its outputs
+    }
+    modules = user_modules(node.component, node.params)
+    if modules:
+        parts["user_modules"] = {field: module_files(m) for field, m in modules.items()}  # with their helpers
+    if files is not None:
+        parts["input_files"] = files  # an edited CSV must be read again
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def resolve_inputs(node: Node, store: MetadataStore, pipeline: str, inputs: dict[str, Artifact]) -> dict:
+    """The wired inputs plus those the component's resolvers find in MLMD (left out when they find none)."""
+    out = dict(inputs)
+    for name, spec in node.component.inputs.items():
+        if spec.resolver is not None and name not in out:
+            found = RESOLVERS[spec.resolver](store, pipeline, inputs)
+            if found is not None:
+                out[name] = found
+    return out
+
+
+def _damage(artifact: Artifact) -> str | None:
+    """What of a published output (and, for a push, of the serving version) is no longer as it was made."""
+    recorded = artifact.properties.get("files")
+    if not recorded:  # published by an older tfpipe: all it recorded is where
+        return None if os.path.exists(artifact.uri) else f"{artifact.uri} is gone"
+    problem = manifest.damage(artifact.uri, json.loads(recorded))
+    if problem is None and artifact.properties.get("pushed") and artifact.properties.get("destination_files"):
+        problem = manifest.damage(artifact.properties["pushed_destination"],
+                                  json.loads(artifact.properties["destination_files"]))
+    return problem
+
+
+def _unpublish(uri: str) -> None:
+    """Removes an output from its final URI, and the serving version it pushed, if any."""
+    push = Path(uri) / "push.json"
+    try:
+        doc = json.loads(push.read_text()) if push.is_file() else {}
+    except (OSError, ValueError):
+        doc = {}
+    if doc.get("pushed") and not doc.get("already_in_serving") and doc.get("path"):
+        shutil.rmtree(doc["path"], ignore_errors=True)
+        log.warning("removed serving version %s: its push was never recorded", doc["path"])
+    shutil.rmtree(uri, ignore_errors=True)
+
+
+def _checkpoint_step(model_dir: str) -> str:
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(model_dir)
+    return latest.rsplit("-", 1)[-1] if latest else "0"
+
+
+# ---- stopping: SIGTERM and SIGINT ------------------------------------------------------------------------------
+# While components run, SIGTERM and SIGINT ask them to stop. One with resumable outputs (the trainer) stops at
+# its next chunk of steps with a checkpoint (the Estimator checks components.stop); any other stops at once. A
+# second signal, or 8 s without stopping, stops all at once. Signal handlers live in the main thread; a
+# component running in a task thread (independent components run concurrently) is stopped by an exception
+# raised in that thread.
+
+_RUNNING: dict[int, tuple[str, bool]] = {}  # thread ident -> (instance id, resumable)
+_RUNNING_LOCK = threading.Lock()
+
+
+def _stop_thread(ident: int, message: str) -> None:
+    if ident == threading.get_ident():
+        raise Stopped(message)
+    error = type("Stopped", (Stopped,), {"__init__": lambda self: Stopped.__init__(self, message)})
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(error))
+
+
+def _stop_all(why: str, patient: bool) -> None:
+    with _RUNNING_LOCK:
+        running = dict(_RUNNING)
+    mine = None
+    for ident, (name, resumable) in running.items():
+        if patient and resumable:
+            continue
+        if ident == threading.get_ident():
+            mine = f"{name} stopped by {why}"  # raised last, once the others know
+        else:
+            _stop_thread(ident, f"{name} stopped by {why}")
+    if mine:
+        raise Stopped(mine)
+
+
+def _on_signal(signum, frame) -> None:
+    why = signal.Signals(signum).name
+    first = stop_lib.request(why)
+    with _RUNNING_LOCK:
+        patient = first and any(resumable for _, resumable in _RUNNING.values())
+    if patient:
+        signal.signal(signal.SIGALRM, lambda s, f: _stop_all(stop_lib.requested() or why, patient=False))
+        signal.setitimer(signal.ITIMER_REAL, 8)
+    _stop_all(stop_lib.requested() or why, patient)
+
+
+@contextlib.contextmanager
+def stop_handlers():
+    """SIGTERM and SIGINT stop the running components (see above), while this is entered in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stop_lib.clear()
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def _stoppable(name: str, resumable: bool):
+    ident = threading.get_ident()
+    with _RUNNING_LOCK:
+        _RUNNING[ident] = (name, resumable)
+    try:
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGTERM) is not _on_signal:
+            with stop_handlers():
+                yield
+        else:
+            yield
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.pop(ident, None)
+
+
+# ---- running one component -------------------------------------------------------------------------------------
+
+def run_component(cfg: PipelineConfig, store: MetadataStore, run: dict, node_id: str, inputs: dict[str, Artifact],
+                  use_cache: bool = True, purpose: str = PRODUCTION) -> tuple[dict[str, Artifact], str, float]:
+    """Runs (or reuses) one instance; returns ({output: Artifact}, COMPLETE or CACHED, seconds in the executor)."""
+    node = cfg.node(node_id)
+    comp = node.component
+    missing = sorted(n for n, s in comp.inputs.items() if n not in inputs and not s.optional and not s.resolver)
+    if missing:
+        raise ConfigError(f"{node_id}: inputs {missing} are missing; run the upstream components first")
+    inputs = resolve_inputs(node, store, cfg.name, inputs)
+    files = input_files(node)
+    code = component_code(comp)  # parses every source file the component runs: once, for the key and the manifest
+    key = cache_key(node, inputs, files, purpose, code)
+
+    def props(hw: dict | None = None) -> dict:
+        recorded = manifest.build(cfg, node, inputs, files, hw)
+        recorded["step_code"] = code
+        return {"cache_key": key, "config": json.dumps(node.section(), sort_keys=True, default=str),
+                "code_version": json.dumps(recorded["code"]), "library_versions": json.dumps(library_versions()),
+                "pipeline": cfg.name, "run_id": run["run"].name, "manifest": json.dumps(recorded, sort_keys=True),
+                "purpose": purpose, "component_type": node.type}
+
+    # Executions left RUNNING by a killed process become FAILED; their checkpoints may be adopted below,
+    # as may those of a run stopped by a signal (SIGTERM, Ctrl-C), which kept them on purpose.
+    adoptable = {}
+    unfinished: list[tuple[Execution, dict, str]] = \
+        [(e, outs, "died") for e, outs in store.recover_dead(node_id, cfg.name)] + \
+        [(e, store.outputs_of(e.id), "stopped") for e in store.stopped(node_id, cfg.name)]
+    for dead, dead_outputs, how in unfinished:
+        if how == "died":
+            log.warning("%s: execution %d was left RUNNING by a process that died; marked FAILED", node_id, dead.id)
+        for out, artifact in dead_outputs.items():
+            left = artifact.uri + ".staging"
+            if out in comp.resumable and dead.properties.get("cache_key") == key and os.path.isdir(left):
+                adoptable[out] = left
+            elif how == "died":
+                shutil.rmtree(left, ignore_errors=True)  # a dead run's partial output: nobody will read it
+            if how == "died":
+                _unpublish(artifact.uri)  # published on disk, but its record never made it: not an output
+    if use_cache:
+        hit = store.find_cached(node_id, key, damage=_damage)
+        if hit is not None:
+            made, outputs = hit
+            store.record_cached(run, node_id, inputs, outputs, props(made.manifest.get("hardware", {})))
+            log.info("%s: cached (reusing execution outputs %s)", node_id, ", ".join(a.uri for a in outputs.values()))
+            return outputs, "CACHED", 0.0
+
+    def uri_of(output: str, execution_id: int) -> str:
+        return str(Path(cfg.root) / node_id / output / str(execution_id))
+
+    started = store.start(run, node_id, inputs, comp.outputs, props(), uri_of)
+    staging = {out: a.uri + ".staging" for out, a in started.outputs.items()}
+    for out, path in staging.items():
+        shutil.rmtree(path, ignore_errors=True)
+        if out in adoptable:
+            # Resume: the dead or stopped run's checkpoints become this run's starting point.
+            os.rename(adoptable[out], path)
+            store.mark_adopted(adoptable[out])
+            log.info("%s: resuming from the checkpoint at step %s (left by an earlier run in %s)", node_id,
+                     _checkpoint_step(path), adoptable[out])
+        else:
+            os.makedirs(path)
+    log.info("%s: running (execution %d)", node_id, started.id)
+    clock = time.perf_counter()
+    try:
+        with _stoppable(node_id, bool(comp.resumable)):
+            extra = comp.run(inputs, dict(staging), node.params)
+        compute = time.perf_counter() - clock
+        for out, path in staging.items():
+            os.rename(path, started.outputs[out].uri)  # publish: the final URI appears complete or not at all
+    except BaseException as e:
+        stopped = stop_lib.requested() or ("SIGINT" if isinstance(e, KeyboardInterrupt) else None)
+        for out, path in staging.items():
+            if stopped and out in comp.resumable and os.path.isdir(path):
+                continue  # checkpoints: the next run adopts them and resumes
+            shutil.rmtree(path, ignore_errors=True)
+        store.finish(started, "FAILED", stopped=stopped,
+                     error=f"stopped by {stopped}: {e}" if stopped else
+                     f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
+        log.error("%s: %s (execution %d): %s", node_id, f"stopped by {stopped}" if stopped else "FAILED",
+                  started.id, e)
+        raise
+    try:
+        props_out = {out: dict(extra.get(out, {}), fingerprint=fingerprint(a.uri),
+                               files=json.dumps(manifest.file_manifest(a.uri))) for out, a in started.outputs.items()}
+        outputs = store.finish(started, "COMPLETE", artifact_props=props_out)
+    except BaseException as e:
+        # All or nothing: without its record an output (or a serving version) must not exist.
+        for a in started.outputs.values():
+            _unpublish(a.uri)
+        try:
+            store.finish(started, "FAILED", error=f"publishing failed: {type(e).__name__}: {e}")
+        except Exception:
+            pass  # the store is unwell too: the next run marks this execution FAILED (its process is gone)
+        log.error("%s: FAILED (execution %d) while publishing: %s", node_id, started.id, e)
+        raise
+    log.info("%s: COMPLETE (execution %d)", node_id, started.id)
+    return outputs, "COMPLETE", compute
