@@ -190,7 +190,7 @@ def _check_thresholds(config: EvaluatorConfig) -> None:
                               f"max_increase, got {bounds!r}")
 
 
-def _check(config: EvaluatorConfig, upstream: Upstream) -> None:
+def _check_early(config: EvaluatorConfig, upstream: Upstream) -> None:
     """Before anything runs: the thresholds' form, and the slice columns against a schema pinned upstream."""
     _check_thresholds(config)
     wired = upstream("examples")
@@ -222,6 +222,6 @@ COMPONENT = Component(
             # candidate, trained on rows split the same way; none on a first run.
             "baseline": InputSpec("PushedModel", optional=True, resolver="latest_pushed_model")},
     outputs={"evaluation": "ModelEvaluation", "blessing": "ModelBlessing"},
-    parameters=EvaluatorConfig, executor=_run, code=(__name__,), check=_check,
+    parameters=EvaluatorConfig, executor=_run, code=(__name__,), check=_check_early,
     defaults={"label": ("trainer.label",)},
     description="metrics on the eval split, overall and per slice, and a blessing against thresholds")
