@@ -66,7 +66,8 @@ class LabelValues:
         return InputError(
             f"{path}, row {row}, column {label!r}: the label {shown!r} (split {split!r}) never occurs in the "
             f"{train!r} split, so the model cannot learn it; fix or drop the row, or set ingest.label_is_class: "
-            "false if the label is a quantity")
+            "false if the label is a quantity"
+        )
 
 
 def _shown(value: tuple):

@@ -62,8 +62,11 @@ class Observed:
 
     def stray_words(self) -> list:
         """(column, remembered row, value, numbers, others) of each number column with a few words in it."""
-        return [(name, *self.first_other[name], self.numbers[name], self.others[name])
-                for name in sorted(self.first_other) if mostly_numbers(self.numbers[name], self.others[name])]
+        return [
+            (name, *self.first_other[name], self.numbers[name], self.others[name])
+            for name in sorted(self.first_other)
+            if mostly_numbers(self.numbers[name], self.others[name])
+        ]
 
     def schema(self) -> schema_pb2.Schema:
         """Each column's kind (BYTES when it never has a value); required, one value a row, when no row

@@ -1,8 +1,8 @@
 """tfpipe's Estimator engine: the tf.estimator namespace, implemented natively on TensorFlow 2.
 
-    from components import estimator
-    est = estimator.LinearClassifier(feature_columns=[...])
-    est.train(input_fn, steps=100)
+from components import estimator
+est = estimator.LinearClassifier(feature_columns=[...])
+est.train(input_fn, steps=100)
 """
 
 from components.estimator import experimental, export, keras

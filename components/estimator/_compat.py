@@ -163,10 +163,13 @@ class _RowAdagrad(_SortedSums, _LEGACY.Adagrad):
         coefficients = (apply_state or {}).get((device, dtype)) or self._fallback_apply_state(device, dtype)
         accum = self.get_slot(var, "accumulator")
         accum_rows = tf.gather(accum, indices) + grad * grad
-        var_rows = tf.gather(var, indices) - coefficients["lr_t"] * grad / (tf.sqrt(accum_rows) +
-                                                                               coefficients["epsilon"])
-        return tf.group(accum.scatter_update(tf.IndexedSlices(accum_rows, indices)),
-                        var.scatter_update(tf.IndexedSlices(var_rows, indices)))
+        var_rows = tf.gather(var, indices) - coefficients["lr_t"] * grad / (
+            tf.sqrt(accum_rows) + coefficients["epsilon"]
+        )
+        return tf.group(
+            accum.scatter_update(tf.IndexedSlices(accum_rows, indices)),
+            var.scatter_update(tf.IndexedSlices(var_rows, indices)),
+        )
 
 
 class _Adam(_SortedSums, _LEGACY.Adam):

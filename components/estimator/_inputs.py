@@ -15,7 +15,7 @@ def fn_args(fn) -> tuple[str, ...]:
     """Names of the arguments `fn` accepts, seeing through functools.partial and callable objects."""
     if isinstance(fn, functools.partial):
         bound = set(fn.keywords or {})
-        return tuple(a for a in fn_args(fn.func)[len(fn.args):] if a not in bound)
+        return tuple(a for a in fn_args(fn.func)[len(fn.args) :] if a not in bound)
     target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else getattr(fn, "__call__", fn)
     try:
         params = inspect.signature(target).parameters.values()

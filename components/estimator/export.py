@@ -21,7 +21,9 @@ def _as_tensor_dict(value, default_key: str, what: str) -> dict:
     if isinstance(value, (tf.Tensor, tf.SparseTensor)):
         return {default_key: value}
     if not isinstance(value, dict) or not value:
-        raise ConfigError(f"ServingInputReceiver {what} must be a Tensor or a non-empty dict of Tensors, got {type(value).__name__}")
+        raise ConfigError(
+            f"ServingInputReceiver {what} must be a Tensor or a non-empty dict of Tensors, got {type(value).__name__}"
+        )
     for key, tensor in value.items():
         if not isinstance(key, str):
             raise ConfigError(f"ServingInputReceiver {what} keys must be strings, got {key!r}")
@@ -31,8 +33,9 @@ def _as_tensor_dict(value, default_key: str, what: str) -> dict:
 
 
 class ServingInputReceiver(
-    collections.namedtuple("ServingInputReceiver",
-                           ["features", "receiver_tensors", "receiver_tensors_alternatives", "trackables"])
+    collections.namedtuple(
+        "ServingInputReceiver", ["features", "receiver_tensors", "receiver_tensors_alternatives", "trackables"]
+    )
 ):
     """The features a model_fn gets at serving time and the tensors a client feeds.
 
@@ -49,8 +52,10 @@ class ServingInputReceiver(
 def build_parsing_serving_input_receiver_fn(feature_spec, default_batch_size=None):
     """A receiver fn that takes serialized tf.train.Examples under the key `examples`."""
     if not isinstance(feature_spec, dict) or not feature_spec:
-        raise ConfigError("build_parsing_serving_input_receiver_fn needs a non-empty feature_spec dict "
-                          "(tf.feature_column.make_parse_example_spec(columns) builds one)")
+        raise ConfigError(
+            "build_parsing_serving_input_receiver_fn needs a non-empty feature_spec dict "
+            "(tf.feature_column.make_parse_example_spec(columns) builds one)"
+        )
 
     def serving_input_receiver_fn():
         serialized = tf.compat.v1.placeholder(tf.string, shape=[default_batch_size], name="input_example_tensor")
@@ -62,6 +67,7 @@ def build_parsing_serving_input_receiver_fn(feature_spec, default_batch_size=Non
 
 def _placeholders(examples, default_batch_size):
     """A placeholder per example tensor (or TensorSpec), named by its key, batch dimension default_batch_size."""
+
     def one(t, name):
         shape = [default_batch_size] + list(t.shape[1:]) if t.shape.rank else [default_batch_size]
         return tf.compat.v1.placeholder(t.dtype, shape=shape, name=name)
@@ -88,8 +94,9 @@ def build_raw_serving_input_receiver_fn(features, default_batch_size=None):
 
 
 class TensorServingInputReceiver(
-    collections.namedtuple("TensorServingInputReceiver",
-                           ["features", "receiver_tensors", "receiver_tensors_alternatives", "trackables"])
+    collections.namedtuple(
+        "TensorServingInputReceiver", ["features", "receiver_tensors", "receiver_tensors_alternatives", "trackables"]
+    )
 ):
     """Like ServingInputReceiver, but the model_fn gets `features` as the one Tensor it is, not a dict."""
 

@@ -158,7 +158,9 @@ class RunConfig:
             self._is_chief = False
         self._num_ps_replicas = len(cluster.get(TaskType.PS, []))
         self._num_worker_replicas = (
-            len(cluster.get(TaskType.WORKER, [])) + len(cluster.get(TaskType.CHIEF, [])) + len(cluster.get(TaskType.MASTER, []))
+            len(cluster.get(TaskType.WORKER, []))
+            + len(cluster.get(TaskType.CHIEF, []))
+            + len(cluster.get(TaskType.MASTER, []))
         )
         # Chief first, then workers, then ps: the order tf.estimator used for global ids.
         order = [TaskType.CHIEF, TaskType.MASTER, TaskType.WORKER, TaskType.PS]
@@ -169,7 +171,11 @@ class RunConfig:
                 break
             gid += len(cluster.get(kind, []))
         self._global_id_in_cluster = None if self._task_type == TaskType.EVALUATOR else gid
-        addr = self._cluster_spec.get(self._task_type, [None])[self._task_id] if self._task_type != TaskType.EVALUATOR else None
+        addr = (
+            self._cluster_spec.get(self._task_type, [None])[self._task_id]
+            if self._task_type != TaskType.EVALUATOR
+            else None
+        )
         self._master = f"grpc://{addr}" if addr else ""
 
     def replace(self, **kwargs) -> "RunConfig":

@@ -57,7 +57,9 @@ def as_settings(warm_start_from) -> WarmStartSettings:
     elif isinstance(warm_start_from, (str, bytes, os.PathLike)):
         settings = WarmStartSettings(os.fsdecode(warm_start_from))
     else:
-        raise ConfigError(f"warm_start_from must be a path or a WarmStartSettings, got {type(warm_start_from).__name__}")
+        raise ConfigError(
+            f"warm_start_from must be a path or a WarmStartSettings, got {type(warm_start_from).__name__}"
+        )
     for name, info in (settings.var_name_to_vocab_info or {}).items():
         if not isinstance(info, VocabInfo):
             raise ConfigError(f"var_name_to_vocab_info[{name!r}] must be a VocabInfo, got {type(info).__name__}")
@@ -79,14 +81,18 @@ def _remapped(old, shape, dtype, info: VocabInfo):
     new_tokens = _vocab(info.new_vocab, info.new_vocab_size)
     old_index = {t: i for i, t in enumerate(_vocab(info.old_vocab, info.old_vocab_size))}
     if shape[info.axis] != len(new_tokens) + info.num_oov_buckets:
-        raise ConfigError(f"VocabInfo: the variable has {shape[info.axis]} entries along axis {info.axis}, not "
-                          f"new_vocab_size + num_oov_buckets = {len(new_tokens) + info.num_oov_buckets}")
+        raise ConfigError(
+            f"VocabInfo: the variable has {shape[info.axis]} entries along axis {info.axis}, not "
+            f"new_vocab_size + num_oov_buckets = {len(new_tokens) + info.num_oov_buckets}"
+        )
     init = info.backup_initializer or tf.zeros_initializer()
     value = np.array(init(shape, dtype=dtype), copy=True)
     moved_old, moved_new = np.moveaxis(old, info.axis, 0), np.moveaxis(value, info.axis, 0)  # views
     if moved_old.shape[1:] != moved_new.shape[1:]:
-        raise ConfigError(f"VocabInfo: the checkpoint's variable has shape {old.shape}, the new one {shape}; "
-                          f"only axis {info.axis} may differ")
+        raise ConfigError(
+            f"VocabInfo: the checkpoint's variable has shape {old.shape}, the new one {shape}; "
+            f"only axis {info.axis} may differ"
+        )
     for i, token in enumerate(new_tokens):
         j = old_index.get(token)
         if j is not None and j < moved_old.shape[0]:
@@ -96,8 +102,9 @@ def _remapped(old, shape, dtype, info: VocabInfo):
 
 def _checkpoint_path(location: str) -> str:
     location = os.fsdecode(location)
-    if tf.io.gfile.exists(os.path.join(location, "saved_model.pb")) or \
-            tf.io.gfile.exists(os.path.join(location, "saved_model.pbtxt")):
+    if tf.io.gfile.exists(os.path.join(location, "saved_model.pb")) or tf.io.gfile.exists(
+        os.path.join(location, "saved_model.pbtxt")
+    ):
         return os.path.join(location, "variables", "variables")
     found = tf.train.latest_checkpoint(location) if tf.io.gfile.isdir(location) else location
     if not found:
@@ -159,11 +166,15 @@ def warm_start(root, global_step, warm_start_from) -> None:
         if info is not None:
             value = _remapped(value, tuple(var.shape), var.dtype, info)
         if tuple(value.shape) != tuple(var.shape):
-            raise ConfigError(f"warm start: {name} has shape {tuple(var.shape)} but {matches[0]} in {path} has "
-                              f"{tuple(value.shape)}; leave it out of vars_to_warm_start")
+            raise ConfigError(
+                f"warm start: {name} has shape {tuple(var.shape)} but {matches[0]} in {path} has "
+                f"{tuple(value.shape)}; leave it out of vars_to_warm_start"
+            )
         var.assign(value)
         done += 1
     if missing:
-        raise ConfigError(f"warm start: {path} has no (or more than one) variable named {missing}; it has "
-                          f"{sorted(stored)[:20]}. Narrow vars_to_warm_start or map names with var_name_to_prev_var_name")
+        raise ConfigError(
+            f"warm start: {path} has no (or more than one) variable named {missing}; it has "
+            f"{sorted(stored)[:20]}. Narrow vars_to_warm_start or map names with var_name_to_prev_var_name"
+        )
     log.info("warm-started %d variable(s) from %s", done, path)

@@ -9,8 +9,11 @@ from pathlib import Path
 
 CSV = Path(__file__).parent / "data" / "penguins.csv"
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
-CATEGORICAL = {"species": ["Adelie", "Chinstrap", "Gentoo"], "island": ["Biscoe", "Dream", "Torgersen"],
-               "sex": ["female", "male"]}
+CATEGORICAL = {
+    "species": ["Adelie", "Chinstrap", "Gentoo"],
+    "island": ["Biscoe", "Dream", "Torgersen"],
+    "sex": ["female", "male"],
+}
 
 
 def load_penguins(path: str | os.PathLike = CSV) -> list[dict]:

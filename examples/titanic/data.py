@@ -29,8 +29,9 @@ def _convert(row: dict, fill_age: float) -> dict:
     }
 
 
-def split_titanic(out_dir: str | os.PathLike, seed: int = 42, train_fraction: float = 0.7,
-                  raw_csv: str | os.PathLike = RAW_CSV) -> tuple[Path, Path]:
+def split_titanic(
+    out_dir: str | os.PathLike, seed: int = 42, train_fraction: float = 0.7, raw_csv: str | os.PathLike = RAW_CSV
+) -> tuple[Path, Path]:
     """Writes train.csv and eval.csv (a seeded split) in the tutorials' columns; returns their paths.
 
     Missing ages get the training split's median, as the tutorials' CSV did.

@@ -31,9 +31,12 @@ def _run(tmp_path, examples, name, **config):
 
 def _records(folder):
     """Each split's serialized Examples, sorted: Beam does not promise an order."""
-    return {split.name: sorted(r for p in split.glob("*.gz")
-                               for r in tf.data.TFRecordDataset(str(p), "GZIP").as_numpy_iterator())
-            for split in sorted(folder.glob("Split-*"))}
+    return {
+        split.name: sorted(
+            r for p in split.glob("*.gz") for r in tf.data.TFRecordDataset(str(p), "GZIP").as_numpy_iterator()
+        )
+        for split in sorted(folder.glob("Split-*"))
+    }
 
 
 def test_local_apply_writes_the_bytes_beam_writes(tmp_path, examples):
@@ -83,9 +86,13 @@ def test_failure_while_applying_names_the_file_and_records(tmp_path, examples):
         "    fare = tf.sparse.to_dense(inputs['Fare']) if isinstance(inputs['Fare'], tf.SparseTensor) else inputs['Fare']\n"
         "    check = tf.debugging.assert_less(fare, 500.0, message='fare too high')\n"
         "    with tf.control_dependencies([check]):\n"
-        "        return {'fare': tf.identity(fare)}\n")
-    with pytest.raises(TransformError, match=r"strict\.py failed on .*Split-\w+/data-00000\.tfrecord\.gz, records "
-                                             r"1-\d+: InvalidArgumentError: .*fare too high"):
+        "        return {'fare': tf.identity(fare)}\n"
+    )
+    with pytest.raises(
+        TransformError,
+        match=r"strict\.py failed on .*Split-\w+/data-00000\.tfrecord\.gz, records "
+        r"1-\d+: InvalidArgumentError: .*fare too high",
+    ):
         _run(tmp_path, examples, "strict", module=str(module), apply="local")
 
 
