@@ -111,7 +111,7 @@ def main(argv=None) -> dict:
     median = statistics.median(cached)
     doc = {
         "benchmark": "cached_run",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
         "first_run_seconds": round(first, 2),
         "cached_run_seconds": [round(t, 2) for t in cached],

@@ -73,7 +73,7 @@ def main(argv=None) -> dict:
         summary[f"train_{model}_over_keras_fit"] = [figures.get("ratio_vs_keras_fit"), "target >= 1.0"]
     doc = {
         "benchmark": "all",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "summary": summary,
         **parts,

@@ -259,7 +259,7 @@ def main(argv=None) -> dict:
     small, large = results[0], results[-1]
     doc = {
         "benchmark": "scale",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "sizes": results,
         "peak_rss_ratio_largest_over_smallest": round(large["peak_rss_mb"] / small["peak_rss_mb"], 3),

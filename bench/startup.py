@@ -42,7 +42,7 @@ def main(argv=None) -> dict:
     help_s = _median_seconds([tfpipe, "--help"], args.repeat)
     doc = {
         "benchmark": "startup",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "tfpipe_help_seconds": round(help_s, 3),
         "python_bare_seconds": round(python, 3),

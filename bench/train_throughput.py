@@ -35,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
-
 from _report import emit  # noqa: E402
 
 from components import estimator  # noqa: E402
@@ -236,7 +235,7 @@ def main(argv=None) -> dict:
     features, labels = synthetic(args.rows)
     result = {
         "benchmark": "train_throughput",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "tensorflow": tf.__version__},
         "load_at_start": load(),
         "batch_size": BATCH,

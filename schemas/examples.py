@@ -141,11 +141,9 @@ class CanonicalEncoder:
             if index < 0:
                 continue
             column = batch.column(index)
-            if (
-                column.null_count
-                and not self.drop_missing
-                or pc.any(pc.not_equal(pc.list_value_length(column), 1)).as_py()
-            ):
+            if (column.null_count and not self.drop_missing) or pc.any(
+                pc.not_equal(pc.list_value_length(column), 1)
+            ).as_py():
                 return self._slow(batch)
             # one value per present row: flatten() lines up with the present rows
             entry = _entries(self.prefixes[name], self.kinds[name], column.flatten())

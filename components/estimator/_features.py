@@ -9,9 +9,9 @@ the traced step or in the input pipeline's map, is the Estimator's choice (_tran
 from __future__ import annotations
 
 import tensorflow as tf
-from components.estimator._compat import fc2
 
 from components.errors import ConfigError, InputError
+from components.estimator._compat import fc2
 
 WEIGHT_KEY = "__example_weight__"
 

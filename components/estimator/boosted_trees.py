@@ -24,10 +24,10 @@ import numbers
 
 import numpy as np
 import tensorflow as tf
-from components.estimator._compat import fc2
 
 from components.errors import ConfigError
 from components.estimator import heads as heads_lib
+from components.estimator._compat import fc2
 from components.estimator._features import _Resources, transformation_cache, validate_columns
 from components.estimator.hooks import SessionRunHook
 from components.estimator.mode_keys import ModeKeys

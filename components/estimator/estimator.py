@@ -21,8 +21,8 @@ import tensorflow as tf
 
 from components import stop as stop_lib
 from components.errors import ClusterError, ConfigError, InputError, NotTrainedError, Stopped
-from components.estimator import basic_hooks, hooks as hooks_lib
-from components.estimator import _compat
+from components.estimator import _compat, basic_hooks
+from components.estimator import hooks as hooks_lib
 from components.estimator._compat import allow_keras3_variables_in_group, set_global_seed
 from components.estimator._inputs import batch_size_of, call_with_known_args, fn_args, to_dataset
 from components.estimator.mode_keys import ModeKeys
@@ -54,7 +54,7 @@ class _Program:
     tf.function's retraces and the loop body reuse one set of variables.
     """
 
-    def __init__(self, estimator: "Estimator", mode: str, strategy, transform_in_step: bool = False):
+    def __init__(self, estimator: Estimator, mode: str, strategy, transform_in_step: bool = False):
         self.est, self.mode = estimator, mode
         # Whether call_model_fn applies the estimator's input transform (the input then carries raw
         # features); otherwise the dataset map has applied it (see Estimator._transform_in_step).

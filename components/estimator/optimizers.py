@@ -7,7 +7,6 @@ import tf_keras
 from components.errors import ConfigError
 from components.estimator._compat import FASTER_LEGACY, learning_rate_schedule
 
-
 # The legacy (OptimizerV2) classes apply sparse gradients to the rows of the ids in the batch, which
 # keeps the linear model's update proportional to them rather than to the vocabulary. Each is used in
 # its faster form (FASTER_LEGACY: the same optimizer, cheaper sparse updates), which a legacy optimizer

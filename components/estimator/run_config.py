@@ -178,7 +178,7 @@ class RunConfig:
         )
         self._master = f"grpc://{addr}" if addr else ""
 
-    def replace(self, **kwargs) -> "RunConfig":
+    def replace(self, **kwargs) -> RunConfig:
         """A copy with some fields changed; the cluster fields are re-read only from TF_CONFIG."""
         new = copy.copy(self)
         for key, value in kwargs.items():

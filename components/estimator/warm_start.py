@@ -9,9 +9,9 @@ from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
-from components.estimator._compat import escape_local_name, trackable_children
 
 from components.errors import ConfigError
+from components.estimator._compat import escape_local_name, trackable_children
 from components.estimator.optimizers import is_optimizer
 
 log = logging.getLogger("tfpipe.estimator")
@@ -123,7 +123,7 @@ def model_variables(root, exclude) -> dict:
                 continue
             seen.add(id(child))
             path = prefix + escape_local_name(name)
-            if isinstance(child, tf.Variable) or hasattr(child, "_serialize_to_tensors") and hasattr(child, "assign"):
+            if isinstance(child, tf.Variable) or (hasattr(child, "_serialize_to_tensors") and hasattr(child, "assign")):
                 out[path] = child
             else:
                 queue.append((path + "/", child))
