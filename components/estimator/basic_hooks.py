@@ -231,7 +231,8 @@ class CheckpointSaverHook(_OnGlobalStepTimer):
             listener.before_save(None, step)
         if self._manager.latest_checkpoint != f"{os.path.join(self._dir, self._basename)}-{step}":
             log.info("saved checkpoint %s", self._manager.save(checkpoint_number=step))
-        return any([bool(listener.after_save(None, step)) for listener in self._listeners])
+        # A list, not a generator: every listener's after_save runs, even after one asks to stop.
+        return any([bool(listener.after_save(None, step)) for listener in self._listeners])  # noqa: C419
 
 
 class SummarySaverHook(SessionRunHook):

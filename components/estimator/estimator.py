@@ -179,7 +179,7 @@ class _Program:
         change; otherwise (a hook's own saver, which may be new on every call) `checkpoint` itself."""
         if self.distributed or checkpoint is not self.root:
             return checkpoint
-        checkpoint.save_counter  # made by the first save otherwise: it would change the objects below
+        _ = checkpoint.save_counter  # made by the first save otherwise: it would change the objects below
         objects = tuple(id(o) for o in tf.train.TrackableView(checkpoint).descendants())
         host = tf.DeviceSpec.from_string(self.global_step.device).replace(device_type="CPU", device_index=0)
         return self.function(("save", objects), lambda: _compat.TracedWrites(checkpoint, host.to_string()))

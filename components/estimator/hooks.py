@@ -191,7 +191,7 @@ class Session:
             raise ConfigError(
                 "feed_dict is not supported: there are no placeholders in TF2; feed data through input_fn"
             )
-        key, finish = FetchResolver().plan(fetches)
+        _key, finish = FetchResolver().plan(fetches)
         return finish(self.outputs)
 
 

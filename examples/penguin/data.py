@@ -31,7 +31,7 @@ def split_penguins(seed: int = 42, train_fraction: float = 0.7, path: str | os.P
     """(train rows, eval rows), shuffled with `seed`."""
     rows = load_penguins(path)
     random.Random(seed).shuffle(rows)
-    cut = int(round(len(rows) * train_fraction))
+    cut = round(len(rows) * train_fraction)
     return rows[:cut], rows[cut:]
 
 

@@ -39,7 +39,7 @@ def split_titanic(
     with open(raw_csv, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     random.Random(seed).shuffle(rows)
-    cut = int(round(len(rows) * train_fraction))
+    cut = round(len(rows) * train_fraction)
     train_rows, eval_rows = rows[:cut], rows[cut:]
     ages = sorted(float(r["Age"]) for r in train_rows if r["Age"])
     median = ages[len(ages) // 2]

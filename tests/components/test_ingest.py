@@ -89,7 +89,7 @@ def test_bad_input_names_file_row_and_column(tmp_path):
     with pytest.raises(InputError, match=r"nocol.csv: column\(s\) \['score'\] that the schema requires are missing"):
         ingest(IngestConfig(input=str(tmp_path / "nocol.csv"), schema=schema), tmp_path / "d")
     (tmp_path / "empty.csv").write_text("name,age\n")
-    with pytest.raises(InputError, match="no rows in .*empty.csv"):
+    with pytest.raises(InputError, match=r"no rows in .*empty.csv"):
         ingest(IngestConfig(input=str(tmp_path / "empty.csv")), tmp_path / "e")
 
 

@@ -68,7 +68,7 @@ def test_each_input_file_gets_its_own_output_file_in_order(tmp_path, sharded, mo
     _, out = _run(tmp_path, sharded, "out", apply="local")
     files = sorted((out / "Split-train").glob("*.gz"))
     assert [p.name for p in files] == ["data-00000-of-00002.gz", "data-00001-of-00002.gz"]
-    first, second = ([r for r in tf.data.TFRecordDataset(str(p), "GZIP").as_numpy_iterator()] for p in files)
+    first, second = (list(tf.data.TFRecordDataset(str(p), "GZIP").as_numpy_iterator()) for p in files)
     raw = sum(1 for _ in tf.data.TFRecordDataset(str(sharded[0] / "Split-train" / "data-00000.tfrecord.gz"), "GZIP"))
     assert first == second and len(first) == raw  # the same rows in, the same rows out, in their order
     if pool:

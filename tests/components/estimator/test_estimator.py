@@ -1,6 +1,7 @@
 """The Estimator contract: custom model_fns, checkpoints, resume, summaries, hooks, predict."""
 
 import glob
+import json
 import os
 
 import numpy as np
@@ -190,7 +191,7 @@ def test_bad_use_fails_clearly(tmp_path):
         est.train(line_input_fn, steps=1, max_steps=2)
     with pytest.raises(NotTrainedError, match="call train"):
         est.evaluate(line_input_fn)
-    with pytest.raises(InputError, match="must return a tf.data.Dataset"):
+    with pytest.raises(InputError, match=r"must return a tf.data.Dataset"):
         est.train(lambda: [1, 2, 3], steps=1)
     with pytest.raises(InputError, match="Dataset whose elements"):
         est.train(lambda: tf.data.Dataset.from_tensors((1, 2, 3)), steps=1)
@@ -212,15 +213,11 @@ def test_bad_use_fails_clearly(tmp_path):
 
 def test_run_config_reads_tf_config(monkeypatch):
     cluster = {"chief": ["h0:1"], "worker": ["h1:1", "h2:1"], "ps": ["h3:1"]}
-    monkeypatch.setenv(
-        "TF_CONFIG", '{"cluster": %s, "task": {"type": "worker", "index": 1}}' % str(cluster).replace("'", '"')
-    )
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
     cfg = estimator.RunConfig()
     assert (cfg.task_type, cfg.task_id, cfg.is_chief) == ("worker", 1, False)
     assert (cfg.num_worker_replicas, cfg.num_ps_replicas, cfg.global_id_in_cluster) == (3, 1, 2)
-    monkeypatch.setenv(
-        "TF_CONFIG", '{"cluster": %s, "task": {"type": "chief", "index": 0}}' % str(cluster).replace("'", '"')
-    )
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "chief", "index": 0}}))
     assert estimator.RunConfig().is_chief
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(ConfigError, match="TF_CONFIG is not valid JSON"):

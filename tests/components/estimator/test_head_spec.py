@@ -65,5 +65,5 @@ def test_a_head_without_optimizer_or_train_op_fn_says_what_it_needs(tmp_path):
         logits = tf_keras.layers.Dense(1)(features["x"])
         return estimator.BinaryClassHead().create_estimator_spec(features, mode, logits, labels)
 
-    with pytest.raises(ConfigError, match="give optimizer .* or train_op_fn"):
+    with pytest.raises(ConfigError, match=r"give optimizer .* or train_op_fn"):
         estimator.Estimator(model_fn, str(tmp_path)).train(_input_fn, steps=1)

@@ -24,7 +24,7 @@ def _run(*args, timeout=300):
         timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
+    line = next(out for out in proc.stdout.splitlines() if out.startswith("RESULT "))
     return json.loads(line[len("RESULT ") :]), proc.stderr
 
 
