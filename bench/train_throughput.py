@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -105,6 +106,7 @@ def estimator_side(kind: str, features, labels):
     cfg = estimator.RunConfig(
         save_checkpoints_steps=10**9, save_summary_steps=0, log_step_count_steps=10**9, tf_random_seed=1
     )
+    est: estimator.Estimator
     if kind == "linear":
         est = estimator.LinearClassifier(numeric + cats, model_dir=model_dir, config=cfg)
     else:
@@ -233,7 +235,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=2000, help="steps of the input-pipeline ceiling run")
     args = parser.parse_args(argv)
     features, labels = synthetic(args.rows)
-    result = {
+    result: dict[str, Any] = {
         "benchmark": "train_throughput",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "tensorflow": tf.__version__},

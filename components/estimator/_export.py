@@ -46,7 +46,7 @@ def _spec_of(value):
     return tf.TensorSpec(value.shape, value.dtype)
 
 
-def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_fn, assets_extra, as_text) -> str:
+def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_fn, assets_extra, as_text) -> bytes:
     from components.estimator.estimator import _Program
 
     transform = est._input_transform() or (lambda f: f)
@@ -125,8 +125,8 @@ def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_
             proto = saved_model_pb2.SavedModel()
             with open(os.path.join(tmp, "saved_model.pb"), "rb") as f:
                 proto.ParseFromString(f.read())
-            with open(os.path.join(tmp, "saved_model.pbtxt"), "w") as f:
-                f.write(text_format.MessageToString(proto))
+            with open(os.path.join(tmp, "saved_model.pbtxt"), "w") as out:
+                out.write(text_format.MessageToString(proto))
             os.remove(os.path.join(tmp, "saved_model.pb"))
         for dest, src in (assets_extra or {}).items():
             target = os.path.join(tmp, "assets.extra", dest)

@@ -140,7 +140,7 @@ class ColumnTransform:
     def dims(self) -> dict:
         """{column name: ('categorical' | 'indicator', num_buckets) | ('embedding', num_buckets, dim, combiner)
         | ('dense', width)}."""
-        out = {}
+        out: dict[str, tuple] = {}
         for col in self.columns:
             source = self._sparse_source(col)
             if source is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -148,6 +149,8 @@ class NanTensorHook(SessionRunHook):
 
 class _OnGlobalStepTimer(SessionRunHook):
     """Calls `_on_step(global step)` when `self._timer` fires; a True return asks training to stop."""
+
+    _timer: Any  # tf's SecondOrStepTimer, made by each subclass's __init__
 
     def before_run(self, run_context):
         return SessionRunArgs("global_step")

@@ -98,7 +98,8 @@ class DNNModel(tf.Module):
         tables, width = {}, 0
         # Rows of tf.estimator's first-layer kernel, columns in name order: each indicator column owns
         # a block (looked up by id), the dense inputs (numeric, bucketized, embeddings) the other rows.
-        dense_rows, indicators = [], []
+        dense_rows: list[int] = []
+        indicators: list[tuple[str, int, int]] = []
         for name, dim in dims.items():
             if dim[0] == "embedding":
                 _, rows, size, _ = dim
@@ -177,11 +178,11 @@ def dnn_part(
     if isinstance(hidden_units, numbers.Integral):
         hidden_units = [hidden_units]
     hidden_units = list(hidden_units or [])
-    if not hidden_units or not all(isinstance(n, numbers.Integral) and n > 0 for n in hidden_units):
+    if not hidden_units or not all(isinstance(n, numbers.Integral) and n > 0 for n in hidden_units):  # type: ignore[operator]  # numbers ABCs declare no comparisons
         raise ConfigError(
             f"hidden_units must be a non-empty list of positive ints (e.g. [128, 64]), got {hidden_units!r}"
         )
-    if dropout is not None and not (isinstance(dropout, numbers.Real) and 0 <= dropout < 1):
+    if dropout is not None and not (isinstance(dropout, numbers.Real) and 0 <= dropout < 1):  # type: ignore[operator]  # numbers ABCs declare no comparisons
         raise ConfigError(f"dropout must be a probability in [0, 1), got {dropout!r}")
     if not callable(activation_fn):
         raise ConfigError(f"activation_fn must be callable (e.g. tf.nn.relu), got {activation_fn!r}")

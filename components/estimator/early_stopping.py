@@ -44,7 +44,7 @@ def event_scalars(paths):
 
 def read_eval_metrics(eval_dir) -> dict:
     """{global step: {metric: value}} from the event files in eval_dir, in step order."""
-    metrics = collections.defaultdict(dict)
+    metrics: collections.defaultdict[int, dict[str, float]] = collections.defaultdict(dict)
     for step, values in event_scalars(sorted(glob.glob(os.path.join(os.fspath(eval_dir), "*.tfevents.*")))):
         metrics[step].update(values)
     return collections.OrderedDict(sorted(metrics.items()))

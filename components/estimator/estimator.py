@@ -299,7 +299,8 @@ def _variable_paths(checkpoint: str, all_paths: bool = False) -> dict:
     found: dict[str, list[tuple]] = {}
     node_paths: dict[int, list[tuple]] = {}
     # Walk every simple path (the graphs are small and shallow); a few per node is plenty.
-    stack, per_node = [(0, ())], {}
+    stack: list[tuple[int, tuple]] = [(0, ())]
+    per_node: dict[int, int] = {}
     while stack:
         node_id, parts = stack.pop()
         if per_node.get(node_id, 0) >= 4 or len(parts) > 16:
@@ -664,7 +665,8 @@ class Estimator:
             raise
         if isinstance(predict_keys, str):
             predict_keys = [predict_keys]
-        hook_list = list(hooks or []) + list(program.spec.prediction_hooks)
+        # program.spec is set: tracing predict_step above called the model_fn.
+        hook_list = list(hooks or []) + list(program.spec.prediction_hooks)  # type: ignore[union-attr]
         for h in hook_list:
             h.begin()
         try:
@@ -844,7 +846,7 @@ class _TrainLoop:
         cfg, chief = self.cfg, self.is_chief
         # Every task gets the same hooks, so that they all end their calls on the same steps (a
         # synchronous strategy needs that); only the chief's write (the others' writer is a no-op).
-        after = [
+        after: list[hooks_lib.SessionRunHook] = [
             basic_hooks._LossSummary(cfg.save_summary_steps, writer),
             basic_hooks._StepLogger(cfg.log_step_count_steps, writer if chief else None, self._examples_since),
         ]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import tensorflow as tf
 import tf_keras
 
@@ -63,7 +66,14 @@ class _Head:
 
     logits_dimension: int
     reduction: str
-    name = None  # set by a `name=` argument; a MultiHead keys its heads' labels, logits and metrics by it
+    # Every head defines these (declared here for the type checker; no value, so no class attribute).
+    unreduced_loss: Callable[..., Any]
+    predictions: Callable[..., Any]
+    export_outputs: Callable[..., Any]
+    labels: Callable[..., Any]
+    make_metrics: Callable[..., Any]
+    update_metrics: Callable[..., Any]
+    name: str | None = None  # set by a `name=` argument; a MultiHead keys its heads' labels, logits and metrics by it
 
     def loss(self, features, labels, logits):
         """The training loss: weighted per-example losses, summed or averaged over the batch."""
@@ -496,6 +506,8 @@ class _LinkedRegressionHead(RegressionHead):
         _named(self, name)
         super().__init__(label_dimension, loss_reduction)
         self.weight_column = weight_column
+
+    inverse_link: Callable[..., Any]  # each subclass's: tf.exp, tf.sigmoid
 
     def predictions(self, logits) -> dict:
         return {"predictions": self.inverse_link(logits), "logits": logits}

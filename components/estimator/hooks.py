@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import threading
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -213,6 +214,9 @@ class HookRunner:
     def __init__(self, hooks, graph=None, outputs=None):
         self.hooks = list(hooks)
         self.resolver, self.session = FetchResolver(graph), Session(outputs)
+        # Set by before_run: this step's SessionRunContext and FetchResolver.plan's `finish`.
+        self.context: Any
+        self._finish: Any
         self.context, self._requests, self._finish = None, [], None
 
     def begin(self) -> None:

@@ -23,7 +23,7 @@ _NO_EFFECT = {
     "session_creation_timeout_secs": (7200, "TF 2 has no sessions"),
     "checkpoint_save_graph_def": (True, "object-based checkpoints hold no graph"),
 }
-_said = set()
+_said: set[str] = set()
 
 
 def _say_no_effect(given: dict) -> None:
@@ -131,6 +131,7 @@ class RunConfig:
         cluster = tf_config.get("cluster") or {}
         task = tf_config.get("task") or {}
         self._cluster_spec = {k: list(v) for k, v in cluster.items()}
+        self._global_id_in_cluster: int | None  # None for an evaluator
         if not cluster:
             self._task_type, self._task_id = TaskType.WORKER, 0
             self._is_chief, self._num_ps_replicas, self._num_worker_replicas = True, 0, 1

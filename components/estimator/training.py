@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -21,16 +22,16 @@ log = logging.getLogger("tfpipe.estimator")
 class TrainSpec(NamedTuple):
     input_fn: object
     max_steps: int | None = None
-    hooks: tuple = ()
-    saving_listeners: tuple = ()
+    hooks: Sequence = ()
+    saving_listeners: Sequence = ()
 
 
 class EvalSpec(NamedTuple):
     input_fn: object
     steps: int | None = 100
     name: str | None = None
-    hooks: tuple = ()
-    exporters: tuple = ()
+    hooks: Sequence = ()
+    exporters: Sequence = ()
     start_delay_secs: int = 120
     throttle_secs: int = 600
 
@@ -227,7 +228,7 @@ class _EvaluateAfterSaves:
         if global_step == self.evaluated_step and not stop_lib.requested():
             # Training ended on a step already evaluated (a hook stopped it, or the input ran out, on
             # a checkpoint step): that evaluation's result makes the final exports.
-            result = self.outcome[0]
+            result = self.outcome[0]  # type: ignore[index]  # set by the evaluation of evaluated_step
             self.outcome = (
                 result,
                 _export(self.estimator, self.eval_spec, True, self.estimator.latest_checkpoint(), result),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -31,7 +32,7 @@ class VocabInfo(NamedTuple):
     num_oov_buckets: int
     old_vocab: str
     old_vocab_size: int = -1
-    backup_initializer: object = None
+    backup_initializer: Callable[..., Any] | None = None
     axis: int = 0
 
 
