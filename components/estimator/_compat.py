@@ -39,7 +39,7 @@ from tensorflow.python.trackable.trackable_utils import escape_local_name  # noq
 _patched = False
 
 
-def trackable_children(obj) -> dict:
+def trackable_children(obj) -> dict[str, Any]:
     """{local name: child} of a trackable object, as a checkpoint walks it."""
     return obj._trackable_children()
 

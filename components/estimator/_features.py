@@ -137,7 +137,7 @@ class ColumnTransform:
     def _sparse_source(self, col):
         return _as_categorical(col) if self.kind == "linear" else _dnn_sparse_source(col)
 
-    def dims(self) -> dict:
+    def dims(self) -> dict[str, tuple]:
         """{column name: ('categorical' | 'indicator', num_buckets) | ('embedding', num_buckets, dim, combiner)
         | ('dense', width)}."""
         out: dict[str, tuple] = {}

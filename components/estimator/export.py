@@ -153,7 +153,7 @@ class ExportOutput(abc.ABC):
     method = "predict"
 
     @abc.abstractmethod
-    def as_outputs(self) -> dict:
+    def as_outputs(self) -> dict[str, tf.Tensor]:
         """{output name: Tensor} of the signature."""
 
 
@@ -167,7 +167,7 @@ class ClassificationOutput(ExportOutput):
             raise ConfigError("ClassificationOutput needs scores, classes or both")
         self.scores, self.classes = scores, classes
 
-    def as_outputs(self) -> dict:
+    def as_outputs(self) -> dict[str, tf.Tensor]:
         out = {}
         if self.classes is not None:
             out["classes"] = self.classes
@@ -184,7 +184,7 @@ class RegressionOutput(ExportOutput):
     def __init__(self, value):
         self.value = value
 
-    def as_outputs(self) -> dict:
+    def as_outputs(self) -> dict[str, tf.Tensor]:
         return {"outputs": self.value}
 
 
@@ -196,7 +196,7 @@ class PredictOutput(ExportOutput):
     def __init__(self, outputs):
         self.outputs = outputs if isinstance(outputs, dict) else {"output": outputs}
 
-    def as_outputs(self) -> dict:
+    def as_outputs(self) -> dict[str, tf.Tensor]:
         return dict(self.outputs)
 
 
@@ -227,7 +227,7 @@ class EvalOutput(ExportOutput):
             self.metrics[f"metrics/{name}/value"] = tf.convert_to_tensor(value)
             self.metrics[f"metrics/{name}/update_op"] = tf.convert_to_tensor(update)
 
-    def as_outputs(self) -> dict:
+    def as_outputs(self) -> dict[str, tf.Tensor]:
         return {**self.loss, **self.predictions, **self.metrics}
 
 
