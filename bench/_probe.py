@@ -4,5 +4,7 @@ bench/cached_run.py times it; tests/pipeline/test_cached_run.py checks that a ca
 """
 
 HEAVY = ("tensorflow", "apache_beam", "tensorflow_transform", "tf_keras", "tfx_bsl")
-PROBE = ("import sys\nfrom pipeline.cli import main\ncode = main(['run', sys.argv[1]])\n"
-         f"print('loaded:', ','.join(m for m in {HEAVY!r} if m in sys.modules))\nsys.exit(code)\n")
+PROBE = (
+    "import sys\nfrom pipeline.cli import main\ncode = main(['run', sys.argv[1]])\n"
+    f"print('loaded:', ','.join(m for m in {HEAVY!r} if m in sys.modules))\nsys.exit(code)\n"
+)

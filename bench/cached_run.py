@@ -51,9 +51,13 @@ def _server(home: Path) -> tuple[subprocess.Popen, str]:
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/api"
     env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_API_URL=url, PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
-                             str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 180
     while time.time() < deadline:
         try:
@@ -84,8 +88,13 @@ def main(argv=None) -> dict:
         home.mkdir()
         server, url = _server(home)
         try:
-            env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_API_URL=url, TF_CPP_MIN_LOG_LEVEL="2",
-                       PREFECT_SERVER_ANALYTICS_ENABLED="false")
+            env = dict(
+                os.environ,
+                PREFECT_HOME=str(home),
+                PREFECT_API_URL=url,
+                TF_CPP_MIN_LOG_LEVEL="2",
+                PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            )
             tfpipe = shutil.which("tfpipe", path=str(Path(sys.executable).parent)) or "tfpipe"
             first, _ = _timed([tfpipe, "run", str(config)], env)
             cached = [_timed([tfpipe, "run", str(config)], env)[0] for _ in range(args.repeat)]
@@ -100,13 +109,19 @@ def main(argv=None) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     median = statistics.median(cached)
-    doc = {"benchmark": "cached_run", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-           "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
-           "first_run_seconds": round(first, 2),
-           "cached_run_seconds": [round(t, 2) for t in cached], "cached_run_median_seconds": round(median, 2),
-           "python_bare_seconds": round(floor, 3), "cached_over_python": round(median / floor, 1),
-           "cached_run_temporary_server_seconds": round(temporary, 2),
-           "heavy_modules_loaded_by_a_cached_run": loaded or "none", "target_seconds": 3.0}
+    doc = {
+        "benchmark": "cached_run",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
+        "first_run_seconds": round(first, 2),
+        "cached_run_seconds": [round(t, 2) for t in cached],
+        "cached_run_median_seconds": round(median, 2),
+        "python_bare_seconds": round(floor, 3),
+        "cached_over_python": round(median / floor, 1),
+        "cached_run_temporary_server_seconds": round(temporary, 2),
+        "heavy_modules_loaded_by_a_cached_run": loaded or "none",
+        "target_seconds": 3.0,
+    }
     return emit(doc, "cached-run", write=not args.no_write)
 
 

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from _report import emit  # noqa: E402
+
 from pipeline.flow import pipeline_flow  # noqa: E402
 
 
@@ -41,7 +42,7 @@ def main(argv=None) -> dict:
     first, cached = runs[0][2], runs[1][2]
     doc = {
         "benchmark": "pipeline_overhead",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "config": args.config,
         "first_run_seconds": round(runs[0][1], 2),

@@ -22,8 +22,12 @@ HERE = Path(__file__).resolve().parent
 
 
 def _run(script: str, *args: str) -> dict:
-    done = subprocess.run([sys.executable, str(HERE / script), "--no-write", *args], capture_output=True, text=True,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    done = subprocess.run(
+        [sys.executable, str(HERE / script), "--no-write", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
     if done.returncode != 0:
         raise SystemExit(f"{script} failed:\n{done.stderr[-4000:]}")
     start = done.stdout.index("{")
@@ -47,20 +51,33 @@ def main(argv=None) -> dict:
     summary = {
         "startup_tfpipe_help_seconds": [start["tfpipe_help_seconds"], "target <= 0.5"],
         "pipeline_max_overhead_per_component_seconds": [
-            max(c["overhead_seconds"] for c in pipe["components"].values()), "target <= 1.0"],
+            max(c["overhead_seconds"] for c in pipe["components"].values()),
+            "target <= 1.0",
+        ],
         "pipeline_cached_rerun_seconds": [pipe["cached_run_seconds"], "target <= 10"],
-        "cached_tfpipe_run_seconds": [parts["cached_run"]["cached_run_median_seconds"],
-                                      f"target <= 3 (python -c pass: {parts['cached_run']['python_bare_seconds']} s)"],
+        "cached_tfpipe_run_seconds": [
+            parts["cached_run"]["cached_run_median_seconds"],
+            f"target <= 3 (python -c pass: {parts['cached_run']['python_bare_seconds']} s)",
+        ],
         "scale_peak_rss_ratio": [scale["peak_rss_ratio_largest_over_smallest"], "target <= 1.5"],
-        "scale_ingest_plus_transform_rows_per_s": [scale["sizes"][-1]["ingest_plus_transform_rows_per_s"],
-                                                  "target >= 25000"],
-        "scale_transform_over_beam_transform_dataset": [scale["transform_in_memory_over_beam_apply"],
-                                                        "baseline: tf.Transform's TransformDataset in Beam = 1.0"],
+        "scale_ingest_plus_transform_rows_per_s": [
+            scale["sizes"][-1]["ingest_plus_transform_rows_per_s"],
+            "target >= 25000",
+        ],
+        "scale_transform_over_beam_transform_dataset": [
+            scale["transform_in_memory_over_beam_apply"],
+            "baseline: tf.Transform's TransformDataset in Beam = 1.0",
+        ],
     }
     for model, figures in train.get("models", {}).items():
         summary[f"train_{model}_over_keras_fit"] = [figures.get("ratio_vs_keras_fit"), "target >= 1.0"]
-    doc = {"benchmark": "all", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-           "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "summary": summary, **parts}
+    doc = {
+        "benchmark": "all",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "summary": summary,
+        **parts,
+    }
     text = json.dumps(doc, indent=2)
     print(text)
     (HERE / "results" / f"{dt.date.today().isoformat()}.json").write_text(text + "\n")

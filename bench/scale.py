@@ -33,8 +33,20 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-HEADER = ["PassengerId", "Survived", "Pclass", "Name", "Sex", "Age", "SibSp", "Parch", "Ticket", "Fare",
-          "Cabin", "Embarked"]
+HEADER = [
+    "PassengerId",
+    "Survived",
+    "Pclass",
+    "Name",
+    "Sex",
+    "Age",
+    "SibSp",
+    "Parch",
+    "Ticket",
+    "Fare",
+    "Cabin",
+    "Embarked",
+]
 _TITLES = ["Mr", "Mrs", "Miss", "Master", "Dr", "Rev"]
 
 
@@ -50,10 +62,22 @@ def generate(path: Path, rows: int, seed: int = 0) -> None:
             age = "" if rng.random() < 0.2 else f"{rng.uniform(1, 80):.1f}"
             fare = rng.lognormvariate(3.3 - 0.6 * (pclass - 1), 0.7)
             survived = int(rng.random() < (0.75 if sex == "female" else 0.2) * (1.2 - 0.15 * pclass))
-            writer.writerow([i, survived, pclass, f"Name{i}, {rng.choice(_TITLES)}. Given{i % 977}", sex, age,
-                             rng.choice((0, 0, 0, 1, 2)), rng.choice((0, 0, 1, 2)), f"T{rng.randrange(99999)}",
-                             f"{fare:.4f}", "" if rng.random() < 0.77 else f"{rng.choice('ABCDEFG')}{rng.randrange(99)}",
-                             rng.choice(("S", "S", "S", "C", "Q"))])
+            writer.writerow(
+                [
+                    i,
+                    survived,
+                    pclass,
+                    f"Name{i}, {rng.choice(_TITLES)}. Given{i % 977}",
+                    sex,
+                    age,
+                    rng.choice((0, 0, 0, 1, 2)),
+                    rng.choice((0, 0, 1, 2)),
+                    f"T{rng.randrange(99999)}",
+                    f"{fare:.4f}",
+                    "" if rng.random() < 0.77 else f"{rng.choice('ABCDEFG')}{rng.randrange(99)}",
+                    rng.choice(("S", "S", "S", "C", "Q")),
+                ]
+            )
 
 
 class _TreeRSS(threading.Thread):
@@ -79,7 +103,9 @@ class _TreeRSS(threading.Thread):
             total = 0
             for pid in self._tree(os.getpid()):
                 try:
-                    total += next(int(line.split()[1]) for line in open(f"/proc/{pid}/status") if line.startswith("VmRSS"))
+                    total += next(
+                        int(line.split()[1]) for line in open(f"/proc/{pid}/status") if line.startswith("VmRSS")
+                    )
                 except (OSError, StopIteration):
                     pass
             self.peak_kb = max(self.peak_kb, total)
@@ -102,8 +128,11 @@ def child(rows: int, steps: int, workdir: Path, baselines: bool) -> dict:
     data = workdir / "data.csv"
     t = time.perf_counter()
     generate(data, rows)
-    out = {"rows": rows, "csv_mb": round(data.stat().st_size / 2**20, 1),
-           "generate_seconds": round(time.perf_counter() - t, 1)}
+    out = {
+        "rows": rows,
+        "csv_mb": round(data.stat().st_size / 2**20, 1),
+        "generate_seconds": round(time.perf_counter() - t, 1),
+    }
     if baselines:
         t = time.perf_counter()
         with open(data, newline="", encoding="utf-8") as f:
@@ -121,10 +150,18 @@ def child(rows: int, steps: int, workdir: Path, baselines: bool) -> dict:
     in_memory = ["--runner=DirectRunner", "--direct_num_workers=1"]
     # in_memory: tfpipe's default (Beam analyzes, the graph is applied here file by file); multi_process: the
     # same with Beam's multi-process mode; beam_apply: TransformDataset in Beam, tf.Transform's own way.
-    modes = {"in_memory": (in_memory, "local"),
-             "multi_process": (["--runner=DirectRunner", "--direct_running_mode=multi_processing",
-                                f"--direct_num_workers={os.cpu_count()}"], "local"),
-             "beam_apply": (in_memory, "beam")}
+    modes = {
+        "in_memory": (in_memory, "local"),
+        "multi_process": (
+            [
+                "--runner=DirectRunner",
+                "--direct_running_mode=multi_processing",
+                f"--direct_num_workers={os.cpu_count()}",
+            ],
+            "local",
+        ),
+        "beam_apply": (in_memory, "beam"),
+    }
 
     def run_transform(mode):
         beam_args, apply = modes[mode]
@@ -132,8 +169,13 @@ def child(rows: int, steps: int, workdir: Path, baselines: bool) -> dict:
         graph.mkdir()
         transformed.mkdir()
         t = time.perf_counter()
-        transform.transform(transform.TransformConfig(module=module, beam_args=beam_args, apply=apply),
-                            str(examples), str(schema / "schema.pbtxt"), str(graph), str(transformed))
+        transform.transform(
+            transform.TransformConfig(module=module, beam_args=beam_args, apply=apply),
+            str(examples),
+            str(schema / "schema.pbtxt"),
+            str(graph),
+            str(transformed),
+        )
         out[f"transform_{mode}_seconds"] = round(time.perf_counter() - t, 1)
         out[f"transform_{mode}_rows_per_s"] = round(rows / out[f"transform_{mode}_seconds"])
 
@@ -143,12 +185,22 @@ def child(rows: int, steps: int, workdir: Path, baselines: bool) -> dict:
     model, run = workdir / "model", workdir / "model_run"
     model.mkdir()
     t = time.perf_counter()
-    result = trainer.train(trainer.TrainerConfig(module=str(REPO / "examples" / "titanic" / "model.py"),
-                                                 label="survived", raw_label="Survived", train_steps=steps,
-                                                 batch_size=256, eval_steps=50,
-                                                 params={"learning_rate": 0.01, "hidden_units": [32, 16]}),
-                           str(workdir / "transformed-in_memory"), str(workdir / "graph-in_memory"),
-                           str(schema / "schema.pbtxt"), str(model), str(run))
+    result = trainer.train(
+        trainer.TrainerConfig(
+            module=str(REPO / "examples" / "titanic" / "model.py"),
+            label="survived",
+            raw_label="Survived",
+            train_steps=steps,
+            batch_size=256,
+            eval_steps=50,
+            params={"learning_rate": 0.01, "hidden_units": [32, 16]},
+        ),
+        str(workdir / "transformed-in_memory"),
+        str(workdir / "graph-in_memory"),
+        str(schema / "schema.pbtxt"),
+        str(model),
+        str(run),
+    )
     out["train_steps"] = steps
     out["train_seconds"] = round(time.perf_counter() - t, 1)
     out["train_examples_per_s"] = round(steps * 256 / out["train_seconds"])
@@ -182,28 +234,43 @@ def main(argv=None) -> dict:
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        done = subprocess.run([sys.executable, __file__, "--steps", str(args.steps), "--child", str(rows),
-                               str(workdir), "1" if i == 0 else "0"], env=env, capture_output=True, text=True)
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--steps",
+                str(args.steps),
+                "--child",
+                str(rows),
+                str(workdir),
+                "1" if i == 0 else "0",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
         if done.returncode != 0 or line is None:
             raise SystemExit(f"size {rows} failed:\n{done.stderr[-4000:]}")
-        results.append(json.loads(line[len("RESULT "):]))
+        results.append(json.loads(line[len("RESULT ") :]))
         print(f"# {rows} rows: {results[-1]}", file=sys.stderr, flush=True)
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     small, large = results[0], results[-1]
     doc = {
         "benchmark": "scale",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "sizes": results,
         "peak_rss_ratio_largest_over_smallest": round(large["peak_rss_mb"] / small["peak_rss_mb"], 3),
         "peak_rss_bound": 1.5,
         "ingest_over_csv_module": round(small["ingest_rows_per_s"] / small["csv_module_rows_per_s"], 3),
         "transform_multi_process_over_in_memory": round(
-            small["transform_multi_process_rows_per_s"] / small["transform_in_memory_rows_per_s"], 3),
+            small["transform_multi_process_rows_per_s"] / small["transform_in_memory_rows_per_s"], 3
+        ),
         "transform_in_memory_over_beam_apply": round(
-            small["transform_in_memory_rows_per_s"] / small["transform_beam_apply_rows_per_s"], 3),
+            small["transform_in_memory_rows_per_s"] / small["transform_beam_apply_rows_per_s"], 3
+        ),
         "ingest_plus_transform_rows_per_s_target": 25000,
     }
     return emit(doc, "scale", write=not args.no_write)

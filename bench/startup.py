@@ -40,10 +40,15 @@ def main(argv=None) -> dict:
     tfpipe = shutil.which("tfpipe", path=str(Path(sys.executable).parent)) or "tfpipe"
     python = _median_seconds([sys.executable, "-c", "pass"], args.repeat)
     help_s = _median_seconds([tfpipe, "--help"], args.repeat)
-    doc = {"benchmark": "startup", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-           "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-           "tfpipe_help_seconds": round(help_s, 3), "python_bare_seconds": round(python, 3),
-           "tfpipe_help_over_python": round(help_s / python, 2), "target_seconds": 0.5}
+    doc = {
+        "benchmark": "startup",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "tfpipe_help_seconds": round(help_s, 3),
+        "python_bare_seconds": round(python, 3),
+        "tfpipe_help_over_python": round(help_s / python, 2),
+        "target_seconds": 0.5,
+    }
     return emit(doc, "startup", write=not args.no_write)
 
 

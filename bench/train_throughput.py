@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,7 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
-
 from _report import emit  # noqa: E402
 
 from components import estimator  # noqa: E402
@@ -103,14 +103,15 @@ def estimator_side(kind: str, features, labels):
     """A warm Estimator and the function that times one train(steps=n) call."""
     numeric, cats = columns()
     model_dir = tempfile.mkdtemp(prefix="bench_est_")
-    cfg = estimator.RunConfig(save_checkpoints_steps=10**9, save_summary_steps=0, log_step_count_steps=10**9,
-                              tf_random_seed=1)
+    cfg = estimator.RunConfig(
+        save_checkpoints_steps=10**9, save_summary_steps=0, log_step_count_steps=10**9, tf_random_seed=1
+    )
+    est: estimator.Estimator
     if kind == "linear":
         est = estimator.LinearClassifier(numeric + cats, model_dir=model_dir, config=cfg)
     else:
         dnn_cols = numeric + [tf.feature_column.indicator_column(c) for c in cats]
-        est = estimator.DNNClassifier(hidden_units=[128, 64], feature_columns=dnn_cols, model_dir=model_dir,
-                                      config=cfg)
+        est = estimator.DNNClassifier(hidden_units=[128, 64], feature_columns=dnn_cols, model_dir=model_dir, config=cfg)
 
     def call(n: int) -> float:
         t = time.perf_counter()
@@ -135,8 +136,12 @@ def keras_tuned_side(kind: str, features, labels, steps_per_execution: int):
     width = 1 if kind == "linear" else 128
     # A categorical column's share of the first layer is a row of its weights: an embedding lookup.
     parts = [tf_keras.layers.Dense(width)(inputs["numeric"])]
-    parts += [tf_keras.layers.Embedding(BUCKETS, width, embeddings_initializer="zeros" if kind == "linear" else
-                                        "glorot_uniform")(inputs[k]) for k in cats]
+    parts += [
+        tf_keras.layers.Embedding(
+            BUCKETS, width, embeddings_initializer="zeros" if kind == "linear" else "glorot_uniform"
+        )(inputs[k])
+        for k in cats
+    ]
     x = tf_keras.layers.Add()(parts)
     if kind == "linear":
         out = x
@@ -147,12 +152,18 @@ def keras_tuned_side(kind: str, features, labels, steps_per_execution: int):
         out = tf_keras.layers.Dense(1)(x)
         opt = tf_keras.optimizers.Adagrad(learning_rate=0.001)
     model = tf_keras.Model(inputs, out)
-    model.compile(optimizer=opt, loss=tf_keras.losses.BinaryCrossentropy(from_logits=True),
-                  steps_per_execution=steps_per_execution)
+    model.compile(
+        optimizer=opt,
+        loss=tf_keras.losses.BinaryCrossentropy(from_logits=True),
+        steps_per_execution=steps_per_execution,
+    )
 
     def dataset():  # the same batches as the engine's input_fn; the string hashing in the map, in parallel
-        return make_dataset(features, labels).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-            tf.data.AUTOTUNE)
+        return (
+            make_dataset(features, labels)
+            .map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE)
+        )
 
     def call(n: int) -> float:
         t = time.perf_counter()
@@ -197,11 +208,16 @@ def measure(call, repeats: int) -> dict:
         longs.append(call(STEPS_LONG))
     t_short, t_long = min(shorts), min(longs)
     a, b = fit_line(t_short, t_long)
-    return {"t_1000_steps_s": round(t_short, 3), "t_5000_steps_s": round(t_long, 3),
-            "a_s_per_call": round(a, 3), "b_ms_per_step": round(b * 1000, 4),
-            "steady_examples_per_sec": round(BATCH / b) if b > 0 else None,
-            "one_call_examples_per_sec": round(STEPS_SHORT * BATCH / t_short),
-            "all_t_1000_s": [round(t, 3) for t in shorts], "all_t_5000_s": [round(t, 3) for t in longs]}
+    return {
+        "t_1000_steps_s": round(t_short, 3),
+        "t_5000_steps_s": round(t_long, 3),
+        "a_s_per_call": round(a, 3),
+        "b_ms_per_step": round(b * 1000, 4),
+        "steady_examples_per_sec": round(BATCH / b) if b > 0 else None,
+        "one_call_examples_per_sec": round(STEPS_SHORT * BATCH / t_short),
+        "all_t_1000_s": [round(t, 3) for t in shorts],
+        "all_t_5000_s": [round(t, 3) for t in longs],
+    }
 
 
 def load() -> dict:
@@ -219,14 +235,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=2000, help="steps of the input-pipeline ceiling run")
     args = parser.parse_args(argv)
     features, labels = synthetic(args.rows)
-    result = {
+    result: dict[str, Any] = {
         "benchmark": "train_throughput",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "tensorflow": tf.__version__},
         "load_at_start": load(),
         "batch_size": BATCH,
         "calls": f"warm process; one warm-up call, then {args.repeats} x (train {STEPS_SHORT} steps, "
-                 f"train {STEPS_LONG} steps) per side, fastest kept; t = a + n*b through the two",
+        f"train {STEPS_LONG} steps) per side, fastest kept; t = a + n*b through the two",
         "input_pipeline_ceiling_examples_per_sec": round(ceiling(features, labels, args.steps)),
         "models": {},
     }

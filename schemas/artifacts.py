@@ -12,10 +12,25 @@ from components.errors import InputError
 
 EXAMPLES, SCHEMA, STATISTICS = "Examples", "Schema", "ExampleStatistics"
 TRANSFORM_GRAPH, TRANSFORMED_EXAMPLES = "TransformGraph", "TransformedExamples"
-MODEL, MODEL_RUN, EVALUATION, BLESSING, PUSHED_MODEL = \
-    "Model", "ModelRun", "ModelEvaluation", "ModelBlessing", "PushedModel"
-ARTIFACT_TYPES = (EXAMPLES, SCHEMA, STATISTICS, TRANSFORM_GRAPH, TRANSFORMED_EXAMPLES, MODEL, MODEL_RUN,
-                  EVALUATION, BLESSING, PUSHED_MODEL)
+MODEL, MODEL_RUN, EVALUATION, BLESSING, PUSHED_MODEL = (
+    "Model",
+    "ModelRun",
+    "ModelEvaluation",
+    "ModelBlessing",
+    "PushedModel",
+)
+ARTIFACT_TYPES = (
+    EXAMPLES,
+    SCHEMA,
+    STATISTICS,
+    TRANSFORM_GRAPH,
+    TRANSFORMED_EXAMPLES,
+    MODEL,
+    MODEL_RUN,
+    EVALUATION,
+    BLESSING,
+    PUSHED_MODEL,
+)
 
 
 @dataclass
@@ -38,7 +53,7 @@ def split_pattern(examples_dir: str | Path, split: str) -> str:
 
 
 def split_names(examples_dir: str | Path) -> list[str]:
-    names = sorted(p.name[len("Split-"):] for p in Path(examples_dir).glob("Split-*") if p.is_dir())
+    names = sorted(p.name[len("Split-") :] for p in Path(examples_dir).glob("Split-*") if p.is_dir())
     if not names:
         raise InputError(f"{examples_dir} holds no Split-* folders; is it an ingest output?")
     return names

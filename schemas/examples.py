@@ -21,8 +21,11 @@ def _varints(values: np.ndarray) -> pa.Array:
     """Protobuf varints of unsigned 64-bit integers, as a binary array."""
     values = values.astype(np.uint64)
     if not len(values) or values.max() < 128:  # the usual case: one byte each
-        return pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(values), [
-            None, pa.py_buffer(np.arange(len(values) + 1, dtype=np.int64)), pa.py_buffer(values.astype(np.uint8))])
+        return pa.LargeBinaryArray.from_buffers(
+            pa.large_binary(),
+            len(values),
+            [None, pa.py_buffer(np.arange(len(values) + 1, dtype=np.int64)), pa.py_buffer(values.astype(np.uint8))],
+        )
     sizes = np.ones(len(values), np.int64)
     for shift in range(7, 64, 7):
         sizes += values >= np.uint64(1 << shift)
@@ -35,8 +38,9 @@ def _varints(values: np.ndarray) -> pa.Array:
         more = np.where(sizes[has] > i + 1, np.uint64(0x80), np.uint64(0))
         data[offsets[:-1][has] + i] = (rest[has] & np.uint64(0x7F)) | more
         rest >>= np.uint64(7)
-    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(values),
-                                            [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    return pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
 
 
 def _field(prefix: bytes, payload: pa.Array) -> pa.Array:
@@ -46,8 +50,9 @@ def _field(prefix: bytes, payload: pa.Array) -> pa.Array:
     if bounds["min"] == bounds["max"] and bounds["max"] < 128:  # one length (a float, say): a constant header
         header = pa.scalar(prefix + bytes([bounds["max"]]), pa.large_binary())
         return pc.binary_join_element_wise(header, payload, _EMPTY)
-    return pc.binary_join_element_wise(pa.scalar(prefix, pa.large_binary()),
-                                       _varints(lengths.to_numpy(zero_copy_only=False)), payload, _EMPTY)
+    return pc.binary_join_element_wise(
+        pa.scalar(prefix, pa.large_binary()), _varints(lengths.to_numpy(zero_copy_only=False)), payload, _EMPTY
+    )
 
 
 _LIST_TAG = {schema_pb2.FLOAT: 0x12, schema_pb2.INT: 0x1A, schema_pb2.BYTES: 0x0A}  # Feature's oneof fields
@@ -78,7 +83,7 @@ def _entries(key: bytes, kind: int, values: pa.Array) -> pa.Array:
     header = np.empty((len(v), k + 7), np.uint8)  # every length fits one byte: a fixed-width header
     header[:, 0] = 0x0A
     header[:, 1] = v + k + 5
-    header[:, 2:2 + k] = np.frombuffer(key, np.uint8)
+    header[:, 2 : 2 + k] = np.frombuffer(key, np.uint8)
     header[:, 2 + k] = v + 4
     header[:, 3 + k] = tag
     header[:, 4 + k] = v + 2
@@ -99,7 +104,7 @@ def _key_order(names: list) -> list:
     while i < len(data):  # entries: 0x0a, length, (0x0a, key length, key, 0x12, 0x00)
         size, i = _read_varint(data, i + 1)
         key_size, j = _read_varint(data, i + 1)
-        order.append(data[j:j + key_size].decode("utf-8"))
+        order.append(data[j : j + key_size].decode("utf-8"))
         i += size
     return order
 
@@ -123,8 +128,10 @@ class CanonicalEncoder:
         self.drop_missing = drop_missing  # a null list: no feature at all (else the encoder's empty one)
         self.kinds = {f.name: f.type for f in schema.feature}
         self.order = _key_order(list(self.kinds))
-        self.prefixes = {n: b"\x0a" + bytes(_varints(np.array([len(n.encode())])).to_pylist()[0]) + n.encode()
-                         + b"\x12" for n in self.order}
+        self.prefixes = {
+            n: b"\x0a" + bytes(_varints(np.array([len(n.encode())])).to_pylist()[0]) + n.encode() + b"\x12"
+            for n in self.order
+        }
         self.general = tfxio.RecordBatchToExamplesEncoder(schema)
 
     def encode(self, batch: pa.RecordBatch) -> list:
@@ -134,8 +141,9 @@ class CanonicalEncoder:
             if index < 0:
                 continue
             column = batch.column(index)
-            if column.null_count and not self.drop_missing or \
-                    pc.any(pc.not_equal(pc.list_value_length(column), 1)).as_py():
+            if (column.null_count and not self.drop_missing) or pc.any(
+                pc.not_equal(pc.list_value_length(column), 1)
+            ).as_py():
                 return self._slow(batch)
             # one value per present row: flatten() lines up with the present rows
             entry = _entries(self.prefixes[name], self.kinds[name], column.flatten())

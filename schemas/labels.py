@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,12 +22,13 @@ class LabelValues:
 
         self.on = bool(label and is_class and kind is not None and kind != FLOAT)
         self.label, self.train = label, train_split
-        self.first = {}  # split -> {value: (path, row or None)}
+        self.first: dict[str, dict[tuple, tuple[str, int | None]]] = {}  # split -> {value: (path, row or None)}
 
     def note(self, splits: list, labels: pa.Array, path: str, rows) -> None:
         """`labels`: the label list column of a batch; `rows`: each row's number, or None if unknown."""
         if not self.on:
             return
+        pairs: Iterable[tuple[Any, Any, int]]  # (split, label values, row index in the batch)
         if labels.null_count == 0 and pc.all(pc.equal(pc.list_value_length(labels), 1)).as_py():
             # One value a row (the usual label): each (split, value)'s first row, found by Arrow.
             table = pa.table({"s": splits, "v": labels.flatten(), "i": np.arange(len(splits))})
@@ -66,7 +70,8 @@ class LabelValues:
         return InputError(
             f"{path}, row {row}, column {label!r}: the label {shown!r} (split {split!r}) never occurs in the "
             f"{train!r} split, so the model cannot learn it; fix or drop the row, or set ingest.label_is_class: "
-            "false if the label is a quantity")
+            "false if the label is a quantity"
+        )
 
 
 def _shown(value: tuple):

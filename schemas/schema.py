@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
@@ -26,11 +27,12 @@ def write_text_proto(proto, path: str | os.PathLike) -> None:
     Path(path).write_text(text_format.MessageToString(proto), encoding="utf-8")
 
 
-def kinds(schema: schema_pb2.Schema) -> dict:
+def kinds(schema: schema_pb2.Schema) -> dict[str, int]:
+    """{column name: its schema_pb2.FeatureType (INT, FLOAT, BYTES)}."""
     return {f.name: f.type for f in schema.feature}
 
 
-def required(schema: schema_pb2.Schema) -> set:
+def required(schema: schema_pb2.Schema) -> set[str]:
     """Columns every row must have a value in (presence 1.0)."""
     return {f.name for f in schema.feature if f.presence.min_fraction >= 1.0}
 
@@ -62,8 +64,11 @@ class Observed:
 
     def stray_words(self) -> list:
         """(column, remembered row, value, numbers, others) of each number column with a few words in it."""
-        return [(name, *self.first_other[name], self.numbers[name], self.others[name])
-                for name in sorted(self.first_other) if mostly_numbers(self.numbers[name], self.others[name])]
+        return [
+            (name, *self.first_other[name], self.numbers[name], self.others[name])
+            for name in sorted(self.first_other)
+            if mostly_numbers(self.numbers[name], self.others[name])
+        ]
 
     def schema(self) -> schema_pb2.Schema:
         """Each column's kind (BYTES when it never has a value); required, one value a row, when no row
@@ -89,7 +94,7 @@ def _longest(column) -> int:
     return int(pc.max(pc.list_value_length(column)).as_py() or 0)
 
 
-def feature_spec(schema_path: str) -> dict:
+def feature_spec(schema_path: str) -> dict[str, Any]:
     """The schema as a tf.io parsing spec (FixedLen for required single values, VarLen otherwise)."""
     from tensorflow_transform.tf_metadata import schema_utils
 

@@ -10,12 +10,21 @@ format, the reader, the order of the names in the YAML, the process and the mach
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from typing import TypedDict
 
 import numpy as np
 
 
+class CanonicalSplit(TypedDict):
+    """A split rule in the form two equal rules share (SplitRule.canonical)."""
+
+    shares: dict[str, float]  # split name -> its share of the rows, rounded to 12 places
+    key: str | None  # the column rows are split by, or None for the whole canonical Example
+
+
 class SplitRule:
-    def __init__(self, weights: dict, key: str | None = None):
+    def __init__(self, weights: Mapping[str, float], key: str | None = None):
         total = sum(float(w) for w in weights.values())
         self.key = key
         self.names = sorted(weights)  # the order the names were written in must not matter
@@ -26,7 +35,7 @@ class SplitRule:
             self.cuts.append((name, running))
         self.uppers = np.array([upper for _, upper in self.cuts])  # a point goes to the first split above it
 
-    def canonical(self) -> dict:
+    def canonical(self) -> CanonicalSplit:
         """Equal for two rules exactly when they split every row alike (7:3 is 70:30)."""
         return {"shares": {n: round(s, 12) for n, s in self.shares.items()}, "key": self.key}
 

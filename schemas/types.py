@@ -106,8 +106,7 @@ def to_lists(column: pa.Array, kind: int, text: bool) -> pa.LargeListArray:
     """
     if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
         values = column.flatten()
-        offsets = np.asarray(column.offsets if pa.types.is_large_list(column.type)
-                             else column.offsets.cast(pa.int64()))
+        offsets = np.asarray(column.offsets if pa.types.is_large_list(column.type) else column.offsets.cast(pa.int64()))
         row_of = np.repeat(np.arange(len(column)), np.diff(offsets))
     else:
         values = column.drop_null()
@@ -118,8 +117,7 @@ def to_lists(column: pa.Array, kind: int, text: bool) -> pa.LargeListArray:
         converted = _convert(values, kind, text)
     except BadValue as e:
         raise BadValue(int(row_of[e.index]), e.reason) from None
-    return pa.LargeListArray.from_arrays(pa.array(offsets - offsets[0], pa.int64()), converted,
-                                         mask=column.is_null())
+    return pa.LargeListArray.from_arrays(pa.array(offsets - offsets[0], pa.int64()), converted, mask=column.is_null())
 
 
 def _first_false(mask: pa.Array) -> int | None:
@@ -139,13 +137,14 @@ def _convert(values: pa.Array, kind: int, text: bool) -> pa.Array:
         trimmed = pc.utf8_trim(values.cast(pa.string()), _BLANKS)
         bad = _first_false(pc.match_substring_regex(trimmed, INT_TEXT if kind == INT else FLOAT_TEXT))
         if bad is not None:
-            raise BadValue(bad, f"{values[bad].as_py()!r} is not {TYPE_NAMES[kind]}, which the schema says this "
-                                "column is")
+            raise BadValue(
+                bad, f"{values[bad].as_py()!r} is not {TYPE_NAMES[kind]}, which the schema says this column is"
+            )
         numbers = pc.replace_substring_regex(trimmed, r"^\+", "") if kind == INT else trimmed
         try:
             numbers = pc.cast(numbers, pa.int64() if kind == INT else pa.float64())
         except pa.ArrowInvalid:  # an integer over 64 bits (rare: found one by one)
-            bad = next(i for i, v in enumerate(numbers.to_pylist()) if not -2**63 <= int(v) < 2**63)
+            bad = next(i for i, v in enumerate(numbers.to_pylist()) if not -(2**63) <= int(v) < 2**63)
             raise BadValue(bad, f"{values[bad].as_py()!r} does not fit in a 64-bit INT") from None
         shown = values
     else:
@@ -155,18 +154,23 @@ def _convert(values: pa.Array, kind: int, text: bool) -> pa.Array:
             bad = _first_false(pc.equal(numbers, pc.floor(numbers)))
             if bad is not None:
                 raise BadValue(bad, f"{shown[bad].as_py()!r} is not INT, which the schema says this column is")
-        if not (pa.types.is_integer(numbers.type) or pa.types.is_boolean(numbers.type)
-                or pa.types.is_floating(numbers.type)):
+        if not (
+            pa.types.is_integer(numbers.type) or pa.types.is_boolean(numbers.type) or pa.types.is_floating(numbers.type)
+        ):
             raise BadValue(0, f"{shown[0].as_py()!r} is not INT, which the schema says this column is")
         return pc.cast(numbers, pa.int64())
-    if not (pa.types.is_integer(numbers.type) or pa.types.is_boolean(numbers.type)
-            or pa.types.is_floating(numbers.type)):
+    if not (
+        pa.types.is_integer(numbers.type) or pa.types.is_boolean(numbers.type) or pa.types.is_floating(numbers.type)
+    ):
         raise BadValue(0, f"{shown[0].as_py()!r} is not FLOAT, which the schema says this column is")
     wide = pc.cast(numbers, pa.float64())
     bad = _first_false(pc.is_finite(wide))
     if bad is not None:
-        raise BadValue(bad, f"{shown[bad].as_py()!r} is not a finite number; write a missing value as an empty "
-                            "field (or list its spelling in na_values)")
+        raise BadValue(
+            bad,
+            f"{shown[bad].as_py()!r} is not a finite number; write a missing value as an empty "
+            "field (or list its spelling in na_values)",
+        )
     bad = _first_false(pc.less_equal(pc.abs(wide), _FLOAT32_MAX))
     if bad is not None:
         raise BadValue(bad, f"{shown[bad].as_py()!r} is too large for a FLOAT (tf.Example floats are 32-bit)")

@@ -33,13 +33,21 @@ def tiny_titanic(folder: Path, name: str = "tiny", drop_label: bool = False, **e
         rows = list(csv.reader(lines))
         i = rows[0].index("Survived")
         with open(folder / "data.csv", "w", newline="") as f:
-            csv.writer(f).writerows(r[:i] + r[i + 1:] for r in rows)
+            csv.writer(f).writerows(r[:i] + r[i + 1 :] for r in rows)
     else:
         (folder / "data.csv").write_text("\n".join(lines) + "\n")
-    (folder / "pipeline.yaml").write_text(yaml.safe_dump({
-        "name": name, "root": "root", "ingest": {"input": "data.csv"}, "transform": {"module": "preprocessing.py"},
-        "trainer": {"module": "model.py", "label": "survived", "raw_label": "Survived", "train_steps": 10},
-        "evaluator": evaluator or {"slices": ["Sex"], "thresholds": {"accuracy": {"lower": 0.1}}}}))
+    (folder / "pipeline.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": name,
+                "root": "root",
+                "ingest": {"input": "data.csv"},
+                "transform": {"module": "preprocessing.py"},
+                "trainer": {"module": "model.py", "label": "survived", "raw_label": "Survived", "train_steps": 10},
+                "evaluator": evaluator or {"slices": ["Sex"], "thresholds": {"accuracy": {"lower": 0.1}}},
+            }
+        )
+    )
     return folder / "pipeline.yaml"
 
 
@@ -47,8 +55,14 @@ def tfpipe(*args, cwd, timeout=900) -> subprocess.CompletedProcess:
     """The installed `tfpipe` command as a user runs it, stdout and stderr piped (not a terminal), with none of
     the test session's quieting in its environment."""
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TFPIPE_LOG_LEVEL")}
-    return subprocess.run([str(Path(sys.executable).parent / "tfpipe"), *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "tfpipe"), *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="session")

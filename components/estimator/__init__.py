@@ -1,11 +1,12 @@
 """tfpipe's Estimator engine: the tf.estimator namespace, implemented natively on TensorFlow 2.
 
-    from components import estimator
-    est = estimator.LinearClassifier(feature_columns=[...])
-    est.train(input_fn, steps=100)
+from components import estimator
+est = estimator.LinearClassifier(feature_columns=[...])
+est.train(input_fn, steps=100)
 """
 
 from components.estimator import experimental, export, keras
+from components.estimator.baseline import BaselineClassifier, BaselineRegressor
 from components.estimator.basic_hooks import (
     CheckpointSaverHook,
     FeedFnHook,
@@ -18,8 +19,8 @@ from components.estimator.basic_hooks import (
     StepCounterHook,
     SummarySaverHook,
 )
-from components.estimator.baseline import BaselineClassifier, BaselineRegressor
 from components.estimator.boosted_trees import BoostedTreesClassifier, BoostedTreesEstimator, BoostedTreesRegressor
+from components.estimator.distribute import parameter_server_strategy, tpu_strategy
 from components.estimator.dnn import (
     DNNClassifier,
     DNNEstimator,
@@ -28,7 +29,6 @@ from components.estimator.dnn import (
     DNNLinearCombinedRegressor,
     DNNRegressor,
 )
-from components.estimator.distribute import parameter_server_strategy, tpu_strategy
 from components.estimator.estimator import Estimator
 from components.estimator.extenders import add_metrics
 from components.estimator.heads import (
@@ -69,34 +69,18 @@ from components.estimator.training import (
 from components.estimator.warm_start import VocabInfo, WarmStartSettings
 
 __all__ = [
-    "Exporter",
-    "VocabInfo",
-    "classifier_parse_example_spec",
-    "regressor_parse_example_spec",
-    "add_metrics",
-    "BinaryClassHead",
-    "LogisticRegressionHead",
-    "MultiClassHead",
-    "MultiHead",
-    "PoissonRegressionHead",
-    "CheckpointSaverHook",
-    "FeedFnHook",
-    "FinalOpsHook",
-    "GlobalStepWaiterHook",
-    "LoggingTensorHook",
-    "NanLossDuringTrainingError",
-    "NanTensorHook",
-    "ProfilerHook",
-    "StepCounterHook",
-    "SummarySaverHook",
-    "experimental",
+    "SUM",
+    "SUM_OVER_BATCH_SIZE",
     "BaselineClassifier",
     "BaselineRegressor",
-    "CheckpointSaverListener",
-    "ClassificationHead",
+    "BestExporter",
+    "BinaryClassHead",
     "BoostedTreesClassifier",
     "BoostedTreesEstimator",
     "BoostedTreesRegressor",
+    "CheckpointSaverHook",
+    "CheckpointSaverListener",
+    "ClassificationHead",
     "DNNClassifier",
     "DNNEstimator",
     "DNNLinearCombinedClassifier",
@@ -105,30 +89,46 @@ __all__ = [
     "DNNRegressor",
     "Estimator",
     "EstimatorSpec",
+    "EvalSpec",
+    "Exporter",
+    "FeedFnHook",
+    "FinalExporter",
+    "FinalOpsHook",
+    "GlobalStepWaiterHook",
+    "LatestExporter",
     "LinearClassifier",
     "LinearEstimator",
     "LinearRegressor",
+    "LoggingTensorHook",
+    "LogisticRegressionHead",
     "ModeKeys",
+    "MultiClassHead",
+    "MultiHead",
     "MultiLabelHead",
+    "NanLossDuringTrainingError",
+    "NanTensorHook",
+    "PoissonRegressionHead",
+    "ProfilerHook",
     "RegressionHead",
     "RunConfig",
-    "SUM",
-    "SUM_OVER_BATCH_SIZE",
     "SessionRunArgs",
     "SessionRunContext",
     "SessionRunHook",
     "SessionRunValues",
+    "StepCounterHook",
     "StopAtStepHook",
-    "WarmStartSettings",
-    "BestExporter",
-    "EvalSpec",
-    "FinalExporter",
-    "LatestExporter",
+    "SummarySaverHook",
     "TrainSpec",
-    "train_and_evaluate",
-    "tpu_strategy",
-    "parameter_server_strategy",
+    "VocabInfo",
+    "WarmStartSettings",
+    "add_metrics",
+    "classifier_parse_example_spec",
+    "experimental",
     "export",
     "keras",
     "model_to_estimator",
+    "parameter_server_strategy",
+    "regressor_parse_example_spec",
+    "tpu_strategy",
+    "train_and_evaluate",
 ]

@@ -28,6 +28,8 @@ import functools
 import os
 import random
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import tensorflow as tf
 import tf_keras
@@ -37,7 +39,7 @@ from tensorflow.python.trackable.trackable_utils import escape_local_name  # noq
 _patched = False
 
 
-def trackable_children(obj) -> dict:
+def trackable_children(obj) -> dict[str, Any]:
     """{local name: child} of a trackable object, as a checkpoint walks it."""
     return obj._trackable_children()
 
@@ -123,7 +125,7 @@ class TracedWrites:
         return file_prefix
 
 
-_LEGACY = tf_keras.optimizers.legacy
+_LEGACY: Any = tf_keras.optimizers.legacy  # a module mypy cannot see: its classes are bases below
 
 
 class _SortedSums:
@@ -138,11 +140,13 @@ class _SortedSums:
     the time at width 1, 1.1x at 32, 0.9x at 64)."""
 
     _SORTED_FROM = 48
+    _resource_apply_sparse: Callable[..., Any]  # OptimizerV2's, or _RowAdagrad's
 
     def _resource_apply_sparse_duplicate_indices(self, grad, handle, indices, **kwargs):
         width = grad.shape[1:].num_elements()
         if width is None or width < self._SORTED_FROM:
-            return super()._resource_apply_sparse_duplicate_indices(grad, handle, indices, **kwargs)
+            # A mixin: the method is OptimizerV2's, later in the MRO of the classes below.
+            return super()._resource_apply_sparse_duplicate_indices(grad, handle, indices, **kwargs)  # type: ignore[misc]
         unique, positions = tf.unique(indices)
         order = tf.argsort(positions, stable=True)
         summed = tf.math.segment_sum(tf.gather(grad, order), tf.gather(positions, order))
@@ -163,10 +167,13 @@ class _RowAdagrad(_SortedSums, _LEGACY.Adagrad):
         coefficients = (apply_state or {}).get((device, dtype)) or self._fallback_apply_state(device, dtype)
         accum = self.get_slot(var, "accumulator")
         accum_rows = tf.gather(accum, indices) + grad * grad
-        var_rows = tf.gather(var, indices) - coefficients["lr_t"] * grad / (tf.sqrt(accum_rows) +
-                                                                               coefficients["epsilon"])
-        return tf.group(accum.scatter_update(tf.IndexedSlices(accum_rows, indices)),
-                        var.scatter_update(tf.IndexedSlices(var_rows, indices)))
+        var_rows = tf.gather(var, indices) - coefficients["lr_t"] * grad / (
+            tf.sqrt(accum_rows) + coefficients["epsilon"]
+        )
+        return tf.group(
+            accum.scatter_update(tf.IndexedSlices(accum_rows, indices)),
+            var.scatter_update(tf.IndexedSlices(var_rows, indices)),
+        )
 
 
 class _Adam(_SortedSums, _LEGACY.Adam):
@@ -182,7 +189,12 @@ class _RMSprop(_SortedSums, _LEGACY.RMSprop):
 
 
 # A legacy optimizer class -> its faster form: the same optimizer (weights equal to rounding).
-FASTER_LEGACY = {_LEGACY.Adagrad: _RowAdagrad, _LEGACY.Adam: _Adam, _LEGACY.Ftrl: _Ftrl, _LEGACY.RMSprop: _RMSprop}
+FASTER_LEGACY: dict[type, Any] = {
+    _LEGACY.Adagrad: _RowAdagrad,
+    _LEGACY.Adam: _Adam,
+    _LEGACY.Ftrl: _Ftrl,
+    _LEGACY.RMSprop: _RMSprop,
+}
 
 
 def learning_rate_schedule(optimizer):

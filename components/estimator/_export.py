@@ -31,8 +31,10 @@ _RECEIVERS = (ServingInputReceiver, TensorServingInputReceiver, SupervisedInputR
 def _receiver(serving_input_receiver_fn):
     receiver = serving_input_receiver_fn()
     if not isinstance(receiver, _RECEIVERS):
-        raise ConfigError("serving_input_receiver_fn must return an export.ServingInputReceiver (or "
-                          f"TensorServingInputReceiver, SupervisedInputReceiver), got {type(receiver).__name__}")
+        raise ConfigError(
+            "serving_input_receiver_fn must return an export.ServingInputReceiver (or "
+            f"TensorServingInputReceiver, SupervisedInputReceiver), got {type(receiver).__name__}"
+        )
     return receiver
 
 
@@ -44,7 +46,7 @@ def _spec_of(value):
     return tf.TensorSpec(value.shape, value.dtype)
 
 
-def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_fn, assets_extra, as_text) -> str:
+def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_fn, assets_extra, as_text) -> bytes:
     from components.estimator.estimator import _Program
 
     transform = est._input_transform() or (lambda f: f)
@@ -82,8 +84,12 @@ def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_
         fetches = wrapped.structured_outputs[name]
         if out.method in ("classification", "regression"):
             if not single_string:
-                log.info("skipping the %s signature %r: it needs a receiver with one string input "
-                            "(build_parsing_serving_input_receiver_fn)", out.method, name)
+                log.info(
+                    "skipping the %s signature %r: it needs a receiver with one string input "
+                    "(build_parsing_serving_input_receiver_fn)",
+                    out.method,
+                    name,
+                )
                 continue
             keys, feeds = ["inputs"], list(inputs.values())
         else:
@@ -109,16 +115,18 @@ def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_
     try:
         # A serving graph is never differentiated; the engine's custom gradients (see premade._sum_by_row)
         # are for training only.
-        tf.saved_model.save(module, tmp, signatures=signatures,
-                            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
-        _set_method_names(tmp, {name: captured["outputs"][name].method for name in signatures
-                                if name in captured["outputs"]})
+        tf.saved_model.save(
+            module, tmp, signatures=signatures, options=tf.saved_model.SaveOptions(experimental_custom_gradients=False)
+        )
+        _set_method_names(
+            tmp, {name: captured["outputs"][name].method for name in signatures if name in captured["outputs"]}
+        )
         if as_text:
             proto = saved_model_pb2.SavedModel()
             with open(os.path.join(tmp, "saved_model.pb"), "rb") as f:
                 proto.ParseFromString(f.read())
-            with open(os.path.join(tmp, "saved_model.pbtxt"), "w") as f:
-                f.write(text_format.MessageToString(proto))
+            with open(os.path.join(tmp, "saved_model.pbtxt"), "w") as out:
+                out.write(text_format.MessageToString(proto))
             os.remove(os.path.join(tmp, "saved_model.pb"))
         for dest, src in (assets_extra or {}).items():
             target = os.path.join(tmp, "assets.extra", dest)
@@ -134,8 +142,10 @@ def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_
 
 # TF Serving's :classify and :regress check these, as tf.estimator's exports set them; TF2's
 # tf.saved_model.save writes tensorflow/serving/predict on every signature.
-_METHOD_NAMES = {"classification": tf.saved_model.CLASSIFY_METHOD_NAME,
-                 "regression": tf.saved_model.REGRESS_METHOD_NAME}
+_METHOD_NAMES = {
+    "classification": tf.saved_model.CLASSIFY_METHOD_NAME,
+    "regression": tf.saved_model.REGRESS_METHOD_NAME,
+}
 
 
 def _set_method_names(export_dir: str, methods: dict) -> None:

@@ -9,9 +9,9 @@ the traced step or in the input pipeline's map, is the Estimator's choice (_tran
 from __future__ import annotations
 
 import tensorflow as tf
-from components.estimator._compat import fc2
 
 from components.errors import ConfigError, InputError
+from components.estimator._compat import fc2
 
 WEIGHT_KEY = "__example_weight__"
 
@@ -86,8 +86,10 @@ def transformation_cache(columns, features) -> fc2.FeatureTransformationCache:
         required |= set(col.parse_example_spec)
     missing = sorted(required - set(features))
     if missing:
-        raise InputError(f"feature column(s) need feature(s) {missing}, which the input does not provide; "
-                         f"it provides {sorted(features)}")
+        raise InputError(
+            f"feature column(s) need feature(s) {missing}, which the input does not provide; "
+            f"it provides {sorted(features)}"
+        )
     return fc2.FeatureTransformationCache(features)
 
 
@@ -121,10 +123,13 @@ class ColumnTransform:
                     f"{what}: a DNN takes dense columns, but {col.name!r} is {type(col).__name__}; wrap it in "
                     f"tf.feature_column.indicator_column({col.name!r}-column) or embedding_column(...)"
                 )
-            if kind == "dnn" and not isinstance(col, (fc2.NumericColumn, fc2.IndicatorColumn, fc2.BucketizedColumn,
-                                                      fc2.EmbeddingColumn)):
-                raise ConfigError(f"{what}: column {col.name!r} ({type(col).__name__}) is not supported by the DNN; "
-                                  "use numeric, bucketized, indicator or embedding columns")
+            if kind == "dnn" and not isinstance(
+                col, (fc2.NumericColumn, fc2.IndicatorColumn, fc2.BucketizedColumn, fc2.EmbeddingColumn)
+            ):
+                raise ConfigError(
+                    f"{what}: column {col.name!r} ({type(col).__name__}) is not supported by the DNN; "
+                    "use numeric, bucketized, indicator or embedding columns"
+                )
         # tf.estimator's input layer orders columns by name.
         self.columns.sort(key=lambda c: c.name)
         self.resources = _Resources()
@@ -132,10 +137,10 @@ class ColumnTransform:
     def _sparse_source(self, col):
         return _as_categorical(col) if self.kind == "linear" else _dnn_sparse_source(col)
 
-    def dims(self) -> dict:
+    def dims(self) -> dict[str, tuple]:
         """{column name: ('categorical' | 'indicator', num_buckets) | ('embedding', num_buckets, dim, combiner)
         | ('dense', width)}."""
-        out = {}
+        out: dict[str, tuple] = {}
         for col in self.columns:
             source = self._sparse_source(col)
             if source is None:

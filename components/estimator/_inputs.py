@@ -15,8 +15,9 @@ def fn_args(fn) -> tuple[str, ...]:
     """Names of the arguments `fn` accepts, seeing through functools.partial and callable objects."""
     if isinstance(fn, functools.partial):
         bound = set(fn.keywords or {})
-        return tuple(a for a in fn_args(fn.func)[len(fn.args):] if a not in bound)
-    target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else getattr(fn, "__call__", fn)
+        return tuple(a for a in fn_args(fn.func)[len(fn.args) :] if a not in bound)
+    # B004: the bound __call__ is fetched to read its signature; this is not a callable() test.
+    target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else getattr(fn, "__call__", fn)  # noqa: B004
     try:
         params = inspect.signature(target).parameters.values()
     except (TypeError, ValueError):

@@ -29,15 +29,30 @@ class _Baseline(PremadeEstimator):
     def __init__(self, head, model_dir, optimizer, config, weight_column, warm_start_from):
         units = head.logits_dimension
         part = Part(_batch_marker, lambda: BaselineModel(units), optimizer, learning_rate=0.3)
-        super().__init__(head, {"baseline": part}, weight_column=weight_column, model_dir=model_dir,
-                         config=config, warm_start_from=warm_start_from)
+        super().__init__(
+            head,
+            {"baseline": part},
+            weight_column=weight_column,
+            model_dir=model_dir,
+            config=config,
+            warm_start_from=warm_start_from,
+        )
 
 
 class BaselineClassifier(_Baseline):
     """Learns the class prior (tf.estimator.BaselineClassifier): a floor any real model must beat."""
 
-    def __init__(self, model_dir=None, n_classes=2, weight_column=None, label_vocabulary=None, optimizer="Ftrl",
-                 config=None, loss_reduction=heads_lib.SUM_OVER_BATCH_SIZE, warm_start_from=None):
+    def __init__(
+        self,
+        model_dir=None,
+        n_classes=2,
+        weight_column=None,
+        label_vocabulary=None,
+        optimizer="Ftrl",
+        config=None,
+        loss_reduction=heads_lib.SUM_OVER_BATCH_SIZE,
+        warm_start_from=None,
+    ):
         head = heads_lib.ClassificationHead(n_classes, label_vocabulary, loss_reduction)
         super().__init__(head, model_dir, optimizer, config, weight_column, warm_start_from)
 
@@ -45,7 +60,15 @@ class BaselineClassifier(_Baseline):
 class BaselineRegressor(_Baseline):
     """Learns the label mean (tf.estimator.BaselineRegressor)."""
 
-    def __init__(self, model_dir=None, label_dimension=1, weight_column=None, optimizer="Ftrl", config=None,
-                 loss_reduction=heads_lib.SUM_OVER_BATCH_SIZE, warm_start_from=None):
+    def __init__(
+        self,
+        model_dir=None,
+        label_dimension=1,
+        weight_column=None,
+        optimizer="Ftrl",
+        config=None,
+        loss_reduction=heads_lib.SUM_OVER_BATCH_SIZE,
+        warm_start_from=None,
+    ):
         head = heads_lib.RegressionHead(label_dimension, loss_reduction)
         super().__init__(head, model_dir, optimizer, config, weight_column, warm_start_from)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -149,6 +150,8 @@ class NanTensorHook(SessionRunHook):
 class _OnGlobalStepTimer(SessionRunHook):
     """Calls `_on_step(global step)` when `self._timer` fires; a True return asks training to stop."""
 
+    _timer: Any  # tf's SecondOrStepTimer, made by each subclass's __init__
+
     def before_run(self, run_context):
         return SessionRunArgs("global_step")
 
@@ -171,8 +174,17 @@ class CheckpointSaverHook(_OnGlobalStepTimer):
     the model's; `scaffold` and `save_graph_def` are accepted for compatibility (there is no graph).
     """
 
-    def __init__(self, checkpoint_dir, save_secs=None, save_steps=None, saver=None, checkpoint_basename="model.ckpt",
-                 scaffold=None, listeners=None, save_graph_def=True):
+    def __init__(
+        self,
+        checkpoint_dir,
+        save_secs=None,
+        save_steps=None,
+        saver=None,
+        checkpoint_basename="model.ckpt",
+        scaffold=None,
+        listeners=None,
+        save_graph_def=True,
+    ):
         self._every_steps = save_steps
         self._timer = _timer(save_secs, save_steps, "CheckpointSaverHook")
         if saver is not None and not isinstance(saver, tf.train.Checkpoint):
@@ -191,8 +203,12 @@ class CheckpointSaverHook(_OnGlobalStepTimer):
         self._global_step = active.global_step
         config = active.estimator.config
         self._manager = tf.train.CheckpointManager(
-            active.saveable(self._saver or active.root), self._dir, max_to_keep=config.keep_checkpoint_max or None,
-            keep_checkpoint_every_n_hours=config.keep_checkpoint_every_n_hours, checkpoint_name=self._basename)
+            active.saveable(self._saver or active.root),
+            self._dir,
+            max_to_keep=config.keep_checkpoint_max or None,
+            keep_checkpoint_every_n_hours=config.keep_checkpoint_every_n_hours,
+            checkpoint_name=self._basename,
+        )
         if self._timer is not None:
             self._timer.reset()
         for listener in self._listeners:
@@ -218,7 +234,8 @@ class CheckpointSaverHook(_OnGlobalStepTimer):
             listener.before_save(None, step)
         if self._manager.latest_checkpoint != f"{os.path.join(self._dir, self._basename)}-{step}":
             log.info("saved checkpoint %s", self._manager.save(checkpoint_number=step))
-        return any([bool(listener.after_save(None, step)) for listener in self._listeners])
+        # A list, not a generator: every listener's after_save runs, even after one asks to stop.
+        return any([bool(listener.after_save(None, step)) for listener in self._listeners])  # noqa: C419
 
 
 class SummarySaverHook(SessionRunHook):
@@ -230,13 +247,16 @@ class SummarySaverHook(SessionRunHook):
     (tf.raw_ops.ScalarSummary, HistogramSummary, MergeSummary) are what it writes.
     """
 
-    def __init__(self, save_steps=None, save_secs=None, output_dir=None, summary_writer=None, scaffold=None,
-                 summary_op=None):
+    def __init__(
+        self, save_steps=None, save_secs=None, output_dir=None, summary_writer=None, scaffold=None, summary_op=None
+    ):
         self._timer = _timer(save_secs, save_steps, "SummarySaverHook")
         summary_op = summary_op if summary_op is not None else getattr(scaffold, "summary_op", None)
         if summary_op is None:
-            raise ConfigError("SummarySaverHook needs summary_op (or scaffold.summary_op); tf.summary.* calls in "
-                              "the model_fn are written without a hook every RunConfig.save_summary_steps")
+            raise ConfigError(
+                "SummarySaverHook needs summary_op (or scaffold.summary_op); tf.summary.* calls in "
+                "the model_fn are written without a hook every RunConfig.save_summary_steps"
+            )
         self._summary_op, self._warned = summary_op, False
         self._output_dir, self._summary_writer = output_dir, summary_writer
 
@@ -255,8 +275,10 @@ class SummarySaverHook(SessionRunHook):
             self._timer.update_last_triggered_step(step)
             protos = [p for p in tf.nest.flatten(run_values.results["summary"]) if np.asarray(p).item()]
             if not protos and not self._warned:
-                log.warning("SummarySaverHook: summary_op gave empty protos (TF2 writes v1 summaries made in the "
-                            "model_fn to model_dir every save_summary_steps itself); nothing to write")
+                log.warning(
+                    "SummarySaverHook: summary_op gave empty protos (TF2 writes v1 summaries made in the "
+                    "model_fn to model_dir every save_summary_steps itself); nothing to write"
+                )
                 self._warned = True
             with self._writer.as_default(), tf.summary.record_if(True):
                 for serialized in protos:
@@ -381,6 +403,7 @@ class GlobalStepWaiterHook(SessionRunHook):
 
 # ---- the Estimator's own hooks: what train() runs around its steps, from the RunConfig -------------------------
 
+
 class _ModelSaver(CheckpointSaverHook):
     """The Estimator's saver: on global steps that are multiples of save_checkpoints_steps (or every
     save_checkpoints_secs) and at the end. Not at the start, as tf.estimator did on every call: the
@@ -414,7 +437,8 @@ class _ModelSaver(CheckpointSaverHook):
     def after_run(self, run_context, run_values):
         step = int(run_values.results)
         if (self._every_steps and step % self._every_steps == 0) or (
-                self._every_secs is not None and time.time() - self._saved_time >= self._every_secs):
+            self._every_secs is not None and time.time() - self._saved_time >= self._every_secs
+        ):
             self._saved_at, self._saved_time = step, time.time()
             if self._save(step):
                 run_context.request_stop()
@@ -477,8 +501,13 @@ class _StepLogger(_OnMultiples):
         now = time.time()
         seconds = max(now - self._time, 1e-9)
         rate = (step - self._step) / seconds
-        log.info("step %d: loss = %.5g (%.1f steps/s, %s examples/s)", step, loss, rate,
-                 f"{self._examples_since() / seconds:,.0f}")
+        log.info(
+            "step %d: loss = %.5g (%.1f steps/s, %s examples/s)",
+            step,
+            loss,
+            rate,
+            f"{self._examples_since() / seconds:,.0f}",
+        )
         if self._writer is not None:
             with self._writer.as_default(), tf.summary.record_if(True):  # its own cadence, not save_summary_steps
                 tf.summary.scalar("global_step/sec", rate, step=step)

@@ -24,10 +24,10 @@ import numbers
 
 import numpy as np
 import tensorflow as tf
-from components.estimator._compat import fc2
 
 from components.errors import ConfigError
 from components.estimator import heads as heads_lib
+from components.estimator._compat import fc2
 from components.estimator._features import _Resources, transformation_cache, validate_columns
 from components.estimator.hooks import SessionRunHook
 from components.estimator.mode_keys import ModeKeys
@@ -59,7 +59,8 @@ class TreeFeatures:
                 raise ConfigError(
                     f"boosted trees take bucketized_column and indicator_column feature columns; {col.name!r} is "
                     f"{type(col).__name__}. Bucketize a numeric column with tf.feature_column.bucketized_column"
-                    "(column, boundaries), and wrap a categorical one in tf.feature_column.indicator_column")
+                    "(column, boundaries), and wrap a categorical one in tf.feature_column.indicator_column"
+                )
 
     def __call__(self, features):
         cache = transformation_cache(self.columns, features)
@@ -82,9 +83,21 @@ def _soft(g, l1):
 class TreeEnsemble(tf.Module):
     """The trees, the bias and the growing state, all variables (see the module docstring)."""
 
-    def __init__(self, buckets, units: int, n_trees: int, max_depth: int, learning_rate: float, l1: float,
-                 l2: float, tree_complexity: float, min_node_weight: float, center_bias: bool, pruning_mode: str,
-                 n_batches_per_layer: int):
+    def __init__(
+        self,
+        buckets,
+        units: int,
+        n_trees: int,
+        max_depth: int,
+        learning_rate: float,
+        l1: float,
+        l2: float,
+        tree_complexity: float,
+        min_node_weight: float,
+        center_bias: bool,
+        pruning_mode: str,
+        n_batches_per_layer: int,
+    ):
         super().__init__(name=PART)
         self.n_trees, self.depth, self.units = n_trees, max_depth, units
         self.learning_rate, self.l1, self.l2 = learning_rate, l1, l2
@@ -150,9 +163,13 @@ class TreeEnsemble(tf.Module):
 
     def update(self, x, gradients, hessians):
         """One batch of growing: bias centering, else statistics for the current layer (and the split)."""
+
         def grow():
-            return tf.cond(self.finalized_trees < self.n_trees, lambda: self._grow(x, gradients, hessians),
-                           lambda: tf.constant(False))
+            return tf.cond(
+                self.finalized_trees < self.n_trees,
+                lambda: self._grow(x, gradients, hessians),
+                lambda: tf.constant(False),
+            )
 
         return tf.cond(self.centering, lambda: self._center(gradients, hessians), grow)
 
@@ -202,12 +219,21 @@ class TreeEnsemble(tf.Module):
         g_left, h_left = tf.cumsum(self.grad_stats / n, axis=2), tf.cumsum(self.hess_stats / n, axis=2)
         g_all, h_all = g_left[:, :, -1:], h_left[:, :, -1:]
         g_right, h_right = g_all - g_left, h_all - h_left
-        gain = (self._score(g_left, h_left) + self._score(g_right, h_right) - self._score(g_all, h_all)
-                - self.tree_complexity)  # [nodes, features, buckets]
+        gain = (
+            self._score(g_left, h_left)
+            + self._score(g_right, h_right)
+            - self._score(g_all, h_all)
+            - self.tree_complexity
+        )  # [nodes, features, buckets]
         weight_left, weight_right = tf.reduce_sum(h_left, -1), tf.reduce_sum(h_right, -1)
         least = max(self.min_node_weight, 0.0)
-        valid = (self._candidates[None] & (weight_left > 0) & (weight_right > 0)
-                 & (weight_left >= least) & (weight_right >= least))
+        valid = (
+            self._candidates[None]
+            & (weight_left > 0)
+            & (weight_right > 0)
+            & (weight_left >= least)
+            & (weight_right >= least)
+        )
         gain = tf.where(valid, gain, -np.inf)
         layer_nodes, _, buckets = gain.shape
         flat = tf.reshape(gain, [layer_nodes, -1])
@@ -230,8 +256,12 @@ class TreeEnsemble(tf.Module):
         self.node_feature.scatter_nd_update(at_tree(node), tf.boolean_mask(best_f, split))
         self.node_threshold.scatter_nd_update(at_tree(node), tf.boolean_mask(best_b, split))
         self.node_gain.scatter_nd_update(at_tree(node), tf.boolean_mask(best_gain, split))
-        self.node_value.scatter_nd_update(at_tree(2 * node + 1), parent + self.learning_rate * tf.boolean_mask(left, split))
-        self.node_value.scatter_nd_update(at_tree(2 * node + 2), parent + self.learning_rate * tf.boolean_mask(right, split))
+        self.node_value.scatter_nd_update(
+            at_tree(2 * node + 1), parent + self.learning_rate * tf.boolean_mask(left, split)
+        )
+        self.node_value.scatter_nd_update(
+            at_tree(2 * node + 2), parent + self.learning_rate * tf.boolean_mask(right, split)
+        )
         self.grad_stats.assign(tf.zeros_like(self.grad_stats))
         self.hess_stats.assign(tf.zeros_like(self.hess_stats))
         self.batches.assign(0)
@@ -261,21 +291,46 @@ def _check(name, value, kind, least, strict=False):
 class BoostedTreesEstimator(PremadeEstimator):
     """Gradient-boosted trees with any head whose logits have one dimension per output."""
 
-    def __init__(self, feature_columns, n_batches_per_layer, head, model_dir=None, weight_column=None, n_trees=100,
-                 max_depth=6, learning_rate=0.1, l1_regularization=0.0, l2_regularization=0.0, tree_complexity=0.0,
-                 min_node_weight=0.0, config=None, center_bias=False, pruning_mode="none",
-                 quantile_sketch_epsilon=0.01, train_in_memory=False):
-        for name, value in (("n_batches_per_layer", n_batches_per_layer), ("n_trees", n_trees),
-                            ("max_depth", max_depth)):
+    def __init__(
+        self,
+        feature_columns,
+        n_batches_per_layer,
+        head,
+        model_dir=None,
+        weight_column=None,
+        n_trees=100,
+        max_depth=6,
+        learning_rate=0.1,
+        l1_regularization=0.0,
+        l2_regularization=0.0,
+        tree_complexity=0.0,
+        min_node_weight=0.0,
+        config=None,
+        center_bias=False,
+        pruning_mode="none",
+        quantile_sketch_epsilon=0.01,
+        train_in_memory=False,
+    ):
+        for name, value in (
+            ("n_batches_per_layer", n_batches_per_layer),
+            ("n_trees", n_trees),
+            ("max_depth", max_depth),
+        ):
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive int, got {value!r}")
         _check("learning_rate", learning_rate, numbers.Real, 0, strict=True)
-        for name, value in (("l1_regularization", l1_regularization), ("l2_regularization", l2_regularization),
-                            ("tree_complexity", tree_complexity), ("min_node_weight", min_node_weight)):
+        for name, value in (
+            ("l1_regularization", l1_regularization),
+            ("l2_regularization", l2_regularization),
+            ("tree_complexity", tree_complexity),
+            ("min_node_weight", min_node_weight),
+        ):
             _check(name, value, numbers.Real, 0)
         if pruning_mode not in _PRUNING_MODES:
-            raise ConfigError(f"pruning_mode must be one of {_PRUNING_MODES}, got {pruning_mode!r} "
-                              "('post' pruning is not implemented)")
+            raise ConfigError(
+                f"pruning_mode must be one of {_PRUNING_MODES}, got {pruning_mode!r} "
+                "('post' pruning is not implemented)"
+            )
         if pruning_mode == "pre" and tree_complexity <= 0:
             raise ConfigError("pruning_mode='pre' needs a positive tree_complexity (as in tf.estimator)")
         if train_in_memory and n_batches_per_layer != 1:
@@ -284,12 +339,28 @@ class BoostedTreesEstimator(PremadeEstimator):
         units = head.logits_dimension
 
         def build():
-            return TreeEnsemble(features.buckets, units, int(n_trees), int(max_depth), float(learning_rate),
-                                float(l1_regularization), float(l2_regularization), float(tree_complexity),
-                                float(min_node_weight), bool(center_bias), pruning_mode, int(n_batches_per_layer))
+            return TreeEnsemble(
+                features.buckets,
+                units,
+                int(n_trees),
+                int(max_depth),
+                float(learning_rate),
+                float(l1_regularization),
+                float(l2_regularization),
+                float(tree_complexity),
+                float(min_node_weight),
+                bool(center_bias),
+                pruning_mode,
+                int(n_batches_per_layer),
+            )
 
-        super().__init__(head, {PART: Part(features, build, None, learning_rate)}, weight_column=weight_column,
-                         model_dir=model_dir, config=config)
+        super().__init__(
+            head,
+            {PART: Part(features, build, None, learning_rate)},
+            weight_column=weight_column,
+            model_dir=model_dir,
+            config=config,
+        )
         self._features = features
         self._train_in_memory = bool(train_in_memory)
         self._quantile_sketch_epsilon = quantile_sketch_epsilon  # accepted; numeric columns are not taken
@@ -329,8 +400,13 @@ class BoostedTreesEstimator(PremadeEstimator):
         update = model.update(x, gradients, hessians)
         with tf.control_dependencies([update]):
             train_op = tf.compat.v1.train.get_global_step().assign_add(1)
-        return EstimatorSpec(mode, loss=loss, train_op=train_op, training_hooks=[_StopWhenGrown(model)],
-                             scaffold=_scaffold({PART: model}))
+        return EstimatorSpec(
+            mode,
+            loss=loss,
+            train_op=train_op,
+            training_hooks=[_StopWhenGrown(model)],
+            scaffold=_scaffold({PART: model}),
+        )
 
     # ---- what the trees learned ---------------------------------------------------------------
 
@@ -383,11 +459,15 @@ class BoostedTreesEstimator(PremadeEstimator):
                 steps = activation(logits_path.numpy()[:, :, 0])
                 deltas = steps[:, 1:] - steps[:, :-1]
                 for i in range(steps.shape[0]):
-                    contrib = np.bincount(column_of[feature_ids[i].numpy()], weights=deltas[i],
-                                          minlength=len(columns) + 1)[:len(columns)]
+                    contrib = np.bincount(
+                        column_of[feature_ids[i].numpy()], weights=deltas[i], minlength=len(columns) + 1
+                    )[: len(columns)]
                     dfc = sorted(zip(columns, contrib.tolist()), key=lambda kv: -abs(kv[1]))
-                    yield {**{k: v[i] for k, v in preds.items()}, "bias": float(steps[i, 0]),
-                           "dfc": collections.OrderedDict(dfc)}
+                    yield {
+                        **{k: v[i] for k, v in preds.items()},
+                        "bias": float(steps[i, 0]),
+                        "dfc": collections.OrderedDict(dfc),
+                    }
         finally:
             for h in hook_list:
                 h.end(None)
@@ -396,24 +476,89 @@ class BoostedTreesEstimator(PremadeEstimator):
 class BoostedTreesClassifier(BoostedTreesEstimator):
     """Gradient-boosted trees classifier (tf.estimator.BoostedTreesClassifier)."""
 
-    def __init__(self, feature_columns, n_batches_per_layer, model_dir=None, n_classes=2, weight_column=None,
-                 label_vocabulary=None, n_trees=100, max_depth=6, learning_rate=0.1, l1_regularization=0.0,
-                 l2_regularization=0.0, tree_complexity=0.0, min_node_weight=0.0, config=None, center_bias=False,
-                 pruning_mode="none", quantile_sketch_epsilon=0.01, train_in_memory=False):
+    def __init__(
+        self,
+        feature_columns,
+        n_batches_per_layer,
+        model_dir=None,
+        n_classes=2,
+        weight_column=None,
+        label_vocabulary=None,
+        n_trees=100,
+        max_depth=6,
+        learning_rate=0.1,
+        l1_regularization=0.0,
+        l2_regularization=0.0,
+        tree_complexity=0.0,
+        min_node_weight=0.0,
+        config=None,
+        center_bias=False,
+        pruning_mode="none",
+        quantile_sketch_epsilon=0.01,
+        train_in_memory=False,
+    ):
         head = heads_lib.ClassificationHead(n_classes, label_vocabulary)
-        super().__init__(feature_columns, n_batches_per_layer, head, model_dir, weight_column, n_trees, max_depth,
-                         learning_rate, l1_regularization, l2_regularization, tree_complexity, min_node_weight,
-                         config, center_bias, pruning_mode, quantile_sketch_epsilon, train_in_memory)
+        super().__init__(
+            feature_columns,
+            n_batches_per_layer,
+            head,
+            model_dir,
+            weight_column,
+            n_trees,
+            max_depth,
+            learning_rate,
+            l1_regularization,
+            l2_regularization,
+            tree_complexity,
+            min_node_weight,
+            config,
+            center_bias,
+            pruning_mode,
+            quantile_sketch_epsilon,
+            train_in_memory,
+        )
 
 
 class BoostedTreesRegressor(BoostedTreesEstimator):
     """Gradient-boosted trees regressor (tf.estimator.BoostedTreesRegressor)."""
 
-    def __init__(self, feature_columns, n_batches_per_layer, model_dir=None, label_dimension=1, weight_column=None,
-                 n_trees=100, max_depth=6, learning_rate=0.1, l1_regularization=0.0, l2_regularization=0.0,
-                 tree_complexity=0.0, min_node_weight=0.0, config=None, center_bias=False, pruning_mode="none",
-                 quantile_sketch_epsilon=0.01, train_in_memory=False):
+    def __init__(
+        self,
+        feature_columns,
+        n_batches_per_layer,
+        model_dir=None,
+        label_dimension=1,
+        weight_column=None,
+        n_trees=100,
+        max_depth=6,
+        learning_rate=0.1,
+        l1_regularization=0.0,
+        l2_regularization=0.0,
+        tree_complexity=0.0,
+        min_node_weight=0.0,
+        config=None,
+        center_bias=False,
+        pruning_mode="none",
+        quantile_sketch_epsilon=0.01,
+        train_in_memory=False,
+    ):
         head = heads_lib.RegressionHead(label_dimension)
-        super().__init__(feature_columns, n_batches_per_layer, head, model_dir, weight_column, n_trees, max_depth,
-                         learning_rate, l1_regularization, l2_regularization, tree_complexity, min_node_weight,
-                         config, center_bias, pruning_mode, quantile_sketch_epsilon, train_in_memory)
+        super().__init__(
+            feature_columns,
+            n_batches_per_layer,
+            head,
+            model_dir,
+            weight_column,
+            n_trees,
+            max_depth,
+            learning_rate,
+            l1_regularization,
+            l2_regularization,
+            tree_complexity,
+            min_node_weight,
+            config,
+            center_bias,
+            pruning_mode,
+            quantile_sketch_epsilon,
+            train_in_memory,
+        )

@@ -17,7 +17,8 @@ def tpu_strategy(tpu: str | None = None):
         raise ConfigError(
             f"no TPU found ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else 'no detail'}); "
             "on a TPU VM pass tpu='local', elsewhere the TPU's name or grpc:// address, or train with "
-            "MirroredStrategy / MultiWorkerMirroredStrategy instead") from e
+            "MirroredStrategy / MultiWorkerMirroredStrategy instead"
+        ) from e
     return tf.distribute.TPUStrategy(resolver)
 
 
@@ -30,7 +31,10 @@ def parameter_server_strategy(variable_partitioner=None):
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     spec = {job: tasks for job, tasks in resolver.cluster_spec().as_dict().items() if job != "evaluator"}
     if "ps" not in spec or "worker" not in spec:
-        raise ConfigError(f"ParameterServerStrategy needs 'ps' and 'worker' tasks in TF_CONFIG's cluster; got {sorted(spec)}")
+        raise ConfigError(
+            f"ParameterServerStrategy needs 'ps' and 'worker' tasks in TF_CONFIG's cluster; got {sorted(spec)}"
+        )
     trimmed = tf.distribute.cluster_resolver.SimpleClusterResolver(
-        tf.train.ClusterSpec(spec), task_type=resolver.task_type, task_id=resolver.task_id, rpc_layer="grpc")
+        tf.train.ClusterSpec(spec), task_type=resolver.task_type, task_id=resolver.task_id, rpc_layer="grpc"
+    )
     return tf.distribute.experimental.ParameterServerStrategy(trimmed, variable_partitioner=variable_partitioner)

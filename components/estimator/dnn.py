@@ -19,8 +19,12 @@ _BN_MOMENTUM, _BN_EPSILON = 0.999, 1e-3
 
 def _moving(value):
     # Each replica updates its own copy; reads (and checkpoints) average them, as Keras does.
-    return tf.Variable(value, trainable=False, synchronization=tf.VariableSynchronization.ON_READ,
-                       aggregation=tf.VariableAggregation.MEAN)
+    return tf.Variable(
+        value,
+        trainable=False,
+        synchronization=tf.VariableSynchronization.ON_READ,
+        aggregation=tf.VariableAggregation.MEAN,
+    )
 
 
 class _BatchNorm(tf.Module):
@@ -54,8 +58,9 @@ class _Dense(tf.Module):
         if dense_rows is not None:
             # Separate variables, so their sparse updates run side by side (as Keras's embeddings do)
             # rather than one after another on one big kernel.
-            self.indicator_kernels = {column: tf.Variable(rows, name=f"{column}/kernel")
-                                      for column, rows in indicators.items()}
+            self.indicator_kernels = {
+                column: tf.Variable(rows, name=f"{column}/kernel") for column, rows in indicators.items()
+            }
         self.bias = tf.Variable(tf.zeros([units]), name="bias")
 
     def _split(self, kernel) -> tuple:
@@ -64,7 +69,7 @@ class _Dense(tf.Module):
         if self._dense_rows is None:
             return kernel, {}
         dense = tf.gather(kernel, tf.constant(self._dense_rows, tf.int32)) if self._dense_rows else None
-        return dense, {column: kernel[start:start + rows] for column, start, rows in self._blocks}
+        return dense, {column: kernel[start : start + rows] for column, start, rows in self._blocks}
 
     def __call__(self, x):
         return tf.matmul(x, self.kernel) + self.bias
@@ -87,14 +92,14 @@ class DNNModel(tf.Module):
     dnn/hiddenlayer_0/indicator_kernels/<column>, and dnn/hiddenlayer_0/kernel holds the other rows.
     """
 
-    def __init__(self, dims: dict, hidden_units, units: int, activation_fn=tf.nn.relu, dropout=None,
-                 batch_norm=False):
+    def __init__(self, dims: dict, hidden_units, units: int, activation_fn=tf.nn.relu, dropout=None, batch_norm=False):
         super().__init__(name="dnn")
         self._dims, self._activation, self._dropout = dims, activation_fn, dropout
         tables, width = {}, 0
         # Rows of tf.estimator's first-layer kernel, columns in name order: each indicator column owns
         # a block (looked up by id), the dense inputs (numeric, bucketized, embeddings) the other rows.
-        dense_rows, indicators = [], []
+        dense_rows: list[int] = []
+        indicators: list[tuple[str, int, int]] = []
         for name, dim in dims.items():
             if dim[0] == "embedding":
                 _, rows, size, _ = dim
@@ -113,8 +118,9 @@ class DNNModel(tf.Module):
         self._depth = len(hidden_units)
         for i, n in enumerate(hidden_units):
             split = i == 0 and indicators
-            layer = _Dense(width, n, f"hiddenlayer_{i}", tuple(dense_rows) if split else None,
-                           indicators if split else ())
+            layer = _Dense(
+                width, n, f"hiddenlayer_{i}", tuple(dense_rows) if split else None, indicators if split else ()
+            )
             if batch_norm:
                 setattr(layer, f"batchnorm_{i}", _BatchNorm(n, f"batchnorm_{i}"))
             setattr(self, f"hiddenlayer_{i}", layer)
@@ -131,11 +137,14 @@ class DNNModel(tf.Module):
         lookups += [(layer.indicator_kernels[name], columns[name], "sum") for name in self._indicators]
         looked_up = sparse_lookups(lookups)
         embeddings = dict(zip(embedded, looked_up))
-        dense = [embeddings[name] if dim[0] == "embedding" else columns[name]
-                 for name, dim in self._dims.items() if dim[0] in ("embedding", "dense")]
+        dense = [
+            embeddings[name] if dim[0] == "embedding" else columns[name]
+            for name, dim in self._dims.items()
+            if dim[0] in ("embedding", "dense")
+        ]
         if not self._indicators:
             return layer(tf.concat(dense, axis=1) if len(dense) > 1 else dense[0])
-        parts = looked_up[len(embedded):]
+        parts = looked_up[len(embedded) :]
         if dense:
             parts.append(tf.matmul(tf.concat(dense, axis=1) if len(dense) > 1 else dense[0], layer.kernel))
         return tf.add_n(parts) + layer.bias
@@ -153,104 +162,269 @@ class DNNModel(tf.Module):
         return self.logits(net)
 
 
-def dnn_part(hidden_units, feature_columns, units, optimizer, activation_fn=tf.nn.relu, dropout=None,
-             batch_norm=False, learning_rate=None, what="feature_columns") -> Part:
+def dnn_part(
+    hidden_units,
+    feature_columns,
+    units,
+    optimizer,
+    activation_fn=tf.nn.relu,
+    dropout=None,
+    batch_norm=False,
+    learning_rate=None,
+    what="feature_columns",
+) -> Part:
     """The DNN part of a premade model, with its arguments checked. A named optimizer trains at
     `learning_rate`, or at its class's default when None (tf.estimator 2.x's DNNClassifier passed none)."""
     if isinstance(hidden_units, numbers.Integral):
         hidden_units = [hidden_units]
     hidden_units = list(hidden_units or [])
-    if not hidden_units or not all(isinstance(n, numbers.Integral) and n > 0 for n in hidden_units):
-        raise ConfigError(f"hidden_units must be a non-empty list of positive ints (e.g. [128, 64]), got {hidden_units!r}")
-    if dropout is not None and not (isinstance(dropout, numbers.Real) and 0 <= dropout < 1):
+    if not hidden_units or not all(isinstance(n, numbers.Integral) and n > 0 for n in hidden_units):  # type: ignore[operator]  # numbers ABCs declare no comparisons
+        raise ConfigError(
+            f"hidden_units must be a non-empty list of positive ints (e.g. [128, 64]), got {hidden_units!r}"
+        )
+    if dropout is not None and not (isinstance(dropout, numbers.Real) and 0 <= dropout < 1):  # type: ignore[operator]  # numbers ABCs declare no comparisons
         raise ConfigError(f"dropout must be a probability in [0, 1), got {dropout!r}")
     if not callable(activation_fn):
         raise ConfigError(f"activation_fn must be callable (e.g. tf.nn.relu), got {activation_fn!r}")
     transform = ColumnTransform(feature_columns, "dnn", what)
     dims = transform.dims()
-    return Part(transform, lambda: DNNModel(dims, hidden_units, units, activation_fn, dropout, batch_norm),
-                optimizer, learning_rate)
+    return Part(
+        transform,
+        lambda: DNNModel(dims, hidden_units, units, activation_fn, dropout, batch_norm),
+        optimizer,
+        learning_rate,
+    )
 
 
 class DNNEstimator(PremadeEstimator):
     """A DNN with any head (tf.estimator.DNNEstimator)."""
 
-    def __init__(self, head, hidden_units, feature_columns, model_dir=None, optimizer="Adagrad",
-                 activation_fn=tf.nn.relu, dropout=None, config=None, warm_start_from=None, batch_norm=False,
-                 weight_column=None):
-        part = dnn_part(hidden_units, feature_columns, head.logits_dimension, optimizer, activation_fn, dropout,
-                        batch_norm)
-        super().__init__(head, {"dnn": part}, weight_column=weight_column, model_dir=model_dir, config=config,
-                         warm_start_from=warm_start_from)
+    def __init__(
+        self,
+        head,
+        hidden_units,
+        feature_columns,
+        model_dir=None,
+        optimizer="Adagrad",
+        activation_fn=tf.nn.relu,
+        dropout=None,
+        config=None,
+        warm_start_from=None,
+        batch_norm=False,
+        weight_column=None,
+    ):
+        part = dnn_part(
+            hidden_units, feature_columns, head.logits_dimension, optimizer, activation_fn, dropout, batch_norm
+        )
+        super().__init__(
+            head,
+            {"dnn": part},
+            weight_column=weight_column,
+            model_dir=model_dir,
+            config=config,
+            warm_start_from=warm_start_from,
+        )
 
 
 class DNNClassifier(DNNEstimator):
     """Feed-forward classifier (tf.estimator.DNNClassifier), trained with Adagrad by default."""
 
-    def __init__(self, hidden_units, feature_columns, model_dir=None, n_classes=2, weight_column=None,
-                 label_vocabulary=None, optimizer="Adagrad", activation_fn=tf.nn.relu, dropout=None,
-                 config=None, warm_start_from=None, loss_reduction=heads_lib.SUM_OVER_BATCH_SIZE, batch_norm=False):
+    def __init__(
+        self,
+        hidden_units,
+        feature_columns,
+        model_dir=None,
+        n_classes=2,
+        weight_column=None,
+        label_vocabulary=None,
+        optimizer="Adagrad",
+        activation_fn=tf.nn.relu,
+        dropout=None,
+        config=None,
+        warm_start_from=None,
+        loss_reduction=heads_lib.SUM_OVER_BATCH_SIZE,
+        batch_norm=False,
+    ):
         head = heads_lib.ClassificationHead(n_classes, label_vocabulary, loss_reduction)
-        super().__init__(head, hidden_units, feature_columns, model_dir, optimizer, activation_fn, dropout, config,
-                         warm_start_from, batch_norm, weight_column)
+        super().__init__(
+            head,
+            hidden_units,
+            feature_columns,
+            model_dir,
+            optimizer,
+            activation_fn,
+            dropout,
+            config,
+            warm_start_from,
+            batch_norm,
+            weight_column,
+        )
 
 
 class DNNRegressor(DNNEstimator):
     """Feed-forward regressor (tf.estimator.DNNRegressor), trained with Adagrad by default."""
 
-    def __init__(self, hidden_units, feature_columns, model_dir=None, label_dimension=1, weight_column=None,
-                 optimizer="Adagrad", activation_fn=tf.nn.relu, dropout=None, config=None, warm_start_from=None,
-                 loss_reduction=heads_lib.SUM_OVER_BATCH_SIZE, batch_norm=False):
+    def __init__(
+        self,
+        hidden_units,
+        feature_columns,
+        model_dir=None,
+        label_dimension=1,
+        weight_column=None,
+        optimizer="Adagrad",
+        activation_fn=tf.nn.relu,
+        dropout=None,
+        config=None,
+        warm_start_from=None,
+        loss_reduction=heads_lib.SUM_OVER_BATCH_SIZE,
+        batch_norm=False,
+    ):
         head = heads_lib.RegressionHead(label_dimension, loss_reduction)
-        super().__init__(head, hidden_units, feature_columns, model_dir, optimizer, activation_fn, dropout, config,
-                         warm_start_from, batch_norm, weight_column)
+        super().__init__(
+            head,
+            hidden_units,
+            feature_columns,
+            model_dir,
+            optimizer,
+            activation_fn,
+            dropout,
+            config,
+            warm_start_from,
+            batch_norm,
+            weight_column,
+        )
 
 
 class DNNLinearCombinedEstimator(PremadeEstimator):
     """Wide (linear) and deep (DNN) parts whose logits add up, each with its own optimizer."""
 
-    def __init__(self, head, model_dir=None, linear_feature_columns=None, linear_optimizer="Ftrl",
-                 dnn_feature_columns=None, dnn_optimizer="Adagrad", dnn_hidden_units=None,
-                 dnn_activation_fn=tf.nn.relu, dnn_dropout=None, config=None, warm_start_from=None,
-                 linear_sparse_combiner="sum", batch_norm=False, weight_column=None):
+    def __init__(
+        self,
+        head,
+        model_dir=None,
+        linear_feature_columns=None,
+        linear_optimizer="Ftrl",
+        dnn_feature_columns=None,
+        dnn_optimizer="Adagrad",
+        dnn_hidden_units=None,
+        dnn_activation_fn=tf.nn.relu,
+        dnn_dropout=None,
+        config=None,
+        warm_start_from=None,
+        linear_sparse_combiner="sum",
+        batch_norm=False,
+        weight_column=None,
+    ):
         if not linear_feature_columns and not dnn_feature_columns:
             raise ConfigError("give linear_feature_columns, dnn_feature_columns or both")
         parts = {}
         if linear_feature_columns:
-            parts["linear"] = linear_part(linear_feature_columns, head.logits_dimension, linear_optimizer,
-                                          linear_sparse_combiner, max_learning_rate=0.005,
-                                          what="linear_feature_columns")
+            parts["linear"] = linear_part(
+                linear_feature_columns,
+                head.logits_dimension,
+                linear_optimizer,
+                linear_sparse_combiner,
+                max_learning_rate=0.005,
+                what="linear_feature_columns",
+            )
         if dnn_feature_columns:
-            parts["dnn"] = dnn_part(dnn_hidden_units, dnn_feature_columns, head.logits_dimension, dnn_optimizer,
-                                    dnn_activation_fn, dnn_dropout, batch_norm, learning_rate=0.001,
-                                    what="dnn_feature_columns")
-        super().__init__(head, parts, weight_column=weight_column, model_dir=model_dir, config=config,
-                         warm_start_from=warm_start_from)
+            parts["dnn"] = dnn_part(
+                dnn_hidden_units,
+                dnn_feature_columns,
+                head.logits_dimension,
+                dnn_optimizer,
+                dnn_activation_fn,
+                dnn_dropout,
+                batch_norm,
+                learning_rate=0.001,
+                what="dnn_feature_columns",
+            )
+        super().__init__(
+            head,
+            parts,
+            weight_column=weight_column,
+            model_dir=model_dir,
+            config=config,
+            warm_start_from=warm_start_from,
+        )
 
 
 class DNNLinearCombinedClassifier(DNNLinearCombinedEstimator):
     """Wide-and-deep classifier (tf.estimator.DNNLinearCombinedClassifier)."""
 
-    def __init__(self, model_dir=None, linear_feature_columns=None, linear_optimizer="Ftrl",
-                 dnn_feature_columns=None, dnn_optimizer="Adagrad", dnn_hidden_units=None,
-                 dnn_activation_fn=tf.nn.relu, dnn_dropout=None, n_classes=2, weight_column=None,
-                 label_vocabulary=None, config=None, warm_start_from=None,
-                 loss_reduction=heads_lib.SUM_OVER_BATCH_SIZE, batch_norm=False, linear_sparse_combiner="sum"):
+    def __init__(
+        self,
+        model_dir=None,
+        linear_feature_columns=None,
+        linear_optimizer="Ftrl",
+        dnn_feature_columns=None,
+        dnn_optimizer="Adagrad",
+        dnn_hidden_units=None,
+        dnn_activation_fn=tf.nn.relu,
+        dnn_dropout=None,
+        n_classes=2,
+        weight_column=None,
+        label_vocabulary=None,
+        config=None,
+        warm_start_from=None,
+        loss_reduction=heads_lib.SUM_OVER_BATCH_SIZE,
+        batch_norm=False,
+        linear_sparse_combiner="sum",
+    ):
         head = heads_lib.ClassificationHead(n_classes, label_vocabulary, loss_reduction)
-        super().__init__(head, model_dir, linear_feature_columns, linear_optimizer, dnn_feature_columns,
-                         dnn_optimizer, dnn_hidden_units, dnn_activation_fn, dnn_dropout, config, warm_start_from,
-                         linear_sparse_combiner, batch_norm, weight_column)
+        super().__init__(
+            head,
+            model_dir,
+            linear_feature_columns,
+            linear_optimizer,
+            dnn_feature_columns,
+            dnn_optimizer,
+            dnn_hidden_units,
+            dnn_activation_fn,
+            dnn_dropout,
+            config,
+            warm_start_from,
+            linear_sparse_combiner,
+            batch_norm,
+            weight_column,
+        )
 
 
 class DNNLinearCombinedRegressor(DNNLinearCombinedEstimator):
     """Wide-and-deep regressor (tf.estimator.DNNLinearCombinedRegressor)."""
 
-    def __init__(self, model_dir=None, linear_feature_columns=None, linear_optimizer="Ftrl",
-                 dnn_feature_columns=None, dnn_optimizer="Adagrad", dnn_hidden_units=None,
-                 dnn_activation_fn=tf.nn.relu, dnn_dropout=None, label_dimension=1, weight_column=None,
-                 config=None, warm_start_from=None, loss_reduction=heads_lib.SUM_OVER_BATCH_SIZE, batch_norm=False,
-                 linear_sparse_combiner="sum"):
+    def __init__(
+        self,
+        model_dir=None,
+        linear_feature_columns=None,
+        linear_optimizer="Ftrl",
+        dnn_feature_columns=None,
+        dnn_optimizer="Adagrad",
+        dnn_hidden_units=None,
+        dnn_activation_fn=tf.nn.relu,
+        dnn_dropout=None,
+        label_dimension=1,
+        weight_column=None,
+        config=None,
+        warm_start_from=None,
+        loss_reduction=heads_lib.SUM_OVER_BATCH_SIZE,
+        batch_norm=False,
+        linear_sparse_combiner="sum",
+    ):
         head = heads_lib.RegressionHead(label_dimension, loss_reduction)
-        super().__init__(head, model_dir, linear_feature_columns, linear_optimizer, dnn_feature_columns,
-                         dnn_optimizer, dnn_hidden_units, dnn_activation_fn, dnn_dropout, config, warm_start_from,
-                         linear_sparse_combiner, batch_norm, weight_column)
+        super().__init__(
+            head,
+            model_dir,
+            linear_feature_columns,
+            linear_optimizer,
+            dnn_feature_columns,
+            dnn_optimizer,
+            dnn_hidden_units,
+            dnn_activation_fn,
+            dnn_dropout,
+            config,
+            warm_start_from,
+            linear_sparse_combiner,
+            batch_norm,
+            weight_column,
+        )

@@ -44,7 +44,7 @@ def event_scalars(paths):
 
 def read_eval_metrics(eval_dir) -> dict:
     """{global step: {metric: value}} from the event files in eval_dir, in step order."""
-    metrics = collections.defaultdict(dict)
+    metrics: collections.defaultdict[int, dict[str, float]] = collections.defaultdict(dict)
     for step, values in event_scalars(sorted(glob.glob(os.path.join(os.fspath(eval_dir), "*.tfevents.*")))):
         metrics[step].update(values)
     return collections.OrderedDict(sorted(metrics.items()))
@@ -90,16 +90,22 @@ def _threshold_hook(estimator, metric_name, threshold, better, eval_dir, min_ste
     def crossed():
         for step, metrics in read_eval_metrics(eval_dir).items():
             if step >= min_steps and better(_metric(metrics, metric_name, step), threshold):
-                log.info("at step %d, metric %r = %s crossed the early-stopping threshold %s",
-                         step, metric_name, metrics[metric_name], threshold)
+                log.info(
+                    "at step %d, metric %r = %s crossed the early-stopping threshold %s",
+                    step,
+                    metric_name,
+                    metrics[metric_name],
+                    threshold,
+                )
                 return True
         return False
 
     return make_early_stopping_hook(estimator, crossed, run_every_secs, run_every_steps)
 
 
-def _no_improvement_hook(estimator, metric_name, max_steps, better, eval_dir, min_steps, run_every_secs,
-                         run_every_steps):
+def _no_improvement_hook(
+    estimator, metric_name, max_steps, better, eval_dir, min_steps, run_every_secs, run_every_steps
+):
     _check_estimator(estimator)
     eval_dir = eval_dir or estimator.eval_dir()
 
@@ -112,8 +118,12 @@ def _no_improvement_hook(estimator, metric_name, max_steps, better, eval_dir, mi
             if best is None or better(value, best):
                 best, best_step = value, step
             if step - best_step >= max_steps:
-                log.info("no improvement in metric %r for %d steps (max_steps_without_improvement %d)",
-                         metric_name, step - best_step, max_steps)
+                log.info(
+                    "no improvement in metric %r for %d steps (max_steps_without_improvement %d)",
+                    metric_name,
+                    step - best_step,
+                    max_steps,
+                )
                 return True
         return False
 
@@ -122,37 +132,72 @@ def _no_improvement_hook(estimator, metric_name, max_steps, better, eval_dir, mi
 
 def _metric(metrics, name, step):
     if name not in metrics:
-        raise ConfigError(f"early stopping: the evaluation at step {step} has no metric {name!r} "
-                          f"(it has {sorted(metrics)})")
+        raise ConfigError(
+            f"early stopping: the evaluation at step {step} has no metric {name!r} (it has {sorted(metrics)})"
+        )
     return metrics[name]
 
 
-def stop_if_higher_hook(estimator, metric_name, threshold, eval_dir=None, min_steps=0, run_every_secs=60,
-                        run_every_steps=None):
+def stop_if_higher_hook(
+    estimator, metric_name, threshold, eval_dir=None, min_steps=0, run_every_secs=60, run_every_steps=None
+):
     """Stops training once an evaluation's `metric_name` is above `threshold`."""
-    return _threshold_hook(estimator, metric_name, threshold, operator.gt, eval_dir, min_steps, run_every_secs,
-                           run_every_steps)
+    return _threshold_hook(
+        estimator, metric_name, threshold, operator.gt, eval_dir, min_steps, run_every_secs, run_every_steps
+    )
 
 
-def stop_if_lower_hook(estimator, metric_name, threshold, eval_dir=None, min_steps=0, run_every_secs=60,
-                       run_every_steps=None):
+def stop_if_lower_hook(
+    estimator, metric_name, threshold, eval_dir=None, min_steps=0, run_every_secs=60, run_every_steps=None
+):
     """Stops training once an evaluation's `metric_name` is below `threshold`."""
-    return _threshold_hook(estimator, metric_name, threshold, operator.lt, eval_dir, min_steps, run_every_secs,
-                           run_every_steps)
+    return _threshold_hook(
+        estimator, metric_name, threshold, operator.lt, eval_dir, min_steps, run_every_secs, run_every_steps
+    )
 
 
-def stop_if_no_increase_hook(estimator, metric_name, max_steps_without_increase, eval_dir=None, min_steps=0,
-                             run_every_secs=60, run_every_steps=None):
+def stop_if_no_increase_hook(
+    estimator,
+    metric_name,
+    max_steps_without_increase,
+    eval_dir=None,
+    min_steps=0,
+    run_every_secs=60,
+    run_every_steps=None,
+):
     """Stops training when `metric_name` has not increased over `max_steps_without_increase` steps of evaluations."""
-    return _no_improvement_hook(estimator, metric_name, max_steps_without_increase, operator.gt, eval_dir, min_steps,
-                                run_every_secs, run_every_steps)
+    return _no_improvement_hook(
+        estimator,
+        metric_name,
+        max_steps_without_increase,
+        operator.gt,
+        eval_dir,
+        min_steps,
+        run_every_secs,
+        run_every_steps,
+    )
 
 
-def stop_if_no_decrease_hook(estimator, metric_name, max_steps_without_decrease, eval_dir=None, min_steps=0,
-                             run_every_secs=60, run_every_steps=None):
+def stop_if_no_decrease_hook(
+    estimator,
+    metric_name,
+    max_steps_without_decrease,
+    eval_dir=None,
+    min_steps=0,
+    run_every_secs=60,
+    run_every_steps=None,
+):
     """Stops training when `metric_name` has not decreased over `max_steps_without_decrease` steps of evaluations."""
-    return _no_improvement_hook(estimator, metric_name, max_steps_without_decrease, operator.lt, eval_dir, min_steps,
-                                run_every_secs, run_every_steps)
+    return _no_improvement_hook(
+        estimator,
+        metric_name,
+        max_steps_without_decrease,
+        operator.lt,
+        eval_dir,
+        min_steps,
+        run_every_secs,
+        run_every_steps,
+    )
 
 
 class InMemoryEvaluatorHook(SessionRunHook):
@@ -192,5 +237,6 @@ class InMemoryEvaluatorHook(SessionRunHook):
     def _evaluate(self):
         self._timer.update_last_triggered_step(self._iter_count)
         path = self._root.save(os.path.join(self._tmp, "model.ckpt"))
-        self._estimator.evaluate(self._input_fn, steps=self._steps, hooks=self._hooks, checkpoint_path=path,
-                                 name=self._name)
+        self._estimator.evaluate(
+            self._input_fn, steps=self._steps, hooks=self._hooks, checkpoint_path=path, name=self._name
+        )

@@ -21,8 +21,8 @@ import tensorflow as tf
 
 from components import stop as stop_lib
 from components.errors import ClusterError, ConfigError, InputError, NotTrainedError, Stopped
-from components.estimator import basic_hooks, hooks as hooks_lib
-from components.estimator import _compat
+from components.estimator import _compat, basic_hooks
+from components.estimator import hooks as hooks_lib
 from components.estimator._compat import allow_keras3_variables_in_group, set_global_seed
 from components.estimator._inputs import batch_size_of, call_with_known_args, fn_args, to_dataset
 from components.estimator.mode_keys import ModeKeys
@@ -54,7 +54,7 @@ class _Program:
     tf.function's retraces and the loop body reuse one set of variables.
     """
 
-    def __init__(self, estimator: "Estimator", mode: str, strategy, transform_in_step: bool = False):
+    def __init__(self, estimator: Estimator, mode: str, strategy, transform_in_step: bool = False):
         self.est, self.mode = estimator, mode
         # Whether call_model_fn applies the estimator's input transform (the input then carries raw
         # features); otherwise the dataset map has applied it (see Estimator._transform_in_step).
@@ -63,7 +63,10 @@ class _Program:
         self.strategy = strategy or tf.distribute.get_strategy()
         with self.strategy.scope():
             self.global_step = tf.Variable(
-                0, dtype=tf.int64, trainable=False, name="global_step",
+                0,
+                dtype=tf.int64,
+                trainable=False,
+                name="global_step",
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
             )
         self.created: list = []
@@ -176,7 +179,7 @@ class _Program:
         change; otherwise (a hook's own saver, which may be new on every call) `checkpoint` itself."""
         if self.distributed or checkpoint is not self.root:
             return checkpoint
-        checkpoint.save_counter  # made by the first save otherwise: it would change the objects below
+        _ = checkpoint.save_counter  # made by the first save otherwise: it would change the objects below
         objects = tuple(id(o) for o in tf.train.TrackableView(checkpoint).descendants())
         host = tf.DeviceSpec.from_string(self.global_step.device).replace(device_type="CPU", device_index=0)
         return self.function(("save", objects), lambda: _compat.TracedWrites(checkpoint, host.to_string()))
@@ -188,8 +191,10 @@ class _Program:
         if ORDERED not in {c.local_name for c in _object_graph(path).nodes[0].children}:
             return self.root  # written before ORDERED existed: match by name
         variables = self._model_variables()
-        return tf.train.Checkpoint(global_step=self.global_step, **{
-            ORDERED: tf.train.Checkpoint(**dict(zip(_structure_keys(variables), variables)))})
+        return tf.train.Checkpoint(
+            global_step=self.global_step,
+            **{ORDERED: tf.train.Checkpoint(**dict(zip(_structure_keys(variables), variables)))},
+        )
 
     def sync(self, path: str) -> bool:
         """Restores `path` unless the variables already hold it; True when it restored."""
@@ -294,7 +299,8 @@ def _variable_paths(checkpoint: str, all_paths: bool = False) -> dict:
     found: dict[str, list[tuple]] = {}
     node_paths: dict[int, list[tuple]] = {}
     # Walk every simple path (the graphs are small and shallow); a few per node is plenty.
-    stack, per_node = [(0, ())], {}
+    stack: list[tuple[int, tuple]] = [(0, ())]
+    per_node: dict[int, int] = {}
     while stack:
         node_id, parts = stack.pop()
         if per_node.get(node_id, 0) >= 4 or len(parts) > 16:
@@ -314,14 +320,20 @@ def _variable_paths(checkpoint: str, all_paths: bool = False) -> dict:
     for node in graph.nodes:
         for slot in node.slot_variables:
             owner = node_paths.get(slot.original_variable_node_id)
-            values = [a.checkpoint_key for a in graph.nodes[slot.slot_variable_node_id].attributes
-                      if a.name == "VARIABLE_VALUE"]
+            values = [
+                a.checkpoint_key
+                for a in graph.nodes[slot.slot_variable_node_id].attributes
+                if a.name == "VARIABLE_VALUE"
+            ]
             if owner and values:
                 found.setdefault(values[0], []).append(min(owner, key=rank) + (slot.slot_name,))
     if all_paths:
         return {key: {"/".join(p) for p in paths} for key, paths in found.items()}
-    return {"/".join(min(paths, key=rank)): key for key, paths in found.items()
-            if not (len(paths[0]) == 1 and paths[0][0] == "save_counter")}
+    return {
+        "/".join(min(paths, key=rank)): key
+        for key, paths in found.items()
+        if not (len(paths[0]) == 1 and paths[0][0] == "save_counter")
+    }
 
 
 def _find_checkpoint(path: str | None) -> str | None:
@@ -411,18 +423,29 @@ class Estimator:
 
     def _call_model_fn(self, features, labels, mode, program) -> EstimatorSpec:
         if labels is not None and "labels" not in self._model_fn_args:
-            raise ConfigError("model_fn does not take `labels`, but input_fn returned labels; "
-                              "add a `labels` argument to model_fn or return only features")
-        kwargs = {"features": features, "mode": mode, "params": self._params, "config": self._config,
-                  "program": program}
+            raise ConfigError(
+                "model_fn does not take `labels`, but input_fn returned labels; "
+                "add a `labels` argument to model_fn or return only features"
+            )
+        kwargs = {
+            "features": features,
+            "mode": mode,
+            "params": self._params,
+            "config": self._config,
+            "program": program,
+        }
         if "labels" in self._model_fn_args:
             kwargs["labels"] = labels
         spec = call_with_known_args(self._model_fn, kwargs)
         if not isinstance(spec, EstimatorSpec):
             raise ConfigError(f"model_fn must return an EstimatorSpec, got {type(spec).__name__}")
         if mode == ModeKeys.EVAL and self._metric_fns:
-            available = {"features": features, "labels": labels, "predictions": spec.predictions,
-                         "config": self._config}
+            available = {
+                "features": features,
+                "labels": labels,
+                "predictions": spec.predictions,
+                "config": self._config,
+            }
             metrics = dict(spec.eval_metric_ops)
             for metric_fn in self._metric_fns:  # from add_metrics; a later one overrides a name
                 added = call_with_known_args(metric_fn, available)
@@ -436,8 +459,12 @@ class Estimator:
         """The input_fn's dataset, with the input transform mapped over it unless `raw`."""
         if not callable(input_fn):
             raise ConfigError(f"input_fn must be callable, got {type(input_fn).__name__}")
-        available = {"mode": mode, "params": self._params, "config": self._config,
-                     "input_context": input_context or tf.distribute.InputContext()}
+        available = {
+            "mode": mode,
+            "params": self._params,
+            "config": self._config,
+            "input_context": input_context or tf.distribute.InputContext(),
+        }
         ds, has_labels = to_dataset(call_with_known_args(input_fn, available), input_fn, mode == ModeKeys.TRAIN)
         transform = self._traced_transform
         if transform is not None and not raw:
@@ -558,10 +585,20 @@ class Estimator:
         self._seed(kept=strategy is None and ModeKeys.TRAIN in self._programs)
         program = self._program(ModeKeys.TRAIN, strategy)
         try:
-            iterator, has_labels, endless = self._iterator(input_fn, ModeKeys.TRAIN, strategy,
-                                                           program.transform_in_step)
-            loop = _TrainLoop(self, program, iterator, has_labels, list(hooks or []), list(saving_listeners or []),
-                              steps, max_steps, endless)
+            iterator, has_labels, endless = self._iterator(
+                input_fn, ModeKeys.TRAIN, strategy, program.transform_in_step
+            )
+            loop = _TrainLoop(
+                self,
+                program,
+                iterator,
+                has_labels,
+                list(hooks or []),
+                list(saving_listeners or []),
+                steps,
+                max_steps,
+                endless,
+            )
             if _is_parameter_server(strategy):
                 # Traced once here, on a local copy of the input, so the variables exist (on the parameter
                 # servers) and the checkpoint can be restored before any step is scheduled on a worker.
@@ -585,8 +622,7 @@ class Estimator:
         strategy = self._config.eval_distribute
         program = self._program(ModeKeys.EVAL, strategy)
         try:
-            iterator, has_labels, _ = self._iterator(input_fn, ModeKeys.EVAL, strategy,
-                                                        program.transform_in_step)
+            iterator, has_labels, _ = self._iterator(input_fn, ModeKeys.EVAL, strategy, program.transform_in_step)
             results = _run_eval(program, iterator, has_labels, steps, path, list(hooks or []))
         except BaseException:
             self._drop_program(ModeKeys.EVAL)
@@ -600,8 +636,11 @@ class Estimator:
                 if key != "global_step" and np.ndim(value) == 0:
                     tf.summary.scalar(key, float(value), step=int(results["global_step"]))
         writer.close()
-        log.info("evaluation at step %d: %s", results["global_step"],
-                 ", ".join(f"{k} = {v:.4g}" for k, v in sorted(results.items()) if np.ndim(v) == 0 and k != "global_step"))
+        log.info(
+            "evaluation at step %d: %s",
+            results["global_step"],
+            ", ".join(f"{k} = {v:.4g}" for k, v in sorted(results.items()) if np.ndim(v) == 0 and k != "global_step"),
+        )
         return results
 
     def eval_dir(self, name=None) -> str:
@@ -616,8 +655,9 @@ class Estimator:
         program = self._program(ModeKeys.PREDICT, None)
         try:
             iterator, _, _ = self._iterator(input_fn, ModeKeys.PREDICT, None, program.transform_in_step)
-            predict_step = program.function("predict", lambda: tf.function(
-                lambda it: program.call_model_fn(next(it)[0], None).predictions))
+            predict_step = program.function(
+                "predict", lambda: tf.function(lambda it: program.call_model_fn(next(it)[0], None).predictions)
+            )
             predict_step.get_concrete_function(iterator)
             program.sync(path)
         except BaseException:
@@ -625,7 +665,8 @@ class Estimator:
             raise
         if isinstance(predict_keys, str):
             predict_keys = [predict_keys]
-        hook_list = list(hooks or []) + list(program.spec.prediction_hooks)
+        # program.spec is set: tracing predict_step above called the model_fn.
+        hook_list = list(hooks or []) + list(program.spec.prediction_hooks)  # type: ignore[union-attr]
         for h in hook_list:
             h.begin()
         try:
@@ -648,8 +689,9 @@ class Estimator:
                 sizes = {k: v.shape[0] if v.ndim else None for k, v in preds.items()}
                 n = next(iter(sizes.values()))
                 if n is None or any(s != n for s in sizes.values()):
-                    raise ConfigError(f"predictions have different batch sizes {sizes}; "
-                                      "use yield_single_examples=False")
+                    raise ConfigError(
+                        f"predictions have different batch sizes {sizes}; use yield_single_examples=False"
+                    )
                 for i in range(n):
                     yield preds["predictions"][i] if single else {k: v[i] for k, v in preds.items()}
         finally:
@@ -661,17 +703,27 @@ class Estimator:
 
     # ---- export ---------------------------------------------------------------------------------
 
-    def export_saved_model(self, export_dir_base, serving_input_receiver_fn, assets_extra=None,
-                           as_text=False, checkpoint_path=None, experimental_mode=ModeKeys.PREDICT):
+    def export_saved_model(
+        self,
+        export_dir_base,
+        serving_input_receiver_fn,
+        assets_extra=None,
+        as_text=False,
+        checkpoint_path=None,
+        experimental_mode=ModeKeys.PREDICT,
+    ):
         """Writes a SavedModel to `<export_dir_base>/<timestamp>` (atomically) and returns its path."""
         from components.estimator import _export
 
         if experimental_mode != ModeKeys.PREDICT:
-            raise ConfigError("export_saved_model exports the PREDICT mode only; "
-                              f"experimental_mode={experimental_mode!r} is not supported")
+            raise ConfigError(
+                "export_saved_model exports the PREDICT mode only; "
+                f"experimental_mode={experimental_mode!r} is not supported"
+            )
         path = self._require_checkpoint(checkpoint_path)
-        return _export.export_saved_model(self, path, os.fspath(export_dir_base), serving_input_receiver_fn,
-                                          assets_extra, as_text)
+        return _export.export_saved_model(
+            self, path, os.fspath(export_dir_base), serving_input_receiver_fn, assets_extra, as_text
+        )
 
     def export_savedmodel(self, *args, **kwargs):
         """Old name of export_saved_model."""
@@ -707,8 +759,10 @@ class _TrainLoop:
         def step(batch):
             features, labels = (batch[0], batch[1]) if has_labels else (batch[0], None)
             loss, count = strategy.run(replica_fn, args=(features, labels))
-            return (strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None),
-                    strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None))
+            return (
+                strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None),
+                strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None),
+            )
 
         return step
 
@@ -716,8 +770,9 @@ class _TrainLoop:
         # Keep the last step's loss; add up the examples.
         if self.endless and self.p.steps_done is None:
             self.p.steps_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="steps_done")
-        return _chunk_fn(self._step_fn(), lambda acc, new: (new[0], acc[1] + new[1]),
-                         self.p.steps_done if self.endless else None)
+        return _chunk_fn(
+            self._step_fn(), lambda acc, new: (new[0], acc[1] + new[1]), self.p.steps_done if self.endless else None
+        )
 
     def run(self):
         cfg, p, model_dir = self.cfg, self.p, self.est.model_dir
@@ -791,14 +846,24 @@ class _TrainLoop:
         cfg, chief = self.cfg, self.is_chief
         # Every task gets the same hooks, so that they all end their calls on the same steps (a
         # synchronous strategy needs that); only the chief's write (the others' writer is a no-op).
-        after = [basic_hooks._LossSummary(cfg.save_summary_steps, writer),
-                 basic_hooks._StepLogger(cfg.log_step_count_steps, writer if chief else None, self._examples_since)]
+        after: list[hooks_lib.SessionRunHook] = [
+            basic_hooks._LossSummary(cfg.save_summary_steps, writer),
+            basic_hooks._StepLogger(cfg.log_step_count_steps, writer if chief else None, self._examples_since),
+        ]
         savers = [h for h in self.hooks + self._spec_hooks() if isinstance(h, basic_hooks.CheckpointSaverHook)]
         if savers:  # as tf.estimator: a CheckpointSaverHook saves instead of the Estimator, for the listeners too
             savers[0].add_listeners(self.listeners)
         else:
-            after.append(basic_hooks._ModelSaver(self.est.model_dir, CHECKPOINT_NAME, cfg.save_checkpoints_steps,
-                                                 cfg.save_checkpoints_secs, self.listeners, chief))
+            after.append(
+                basic_hooks._ModelSaver(
+                    self.est.model_dir,
+                    CHECKPOINT_NAME,
+                    cfg.save_checkpoints_steps,
+                    cfg.save_checkpoints_secs,
+                    self.listeners,
+                    chief,
+                )
+            )
         return after
 
     def _loop(self, writer, with_hooks) -> int:
@@ -837,18 +902,22 @@ class _TrainLoop:
                     raise
                 raise basic_hooks.NanLossDuringTrainingError(
                     f"loss is {'nan' if 'NaN' in str(e) else 'inf'} at step {int(gs.numpy())}; lower the learning "
-                    "rate or check the input for NaN/inf") from None
+                    "rate or check the input for NaN/inf"
+                ) from None
             except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError) as e:
                 if not self.cfg.cluster_spec:
                     raise
                 raise ClusterError(
                     f"{self.cfg.task_type} {self.cfg.task_id}: a task of the training cluster stopped answering at "
                     f"step {step} ({str(e).splitlines()[0][:300]}). Restart the cluster's tasks: training resumes "
-                    f"from the last checkpoint, {self.est.latest_checkpoint() or 'none yet'}.") from e
+                    f"from the last checkpoint, {self.est.latest_checkpoint() or 'none yet'}."
+                ) from e
             new_step = int(gs.numpy())
             if new_step == step:
-                raise ConfigError("the model_fn's train_op did not increment the global step; include "
-                                  "tf.compat.v1.train.get_global_step().assign_add(1) in train_op")
+                raise ConfigError(
+                    "the model_fn's train_op did not increment the global step; include "
+                    "tf.compat.v1.train.get_global_step().assign_add(1) in train_op"
+                )
             step, loss = new_step, float(np.asarray(loss_t))
             self.examples += int(np.asarray(count_t))
             if runner.after_run({"loss": loss, "global_step": step}, values):
@@ -857,8 +926,10 @@ class _TrainLoop:
                 break
         runner.end()
         if stop_lib.requested():
-            raise Stopped(f"training stopped by {stop_lib.requested()} at step {step}; the checkpoint "
-                          f"{self.est.latest_checkpoint()} is where it resumes")
+            raise Stopped(
+                f"training stopped by {stop_lib.requested()} at step {step}; the checkpoint "
+                f"{self.est.latest_checkpoint()} is where it resumes"
+            )
         log.info("training stopped at step %d, loss = %.5g", step, loss)
         return step
 
@@ -979,8 +1050,9 @@ def _run_eval(program, iterator, has_labels, steps, path, hooks) -> dict:
         return strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None), tf.constant(1, tf.int64), updates
 
     # Sum the losses and count the batches; v1 metrics' update ops give their value after the last step.
-    chunk = program.function(("chunk", has_labels), lambda: _chunk_fn(
-        step, lambda acc, new: (acc[0] + new[0], acc[1] + new[1], new[2])))
+    chunk = program.function(
+        ("chunk", has_labels), lambda: _chunk_fn(step, lambda acc, new: (acc[0] + new[0], acc[1] + new[1], new[2]))
+    )
 
     one_step = graph = None
     with strategy.scope():

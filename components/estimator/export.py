@@ -21,7 +21,9 @@ def _as_tensor_dict(value, default_key: str, what: str) -> dict:
     if isinstance(value, (tf.Tensor, tf.SparseTensor)):
         return {default_key: value}
     if not isinstance(value, dict) or not value:
-        raise ConfigError(f"ServingInputReceiver {what} must be a Tensor or a non-empty dict of Tensors, got {type(value).__name__}")
+        raise ConfigError(
+            f"ServingInputReceiver {what} must be a Tensor or a non-empty dict of Tensors, got {type(value).__name__}"
+        )
     for key, tensor in value.items():
         if not isinstance(key, str):
             raise ConfigError(f"ServingInputReceiver {what} keys must be strings, got {key!r}")
@@ -31,8 +33,9 @@ def _as_tensor_dict(value, default_key: str, what: str) -> dict:
 
 
 class ServingInputReceiver(
-    collections.namedtuple("ServingInputReceiver",
-                           ["features", "receiver_tensors", "receiver_tensors_alternatives", "trackables"])
+    collections.namedtuple(
+        "ServingInputReceiver", ["features", "receiver_tensors", "receiver_tensors_alternatives", "trackables"]
+    )
 ):
     """The features a model_fn gets at serving time and the tensors a client feeds.
 
@@ -49,8 +52,10 @@ class ServingInputReceiver(
 def build_parsing_serving_input_receiver_fn(feature_spec, default_batch_size=None):
     """A receiver fn that takes serialized tf.train.Examples under the key `examples`."""
     if not isinstance(feature_spec, dict) or not feature_spec:
-        raise ConfigError("build_parsing_serving_input_receiver_fn needs a non-empty feature_spec dict "
-                          "(tf.feature_column.make_parse_example_spec(columns) builds one)")
+        raise ConfigError(
+            "build_parsing_serving_input_receiver_fn needs a non-empty feature_spec dict "
+            "(tf.feature_column.make_parse_example_spec(columns) builds one)"
+        )
 
     def serving_input_receiver_fn():
         serialized = tf.compat.v1.placeholder(tf.string, shape=[default_batch_size], name="input_example_tensor")
@@ -62,6 +67,7 @@ def build_parsing_serving_input_receiver_fn(feature_spec, default_batch_size=Non
 
 def _placeholders(examples, default_batch_size):
     """A placeholder per example tensor (or TensorSpec), named by its key, batch dimension default_batch_size."""
+
     def one(t, name):
         shape = [default_batch_size] + list(t.shape[1:]) if t.shape.rank else [default_batch_size]
         return tf.compat.v1.placeholder(t.dtype, shape=shape, name=name)
@@ -88,8 +94,9 @@ def build_raw_serving_input_receiver_fn(features, default_batch_size=None):
 
 
 class TensorServingInputReceiver(
-    collections.namedtuple("TensorServingInputReceiver",
-                           ["features", "receiver_tensors", "receiver_tensors_alternatives", "trackables"])
+    collections.namedtuple(
+        "TensorServingInputReceiver", ["features", "receiver_tensors", "receiver_tensors_alternatives", "trackables"]
+    )
 ):
     """Like ServingInputReceiver, but the model_fn gets `features` as the one Tensor it is, not a dict."""
 
@@ -146,7 +153,7 @@ class ExportOutput(abc.ABC):
     method = "predict"
 
     @abc.abstractmethod
-    def as_outputs(self) -> dict:
+    def as_outputs(self) -> dict[str, tf.Tensor]:
         """{output name: Tensor} of the signature."""
 
 
@@ -160,7 +167,7 @@ class ClassificationOutput(ExportOutput):
             raise ConfigError("ClassificationOutput needs scores, classes or both")
         self.scores, self.classes = scores, classes
 
-    def as_outputs(self) -> dict:
+    def as_outputs(self) -> dict[str, tf.Tensor]:
         out = {}
         if self.classes is not None:
             out["classes"] = self.classes
@@ -177,7 +184,7 @@ class RegressionOutput(ExportOutput):
     def __init__(self, value):
         self.value = value
 
-    def as_outputs(self) -> dict:
+    def as_outputs(self) -> dict[str, tf.Tensor]:
         return {"outputs": self.value}
 
 
@@ -189,7 +196,7 @@ class PredictOutput(ExportOutput):
     def __init__(self, outputs):
         self.outputs = outputs if isinstance(outputs, dict) else {"output": outputs}
 
-    def as_outputs(self) -> dict:
+    def as_outputs(self) -> dict[str, tf.Tensor]:
         return dict(self.outputs)
 
 
@@ -220,7 +227,7 @@ class EvalOutput(ExportOutput):
             self.metrics[f"metrics/{name}/value"] = tf.convert_to_tensor(value)
             self.metrics[f"metrics/{name}/update_op"] = tf.convert_to_tensor(update)
 
-    def as_outputs(self) -> dict:
+    def as_outputs(self) -> dict[str, tf.Tensor]:
         return {**self.loss, **self.predictions, **self.metrics}
 
 

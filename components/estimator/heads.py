@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import tensorflow as tf
 import tf_keras
 
@@ -63,7 +66,14 @@ class _Head:
 
     logits_dimension: int
     reduction: str
-    name = None  # set by a `name=` argument; a MultiHead keys its heads' labels, logits and metrics by it
+    # Every head defines these (declared here for the type checker; no value, so no class attribute).
+    unreduced_loss: Callable[..., Any]
+    predictions: Callable[..., Any]
+    export_outputs: Callable[..., Any]
+    labels: Callable[..., Any]
+    make_metrics: Callable[..., Any]
+    update_metrics: Callable[..., Any]
+    name: str | None = None  # set by a `name=` argument; a MultiHead keys its heads' labels, logits and metrics by it
 
     def loss(self, features, labels, logits):
         """The training loss: weighted per-example losses, summed or averaged over the batch."""
@@ -74,8 +84,18 @@ class _Head:
             return total
         return total / tf.cast(tf.size(weighted), total.dtype)
 
-    def create_estimator_spec(self, features, mode, logits, labels=None, optimizer=None, trainable_variables=None,
-                              train_op_fn=None, update_ops=None, regularization_losses=None):
+    def create_estimator_spec(
+        self,
+        features,
+        mode,
+        logits,
+        labels=None,
+        optimizer=None,
+        trainable_variables=None,
+        train_op_fn=None,
+        update_ops=None,
+        regularization_losses=None,
+    ):
         """tf.estimator's `Head.create_estimator_spec`: the EstimatorSpec of a custom model_fn built on this head.
 
         Training takes `optimizer` with `trainable_variables` (gradients of the regularized loss, applied,
@@ -101,8 +121,9 @@ class _Head:
             metrics = self.update_metrics(self.make_metrics(), features, labels, logits, predictions)
             return EstimatorSpec(mode, loss=loss, predictions=predictions, eval_metric_ops=metrics)
         if (optimizer is None) == (train_op_fn is None):
-            raise ConfigError("create_estimator_spec: give optimizer (with trainable_variables) or train_op_fn, "
-                              "one of the two")
+            raise ConfigError(
+                "create_estimator_spec: give optimizer (with trainable_variables) or train_op_fn, one of the two"
+            )
         if train_op_fn is not None:
             train_op = train_op_fn(loss)
         else:
@@ -111,8 +132,9 @@ class _Head:
             variables = list(trainable_variables)
             # The model_fn runs traced (a graph): gradients are taken symbolically, as tf.estimator did.
             grads = tf.gradients(loss / tf.distribute.get_replica_context().num_replicas_in_sync, variables)
-            train_op = tf.group(optimizer.apply_gradients(zip(grads, variables)),
-                                tf.compat.v1.train.get_global_step().assign_add(1))
+            train_op = tf.group(
+                optimizer.apply_gradients(zip(grads, variables)), tf.compat.v1.train.get_global_step().assign_add(1)
+            )
         if update_ops:
             train_op = tf.group(train_op, *update_ops)
         return EstimatorSpec(mode, loss=loss, predictions=predictions, train_op=train_op)
@@ -120,13 +142,19 @@ class _Head:
     def _check_width(self, labels, width: int, what: str):
         """Labels reshaped to [batch, width], with an error that says what was expected."""
         labels = tf.convert_to_tensor(labels)
-        if labels.shape.rank is not None and labels.shape.rank >= 2 and labels.shape[-1] is not None \
-                and labels.shape[-1] != width:
-            raise ConfigError(f"labels have shape {labels.shape} but {what} is {width}; "
-                              f"labels must be [batch, {width}]")
+        if (
+            labels.shape.rank is not None
+            and labels.shape.rank >= 2
+            and labels.shape[-1] is not None
+            and labels.shape[-1] != width
+        ):
+            raise ConfigError(
+                f"labels have shape {labels.shape} but {what} is {width}; labels must be [batch, {width}]"
+            )
         if labels.shape.rank in (0, 1) and width != 1:
-            raise ConfigError(f"labels have shape {labels.shape} but {what} is {width}; "
-                              f"labels must be [batch, {width}]")
+            raise ConfigError(
+                f"labels have shape {labels.shape} but {what} is {width}; labels must be [batch, {width}]"
+            )
         return tf.reshape(labels, [-1, width])
 
 
@@ -159,20 +187,30 @@ class ClassificationHead(_Head):
             if self._table is None:
                 with tf.init_scope():
                     self._table = tf.lookup.StaticHashTable(
-                        tf.lookup.KeyValueTensorInitializer(self.label_vocabulary, tf.range(self.n_classes, dtype=tf.int64)),
+                        tf.lookup.KeyValueTensorInitializer(
+                            self.label_vocabulary, tf.range(self.n_classes, dtype=tf.int64)
+                        ),
                         default_value=-1,
                     )
             ids = self._table.lookup(labels)
-            return _checked(ids, tf.debugging.assert_non_negative(
-                ids, message=f"a label is not in label_vocabulary {self.label_vocabulary}"))
+            return _checked(
+                ids,
+                tf.debugging.assert_non_negative(
+                    ids, message=f"a label is not in label_vocabulary {self.label_vocabulary}"
+                ),
+            )
         if labels.dtype == tf.string:
             raise ConfigError("labels are strings: pass label_vocabulary=[...] to map them to classes")
         if not labels.dtype.is_integer:
             raise ConfigError(f"classifier labels must be integer class ids, got {labels.dtype.name}")
         ids = tf.cast(labels, tf.int64)
-        return _checked(ids, tf.debugging.assert_non_negative(ids, message="labels must be >= 0"),
-                        tf.debugging.assert_less(ids, tf.constant(self.n_classes, tf.int64),
-                                                 message=f"labels must be < n_classes ({self.n_classes})"))
+        return _checked(
+            ids,
+            tf.debugging.assert_non_negative(ids, message="labels must be >= 0"),
+            tf.debugging.assert_less(
+                ids, tf.constant(self.n_classes, tf.int64), message=f"labels must be < n_classes ({self.n_classes})"
+            ),
+        )
 
     def unreduced_loss(self, ids, logits):
         if self.binary:
@@ -201,19 +239,23 @@ class ClassificationHead(_Head):
 
     def make_metrics(self) -> dict:
         """The default eval metrics, fresh (their update happens in update_metrics)."""
-        metrics = {"accuracy": tf_keras.metrics.Accuracy(name="accuracy"),
-                   "average_loss": tf_keras.metrics.Mean(name="average_loss")}
+        metrics = {
+            "accuracy": tf_keras.metrics.Accuracy(name="accuracy"),
+            "average_loss": tf_keras.metrics.Mean(name="average_loss"),
+        }
         if self.binary:
             label_mean = tf_keras.metrics.Mean(name="label/mean")
-            metrics.update({
-                "label/mean": label_mean,
-                "prediction/mean": tf_keras.metrics.Mean(name="prediction/mean"),
-                "auc": tf_keras.metrics.AUC(num_thresholds=200, curve="ROC", name="auc"),
-                "auc_precision_recall": _TrapezoidalPRAUC(),
-                "precision": tf_keras.metrics.Precision(name="precision"),
-                "recall": tf_keras.metrics.Recall(name="recall"),
-                "accuracy_baseline": _Derived(lambda: tf.maximum(label_mean.result(), 1.0 - label_mean.result())),
-            })
+            metrics.update(
+                {
+                    "label/mean": label_mean,
+                    "prediction/mean": tf_keras.metrics.Mean(name="prediction/mean"),
+                    "auc": tf_keras.metrics.AUC(num_thresholds=200, curve="ROC", name="auc"),
+                    "auc_precision_recall": _TrapezoidalPRAUC(),
+                    "precision": tf_keras.metrics.Precision(name="precision"),
+                    "recall": tf_keras.metrics.Recall(name="recall"),
+                    "accuracy_baseline": _Derived(lambda: tf.maximum(label_mean.result(), 1.0 - label_mean.result())),
+                }
+            )
         return metrics
 
     def update_metrics(self, metrics, features, ids, logits, predictions) -> dict:
@@ -256,8 +298,12 @@ class MultiLabelHead(_Head):
         if labels.dtype == tf.string:
             raise ConfigError("multi-label labels must be multi-hot 0/1 values, got strings")
         labels = tf.cast(labels, tf.float32)
-        return _checked(labels, tf.debugging.assert_equal(labels * (1.0 - labels), tf.zeros_like(labels),
-                                                          message="multi-label labels must be 0 or 1 (multi-hot)"))
+        return _checked(
+            labels,
+            tf.debugging.assert_equal(
+                labels * (1.0 - labels), tf.zeros_like(labels), message="multi-label labels must be 0 or 1 (multi-hot)"
+            ),
+        )
 
     def unreduced_loss(self, labels, logits):
         # One loss per example: the mean over classes, as tf.estimator's multi-label head.
@@ -266,13 +312,18 @@ class MultiLabelHead(_Head):
 
     def predictions(self, logits) -> dict:
         # tf.estimator 2.x's keys: `classes` is every class's name for each example (no class ids).
-        return {"logits": logits, "probabilities": tf.sigmoid(logits),
-                "classes": _every_class(tf.shape(logits)[0], tf.constant(self.class_names))}
+        return {
+            "logits": logits,
+            "probabilities": tf.sigmoid(logits),
+            "classes": _every_class(tf.shape(logits)[0], tf.constant(self.class_names)),
+        }
 
     def make_metrics(self) -> dict:
-        return {"average_loss": tf_keras.metrics.Mean(name="average_loss"),
-                "auc": tf_keras.metrics.AUC(num_thresholds=200, curve="ROC", name="auc"),
-                "auc_precision_recall": _TrapezoidalPRAUC()}
+        return {
+            "average_loss": tf_keras.metrics.Mean(name="average_loss"),
+            "auc": tf_keras.metrics.AUC(num_thresholds=200, curve="ROC", name="auc"),
+            "auc_precision_recall": _TrapezoidalPRAUC(),
+        }
 
     def update_metrics(self, metrics, features, labels, logits, predictions) -> dict:
         unreduced = self.unreduced_loss(labels, logits)
@@ -322,8 +373,7 @@ class RegressionHead(_Head):
 
     def export_outputs(self, predictions) -> dict:
         regression = export.RegressionOutput(predictions["predictions"])
-        return {"serving_default": regression, "regression": regression,
-                "predict": export.PredictOutput(predictions)}
+        return {"serving_default": regression, "regression": regression, "predict": export.PredictOutput(predictions)}
 
 
 def _checked(value, *asserts):
@@ -351,8 +401,10 @@ def _check_vocabulary(label_vocabulary, n_classes):
 
 def _all_classes(batch, names) -> dict:
     n = tf.shape(names)[0]
-    return {"all_class_ids": tf.tile(tf.range(n, dtype=tf.int32)[None, :], [batch, 1]),
-            "all_classes": _every_class(batch, names)}
+    return {
+        "all_class_ids": tf.tile(tf.range(n, dtype=tf.int32)[None, :], [batch, 1]),
+        "all_classes": _every_class(batch, names),
+    }
 
 
 def _every_class(batch, names):
@@ -362,8 +414,11 @@ def _every_class(batch, names):
 
 def _classification_outputs(predictions, classes="all_classes") -> dict:
     classification = export.ClassificationOutput(scores=predictions["probabilities"], classes=predictions[classes])
-    return {"serving_default": classification, "classification": classification,
-            "predict": export.PredictOutput(predictions)}
+    return {
+        "serving_default": classification,
+        "classification": classification,
+        "predict": export.PredictOutput(predictions),
+    }
 
 
 def _named(head, name):
@@ -380,8 +435,15 @@ class BinaryClassHead(ClassificationHead):
     `loss_fn(labels, logits)` replaces the per-example loss (labels as floats, [batch, 1]).
     """
 
-    def __init__(self, weight_column=None, thresholds=None, label_vocabulary=None,
-                 loss_reduction=SUM_OVER_BATCH_SIZE, loss_fn=None, name=None):
+    def __init__(
+        self,
+        weight_column=None,
+        thresholds=None,
+        label_vocabulary=None,
+        loss_reduction=SUM_OVER_BATCH_SIZE,
+        loss_fn=None,
+        name=None,
+    ):
         _named(self, name)
         super().__init__(2, label_vocabulary, loss_reduction)
         self.weight_column, self.loss_fn = weight_column, loss_fn
@@ -408,15 +470,23 @@ class BinaryClassHead(ClassificationHead):
         for t in self.thresholds:
             for kind in ("accuracy", "precision", "recall"):
                 metrics[f"{kind}/positive_threshold_{t:g}"].update_state(
-                    tf.cast(ids, tf.float32), predictions["logistic"], sample_weight=w)
+                    tf.cast(ids, tf.float32), predictions["logistic"], sample_weight=w
+                )
         return metrics
 
 
 class MultiClassHead(ClassificationHead):
     """tf.estimator.MultiClassHead: softmax cross entropy over n_classes logits (n_classes >= 3)."""
 
-    def __init__(self, n_classes, weight_column=None, label_vocabulary=None, loss_reduction=SUM_OVER_BATCH_SIZE,
-                 loss_fn=None, name=None):
+    def __init__(
+        self,
+        n_classes,
+        weight_column=None,
+        label_vocabulary=None,
+        loss_reduction=SUM_OVER_BATCH_SIZE,
+        loss_fn=None,
+        name=None,
+    ):
         _named(self, name)
         if not isinstance(n_classes, int) or n_classes < 3:
             raise ConfigError(f"MultiClassHead needs n_classes >= 3 (use BinaryClassHead for 2), got {n_classes!r}")
@@ -437,6 +507,8 @@ class _LinkedRegressionHead(RegressionHead):
         super().__init__(label_dimension, loss_reduction)
         self.weight_column = weight_column
 
+    inverse_link: Callable[..., Any]  # each subclass's: tf.exp, tf.sigmoid
+
     def predictions(self, logits) -> dict:
         return {"predictions": self.inverse_link(logits), "logits": logits}
 
@@ -452,8 +524,14 @@ class _LinkedRegressionHead(RegressionHead):
 class PoissonRegressionHead(_LinkedRegressionHead):
     """tf.estimator.PoissonRegressionHead: counts, with log-Poisson loss; predictions are exp(logits)."""
 
-    def __init__(self, label_dimension=1, weight_column=None, loss_reduction=SUM_OVER_BATCH_SIZE,
-                 compute_full_loss=True, name=None):
+    def __init__(
+        self,
+        label_dimension=1,
+        weight_column=None,
+        loss_reduction=SUM_OVER_BATCH_SIZE,
+        compute_full_loss=True,
+        name=None,
+    ):
         super().__init__(label_dimension, weight_column, loss_reduction, name, "PoissonRegressionHead")
         self.compute_full_loss = compute_full_loss
 
@@ -475,8 +553,11 @@ class LogisticRegressionHead(_LinkedRegressionHead):
 
     def labels(self, labels):
         labels = super().labels(labels)
-        return _checked(labels, tf.debugging.assert_non_negative(labels, message="labels must be in [0, 1]"),
-                        tf.debugging.assert_less_equal(labels, 1.0, message="labels must be in [0, 1]"))
+        return _checked(
+            labels,
+            tf.debugging.assert_non_negative(labels, message="labels must be in [0, 1]"),
+            tf.debugging.assert_less_equal(labels, 1.0, message="labels must be in [0, 1]"),
+        )
 
     def unreduced_loss(self, labels, logits):
         return tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
@@ -507,8 +588,9 @@ class MultiHead(_Head):
             raise ConfigError("MultiHead needs at least one head")
         names = [h.name for h in heads]
         if any(n is None for n in names):
-            raise ConfigError(f"every head in a MultiHead needs a name (e.g. BinaryClassHead(name='survived')); "
-                              f"got names {names}")
+            raise ConfigError(
+                f"every head in a MultiHead needs a name (e.g. BinaryClassHead(name='survived')); got names {names}"
+            )
         if len(set(names)) != len(names):
             raise ConfigError(f"the heads of a MultiHead need distinct names, got {names}")
         if head_weights is not None and len(head_weights) != len(heads):
@@ -528,12 +610,15 @@ class MultiHead(_Head):
 
     def labels(self, labels):
         if not isinstance(labels, dict):
-            raise ConfigError(f"a MultiHead takes labels as a dict keyed by head name "
-                              f"({[h.name for h in self.heads]}), got {type(labels).__name__}")
+            raise ConfigError(
+                f"a MultiHead takes labels as a dict keyed by head name "
+                f"({[h.name for h in self.heads]}), got {type(labels).__name__}"
+            )
         missing = [h.name for h in self.heads if h.name not in labels]
         if missing:
-            raise ConfigError(f"labels have no entry for head(s) {missing}; the input_fn's labels dict has "
-                              f"{sorted(labels)}")
+            raise ConfigError(
+                f"labels have no entry for head(s) {missing}; the input_fn's labels dict has {sorted(labels)}"
+            )
         return {h.name: h.labels(labels[h.name]) for h in self.heads}
 
     def loss(self, features, labels, logits):
@@ -578,4 +663,3 @@ class MultiHead(_Head):
                     merged.update({f"{h.name}/{key}": t for key, t in v.outputs.items()})
         outputs["predict"] = export.PredictOutput(merged)
         return outputs
-

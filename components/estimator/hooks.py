@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import threading
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -136,7 +137,8 @@ class FetchResolver:
             raise ConfigError(
                 f"a hook asked for {tensor.name}, a tensor of another graph; only tensors the model_fn "
                 "makes in training (EstimatorSpec.training_hooks), variables and the names "
-                f"{STEP_OUTPUTS} can be fetched")
+                f"{STEP_OUTPUTS} can be fetched"
+            )
         if self._index is None:
             self._index = {op.name: i for i, op in enumerate(self.graph.get_operations())}
         return self._index[tensor.op.name], tensor.value_index
@@ -153,8 +155,9 @@ class FetchResolver:
             try:
                 return "graph", self._pair(self.graph.get_tensor_by_name(leaf))
             except (KeyError, ValueError) as e:
-                raise ConfigError(f"a hook asked for {leaf!r}, which is not a tensor of the model_fn "
-                                  f"nor one of {STEP_OUTPUTS}") from e
+                raise ConfigError(
+                    f"a hook asked for {leaf!r}, which is not a tensor of the model_fn nor one of {STEP_OUTPUTS}"
+                ) from e
         if _is_variable(leaf):
             return "value", np.asarray(leaf.read_value() if hasattr(leaf, "read_value") else leaf.value)
         if isinstance(leaf, (tf.Tensor, tf.SparseTensor)) and not tf.is_symbolic_tensor(leaf):
@@ -169,8 +172,10 @@ class FetchResolver:
 
         def finish(outputs: dict, values=()):
             got = dict(zip(key, values))
-            resolved = [ref if kind == "value" else outputs[ref] if kind == "output" else np.asarray(got[ref])
-                        for kind, ref in leaves]
+            resolved = [
+                ref if kind == "value" else outputs[ref] if kind == "output" else np.asarray(got[ref])
+                for kind, ref in leaves
+            ]
             return tf.nest.pack_sequence_as(fetches, resolved)
 
         return key, finish
@@ -184,8 +189,10 @@ class Session:
 
     def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
         if feed_dict:
-            raise ConfigError("feed_dict is not supported: there are no placeholders in TF2; feed data through input_fn")
-        key, finish = FetchResolver().plan(fetches)
+            raise ConfigError(
+                "feed_dict is not supported: there are no placeholders in TF2; feed data through input_fn"
+            )
+        _key, finish = FetchResolver().plan(fetches)
         return finish(self.outputs)
 
 
@@ -207,6 +214,9 @@ class HookRunner:
     def __init__(self, hooks, graph=None, outputs=None):
         self.hooks = list(hooks)
         self.resolver, self.session = FetchResolver(graph), Session(outputs)
+        # Set by before_run: this step's SessionRunContext and FetchResolver.plan's `finish`.
+        self.context: Any
+        self._finish: Any
         self.context, self._requests, self._finish = None, [], None
 
     def begin(self) -> None:
@@ -220,7 +230,9 @@ class HookRunner:
         self.context = SessionRunContext(session=self.session)
         self._requests = [h.before_run(self.context) for h in self.hooks]
         if any(r is not None and r.feed_dict for r in self._requests):
-            raise ConfigError("a hook returned a feed_dict: TF2 has no placeholders to feed; feed data through input_fn")
+            raise ConfigError(
+                "a hook returned a feed_dict: TF2 has no placeholders to feed; feed data through input_fn"
+            )
         fetch, self._finish = self.resolver.plan([r.fetches if r is not None else None for r in self._requests])
         return fetch
 

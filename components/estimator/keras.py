@@ -58,8 +58,10 @@ class _KerasEstimator(Estimator):
 
     def __init__(self, keras_model, model_dir=None, config=None):
         if getattr(keras_model, "optimizer", None) is None:
-            raise ConfigError("model_to_estimator needs a compiled model: call keras_model.compile(optimizer=..., "
-                              "loss=..., metrics=[...]) first")
+            raise ConfigError(
+                "model_to_estimator needs a compiled model: call keras_model.compile(optimizer=..., "
+                "loss=..., metrics=[...]) first"
+            )
         self._keras = _library(keras_model)
         self._source = keras_model
         # The Keras model's state at conversion is where training starts (tf.estimator kept it too).
@@ -72,15 +74,18 @@ class _KerasEstimator(Estimator):
         try:
             clone = lib.models.clone_model(src)
         except Exception as e:  # subclassed models without get_config
-            raise ConfigError(f"model_to_estimator could not copy {type(src).__name__} with clone_model ({e}); "
-                              "use a Sequential or functional model") from e
+            raise ConfigError(
+                f"model_to_estimator could not copy {type(src).__name__} with clone_model ({e}); "
+                "use a Sequential or functional model"
+            ) from e
         clone.set_weights(self._initial_weights)
         compile_args = dict(loss=src.loss, optimizer=make_optimizer(src.optimizer, 0.0))
         metrics = _compat.compile_metrics(src)
         if metrics:
             # Fresh metric objects: sharing the source's would share (and mix) their state.
             compile_args["metrics"] = tf.nest.map_structure(
-                lambda m: m if isinstance(m, str) else m.__class__.from_config(m.get_config()), metrics)
+                lambda m: m if isinstance(m, str) else m.__class__.from_config(m.get_config()), metrics
+            )
         clone.compile(**compile_args)
         return clone
 
@@ -132,8 +137,13 @@ class _KerasEstimator(Estimator):
         model.compute_metrics(x, y, y_pred, None)
         metrics = {m.name: m for m in _leaf_metrics(model.metrics) if m.name != "loss"}
         preds = dict(zip(self._output_names, tf.nest.flatten(y_pred)))
-        return EstimatorSpec(mode, loss=loss, predictions=preds, eval_metric_ops=metrics,
-                             scaffold=tf.compat.v1.train.Scaffold(saver=checkpoint))
+        return EstimatorSpec(
+            mode,
+            loss=loss,
+            predictions=preds,
+            eval_metric_ops=metrics,
+            scaffold=tf.compat.v1.train.Scaffold(saver=checkpoint),
+        )
 
 
 def model_to_estimator(keras_model=None, keras_model_path=None, custom_objects=None, model_dir=None, config=None):

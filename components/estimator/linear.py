@@ -29,8 +29,11 @@ class LinearModel(tf.Module):
 
     def __call__(self, columns: dict, training=False):
         dense = [name for name, value in columns.items() if not isinstance(value, dict)]
-        sparse = [(self.linear_model[name]["weights"], value, self.sparse_combiner)
-                  for name, value in columns.items() if isinstance(value, dict)]
+        sparse = [
+            (self.linear_model[name]["weights"], value, self.sparse_combiner)
+            for name, value in columns.items()
+            if isinstance(value, dict)
+        ]
         parts = sparse_lookups(sparse)
         if dense:
             # One product for all dense columns: a matmul per column costs more in op overhead than
@@ -43,8 +46,9 @@ class LinearModel(tf.Module):
         return tf.nn.bias_add(tf.add_n(parts) if len(parts) > 1 else parts[0], self.linear_model["bias_weights"])
 
 
-def linear_part(feature_columns, units, optimizer, sparse_combiner="sum", max_learning_rate=0.2, flat=False,
-                what="feature_columns") -> Part:
+def linear_part(
+    feature_columns, units, optimizer, sparse_combiner="sum", max_learning_rate=0.2, flat=False, what="feature_columns"
+) -> Part:
     """The linear part of a premade model. A named optimizer trains at min(max, 1/sqrt(#columns)), or
     at max itself when `flat`; optimizer=None is Ftrl at min(max, 1/sqrt(#columns)). These are
     tf.estimator 2.x's rules: LinearClassifier's default "Ftrl" trained at 0.2 flat."""
@@ -63,31 +67,65 @@ def linear_part(feature_columns, units, optimizer, sparse_combiner="sum", max_le
 class LinearEstimator(PremadeEstimator):
     """A linear model with any head (tf.estimator.LinearEstimator)."""
 
-    def __init__(self, head, feature_columns, model_dir=None, optimizer="Ftrl", config=None,
-                 warm_start_from=None, sparse_combiner="sum", weight_column=None):
-        super().__init__(head, {"linear": linear_part(feature_columns, head.logits_dimension, optimizer, sparse_combiner,
-                                                      flat=True)},
-                         weight_column=weight_column, model_dir=model_dir, config=config,
-                         warm_start_from=warm_start_from)
+    def __init__(
+        self,
+        head,
+        feature_columns,
+        model_dir=None,
+        optimizer="Ftrl",
+        config=None,
+        warm_start_from=None,
+        sparse_combiner="sum",
+        weight_column=None,
+    ):
+        super().__init__(
+            head,
+            {"linear": linear_part(feature_columns, head.logits_dimension, optimizer, sparse_combiner, flat=True)},
+            weight_column=weight_column,
+            model_dir=model_dir,
+            config=config,
+            warm_start_from=warm_start_from,
+        )
 
 
 class LinearClassifier(LinearEstimator):
     """Linear classifier over feature columns (tf.estimator.LinearClassifier)."""
 
-    def __init__(self, feature_columns, model_dir=None, n_classes=2, weight_column=None, label_vocabulary=None,
-                 optimizer="Ftrl", config=None, warm_start_from=None,
-                 loss_reduction=heads_lib.SUM_OVER_BATCH_SIZE, sparse_combiner="sum"):
+    def __init__(
+        self,
+        feature_columns,
+        model_dir=None,
+        n_classes=2,
+        weight_column=None,
+        label_vocabulary=None,
+        optimizer="Ftrl",
+        config=None,
+        warm_start_from=None,
+        loss_reduction=heads_lib.SUM_OVER_BATCH_SIZE,
+        sparse_combiner="sum",
+    ):
         head = heads_lib.ClassificationHead(n_classes, label_vocabulary, loss_reduction)
-        super().__init__(head, feature_columns, model_dir, optimizer, config, warm_start_from, sparse_combiner,
-                         weight_column)
+        super().__init__(
+            head, feature_columns, model_dir, optimizer, config, warm_start_from, sparse_combiner, weight_column
+        )
 
 
 class LinearRegressor(LinearEstimator):
     """Linear regression over feature columns (tf.estimator.LinearRegressor)."""
 
-    def __init__(self, feature_columns, model_dir=None, label_dimension=1, weight_column=None,
-                 optimizer="Ftrl", config=None, warm_start_from=None,
-                 loss_reduction=heads_lib.SUM_OVER_BATCH_SIZE, sparse_combiner="sum"):
+    def __init__(
+        self,
+        feature_columns,
+        model_dir=None,
+        label_dimension=1,
+        weight_column=None,
+        optimizer="Ftrl",
+        config=None,
+        warm_start_from=None,
+        loss_reduction=heads_lib.SUM_OVER_BATCH_SIZE,
+        sparse_combiner="sum",
+    ):
         head = heads_lib.RegressionHead(label_dimension, loss_reduction)
-        super().__init__(head, feature_columns, model_dir, optimizer, config, warm_start_from, sparse_combiner,
-                         weight_column)
+        super().__init__(
+            head, feature_columns, model_dir, optimizer, config, warm_start_from, sparse_combiner, weight_column
+        )

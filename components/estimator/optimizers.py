@@ -7,15 +7,21 @@ import tf_keras
 from components.errors import ConfigError
 from components.estimator._compat import FASTER_LEGACY, learning_rate_schedule
 
-
 # The legacy (OptimizerV2) classes apply sparse gradients to the rows of the ids in the batch, which
 # keeps the linear model's update proportional to them rather than to the vocabulary. Each is used in
 # its faster form (FASTER_LEGACY: the same optimizer, cheaper sparse updates), which a legacy optimizer
 # given as an instance is copied as too. SGD adds repeated ids' rows itself (scatter_add).
 _LEGACY = tf_keras.optimizers.legacy
-_BY_NAME = {name: FASTER_LEGACY.get(cls, cls) for name, cls in (
-    ("Adagrad", _LEGACY.Adagrad), ("Adam", _LEGACY.Adam), ("Ftrl", _LEGACY.Ftrl), ("RMSProp", _LEGACY.RMSprop),
-    ("SGD", _LEGACY.SGD))}
+_BY_NAME = {
+    name: FASTER_LEGACY.get(cls, cls)
+    for name, cls in (
+        ("Adagrad", _LEGACY.Adagrad),
+        ("Adam", _LEGACY.Adam),
+        ("Ftrl", _LEGACY.Ftrl),
+        ("RMSProp", _LEGACY.RMSprop),
+        ("SGD", _LEGACY.SGD),
+    )
+}
 
 
 def is_optimizer(obj) -> bool:

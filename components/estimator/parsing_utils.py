@@ -23,17 +23,21 @@ def _spec_with_label(feature_columns, label_key, label_spec, weight_column) -> d
     return spec
 
 
-def classifier_parse_example_spec(feature_columns, label_key, label_dtype=tf.int64, label_default=None,
-                                  weight_column=None) -> dict:
+def classifier_parse_example_spec(
+    feature_columns, label_key, label_dtype=tf.int64, label_default=None, weight_column=None
+) -> dict:
     """make_parse_example_spec(feature_columns) plus the label: FixedLenFeature([1], label_dtype, label_default)."""
-    return _spec_with_label(feature_columns, label_key, tf.io.FixedLenFeature((1,), label_dtype, label_default),
-                            weight_column)
+    return _spec_with_label(
+        feature_columns, label_key, tf.io.FixedLenFeature((1,), label_dtype, label_default), weight_column
+    )
 
 
-def regressor_parse_example_spec(feature_columns, label_key, label_dtype=tf.float32, label_default=None,
-                                 label_dimension=1, weight_column=None) -> dict:
+def regressor_parse_example_spec(
+    feature_columns, label_key, label_dtype=tf.float32, label_default=None, label_dimension=1, weight_column=None
+) -> dict:
     """make_parse_example_spec(feature_columns) plus the label: FixedLenFeature([label_dimension], label_dtype)."""
     if not isinstance(label_dimension, int) or label_dimension < 1:
         raise ConfigError(f"label_dimension must be an int >= 1, got {label_dimension!r}")
-    return _spec_with_label(feature_columns, label_key,
-                            tf.io.FixedLenFeature((label_dimension,), label_dtype, label_default), weight_column)
+    return _spec_with_label(
+        feature_columns, label_key, tf.io.FixedLenFeature((label_dimension,), label_dtype, label_default), weight_column
+    )

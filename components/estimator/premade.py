@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -40,6 +40,7 @@ class Part:
 def _sum_by_row(values, rows, batch):
     """unsorted_segment_sum of `values` into `batch` rows, whose gradient is a plain gather: the rows
     are never negative, so the general gradient's masking (three more passes over `values`) is waste."""
+
     def grad(upstream):
         return tf.gather(upstream, rows), None, None
 
@@ -68,8 +69,11 @@ def sparse_lookups(lookups) -> list:
         ids = [lookups[i][1]["ids"] for i in single]
         rows = [tf.gather(lookups[i][0], x.values) for i, x in zip(single, ids)]
         full = [tf.equal(tf.size(x.values, out_type=x.dense_shape.dtype), x.dense_shape[0]) for x in ids]
-        summed = tf.cond(tf.reduce_all(tf.stack(full)) if len(full) > 1 else full[0], lambda: rows,
-                         lambda: [_sum_by_row(r, x.indices[:, 0], x.dense_shape[0]) for r, x in zip(rows, ids)])
+        summed = tf.cond(
+            tf.reduce_all(tf.stack(full)) if len(full) > 1 else full[0],
+            lambda: rows,
+            lambda: [_sum_by_row(r, x.indices[:, 0], x.dense_shape[0]) for r, x in zip(rows, ids)],
+        )
         for i, value in zip(single, summed):
             out[i] = value
     return out
@@ -109,12 +113,18 @@ class PremadeEstimator(Estimator):
     def __init__(self, head, parts: dict[str, Part], weight_column=None, **kwargs):
         self._head, self._parts = head, parts
         # tf.estimator's heads carry the weight column (BinaryClassHead(weight_column=...)).
-        self._weight_key = weight_key(weight_column if weight_column is not None else getattr(head, "weight_column", None))
+        self._weight_key = weight_key(
+            weight_column if weight_column is not None else getattr(head, "weight_column", None)
+        )
         super().__init__(self._premade_model_fn, **kwargs)
 
     def _export_resources(self) -> list:
-        return [r for p in self._parts.values() if hasattr(p.transform, "resources")
-                for r in p.transform.resources.resources()]
+        return [
+            r
+            for p in self._parts.values()
+            if hasattr(p.transform, "resources")
+            for r in p.transform.resources.resources()
+        ]
 
     def _input_transform(self):
         return self._transform
@@ -129,8 +139,9 @@ class PremadeEstimator(Estimator):
     def _prebuild(self, program) -> None:
         program.state["models"] = {name: part.build_model() for name, part in self._parts.items()}
         if program.mode == ModeKeys.TRAIN:
-            program.state["optimizers"] = {name: part.make_optimizer() for name, part in self._parts.items()
-                                           if part.optimizer is not None}
+            program.state["optimizers"] = {
+                name: part.make_optimizer() for name, part in self._parts.items() if part.optimizer is not None
+            }
         elif program.mode == ModeKeys.EVAL:
             program.state["metrics"] = self._head.make_metrics()
 
@@ -140,8 +151,10 @@ class PremadeEstimator(Estimator):
 
     def _check_weight(self, features, mode) -> None:
         if self._weight_key is not None and WEIGHT_KEY not in features:
-            raise InputError(f"weight_column {self._weight_key!r} is not among the input's features; {mode} needs "
-                             "it (predict and serving do not)")
+            raise InputError(
+                f"weight_column {self._weight_key!r} is not among the input's features; {mode} needs "
+                "it (predict and serving do not)"
+            )
 
     def _premade_model_fn(self, features, labels, mode, config, program):
         state = program.state
@@ -149,8 +162,9 @@ class PremadeEstimator(Estimator):
         parts = dict(models)
         if mode == ModeKeys.PREDICT:
             preds = head.predictions(self._logits(models, features, False))
-            return EstimatorSpec(mode, predictions=preds, export_outputs=head.export_outputs(preds),
-                                 scaffold=_scaffold(parts))
+            return EstimatorSpec(
+                mode, predictions=preds, export_outputs=head.export_outputs(preds), scaffold=_scaffold(parts)
+            )
         if labels is None:
             raise ConfigError(f"{mode} needs labels: the input_fn must return (features, labels)")
         self._check_weight(features, mode)

@@ -23,7 +23,7 @@ _NO_EFFECT = {
     "session_creation_timeout_secs": (7200, "TF 2 has no sessions"),
     "checkpoint_save_graph_def": (True, "object-based checkpoints hold no graph"),
 }
-_said = set()
+_said: set[str] = set()
 
 
 def _say_no_effect(given: dict) -> None:
@@ -131,6 +131,7 @@ class RunConfig:
         cluster = tf_config.get("cluster") or {}
         task = tf_config.get("task") or {}
         self._cluster_spec = {k: list(v) for k, v in cluster.items()}
+        self._global_id_in_cluster: int | None  # None for an evaluator
         if not cluster:
             self._task_type, self._task_id = TaskType.WORKER, 0
             self._is_chief, self._num_ps_replicas, self._num_worker_replicas = True, 0, 1
@@ -158,7 +159,9 @@ class RunConfig:
             self._is_chief = False
         self._num_ps_replicas = len(cluster.get(TaskType.PS, []))
         self._num_worker_replicas = (
-            len(cluster.get(TaskType.WORKER, [])) + len(cluster.get(TaskType.CHIEF, [])) + len(cluster.get(TaskType.MASTER, []))
+            len(cluster.get(TaskType.WORKER, []))
+            + len(cluster.get(TaskType.CHIEF, []))
+            + len(cluster.get(TaskType.MASTER, []))
         )
         # Chief first, then workers, then ps: the order tf.estimator used for global ids.
         order = [TaskType.CHIEF, TaskType.MASTER, TaskType.WORKER, TaskType.PS]
@@ -169,10 +172,14 @@ class RunConfig:
                 break
             gid += len(cluster.get(kind, []))
         self._global_id_in_cluster = None if self._task_type == TaskType.EVALUATOR else gid
-        addr = self._cluster_spec.get(self._task_type, [None])[self._task_id] if self._task_type != TaskType.EVALUATOR else None
+        addr = (
+            self._cluster_spec.get(self._task_type, [None])[self._task_id]
+            if self._task_type != TaskType.EVALUATOR
+            else None
+        )
         self._master = f"grpc://{addr}" if addr else ""
 
-    def replace(self, **kwargs) -> "RunConfig":
+    def replace(self, **kwargs) -> RunConfig:
         """A copy with some fields changed; the cluster fields are re-read only from TF_CONFIG."""
         new = copy.copy(self)
         for key, value in kwargs.items():

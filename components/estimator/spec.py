@@ -9,27 +9,31 @@ import tensorflow as tf
 from components.errors import ConfigError
 from components.estimator.mode_keys import ModeKeys
 
-_FIELDS = (
-    "mode",
-    "predictions",
-    "loss",
-    "train_op",
-    "eval_metric_ops",
-    "export_outputs",
-    "training_chief_hooks",
-    "training_hooks",
-    "scaffold",
-    "evaluation_hooks",
-    "prediction_hooks",
-)
-
 
 def is_metric_object(value) -> bool:
     """True for a Keras (2 or 3) Metric: it has update_state, result and reset_state."""
     return all(hasattr(value, attr) for attr in ("update_state", "result", "reset_state"))
 
 
-class EstimatorSpec(collections.namedtuple("EstimatorSpec", _FIELDS)):
+# The fields are listed inline: mypy types a namedtuple only from a literal list.
+class EstimatorSpec(
+    collections.namedtuple(
+        "EstimatorSpec",
+        [
+            "mode",
+            "predictions",
+            "loss",
+            "train_op",
+            "eval_metric_ops",
+            "export_outputs",
+            "training_chief_hooks",
+            "training_hooks",
+            "scaffold",
+            "evaluation_hooks",
+            "prediction_hooks",
+        ],
+    )
+):
     """Ops and objects returned by a model_fn, checked against what `mode` needs."""
 
     def __new__(

@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -21,16 +22,16 @@ log = logging.getLogger("tfpipe.estimator")
 class TrainSpec(NamedTuple):
     input_fn: object
     max_steps: int | None = None
-    hooks: tuple = ()
-    saving_listeners: tuple = ()
+    hooks: Sequence = ()
+    saving_listeners: Sequence = ()
 
 
 class EvalSpec(NamedTuple):
     input_fn: object
     steps: int | None = 100
     name: str | None = None
-    hooks: tuple = ()
-    exporters: tuple = ()
+    hooks: Sequence = ()
+    exporters: Sequence = ()
     start_delay_secs: int = 120
     throttle_secs: int = 600
 
@@ -64,8 +65,13 @@ class _Exporter(Exporter):
     name = property(lambda self: self._name)
 
     def _export(self, estimator, export_path, checkpoint_path):
-        path = estimator.export_saved_model(export_path, self.receiver_fn, assets_extra=self.assets_extra,
-                                            as_text=self.as_text, checkpoint_path=checkpoint_path)
+        path = estimator.export_saved_model(
+            export_path,
+            self.receiver_fn,
+            assets_extra=self.assets_extra,
+            as_text=self.as_text,
+            checkpoint_path=checkpoint_path,
+        )
         if self.exports_to_keep:
             stamps = sorted((d for d in os.listdir(export_path) if d.isdigit()), key=int)
             for old in stamps[: -self.exports_to_keep]:
@@ -97,8 +103,17 @@ class BestExporter(_Exporter):
     is not exported just because the process is new.
     """
 
-    def __init__(self, name="best_exporter", serving_input_receiver_fn=None, event_file_pattern="eval/*.tfevents.*",
-                 compare_fn=None, assets_extra=None, as_text=False, exports_to_keep=5, metric_key="loss"):
+    def __init__(
+        self,
+        name="best_exporter",
+        serving_input_receiver_fn=None,
+        event_file_pattern="eval/*.tfevents.*",
+        compare_fn=None,
+        assets_extra=None,
+        as_text=False,
+        exports_to_keep=5,
+        metric_key="loss",
+    ):
         super().__init__(name, serving_input_receiver_fn, assets_extra, as_text, exports_to_keep)
         self.metric_key = metric_key
         self.compare_fn = compare_fn or (lambda best, current: current[metric_key] < best[metric_key])
@@ -158,8 +173,13 @@ def train_and_evaluate(estimator, train_spec: TrainSpec, eval_spec: EvalSpec):
 
 def _serve(cfg):
     """A parameter server (or a ParameterServerStrategy worker): serve until killed, as tf.estimator's did."""
-    server = tf.distribute.Server(tf.train.ClusterSpec(cfg.cluster_spec), job_name=cfg.task_type,
-                                  task_index=cfg.task_id, protocol="grpc", start=True)
+    server = tf.distribute.Server(
+        tf.train.ClusterSpec(cfg.cluster_spec),
+        job_name=cfg.task_type,
+        task_index=cfg.task_id,
+        protocol="grpc",
+        start=True,
+    )
     log.info("%s %d serving at %s", cfg.task_type, cfg.task_id, server.target)
     server.join()
 
@@ -208,9 +228,11 @@ class _EvaluateAfterSaves:
         if global_step == self.evaluated_step and not stop_lib.requested():
             # Training ended on a step already evaluated (a hook stopped it, or the input ran out, on
             # a checkpoint step): that evaluation's result makes the final exports.
-            result = self.outcome[0]
-            self.outcome = result, _export(self.estimator, self.eval_spec, True,
-                                           self.estimator.latest_checkpoint(), result)
+            result = self.outcome[0]  # type: ignore[index]  # set by the evaluation of evaluated_step
+            self.outcome = (
+                result,
+                _export(self.estimator, self.eval_spec, True, self.estimator.latest_checkpoint(), result),
+            )
             log.info("train_and_evaluate: final exports of step %d: %d", global_step, len(self.outcome[1]))
             return
         self._evaluate(global_step, final=True)
@@ -218,8 +240,7 @@ class _EvaluateAfterSaves:
     def _evaluate(self, global_step, final):
         if stop_lib.requested():
             return  # SIGTERM/Ctrl-C: training stops with its checkpoint, and nothing else
-        self.outcome = _evaluate_and_export(self.estimator, self.eval_spec, final,
-                                            self.estimator.latest_checkpoint())
+        self.outcome = _evaluate_and_export(self.estimator, self.eval_spec, final, self.estimator.latest_checkpoint())
         self.evaluated_step, self.last = global_step, time.time()
 
 
@@ -227,8 +248,12 @@ def _local(estimator, train_spec, eval_spec):
     # One training call to max_steps (or until a hook stops it, or the input runs out); the listener
     # evaluates between its checkpoints and after the last.
     listener = _EvaluateAfterSaves(estimator, eval_spec, train_spec.max_steps)
-    estimator.train(train_spec.input_fn, hooks=list(train_spec.hooks), max_steps=train_spec.max_steps,
-                    saving_listeners=list(train_spec.saving_listeners) + [listener])
+    estimator.train(
+        train_spec.input_fn,
+        hooks=list(train_spec.hooks),
+        max_steps=train_spec.max_steps,
+        saving_listeners=list(train_spec.saving_listeners) + [listener],
+    )
     if listener.outcome is None:
         # train() had nothing to do (max_steps was already reached): no hook ran, no listener heard.
         return _evaluate_and_export(estimator, eval_spec, True, estimator.latest_checkpoint())
@@ -236,11 +261,19 @@ def _local(estimator, train_spec, eval_spec):
 
 
 def _evaluate_and_export(estimator, eval_spec, final, checkpoint):
-    result = estimator.evaluate(eval_spec.input_fn, steps=eval_spec.steps, hooks=list(eval_spec.hooks),
-                                checkpoint_path=checkpoint, name=eval_spec.name)
+    result = estimator.evaluate(
+        eval_spec.input_fn,
+        steps=eval_spec.steps,
+        hooks=list(eval_spec.hooks),
+        checkpoint_path=checkpoint,
+        name=eval_spec.name,
+    )
     exports = _export(estimator, eval_spec, final, checkpoint, result)
-    log.info("train_and_evaluate: evaluated at step %d%s", int(result["global_step"]),
-             f", exported {len(exports)}" if exports else "")
+    log.info(
+        "train_and_evaluate: evaluated at step %d%s",
+        int(result["global_step"]),
+        f", exported {len(exports)}" if exports else "",
+    )
     return result, exports
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
-from components.estimator._compat import escape_local_name, trackable_children
 
 from components.errors import ConfigError
+from components.estimator._compat import escape_local_name, trackable_children
 from components.estimator.optimizers import is_optimizer
 
 log = logging.getLogger("tfpipe.estimator")
@@ -31,7 +32,7 @@ class VocabInfo(NamedTuple):
     num_oov_buckets: int
     old_vocab: str
     old_vocab_size: int = -1
-    backup_initializer: object = None
+    backup_initializer: Callable[..., Any] | None = None
     axis: int = 0
 
 
@@ -57,7 +58,9 @@ def as_settings(warm_start_from) -> WarmStartSettings:
     elif isinstance(warm_start_from, (str, bytes, os.PathLike)):
         settings = WarmStartSettings(os.fsdecode(warm_start_from))
     else:
-        raise ConfigError(f"warm_start_from must be a path or a WarmStartSettings, got {type(warm_start_from).__name__}")
+        raise ConfigError(
+            f"warm_start_from must be a path or a WarmStartSettings, got {type(warm_start_from).__name__}"
+        )
     for name, info in (settings.var_name_to_vocab_info or {}).items():
         if not isinstance(info, VocabInfo):
             raise ConfigError(f"var_name_to_vocab_info[{name!r}] must be a VocabInfo, got {type(info).__name__}")
@@ -79,14 +82,18 @@ def _remapped(old, shape, dtype, info: VocabInfo):
     new_tokens = _vocab(info.new_vocab, info.new_vocab_size)
     old_index = {t: i for i, t in enumerate(_vocab(info.old_vocab, info.old_vocab_size))}
     if shape[info.axis] != len(new_tokens) + info.num_oov_buckets:
-        raise ConfigError(f"VocabInfo: the variable has {shape[info.axis]} entries along axis {info.axis}, not "
-                          f"new_vocab_size + num_oov_buckets = {len(new_tokens) + info.num_oov_buckets}")
+        raise ConfigError(
+            f"VocabInfo: the variable has {shape[info.axis]} entries along axis {info.axis}, not "
+            f"new_vocab_size + num_oov_buckets = {len(new_tokens) + info.num_oov_buckets}"
+        )
     init = info.backup_initializer or tf.zeros_initializer()
     value = np.array(init(shape, dtype=dtype), copy=True)
     moved_old, moved_new = np.moveaxis(old, info.axis, 0), np.moveaxis(value, info.axis, 0)  # views
     if moved_old.shape[1:] != moved_new.shape[1:]:
-        raise ConfigError(f"VocabInfo: the checkpoint's variable has shape {old.shape}, the new one {shape}; "
-                          f"only axis {info.axis} may differ")
+        raise ConfigError(
+            f"VocabInfo: the checkpoint's variable has shape {old.shape}, the new one {shape}; "
+            f"only axis {info.axis} may differ"
+        )
     for i, token in enumerate(new_tokens):
         j = old_index.get(token)
         if j is not None and j < moved_old.shape[0]:
@@ -96,8 +103,9 @@ def _remapped(old, shape, dtype, info: VocabInfo):
 
 def _checkpoint_path(location: str) -> str:
     location = os.fsdecode(location)
-    if tf.io.gfile.exists(os.path.join(location, "saved_model.pb")) or \
-            tf.io.gfile.exists(os.path.join(location, "saved_model.pbtxt")):
+    if tf.io.gfile.exists(os.path.join(location, "saved_model.pb")) or tf.io.gfile.exists(
+        os.path.join(location, "saved_model.pbtxt")
+    ):
         return os.path.join(location, "variables", "variables")
     found = tf.train.latest_checkpoint(location) if tf.io.gfile.isdir(location) else location
     if not found:
@@ -116,7 +124,7 @@ def model_variables(root, exclude) -> dict:
                 continue
             seen.add(id(child))
             path = prefix + escape_local_name(name)
-            if isinstance(child, tf.Variable) or hasattr(child, "_serialize_to_tensors") and hasattr(child, "assign"):
+            if isinstance(child, tf.Variable) or (hasattr(child, "_serialize_to_tensors") and hasattr(child, "assign")):
                 out[path] = child
             else:
                 queue.append((path + "/", child))
@@ -159,11 +167,15 @@ def warm_start(root, global_step, warm_start_from) -> None:
         if info is not None:
             value = _remapped(value, tuple(var.shape), var.dtype, info)
         if tuple(value.shape) != tuple(var.shape):
-            raise ConfigError(f"warm start: {name} has shape {tuple(var.shape)} but {matches[0]} in {path} has "
-                              f"{tuple(value.shape)}; leave it out of vars_to_warm_start")
+            raise ConfigError(
+                f"warm start: {name} has shape {tuple(var.shape)} but {matches[0]} in {path} has "
+                f"{tuple(value.shape)}; leave it out of vars_to_warm_start"
+            )
         var.assign(value)
         done += 1
     if missing:
-        raise ConfigError(f"warm start: {path} has no (or more than one) variable named {missing}; it has "
-                          f"{sorted(stored)[:20]}. Narrow vars_to_warm_start or map names with var_name_to_prev_var_name")
+        raise ConfigError(
+            f"warm start: {path} has no (or more than one) variable named {missing}; it has "
+            f"{sorted(stored)[:20]}. Narrow vars_to_warm_start or map names with var_name_to_prev_var_name"
+        )
     log.info("warm-started %d variable(s) from %s", done, path)

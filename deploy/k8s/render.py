@@ -27,31 +27,68 @@ def host(name: str, role: str, index: int) -> str:
 def render(name: str, image: str, workers: int, ps: int, steps: int) -> list[dict]:
     roles = tasks(workers, ps)
     cluster = {role: [f"{host(name, role, i)}:{PORT}" for i in range(n)] for role, n in roles.items()}
-    docs = [{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": f"{name}-shared"},
-             "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "5Gi"}}}}]
+    docs = [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": f"{name}-shared"},
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "5Gi"}}},
+        }
+    ]
     for role, n in roles.items():
         for i in range(n):
             task = host(name, role, i)
             labels = {"app": name, "tf-role": role, "tf-index": str(i)}
-            docs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": task, "labels": labels},
-                         "spec": {"clusterIP": "None", "selector": labels,
-                                  "ports": [{"name": "grpc", "port": PORT}]}})
+            docs.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": task, "labels": labels},
+                    "spec": {"clusterIP": "None", "selector": labels, "ports": [{"name": "grpc", "port": PORT}]},
+                }
+            )
             tf_config = json.dumps({"cluster": cluster, "task": {"type": role, "index": i}}, sort_keys=True)
             container = {
-                "name": "tensorflow", "image": image,
-                "command": ["uv", "run", "--locked", "--no-dev", "python", "-m", "examples.titanic.distributed",
-                            "--workdir", "/shared/titanic", "--steps", str(steps)],
+                "name": "tensorflow",
+                "image": image,
+                "command": [
+                    "uv",
+                    "run",
+                    "--locked",
+                    "--no-dev",
+                    "python",
+                    "-m",
+                    "examples.titanic.distributed",
+                    "--workdir",
+                    "/shared/titanic",
+                    "--steps",
+                    str(steps),
+                ],
                 "env": [{"name": "TF_CONFIG", "value": tf_config}],
                 "ports": [{"containerPort": PORT, "name": "grpc"}],
                 "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
                 "resources": {"requests": {"cpu": "2", "memory": "4Gi"}},
             }
-            docs.append({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": task, "labels": labels},
-                         "spec": {"backoffLimit": 4, "template": {
-                             "metadata": {"labels": labels},
-                             "spec": {"restartPolicy": "OnFailure", "containers": [container],
-                                      "volumes": [{"name": "shared", "persistentVolumeClaim": {
-                                          "claimName": f"{name}-shared"}}]}}}})
+            docs.append(
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "metadata": {"name": task, "labels": labels},
+                    "spec": {
+                        "backoffLimit": 4,
+                        "template": {
+                            "metadata": {"labels": labels},
+                            "spec": {
+                                "restartPolicy": "OnFailure",
+                                "containers": [container],
+                                "volumes": [
+                                    {"name": "shared", "persistentVolumeClaim": {"claimName": f"{name}-shared"}}
+                                ],
+                            },
+                        },
+                    },
+                }
+            )
     return docs
 
 

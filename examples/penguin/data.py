@@ -9,8 +9,11 @@ from pathlib import Path
 
 CSV = Path(__file__).parent / "data" / "penguins.csv"
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
-CATEGORICAL = {"species": ["Adelie", "Chinstrap", "Gentoo"], "island": ["Biscoe", "Dream", "Torgersen"],
-               "sex": ["female", "male"]}
+CATEGORICAL = {
+    "species": ["Adelie", "Chinstrap", "Gentoo"],
+    "island": ["Biscoe", "Dream", "Torgersen"],
+    "sex": ["female", "male"],
+}
 
 
 def load_penguins(path: str | os.PathLike = CSV) -> list[dict]:
@@ -28,7 +31,7 @@ def split_penguins(seed: int = 42, train_fraction: float = 0.7, path: str | os.P
     """(train rows, eval rows), shuffled with `seed`."""
     rows = load_penguins(path)
     random.Random(seed).shuffle(rows)
-    cut = int(round(len(rows) * train_fraction))
+    cut = round(len(rows) * train_fraction)
     return rows[:cut], rows[cut:]
 
 

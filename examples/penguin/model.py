@@ -14,6 +14,9 @@ def build_estimator(run_config, transform_output, params):
     columns.append(fc.indicator_column(fc.categorical_column_with_identity("island", islands)))
     learning_rate = float(params.get("learning_rate", 0.01))
     return estimator.DNNClassifier(
-        hidden_units=params.get("hidden_units", [8, 8]), feature_columns=columns,
-        n_classes=transform_output.vocabulary_size_by_name("species"), config=run_config,
-        optimizer=lambda: tf_keras.optimizers.legacy.Adam(learning_rate))
+        hidden_units=params.get("hidden_units", [8, 8]),
+        feature_columns=columns,
+        n_classes=transform_output.vocabulary_size_by_name("species"),
+        config=run_config,
+        optimizer=lambda: tf_keras.optimizers.legacy.Adam(learning_rate),
+    )

@@ -21,7 +21,8 @@ def preprocessing_fn(inputs):
         # A missing measurement (NA in the CSV) becomes the training mean, i.e. 0 after scaling.
         value = tf.where(known, value, tft.mean(tf.boolean_mask(value, known)))
         out[name] = tft.scale_to_z_score(value)
-    out["island"] = tft.compute_and_apply_vocabulary(_dense(inputs["island"], ""), num_oov_buckets=1,
-                                                     vocab_filename="island")
+    out["island"] = tft.compute_and_apply_vocabulary(
+        _dense(inputs["island"], ""), num_oov_buckets=1, vocab_filename="island"
+    )
     out[LABEL] = tft.compute_and_apply_vocabulary(_dense(inputs[LABEL], ""), vocab_filename=LABEL)
     return out

@@ -29,8 +29,9 @@ def _convert(row: dict, fill_age: float) -> dict:
     }
 
 
-def split_titanic(out_dir: str | os.PathLike, seed: int = 42, train_fraction: float = 0.7,
-                  raw_csv: str | os.PathLike = RAW_CSV) -> tuple[Path, Path]:
+def split_titanic(
+    out_dir: str | os.PathLike, seed: int = 42, train_fraction: float = 0.7, raw_csv: str | os.PathLike = RAW_CSV
+) -> tuple[Path, Path]:
     """Writes train.csv and eval.csv (a seeded split) in the tutorials' columns; returns their paths.
 
     Missing ages get the training split's median, as the tutorials' CSV did.
@@ -38,7 +39,7 @@ def split_titanic(out_dir: str | os.PathLike, seed: int = 42, train_fraction: fl
     with open(raw_csv, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     random.Random(seed).shuffle(rows)
-    cut = int(round(len(rows) * train_fraction))
+    cut = round(len(rows) * train_fraction)
     train_rows, eval_rows = rows[:cut], rows[cut:]
     ages = sorted(float(r["Age"]) for r in train_rows if r["Age"])
     median = ages[len(ages) // 2]

@@ -39,21 +39,37 @@ def main(argv=None):
     tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
     cluster, role = tf_config.get("cluster", {}), tf_config.get("task", {}).get("type", "chief")
     train_csv, eval_csv = split_titanic(args.workdir)  # the same seeded split on every task
-    columns = [tf.feature_column.numeric_column("age"),
-               tf.feature_column.indicator_column(tf.feature_column.categorical_column_with_vocabulary_list(
-                   "class", ["First", "Second", "Third"])),
-               tf.feature_column.indicator_column(tf.feature_column.categorical_column_with_hash_bucket(
-                   "embark_town", 32))]
-    config = estimator.RunConfig(tf_random_seed=42, save_checkpoints_steps=200, train_distribute=_strategy(cluster, role))
+    columns = [
+        tf.feature_column.numeric_column("age"),
+        tf.feature_column.indicator_column(
+            tf.feature_column.categorical_column_with_vocabulary_list("class", ["First", "Second", "Third"])
+        ),
+        tf.feature_column.indicator_column(tf.feature_column.categorical_column_with_hash_bucket("embark_town", 32)),
+    ]
+    config = estimator.RunConfig(
+        tf_random_seed=42, save_checkpoints_steps=200, train_distribute=_strategy(cluster, role)
+    )
     # A rate of our own: a named optimizer trains at its class's default (Adagrad 0.001), as in tf.estimator 2.x.
-    model = estimator.DNNClassifier([32, 16], columns, model_dir=f"{args.workdir}/model", config=config,
-                                    optimizer=lambda: tf_keras.optimizers.legacy.Adagrad(learning_rate=0.05))
+    model = estimator.DNNClassifier(
+        [32, 16],
+        columns,
+        model_dir=f"{args.workdir}/model",
+        config=config,
+        optimizer=lambda: tf_keras.optimizers.legacy.Adagrad(learning_rate=0.05),
+    )
     serving = estimator.export.build_parsing_serving_input_receiver_fn(
-        tf.feature_column.make_parse_example_spec(columns))
+        tf.feature_column.make_parse_example_spec(columns)
+    )
     result = estimator.train_and_evaluate(
-        model, estimator.TrainSpec(make_input_fn(train_csv), max_steps=args.steps),
-        estimator.EvalSpec(make_input_fn(eval_csv, shuffle=False, epochs=1), steps=None,
-                           exporters=[estimator.FinalExporter("titanic", serving)], throttle_secs=30))
+        model,
+        estimator.TrainSpec(make_input_fn(train_csv), max_steps=args.steps),
+        estimator.EvalSpec(
+            make_input_fn(eval_csv, shuffle=False, epochs=1),
+            steps=None,
+            exporters=[estimator.FinalExporter("titanic", serving)],
+            throttle_secs=30,
+        ),
+    )
     print(f"{role}: done", result[0] if result and result[0] else "")
 
 

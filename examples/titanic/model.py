@@ -19,5 +19,9 @@ def build_estimator(run_config, transform_output, params):
         columns.append(fc.indicator_column(fc.categorical_column_with_identity(name, size)))
     learning_rate = float(params.get("learning_rate", 0.01))
     return estimator.DNNClassifier(
-        hidden_units=params.get("hidden_units", [32, 16]), feature_columns=columns, config=run_config,
-        optimizer=lambda: tf_keras.optimizers.legacy.Adam(learning_rate), dropout=params.get("dropout"))
+        hidden_units=params.get("hidden_units", [32, 16]),
+        feature_columns=columns,
+        config=run_config,
+        optimizer=lambda: tf_keras.optimizers.legacy.Adam(learning_rate),
+        dropout=params.get("dropout"),
+    )

@@ -20,7 +20,8 @@ from examples.titanic.data import split_titanic
 def make_input_fn(path, shuffle=True, epochs=None):
     def input_fn():
         titanic = tf.data.experimental.make_csv_dataset(
-            str(path), batch_size=32, label_name="survived", num_epochs=epochs, shuffle=shuffle, shuffle_seed=7)
+            str(path), batch_size=32, label_name="survived", num_epochs=epochs, shuffle=shuffle, shuffle_seed=7
+        )
         titanic_batches = titanic.cache().repeat() if epochs is None else titanic
         if shuffle and epochs is None:
             titanic_batches = titanic_batches.shuffle(500, seed=7)
@@ -31,7 +32,9 @@ def make_input_fn(path, shuffle=True, epochs=None):
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", default=None, help="where the split CSVs and the model go (default: a new temp dir)")
+    parser.add_argument(
+        "--workdir", default=None, help="where the split CSVs and the model go (default: a new temp dir)"
+    )
     parser.add_argument("--steps", type=int, default=100)
     args = parser.parse_args(argv)
     workdir = args.workdir or tempfile.mkdtemp(prefix="tfpipe_titanic_")

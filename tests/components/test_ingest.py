@@ -30,8 +30,12 @@ def test_csv_infers_types_presence_and_statistics(tmp_path):
     result = ingest(IngestConfig(input=str(src), splits={"train": 1, "eval": 1}), tmp_path / "out")
     assert sum(result.counts.values()) == 4 and set(result.counts) == {"train", "eval"}
     schema = {f.name: f for f in load_schema(result.schema_path).feature}
-    assert [schema_pb2.FeatureType.Name(schema[n].type) for n in ("name", "age", "score", "city")] == \
-        ["BYTES", "INT", "FLOAT", "BYTES"]
+    assert [schema_pb2.FeatureType.Name(schema[n].type) for n in ("name", "age", "score", "city")] == [
+        "BYTES",
+        "INT",
+        "FLOAT",
+        "BYTES",
+    ]
     assert schema["name"].presence.min_fraction == 1.0 and schema["age"].presence.min_fraction == 0.0
     stats = json.loads(open(result.statistics_path).read())
     assert stats["features"]["age"] == {"type": "INT", "count": 3, "missing": 1, "min": 31, "max": 52, "mean": 128 / 3}
@@ -48,8 +52,9 @@ def test_hash_split_is_deterministic_and_follows_weights(tmp_path):
     first = ingest(IngestConfig(input=str(tmp_path / "in.csv")), tmp_path / "one").counts
     second = ingest(IngestConfig(input=str(tmp_path / "in.csv")), tmp_path / "two").counts
     assert first == second and 640 < first["train"] < 760  # 7:3
-    assert (tmp_path / "one/Split-eval/data-00000.tfrecord.gz").read_bytes() == \
-        (tmp_path / "two/Split-eval/data-00000.tfrecord.gz").read_bytes()
+    assert (tmp_path / "one/Split-eval/data-00000.tfrecord.gz").read_bytes() == (
+        tmp_path / "two/Split-eval/data-00000.tfrecord.gz"
+    ).read_bytes()
 
 
 def test_parquet_tfrecord_and_pre_split_inputs(tmp_path):
@@ -57,9 +62,13 @@ def test_parquet_tfrecord_and_pre_split_inputs(tmp_path):
     parquet = ingest(IngestConfig(input=str(tmp_path / "t.parquet"), splits={"all": 1}), tmp_path / "pq")
     assert parquet.counts == {"all": 3}
     # Its output is TFRecord input for the next ingest, given pre-split.
-    again = ingest(IngestConfig(input={"train": str(tmp_path / "pq/Split-all/*.gz"),
-                                       "eval": str(tmp_path / "pq/Split-all/*.gz")}, schema=parquet.schema_path),
-                   tmp_path / "tfr")
+    again = ingest(
+        IngestConfig(
+            input={"train": str(tmp_path / "pq/Split-all/*.gz"), "eval": str(tmp_path / "pq/Split-all/*.gz")},
+            schema=parquet.schema_path,
+        ),
+        tmp_path / "tfr",
+    )
     assert again.counts == {"train": 3, "eval": 3}
     assert len(_examples(tmp_path / "tfr")) == 6
 
@@ -80,7 +89,7 @@ def test_bad_input_names_file_row_and_column(tmp_path):
     with pytest.raises(InputError, match=r"nocol.csv: column\(s\) \['score'\] that the schema requires are missing"):
         ingest(IngestConfig(input=str(tmp_path / "nocol.csv"), schema=schema), tmp_path / "d")
     (tmp_path / "empty.csv").write_text("name,age\n")
-    with pytest.raises(InputError, match="no rows in .*empty.csv"):
+    with pytest.raises(InputError, match=r"no rows in .*empty.csv"):
         ingest(IngestConfig(input=str(tmp_path / "empty.csv")), tmp_path / "e")
 
 
@@ -118,8 +127,11 @@ def test_a_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path):
 
     (tmp_path / "bom.csv").write_bytes("\ufeffid,city\n1,Paris\n2,Lyon\n".encode("utf-8"))
     for arrow in (True, False):
-        patch = mock.patch.object(ingest_module, "_csv_arrow", side_effect=ingest_module._Unlocated) if not arrow \
+        patch = (
+            mock.patch.object(ingest_module, "_csv_arrow", side_effect=ingest_module._Unlocated)
+            if not arrow
             else mock.patch.object(ingest_module, "_BATCH_ROWS", 4096)
+        )
         with patch:
             result = ingest(IngestConfig(input=str(tmp_path / "bom.csv")), tmp_path / f"out{arrow}")
         assert [f.name for f in load_schema(result.schema_path).feature] == ["city", "id"]
@@ -129,8 +141,11 @@ def test_a_stray_word_in_a_number_column_is_named_not_turned_into_text(tmp_path)
     rows = [f"{i},{20 + i % 50}" for i in range(300)]
     rows[137] = "137,unknown"
     (tmp_path / "ages.csv").write_text("id,age\n" + "\n".join(rows) + "\n")
-    with pytest.raises(InputError, match=r"ages.csv, row 139, column 'age': 'unknown' is not a number, though 299 of "
-                                         r"the column's 300 values are; .* ingest.na_values .* type: BYTES"):
+    with pytest.raises(
+        InputError,
+        match=r"ages.csv, row 139, column 'age': 'unknown' is not a number, though 299 of "
+        r"the column's 300 values are; .* ingest.na_values .* type: BYTES",
+    ):
         ingest(IngestConfig(input=str(tmp_path / "ages.csv")), tmp_path / "a")
     # Listed as a missing-value spelling, it is one; and a text column with numbers in it stays text.
     result = ingest(IngestConfig(input=str(tmp_path / "ages.csv"), na_values=["", "unknown"]), tmp_path / "b")

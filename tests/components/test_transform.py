@@ -31,9 +31,12 @@ def _run(tmp_path, examples, name, **config):
 
 def _records(folder):
     """Each split's serialized Examples, sorted: Beam does not promise an order."""
-    return {split.name: sorted(r for p in split.glob("*.gz")
-                               for r in tf.data.TFRecordDataset(str(p), "GZIP").as_numpy_iterator())
-            for split in sorted(folder.glob("Split-*"))}
+    return {
+        split.name: sorted(
+            r for p in split.glob("*.gz") for r in tf.data.TFRecordDataset(str(p), "GZIP").as_numpy_iterator()
+        )
+        for split in sorted(folder.glob("Split-*"))
+    }
 
 
 def test_local_apply_writes_the_bytes_beam_writes(tmp_path, examples):
@@ -65,7 +68,7 @@ def test_each_input_file_gets_its_own_output_file_in_order(tmp_path, sharded, mo
     _, out = _run(tmp_path, sharded, "out", apply="local")
     files = sorted((out / "Split-train").glob("*.gz"))
     assert [p.name for p in files] == ["data-00000-of-00002.gz", "data-00001-of-00002.gz"]
-    first, second = ([r for r in tf.data.TFRecordDataset(str(p), "GZIP").as_numpy_iterator()] for p in files)
+    first, second = (list(tf.data.TFRecordDataset(str(p), "GZIP").as_numpy_iterator()) for p in files)
     raw = sum(1 for _ in tf.data.TFRecordDataset(str(sharded[0] / "Split-train" / "data-00000.tfrecord.gz"), "GZIP"))
     assert first == second and len(first) == raw  # the same rows in, the same rows out, in their order
     if pool:
@@ -83,9 +86,13 @@ def test_failure_while_applying_names_the_file_and_records(tmp_path, examples):
         "    fare = tf.sparse.to_dense(inputs['Fare']) if isinstance(inputs['Fare'], tf.SparseTensor) else inputs['Fare']\n"
         "    check = tf.debugging.assert_less(fare, 500.0, message='fare too high')\n"
         "    with tf.control_dependencies([check]):\n"
-        "        return {'fare': tf.identity(fare)}\n")
-    with pytest.raises(TransformError, match=r"strict\.py failed on .*Split-\w+/data-00000\.tfrecord\.gz, records "
-                                             r"1-\d+: InvalidArgumentError: .*fare too high"):
+        "        return {'fare': tf.identity(fare)}\n"
+    )
+    with pytest.raises(
+        TransformError,
+        match=r"strict\.py failed on .*Split-\w+/data-00000\.tfrecord\.gz, records "
+        r"1-\d+: InvalidArgumentError: .*fare too high",
+    ):
         _run(tmp_path, examples, "strict", module=str(module), apply="local")
 
 

@@ -33,8 +33,11 @@ def test_prefect_yaml_names_the_flow_and_valid_pipelines():
 
 
 def test_dockerfile_copies_what_exists():
-    lines = [line for line in (DEPLOY / "docker" / "Dockerfile").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
+    lines = [
+        line
+        for line in (DEPLOY / "docker" / "Dockerfile").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert lines[0].startswith("FROM python:3.11")
     copies = [shlex.split(line)[1:-1] for line in lines if line.startswith("COPY")]
     assert copies and all((ROOT / src).exists() for sources in copies for src in sources)
@@ -57,8 +60,9 @@ def test_k8s_job_is_rendered_and_every_pod_agrees_on_the_cluster():
     assert len(clusters) == 1
     cluster = configs[0]["cluster"]
     assert {r: len(v) for r, v in cluster.items()} == {"chief": 1, "worker": 2, "ps": 1, "evaluator": 1}
-    assert sorted((c["task"]["type"], c["task"]["index"]) for c in configs) == \
-        sorted((r, i) for r, hosts in cluster.items() for i in range(len(hosts)))
+    assert sorted((c["task"]["type"], c["task"]["index"]) for c in configs) == sorted(
+        (r, i) for r, hosts in cluster.items() for i in range(len(hosts))
+    )
     assert {h.split(":")[0] for hosts in cluster.values() for h in hosts} == services
     for job, config in zip(jobs, configs):
         labels = job["spec"]["template"]["metadata"]["labels"]
@@ -81,21 +85,25 @@ def test_beam_runner_options_parse():
 
 def _model_server_config():
     """TF Serving's ModelServerConfig, the fields models.config may use (text_format rejects others)."""
-    f = descriptor_pb2.FileDescriptorProto(name="tfpipe_serving_config.proto", package="tensorflow.serving",
-                                           syntax="proto3")
+    f = descriptor_pb2.FileDescriptorProto(
+        name="tfpipe_serving_config.proto", package="tensorflow.serving", syntax="proto3"
+    )
 
     def message(name, *fields):
         m = f.message_type.add(name=name)
         for number, (field, kind, type_name, repeated) in enumerate(fields, 1):
-            m.field.add(name=field, number=number, type=kind, type_name=type_name or None,
-                        label=3 if repeated else 1)
+            m.field.add(name=field, number=number, type=kind, type_name=type_name or None, label=3 if repeated else 1)
 
     T = descriptor_pb2.FieldDescriptorProto
     message("Latest", ("num_versions", T.TYPE_UINT32, "", False))
     message("Policy", ("latest", T.TYPE_MESSAGE, ".tensorflow.serving.Latest", False))
-    message("ModelConfig", ("name", T.TYPE_STRING, "", False), ("base_path", T.TYPE_STRING, "", False),
-            ("model_platform", T.TYPE_STRING, "", False),
-            ("model_version_policy", T.TYPE_MESSAGE, ".tensorflow.serving.Policy", False))
+    message(
+        "ModelConfig",
+        ("name", T.TYPE_STRING, "", False),
+        ("base_path", T.TYPE_STRING, "", False),
+        ("model_platform", T.TYPE_STRING, "", False),
+        ("model_version_policy", T.TYPE_MESSAGE, ".tensorflow.serving.Policy", False),
+    )
     message("ModelConfigList", ("config", T.TYPE_MESSAGE, ".tensorflow.serving.ModelConfig", True))
     message("ModelServerConfig", ("model_config_list", T.TYPE_MESSAGE, ".tensorflow.serving.ModelConfigList", False))
     pool = descriptor_pool.DescriptorPool()

@@ -28,7 +28,9 @@ def _example(row: dict) -> bytes:
     for key, value in row.items():
         values = value if isinstance(value, list) else [value]
         if all(isinstance(v, dict) for v in values):
-            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[base64.b64decode(v["b64"]) for v in values]))
+            feature[key] = tf.train.Feature(
+                bytes_list=tf.train.BytesList(value=[base64.b64decode(v["b64"]) for v in values])
+            )
         elif all(isinstance(v, str) for v in values):
             feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode() for v in values]))
         elif all(isinstance(v, int) for v in values):
@@ -69,8 +71,9 @@ def test_the_readme_requests_run_against_the_pushed_model(tiny_run):
     assert methods[predict["signature_name"]] == "tensorflow/serving/predict"
     # TF Serving's row format: one input tensor per key of the instances, {"b64": ...} decoded to bytes.
     serialized = [base64.b64decode(instance["examples"]["b64"]) for instance in predict["instances"]]
-    assert serialized == [_example(row) for row in classify["examples"]] or \
-        tf.train.Example.FromString(serialized[0]) == tf.train.Example.FromString(_example(classify["examples"][0]))
+    assert serialized == [_example(row) for row in classify["examples"]] or tf.train.Example.FromString(
+        serialized[0]
+    ) == tf.train.Example.FromString(_example(classify["examples"][0]))
     out = model.signatures[predict["signature_name"]](examples=tf.constant(serialized))
     assert {"probabilities", "class_ids", "classes", "logistic"} <= set(out)
     assert abs(float(out["logistic"][0, 0]) - float(out_scores_of(model, classify)[0, 1])) < 1e-6

@@ -20,15 +20,24 @@ from components import ingest as ingest_module
 from components.ingest import IngestConfig, ingest
 from schemas.split import SplitRule
 
-SETTINGS = settings(max_examples=int(os.environ.get("TFPIPE_FUZZ_EXAMPLES", 40)), deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=int(os.environ.get("TFPIPE_FUZZ_EXAMPLES", 40)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 names = st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,8}", fullmatch=True)
 # Text that is not a number: it starts with a letter that begins no number word (nan, inf).
-words = st.builds(lambda first, rest: first + rest, st.sampled_from("abcdeghjklmopqrstuvwxyzABCDEGHJKLMOPQRSTUVWXYZé"),
-                  st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\r"), max_size=12))
-VALUES = {"INT": st.integers(-2**63, 2**63 - 1), "FLOAT": st.floats(width=32, allow_nan=False, allow_infinity=False),
-          "BYTES": words}
+words = st.builds(
+    lambda first, rest: first + rest,
+    st.sampled_from("abcdeghjklmopqrstuvwxyzABCDEGHJKLMOPQRSTUVWXYZé"),
+    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\r"), max_size=12),
+)
+VALUES = {
+    "INT": st.integers(-(2**63), 2**63 - 1),
+    "FLOAT": st.floats(width=32, allow_nan=False, allow_infinity=False),
+    "BYTES": words,
+}
 pads = st.sampled_from(["", " ", "\t", "  "])
 
 
@@ -37,8 +46,10 @@ def tables(draw):
     header = draw(st.lists(names, min_size=1, max_size=5, unique=True))
     kinds = [draw(st.sampled_from(list(VALUES))) for _ in header]
     n = draw(st.integers(1, 25))
-    columns = [draw(st.lists(st.none() | VALUES[k], min_size=n, max_size=n).filter(
-        lambda c: any(v is not None for v in c))) for k in kinds]
+    columns = [
+        draw(st.lists(st.none() | VALUES[k], min_size=n, max_size=n).filter(lambda c: any(v is not None for v in c)))
+        for k in kinds
+    ]
     padding = [draw(st.lists(pads, min_size=n, max_size=n)) for _ in header]
     return header, kinds, columns, padding
 
@@ -67,15 +78,17 @@ def _tfrecord(path: Path, header, kinds, columns) -> None:
                     continue
                 f = example.features.feature[name]
                 {"INT": f.int64_list, "FLOAT": f.float_list, "BYTES": f.bytes_list}[kind].value.append(
-                    v.encode() if kind == "BYTES" else v)
+                    v.encode() if kind == "BYTES" else v
+                )
             w.write(example.SerializeToString())
 
 
 def _outputs(folder: Path, result) -> tuple:
     splits = {}
     for split in sorted(folder.glob("Split-*")):
-        splits[split.name] = [r for f in sorted(split.glob("*.gz"))
-                              for r in tf.data.TFRecordDataset(str(f), "GZIP").as_numpy_iterator()]
+        splits[split.name] = [
+            r for f in sorted(split.glob("*.gz")) for r in tf.data.TFRecordDataset(str(f), "GZIP").as_numpy_iterator()
+        ]
     return Path(result.schema_path).read_text(), splits
 
 
@@ -85,20 +98,26 @@ def _ingest_all(folder: Path, table, dialect, splits: dict) -> dict:
     (folder / "t.csv").write_text(text, encoding="utf-8", newline="")
     (folder / "t.csv.gz").write_bytes(gzip.compress(text.encode("utf-8")))
     arrow_types = {"INT": pa.int64(), "FLOAT": pa.float64(), "BYTES": pa.string()}
-    pq.write_table(pa.table({n: pa.array(c, arrow_types[k]) for n, k, c in zip(header, kinds, columns)}),
-                   folder / "t.parquet")
+    pq.write_table(
+        pa.table({n: pa.array(c, arrow_types[k]) for n, k, c in zip(header, kinds, columns)}), folder / "t.parquet"
+    )
     _tfrecord(folder / "t.tfrecord.gz", header, kinds, columns)
     out = {}
 
     def run(name, source, weights):
         target = folder / f"out-{name}-{'-'.join(weights)}"
-        out[(name, tuple(weights))] = _outputs(target, ingest(IngestConfig(input=str(folder / source),
-                                                                           splits=weights, label=None), target))
+        out[(name, tuple(weights))] = _outputs(
+            target, ingest(IngestConfig(input=str(folder / source), splits=weights, label=None), target)
+        )
 
     for order in (list(splits), list(reversed(splits))):
         weights = {k: splits[k] for k in order}
-        for name, source in (("arrow-csv", "t.csv"), ("csv.gz", "t.csv.gz"), ("parquet", "t.parquet"),
-                             ("tfrecord", "t.tfrecord.gz")):
+        for name, source in (
+            ("arrow-csv", "t.csv"),
+            ("csv.gz", "t.csv.gz"),
+            ("parquet", "t.parquet"),
+            ("tfrecord", "t.tfrecord.gz"),
+        ):
             run(name, source, weights)
         with mock.patch.object(ingest_module, "_csv_arrow", side_effect=ingest_module._Unlocated):
             run("python-csv", "t.csv", weights)  # the row-by-row reader, as when a row must be named
@@ -106,8 +125,11 @@ def _ingest_all(folder: Path, table, dialect, splits: dict) -> dict:
 
 
 @SETTINGS
-@given(tables(), st.sampled_from([("\n", csv.QUOTE_MINIMAL), ("\r\n", csv.QUOTE_MINIMAL), ("\n", csv.QUOTE_ALL)]),
-       st.sampled_from([{"train": 7, "eval": 3}, {"a": 1, "b": 1, "c": 2}]))
+@given(
+    tables(),
+    st.sampled_from([("\n", csv.QUOTE_MINIMAL), ("\r\n", csv.QUOTE_MINIMAL), ("\n", csv.QUOTE_ALL)]),
+    st.sampled_from([{"train": 7, "eval": 3}, {"a": 1, "b": 1, "c": 2}]),
+)
 def test_every_reader_and_split_order_gives_the_same_examples(table, dialect, splits):
     with tempfile.TemporaryDirectory() as tmp:
         out = _ingest_all(Path(tmp), table, dialect, splits)
@@ -121,8 +143,11 @@ def test_every_reader_and_split_order_gives_the_same_examples(table, dialect, sp
 def test_numbers_with_spaces_are_numbers_and_underscores_are_text(tmp_path):
     (tmp_path / "t.csv").write_text("a,b,c\n 1,1_000,x\n2 ,2_000,y\n")
     for arrow in (True, False):
-        patch = mock.patch.object(ingest_module, "_csv_arrow", side_effect=ingest_module._Unlocated) if not arrow \
+        patch = (
+            mock.patch.object(ingest_module, "_csv_arrow", side_effect=ingest_module._Unlocated)
+            if not arrow
             else mock.patch.object(ingest_module, "_BATCH_ROWS", 4096)
+        )
         with patch:
             result = ingest(IngestConfig(input=str(tmp_path / "t.csv")), tmp_path / f"out{arrow}")
         schema = Path(result.schema_path).read_text()
@@ -138,8 +163,10 @@ def test_split_key_keeps_a_row_in_its_split_when_other_columns_change(tmp_path):
     def ids(source, key):
         result = ingest(IngestConfig(input=str(tmp_path / source), split_key=key), tmp_path / f"{source}-{key}")
         out = _outputs(tmp_path / f"{source}-{key}", result)[1]
-        return {s: sorted(tf.train.Example.FromString(r).features.feature["id"].int64_list.value[0] for r in rs)
-                for s, rs in out.items()}
+        return {
+            s: sorted(tf.train.Example.FromString(r).features.feature["id"].int64_list.value[0] for r in rs)
+            for s, rs in out.items()
+        }
 
     assert ids("a.csv", "id") == ids("b.csv", "id")  # the key decides
     assert ids("a.csv", None) != ids("b.csv", None)  # the whole row decides

@@ -47,11 +47,21 @@ def main():
 
     receiver = estimator.export.build_raw_serving_input_receiver_fn({"x": tf.zeros([1, 1])})
     result, exports = estimator.train_and_evaluate(
-        est, estimator.TrainSpec(input_fn, max_steps=max_steps, hooks=[Slow()] if "--slow" in sys.argv else []),
-        estimator.EvalSpec(eval_fn, steps=None, exporters=[estimator.FinalExporter("final", receiver)],
-                           throttle_secs=0, start_delay_secs=0))
-    out = {"task": task, "result": {k: float(v) for k, v in (result or {}).items()},
-           "exports": [os.fsdecode(p) for p in exports or []]}
+        est,
+        estimator.TrainSpec(input_fn, max_steps=max_steps, hooks=[Slow()] if "--slow" in sys.argv else []),
+        estimator.EvalSpec(
+            eval_fn,
+            steps=None,
+            exporters=[estimator.FinalExporter("final", receiver)],
+            throttle_secs=0,
+            start_delay_secs=0,
+        ),
+    )
+    out = {
+        "task": task,
+        "result": {k: float(v) for k, v in (result or {}).items()},
+        "exports": [os.fsdecode(p) for p in exports or []],
+    }
     print("RESULT " + json.dumps(out), flush=True)
 
 

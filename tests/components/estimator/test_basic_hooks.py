@@ -22,15 +22,20 @@ def line_model_fn(features, labels, mode, params):
     if mode != estimator.ModeKeys.TRAIN:
         hooks = params.get("eval_hooks", lambda loss: [])(loss)
         return estimator.EstimatorSpec(mode, loss=loss, predictions=pred, evaluation_hooks=hooks)
-    train_op = tf.group(w.assign_sub(0.1 * tf.gradients(loss, [w])[0]),
-                        tf.compat.v1.train.get_global_step().assign_add(1))
+    train_op = tf.group(
+        w.assign_sub(0.1 * tf.gradients(loss, [w])[0]), tf.compat.v1.train.get_global_step().assign_add(1)
+    )
     hooks = params.get("hooks", lambda loss, pred: [])(loss, pred)
     return estimator.EstimatorSpec(mode, loss=loss, train_op=train_op, training_hooks=hooks)
 
 
 def _tags(path):
-    return {v.tag for f in glob.glob(os.path.join(path, "events.out.tfevents.*"))
-            for e in tf.compat.v1.train.summary_iterator(f) for v in e.summary.value}
+    return {
+        v.tag
+        for f in glob.glob(os.path.join(path, "events.out.tfevents.*"))
+        for e in tf.compat.v1.train.summary_iterator(f)
+        for v in e.summary.value
+    }
 
 
 def test_logging_tensor_hook_logs_every_n_iter_and_at_end(tmp_path):
@@ -38,8 +43,14 @@ def test_logging_tensor_hook_logs_every_n_iter_and_at_end(tmp_path):
 
     def hooks(loss, pred):
         step = tf.compat.v1.train.get_global_step()
-        return [estimator.LoggingTensorHook({"loss": loss, "step": step}, every_n_iter=2, at_end=True,
-                                            formatter=lambda values: logged.append(dict(values)) or "")]
+        return [
+            estimator.LoggingTensorHook(
+                {"loss": loss, "step": step},
+                every_n_iter=2,
+                at_end=True,
+                formatter=lambda values: logged.append(dict(values)) or "",
+            )
+        ]
 
     est = estimator.Estimator(line_model_fn, str(tmp_path), params={"hooks": hooks})
     est.train(input_fn, steps=5)
@@ -61,6 +72,7 @@ def test_nan_tensor_hook_raises_or_stops(tmp_path):
             step = tf.compat.v1.train.get_global_step()
             watched = tf.where(step >= 2, tf.constant(np.nan), loss)  # NaN once the step made it 2
             return [estimator.NanTensorHook(watched, fail_on_nan_loss=fail)]
+
         return hooks
 
     est = estimator.Estimator(line_model_fn, str(tmp_path / "a"), params={"hooks": watch(True)})
@@ -110,8 +122,12 @@ def test_summary_saver_hook_writes_summary_protos(tmp_path):
 
     est = estimator.Estimator(line_model_fn, str(tmp_path / "model"), params={"hooks": hooks})
     est.train(input_fn, steps=5)
-    steps = sorted(e.step for f in glob.glob(str(tmp_path / "s" / "events.out.tfevents.*"))
-                   for e in tf.compat.v1.train.summary_iterator(f) if any(v.tag == "my_loss" for v in e.summary.value))
+    steps = sorted(
+        e.step
+        for f in glob.glob(str(tmp_path / "s" / "events.out.tfevents.*"))
+        for e in tf.compat.v1.train.summary_iterator(f)
+        if any(v.tag == "my_loss" for v in e.summary.value)
+    )
     assert steps == [1, 3, 5]
     with pytest.raises(ConfigError, match="summary_op"):
         estimator.SummarySaverHook(save_steps=2, output_dir=str(tmp_path))
@@ -119,6 +135,7 @@ def test_summary_saver_hook_writes_summary_protos(tmp_path):
 
 def test_v1_summaries_in_the_model_fn_reach_model_dir(tmp_path):
     """TF2 turns tf.compat.v1.summary ops into its own; the Estimator writes them on its summary cadence."""
+
     def hooks(loss, pred):
         tf.compat.v1.summary.scalar("v1_loss", loss)
         return []
@@ -192,6 +209,7 @@ def test_hooks_on_a_step_cadence_keep_multi_step_calls_and_others_see_every_step
             def after_run(self, run_context, run_values):
                 calls[cls.__name__] = calls.get(cls.__name__, 0) + 1
                 super().after_run(run_context, run_values)
+
         return Counting
 
     class Every25(estimator.SessionRunHook):  # a user hook that says when it is next due
@@ -204,11 +222,15 @@ def test_hooks_on_a_step_cadence_keep_multi_step_calls_and_others_see_every_step
         def after_save(self, session, global_step_value):
             saved.append(global_step_value)
 
-    config = estimator.RunConfig(save_checkpoints_steps=None, save_summary_steps=0, log_step_count_steps=1000,
-                                 steps_per_execution=100)
+    config = estimator.RunConfig(
+        save_checkpoints_steps=None, save_summary_steps=0, log_step_count_steps=1000, steps_per_execution=100
+    )
     est = estimator.Estimator(unnamed_layers_model_fn, str(tmp_path / "a"), config=config)
-    hooks = [counting(estimator.CheckpointSaverHook)(str(tmp_path / "ckpts"), save_steps=40),
-             counting(estimator.StepCounterHook)(every_n_steps=30), counting(Every25)()]
+    hooks = [
+        counting(estimator.CheckpointSaverHook)(str(tmp_path / "ckpts"), save_steps=40),
+        counting(estimator.StepCounterHook)(every_n_steps=30),
+        counting(Every25)(),
+    ]
     est.train(input_fn, steps=100, hooks=hooks, saving_listeners=[Listen()])
     # Calls end where a hook is next due: 1 (the counter's timer fires on the first step it sees, as tf's
     # SecondOrStepTimer does), 25, 31, 40 (the saver), 50, 61, 75, 80, 91, 100: ten calls, not 100 steps.
@@ -218,7 +240,8 @@ def test_hooks_on_a_step_cadence_keep_multi_step_calls_and_others_see_every_step
     # A hook that does not say when it is due sees every step, as in tf.estimator.
     calls.clear()
     estimator.Estimator(unnamed_layers_model_fn, str(tmp_path / "b"), config=config).train(
-        input_fn, steps=30, hooks=[counting(estimator.SessionRunHook)()])
+        input_fn, steps=30, hooks=[counting(estimator.SessionRunHook)()]
+    )
     assert calls == {"SessionRunHook": 30}
 
 
@@ -229,8 +252,9 @@ def test_a_nan_loss_inside_a_multi_step_call_fails_naming_its_step(tmp_path, opt
     x = np.random.RandomState(0).randn(64, 2).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.float32)
     x[40:48] = np.nan
-    est = estimator.LinearRegressor([tf.feature_column.numeric_column("x", shape=[2])], model_dir=str(tmp_path),
-                                    optimizer=optimizer)
+    est = estimator.LinearRegressor(
+        [tf.feature_column.numeric_column("x", shape=[2])], model_dir=str(tmp_path), optimizer=optimizer
+    )
     with pytest.raises(estimator.NanLossDuringTrainingError, match="loss is nan at step 6;"):
         est.train(lambda: tf.data.Dataset.from_tensor_slices(({"x": x}, y)).batch(8).repeat(), steps=12)
 
@@ -239,18 +263,27 @@ def test_global_step_per_second_follows_the_logging_cadence(tmp_path):
     config = estimator.RunConfig(save_summary_steps=10, log_step_count_steps=4)
     est = estimator.Estimator(unnamed_layers_model_fn, str(tmp_path), config=config)
     est.train(input_fn, steps=20)
-    steps = sorted(e.step for f in glob.glob(os.path.join(str(tmp_path), "events.out.tfevents.*"))
-                   for e in tf.compat.v1.train.summary_iterator(f) for v in e.summary.value if v.tag == "global_step/sec")
+    steps = sorted(
+        e.step
+        for f in glob.glob(os.path.join(str(tmp_path), "events.out.tfevents.*"))
+        for e in tf.compat.v1.train.summary_iterator(f)
+        for v in e.summary.value
+        if v.tag == "global_step/sec"
+    )
     assert steps == [4, 8, 12, 16, 20]
-
 
 
 class _Gate(estimator.SessionRunHook):
     """Holds a train() call at a point of its hooks' start: `wait_in_begin` waits in begin(), before the
     Estimator's own hooks begin; after_create_session comes once every hook of the call has begun."""
 
-    def __init__(self, began: threading.Event, wait_for: threading.Event, wait_in_begin: bool,
-                 entered: threading.Event | None = None):
+    def __init__(
+        self,
+        began: threading.Event,
+        wait_for: threading.Event,
+        wait_in_begin: bool,
+        entered: threading.Event | None = None,
+    ):
         self.began, self.wait_for, self.wait_in_begin, self.entered = began, wait_for, wait_in_begin, entered
 
     def begin(self):

@@ -16,9 +16,13 @@ AGE, FARE = fc.numeric_column("age"), fc.numeric_column("fare")
 CLASS = fc.categorical_column_with_vocabulary_list("class", ["First", "Second", "Third"])
 SEX = fc.categorical_column_with_vocabulary_list("sex", ["male", "female"])
 TOWN = fc.categorical_column_with_hash_bucket("embark_town", 32)
-TREE_COLUMNS = [fc.bucketized_column(AGE, [5, 12, 18, 25, 35, 45, 60]),
-                fc.bucketized_column(FARE, [8, 10, 15, 25, 50, 100]),
-                fc.indicator_column(CLASS), fc.indicator_column(SEX), fc.indicator_column(TOWN)]
+TREE_COLUMNS = [
+    fc.bucketized_column(AGE, [5, 12, 18, 25, 35, 45, 60]),
+    fc.bucketized_column(FARE, [8, 10, 15, 25, 50, 100]),
+    fc.indicator_column(CLASS),
+    fc.indicator_column(SEX),
+    fc.indicator_column(TOWN),
+]
 SEED = estimator.RunConfig(tf_random_seed=1)
 
 
@@ -27,13 +31,23 @@ def titanic(tmp_path_factory):
     root = tmp_path_factory.mktemp("boosted_titanic")
     train_csv, eval_csv = split_titanic(root)
     # The DNN of test_premade.py, on the same split and seed.
-    dnn = estimator.DNNClassifier([32, 16], [AGE, FARE, fc.indicator_column(CLASS), fc.indicator_column(SEX),
-                                             fc.embedding_column(TOWN, 4)],
-                                  model_dir=str(root / "dnn"),
-                                  optimizer=tf_keras.optimizers.legacy.Adam(0.05), config=SEED)
+    dnn = estimator.DNNClassifier(
+        [32, 16],
+        [AGE, FARE, fc.indicator_column(CLASS), fc.indicator_column(SEX), fc.embedding_column(TOWN, 4)],
+        model_dir=str(root / "dnn"),
+        optimizer=tf_keras.optimizers.legacy.Adam(0.05),
+        config=SEED,
+    )
     dnn.train(make_input_fn(train_csv), steps=300)
-    trees = estimator.BoostedTreesClassifier(TREE_COLUMNS, n_batches_per_layer=5, n_trees=30, max_depth=4,
-                                             center_bias=True, model_dir=str(root / "trees"), config=SEED)
+    trees = estimator.BoostedTreesClassifier(
+        TREE_COLUMNS,
+        n_batches_per_layer=5,
+        n_trees=30,
+        max_depth=4,
+        center_bias=True,
+        model_dir=str(root / "trees"),
+        config=SEED,
+    )
     trees.train(make_input_fn(train_csv), max_steps=100_000)  # stops when the 30 trees are grown
     evaluate = make_input_fn(eval_csv, shuffle=False, epochs=1)
     return trees, trees.evaluate(evaluate), dnn.evaluate(evaluate), eval_csv
@@ -49,8 +63,13 @@ def test_trees_beat_the_dnn_on_titanic_and_stop_when_grown(titanic):
     assert 30 * 5 < steps < 1000
     assert int(trees.get_variable_value("boosted_trees/finalized_trees")) == 30
     importances = trees.experimental_feature_importances(normalize=True)
-    assert set(importances) == {"age_bucketized", "fare_bucketized", "class_indicator", "sex_indicator",
-                                "embark_town_indicator"}
+    assert set(importances) == {
+        "age_bucketized",
+        "fare_bucketized",
+        "class_indicator",
+        "sex_indicator",
+        "embark_town_indicator",
+    }
     assert sum(importances.values()) == pytest.approx(1.0)
     assert list(importances.values()) == sorted(importances.values(), reverse=True)
 
@@ -61,14 +80,23 @@ def test_trees_export_classification_regression_and_predict(titanic, tmp_path):
     path = trees.export_saved_model(str(tmp_path), estimator.export.build_parsing_serving_input_receiver_fn(spec))
     loaded = tf.saved_model.load(path)
     assert set(loaded.signatures) == {"serving_default", "classification", "regression", "predict"}
-    rows = tf.constant([_example(age=30.0, fare=80.0, **{"class": "First", "sex": "female", "embark_town": "Cherbourg"}),
-                        _example(age=30.0, fare=7.0, **{"class": "Third", "sex": "male", "embark_town": "Southampton"})])
+    rows = tf.constant(
+        [
+            _example(age=30.0, fare=80.0, **{"class": "First", "sex": "female", "embark_town": "Cherbourg"}),
+            _example(age=30.0, fare=7.0, **{"class": "Third", "sex": "male", "embark_town": "Southampton"}),
+        ]
+    )
     scores = loaded.signatures["classification"](inputs=rows)["scores"].numpy()
     assert scores[0, 1] > 0.8 and scores[1, 1] < 0.3  # a rich woman survived far more often than a poor man
     assert np.allclose(loaded.signatures["regression"](inputs=rows)["outputs"].numpy()[:, 0], scores[:, 1], atol=1e-5)
     served = loaded.signatures["predict"](examples=rows)["probabilities"].numpy()
-    feats = {"age": [30.0, 30.0], "fare": [80.0, 7.0], "class": ["First", "Third"], "sex": ["female", "male"],
-             "embark_town": ["Cherbourg", "Southampton"]}
+    feats = {
+        "age": [30.0, 30.0],
+        "fare": [80.0, 7.0],
+        "class": ["First", "Third"],
+        "sex": ["female", "male"],
+        "embark_town": ["Cherbourg", "Southampton"],
+    }
     predicted = [p["probabilities"] for p in trees.predict(lambda: tf.data.Dataset.from_tensor_slices(feats).batch(2))]
     assert np.allclose(served, predicted, atol=1e-5)
 
@@ -94,7 +122,8 @@ def test_regressor_learns_a_step_and_resumes_growth_from_a_checkpoint(tmp_path):
     y = np.where(x > 0.5, 3.0, -1.0)
     columns = [fc.bucketized_column(fc.numeric_column("x"), list(np.linspace(0.05, 0.95, 19)))]
     make = lambda d: estimator.BoostedTreesRegressor(  # noqa: E731
-        columns, n_batches_per_layer=2, n_trees=10, max_depth=2, learning_rate=0.5, model_dir=str(tmp_path / d))
+        columns, n_batches_per_layer=2, n_trees=10, max_depth=2, learning_rate=0.5, model_dir=str(tmp_path / d)
+    )
     whole = make("whole")
     whole.train(_steps(x, y, 40), max_steps=1000)
     # The same growth in two calls, the second by another Estimator object (another program).
@@ -104,8 +133,12 @@ def test_regressor_learns_a_step_and_resumes_growth_from_a_checkpoint(tmp_path):
     assert resumed.get_variable_value("global_step") == whole.get_variable_value("global_step")
     for name in ("boosted_trees/node_value", "boosted_trees/node_feature", "boosted_trees/node_threshold"):
         assert np.array_equal(resumed.get_variable_value(name), whole.get_variable_value(name)), name
-    preds = [p["predictions"][0] for p in whole.predict(lambda: tf.data.Dataset.from_tensor_slices(
-        {"x": np.array([0.1, 0.9], np.float32)}).batch(2))]
+    preds = [
+        p["predictions"][0]
+        for p in whole.predict(
+            lambda: tf.data.Dataset.from_tensor_slices({"x": np.array([0.1, 0.9], np.float32)}).batch(2)
+        )
+    ]
     assert preds == pytest.approx([-1.0, 3.0], abs=0.05)
 
 
@@ -113,9 +146,17 @@ def test_train_in_memory_center_bias_and_multiclass(tmp_path):
     x = np.repeat([0.0, 1.0, 2.0], 10).astype(np.float32)
     labels = np.repeat([0, 1, 2], 10)
     columns = [fc.bucketized_column(fc.numeric_column("x"), [0.5, 1.5])]
-    est = estimator.BoostedTreesClassifier(columns, n_batches_per_layer=1, n_classes=3, n_trees=5, max_depth=1,
-                                           learning_rate=0.5, center_bias=True, train_in_memory=True,
-                                           model_dir=str(tmp_path))
+    est = estimator.BoostedTreesClassifier(
+        columns,
+        n_batches_per_layer=1,
+        n_classes=3,
+        n_trees=5,
+        max_depth=1,
+        learning_rate=0.5,
+        center_bias=True,
+        train_in_memory=True,
+        model_dir=str(tmp_path),
+    )
     est.train(lambda: tf.data.Dataset.from_tensor_slices(({"x": x}, labels)).batch(30).repeat(), max_steps=500)
     assert est.get_variable_value("global_step") < 500  # stopped once grown
     result = est.evaluate(lambda: tf.data.Dataset.from_tensor_slices(({"x": x}, labels)).batch(30))

@@ -27,11 +27,27 @@ def _port() -> int:
 
 
 def _start(cluster, task_type, index, model_dir, max_steps, kind, *extra):
-    env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}}),
-               TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.Popen([sys.executable, "-m", "tests.components.estimator.cluster_worker", str(model_dir),
-                             str(max_steps), kind, *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    env = dict(
+        os.environ,
+        TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}}),
+        TF_CPP_MIN_LOG_LEVEL="2",
+    )
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.components.estimator.cluster_worker",
+            str(model_dir),
+            str(max_steps),
+            kind,
+            *extra,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(proc, timeout=300) -> tuple[int, dict | None, str]:
@@ -41,7 +57,7 @@ def _finish(proc, timeout=300) -> tuple[int, dict | None, str]:
         proc.kill()
         out, err = proc.communicate()
     lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
-    return proc.returncode, json.loads(lines[-1][len("RESULT "):]) if lines else None, err
+    return proc.returncode, json.loads(lines[-1][len("RESULT ") :]) if lines else None, err
 
 
 def _serve_check(export_path):
@@ -60,14 +76,19 @@ def test_multi_worker_mirrored_two_workers_train_one_model(tmp_path):
     assert chief["result"]["global_step"] == 60 and chief["result"]["accuracy"] > 0.9
     assert other["result"] == {} and other["exports"] == []
     assert len(chief["exports"]) == 1 and os.listdir(tmp_path / "model" / "export" / "final") == [
-        os.path.basename(chief["exports"][0])]
+        os.path.basename(chief["exports"][0])
+    ]
     _serve_check(chief["exports"][0])
 
 
 @pytest.mark.slow
 def test_parameter_server_cluster_with_an_evaluator(tmp_path):
-    cluster = {"chief": [f"127.0.0.1:{_port()}"], "worker": [f"127.0.0.1:{_port()}", f"127.0.0.1:{_port()}"],
-               "ps": [f"127.0.0.1:{_port()}"], "evaluator": [f"127.0.0.1:{_port()}"]}
+    cluster = {
+        "chief": [f"127.0.0.1:{_port()}"],
+        "worker": [f"127.0.0.1:{_port()}", f"127.0.0.1:{_port()}"],
+        "ps": [f"127.0.0.1:{_port()}"],
+        "evaluator": [f"127.0.0.1:{_port()}"],
+    }
     servers = [_start(cluster, "ps", 0, tmp_path / "model", 60, "ps")]
     servers += [_start(cluster, "worker", i, tmp_path / "model", 60, "ps") for i in range(2)]
     chief = _start(cluster, "chief", 0, tmp_path / "model", 60, "ps")
@@ -85,7 +106,9 @@ def test_parameter_server_cluster_with_an_evaluator(tmp_path):
     # With an evaluator task the chief only trains; the evaluator saw the final checkpoint and exported.
     assert chief_out["result"] == {}
     assert eval_out["result"]["global_step"] == 60 and eval_out["result"]["accuracy"] > 0.9
-    steps_seen = sorted(int(p.name[len("model.ckpt-"):-len(".index")]) for p in (tmp_path / "model").glob("model.ckpt-*.index"))
+    steps_seen = sorted(
+        int(p.name[len("model.ckpt-") : -len(".index")]) for p in (tmp_path / "model").glob("model.ckpt-*.index")
+    )
     assert steps_seen[-1] == 60
     _serve_check(eval_out["exports"][0])
 
@@ -123,8 +146,11 @@ def test_single_process_strategies_match_no_strategy(tmp_path):
         return tf.data.Dataset.from_tensor_slices(({"x": xs}, tf.cast(xs > 0.1, tf.int32))).repeat().batch(16)
 
     weights = {}
-    for name, strategy in [("none", None), ("one_device", tf.distribute.OneDeviceStrategy("/cpu:0")),
-                           ("central_storage", tf.distribute.experimental.CentralStorageStrategy(["/cpu:0"]))]:
+    for name, strategy in [
+        ("none", None),
+        ("one_device", tf.distribute.OneDeviceStrategy("/cpu:0")),
+        ("central_storage", tf.distribute.experimental.CentralStorageStrategy(["/cpu:0"])),
+    ]:
         cfg = estimator.RunConfig(train_distribute=strategy, eval_distribute=strategy, tf_random_seed=1)
         est = estimator.LinearClassifier([x], model_dir=str(tmp_path / name), config=cfg, optimizer="SGD")
         est.train(input_fn, steps=20)
@@ -153,15 +179,21 @@ def test_the_feature_transform_in_the_step_and_in_the_strategy_s_dataset_map_tra
     models = {}
     for name, strategy in [("step", None), ("map", tf.distribute.OneDeviceStrategy("/cpu:0"))]:
         cfg = estimator.RunConfig(train_distribute=strategy, eval_distribute=strategy, tf_random_seed=2)
-        est = estimator.DNNLinearCombinedClassifier(linear_feature_columns=linear, dnn_feature_columns=dnn,
-                                                    dnn_hidden_units=[3], model_dir=str(tmp_path / name), config=cfg)
+        est = estimator.DNNLinearCombinedClassifier(
+            linear_feature_columns=linear,
+            dnn_feature_columns=dnn,
+            dnn_hidden_units=[3],
+            model_dir=str(tmp_path / name),
+            config=cfg,
+        )
         est.train(input_fn, steps=12)
         models[name] = est
     step, mapped = models["step"], models["map"]
     assert step.get_variable_names() == mapped.get_variable_names()
     for name in step.get_variable_names():
-        np.testing.assert_allclose(step.get_variable_value(name), mapped.get_variable_value(name), rtol=1e-5,
-                                   atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            step.get_variable_value(name), mapped.get_variable_value(name), rtol=1e-5, atol=1e-6, err_msg=name
+        )
     assert step.evaluate(input_fn, steps=3) == pytest.approx(mapped.evaluate(input_fn, steps=3), rel=1e-5)
 
 
@@ -183,19 +215,32 @@ def test_local_train_and_evaluate_with_exporters(tmp_path):
     receiver = estimator.export.build_raw_serving_input_receiver_fn({"x": tf.zeros([1, 1])})
     cfg = estimator.RunConfig(save_checkpoints_steps=10, tf_random_seed=1)
     est = estimator.LinearClassifier([x], model_dir=str(tmp_path), config=cfg, optimizer="SGD")
-    exporters = [estimator.LatestExporter("latest", receiver, exports_to_keep=2),
-                 estimator.BestExporter("best", receiver), estimator.FinalExporter("final", receiver)]
+    exporters = [
+        estimator.LatestExporter("latest", receiver, exports_to_keep=2),
+        estimator.BestExporter("best", receiver),
+        estimator.FinalExporter("final", receiver),
+    ]
     result, exports = estimator.train_and_evaluate(
-        est, estimator.TrainSpec(input_fn, max_steps=50), estimator.EvalSpec(eval_fn, exporters=exporters, throttle_secs=0))
+        est,
+        estimator.TrainSpec(input_fn, max_steps=50),
+        estimator.EvalSpec(eval_fn, exporters=exporters, throttle_secs=0),
+    )
     assert result["global_step"] == 50
     listing = {e.name: sorted(os.listdir(tmp_path / "export" / e.name)) for e in exporters}
     assert len(listing["latest"]) == 2 and len(listing["final"]) == 1 and len(listing["best"]) >= 1
     assert {os.fsdecode(p) for p in exports} >= {str(tmp_path / "export" / "final" / listing["final"][0])}
     # Five evaluations were written; a new BestExporter (a restarted process) recovers the best of them.
-    losses = [float(tf.make_ndarray(v.tensor)) for path in tf.io.gfile.glob(str(tmp_path / "eval" / "*tfevents*"))
-              for ev in tf.compat.v1.train.summary_iterator(path) for v in ev.summary.value if v.tag == "loss"]
+    losses = [
+        float(tf.make_ndarray(v.tensor))
+        for path in tf.io.gfile.glob(str(tmp_path / "eval" / "*tfevents*"))
+        for ev in tf.compat.v1.train.summary_iterator(path)
+        for v in ev.summary.value
+        if v.tag == "loss"
+    ]
     assert len(losses) == 5
-    assert estimator.BestExporter("best", receiver)._best_from_events(str(tmp_path))["loss"] == pytest.approx(min(losses))
+    assert estimator.BestExporter("best", receiver)._best_from_events(str(tmp_path))["loss"] == pytest.approx(
+        min(losses)
+    )
     with pytest.raises(ConfigError, match="max_steps is required"):
         estimator.train_and_evaluate(est, estimator.TrainSpec(input_fn), estimator.EvalSpec(eval_fn))
 
@@ -213,8 +258,11 @@ def test_evaluations_during_train_and_evaluate_leave_the_model_of_one_train_call
 
     cfg = estimator.RunConfig(save_checkpoints_steps=10, tf_random_seed=1)
     both = estimator.LinearClassifier([x], model_dir=str(tmp_path / "both"), config=cfg, optimizer="SGD")
-    result, _ = estimator.train_and_evaluate(both, estimator.TrainSpec(input_fn, max_steps=45),
-                                             estimator.EvalSpec(lambda: input_fn().take(2), throttle_secs=0))
+    result, _ = estimator.train_and_evaluate(
+        both,
+        estimator.TrainSpec(input_fn, max_steps=45),
+        estimator.EvalSpec(lambda: input_fn().take(2), throttle_secs=0),
+    )
     assert result["global_step"] == 45
     assert sorted(estimator.experimental.read_eval_metrics(both.eval_dir())) == [10, 20, 30, 40, 45]
     assert len(calls) == 1 + 5  # one training input; one per evaluation
@@ -237,7 +285,12 @@ def test_train_spec_saving_listeners_hear_every_save(tmp_path):
     def input_fn():
         return tf.data.Dataset.from_tensor_slices(({"x": [0.5, -0.5]}, [1, 0])).repeat().batch(2)
 
-    est = estimator.LinearClassifier([x], model_dir=str(tmp_path), config=estimator.RunConfig(save_checkpoints_steps=10))
-    estimator.train_and_evaluate(est, estimator.TrainSpec(input_fn, max_steps=25, saving_listeners=[Listener()]),
-                                 estimator.EvalSpec(lambda: input_fn().take(1), throttle_secs=0))
+    est = estimator.LinearClassifier(
+        [x], model_dir=str(tmp_path), config=estimator.RunConfig(save_checkpoints_steps=10)
+    )
+    estimator.train_and_evaluate(
+        est,
+        estimator.TrainSpec(input_fn, max_steps=25, saving_listeners=[Listener()]),
+        estimator.EvalSpec(lambda: input_fn().take(1), throttle_secs=0),
+    )
     assert heard == [10, 20, 25]

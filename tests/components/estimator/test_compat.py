@@ -21,18 +21,34 @@ def test_no_other_engine_module_reaches_into_tensorflow_or_keras_internals():
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
                 assert not any(n.startswith(private) for n in names), f"{path.name} imports {names}"
             if isinstance(node, ast.Attribute):
-                assert node.attr not in ("_trackable_children", "_arg_keywords", "_compile_config",
-                                         "_user_metrics", "_num_positional_args", "_hyper", "_learning_rate",
-                                         "_resource_apply_sparse", "_resource_apply_sparse_duplicate_indices",
-                                         "_fallback_apply_state"), f"{path.name}: .{node.attr}"
+                assert node.attr not in (
+                    "_trackable_children",
+                    "_arg_keywords",
+                    "_compile_config",
+                    "_user_metrics",
+                    "_num_positional_args",
+                    "_hyper",
+                    "_learning_rate",
+                    "_resource_apply_sparse",
+                    "_resource_apply_sparse_duplicate_indices",
+                    "_fallback_apply_state",
+                ), f"{path.name}: .{node.attr}"
             if isinstance(node, ast.FunctionDef):  # an override of OptimizerV2's hooks
                 assert not node.name.startswith("_resource_apply"), f"{path.name}: def {node.name}"
 
 
 def test_each_private_access_still_works_on_this_tensorflow(tmp_path):
     # feature columns: the classes and helpers the engine builds on
-    for name in ("StateManager", "FeatureTransformationCache", "CategoricalColumn", "DenseColumn", "NumericColumn",
-                 "IndicatorColumn", "BucketizedColumn", "EmbeddingColumn"):
+    for name in (
+        "StateManager",
+        "FeatureTransformationCache",
+        "CategoricalColumn",
+        "DenseColumn",
+        "NumericColumn",
+        "IndicatorColumn",
+        "BucketizedColumn",
+        "EmbeddingColumn",
+    ):
         assert hasattr(_compat.fc2, name), name
     assert isinstance(tf.feature_column.numeric_column("x"), _compat.fc2.NumericColumn)
 
@@ -64,15 +80,20 @@ def test_each_private_access_still_works_on_this_tensorflow(tmp_path):
 
     # CheckpointManager saving through TracedWrites (its save_counter, _write and write callbacks)
     v = tf.Variable(1.0)
-    manager = tf.train.CheckpointManager(_compat.TracedWrites(tf.train.Checkpoint(v=v), v.device),
-                                         str(tmp_path / "ckpt"), max_to_keep=2)
+    manager = tf.train.CheckpointManager(
+        _compat.TracedWrites(tf.train.Checkpoint(v=v), v.device), str(tmp_path / "ckpt"), max_to_keep=2
+    )
     for step in range(3):
         v.assign(float(step))
         manager.save(checkpoint_number=step)
     assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("ckpt-2")
     assert [p.rsplit("-", 1)[-1] for p in manager.checkpoints] == ["1", "2"]
     assert sorted(p.name for p in (tmp_path / "ckpt").glob("ckpt-*")) == [
-        "ckpt-1.data-00000-of-00001", "ckpt-1.index", "ckpt-2.data-00000-of-00001", "ckpt-2.index"]
+        "ckpt-1.data-00000-of-00001",
+        "ckpt-1.index",
+        "ckpt-2.data-00000-of-00001",
+        "ckpt-2.index",
+    ]
     reader = tf.train.load_checkpoint(manager.latest_checkpoint)
     assert reader.get_tensor("v/.ATTRIBUTES/VARIABLE_VALUE") == 2.0
     assert reader.get_tensor("save_counter/.ATTRIBUTES/VARIABLE_VALUE") == 3  # as an eager save numbers it
@@ -92,8 +113,10 @@ def test_the_faster_legacy_optimizers_are_still_called_through_optimizer_v2s_hoo
 
         def _resource_apply_sparse(self, grad, var, indices, apply_state=None):
             calls.append("apply")
-            assert {"lr_t", "epsilon"} <= set((apply_state or {}).get((var.device, var.dtype.base_dtype)) or
-                                              self._fallback_apply_state(var.device, var.dtype.base_dtype))
+            assert {"lr_t", "epsilon"} <= set(
+                (apply_state or {}).get((var.device, var.dtype.base_dtype))
+                or self._fallback_apply_state(var.device, var.dtype.base_dtype)
+            )
             return super()._resource_apply_sparse(grad, var, indices, apply_state)
 
     var = tf.Variable(tf.zeros([4, 64]))

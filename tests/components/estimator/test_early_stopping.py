@@ -37,7 +37,8 @@ def test_train_and_evaluate_stops_where_stop_if_no_decrease_hook_decides(tmp_pat
     cfg = estimator.RunConfig(save_checkpoints_steps=10, log_step_count_steps=None)
     est = estimator.Estimator(plateau_model_fn, str(tmp_path), config=cfg)
     hook = estimator.experimental.stop_if_no_decrease_hook(
-        est, "loss", max_steps_without_decrease=20, run_every_secs=None, run_every_steps=1)
+        est, "loss", max_steps_without_decrease=20, run_every_secs=None, run_every_steps=1
+    )
     train_spec = estimator.TrainSpec(data_fn, max_steps=200, hooks=[hook])
     eval_spec = estimator.EvalSpec(data_fn, steps=None, throttle_secs=0)
     result, _ = estimator.train_and_evaluate(est, train_spec, eval_spec)
@@ -68,8 +69,9 @@ def test_threshold_hooks_read_the_evaluations(tmp_path):
     assert train(estimator.experimental.stop_if_no_increase_hook(est, "loss", 0, **every_step)) == 1
     assert train(estimator.experimental.stop_if_lower_hook(est, "loss", 0, min_steps=10**6, **every_step)) == 5
     calls = []
-    hook = estimator.experimental.make_early_stopping_hook(est, lambda: calls.append(1) or len(calls) == 3,
-                                                           run_every_secs=None, run_every_steps=2)
+    hook = estimator.experimental.make_early_stopping_hook(
+        est, lambda: calls.append(1) or len(calls) == 3, run_every_secs=None, run_every_steps=2
+    )
     assert train(hook) == 5  # checked at steps 36, 38, 40: stops at the third check
     assert len(calls) == 3
     with pytest.raises(ConfigError):

@@ -1,6 +1,7 @@
 """The Estimator contract: custom model_fns, checkpoints, resume, summaries, hooks, predict."""
 
 import glob
+import json
 import os
 
 import numpy as np
@@ -41,7 +42,8 @@ def seed_example(K):
         variables = net.trainable_variables
         gradients = tape.gradient(loss, variables)
         return estimator.EstimatorSpec(
-            mode, loss=loss,
+            mode,
+            loss=loss,
             # Keras 3's apply_gradients returns a Keras Variable; tf.group must still take it.
             train_op=tf.group(opt.apply_gradients(zip(gradients, variables)), ckpt.step.assign_add(1)),
             # Tell the Estimator to save "ckpt" in an object-based format.
@@ -151,8 +153,9 @@ def test_hooks_and_listeners_see_every_step(tmp_path):
 
     cfg = estimator.RunConfig(save_checkpoints_steps=4)
     est = estimator.Estimator(regression_model_fn, str(tmp_path), config=cfg, params={"lr": 0.1})
-    est.train(line_input_fn, steps=100, hooks=[Record(), estimator.StopAtStepHook(num_steps=10)],
-              saving_listeners=[Listen()])
+    est.train(
+        line_input_fn, steps=100, hooks=[Record(), estimator.StopAtStepHook(num_steps=10)], saving_listeners=[Listen()]
+    )
     assert seen == list(range(1, 11))
     assert saves == [4, 8, 10]
 
@@ -174,11 +177,13 @@ def test_a_repeated_input_that_still_ends_counts_every_step_it_ran(tmp_path):
         assert ds.repeat().cardinality() == tf.data.INFINITE_CARDINALITY
         return ds.repeat()
 
-    est = estimator.Estimator(regression_model_fn, str(tmp_path), params={"lr": 0.1},
-                              config=estimator.RunConfig(steps_per_execution=4))
+    est = estimator.Estimator(
+        regression_model_fn, str(tmp_path), params={"lr": 0.1}, config=estimator.RunConfig(steps_per_execution=4)
+    )
     est.train(input_fn, steps=20)
     assert est.get_variable_value("global_step") == 5
     assert est.latest_checkpoint().endswith("model.ckpt-5")
+
 
 def test_bad_use_fails_clearly(tmp_path):
     est = estimator.Estimator(regression_model_fn, str(tmp_path), params={"lr": 0.1})
@@ -186,7 +191,7 @@ def test_bad_use_fails_clearly(tmp_path):
         est.train(line_input_fn, steps=1, max_steps=2)
     with pytest.raises(NotTrainedError, match="call train"):
         est.evaluate(line_input_fn)
-    with pytest.raises(InputError, match="must return a tf.data.Dataset"):
+    with pytest.raises(InputError, match=r"must return a tf.data.Dataset"):
         est.train(lambda: [1, 2, 3], steps=1)
     with pytest.raises(InputError, match="Dataset whose elements"):
         est.train(lambda: tf.data.Dataset.from_tensors((1, 2, 3)), steps=1)
@@ -199,18 +204,20 @@ def test_bad_use_fails_clearly(tmp_path):
     with pytest.raises(ConfigError, match="named `features`"):
         estimator.Estimator(lambda x, mode: None)
     with pytest.raises(ConfigError, match="did not increment the global step"):
+
         def stuck(features, labels, mode):
             return estimator.EstimatorSpec(mode, loss=tf.constant(1.0), train_op=tf.no_op())
+
         estimator.Estimator(stuck, str(tmp_path / "c")).train(line_input_fn, steps=3)
 
 
 def test_run_config_reads_tf_config(monkeypatch):
     cluster = {"chief": ["h0:1"], "worker": ["h1:1", "h2:1"], "ps": ["h3:1"]}
-    monkeypatch.setenv("TF_CONFIG", '{"cluster": %s, "task": {"type": "worker", "index": 1}}' % str(cluster).replace("'", '"'))
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
     cfg = estimator.RunConfig()
     assert (cfg.task_type, cfg.task_id, cfg.is_chief) == ("worker", 1, False)
     assert (cfg.num_worker_replicas, cfg.num_ps_replicas, cfg.global_id_in_cluster) == (3, 1, 2)
-    monkeypatch.setenv("TF_CONFIG", '{"cluster": %s, "task": {"type": "chief", "index": 0}}' % str(cluster).replace("'", '"'))
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "chief", "index": 0}}))
     assert estimator.RunConfig().is_chief
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(ConfigError, match="TF_CONFIG is not valid JSON"):

@@ -18,14 +18,14 @@ def tensor_model_fn(features, labels, mode):
         outputs = {"serving_default": export.PredictOutput({"y": pred})}
         if labels is not None:
             loss = tf.reduce_mean(tf.square(pred - labels))
-            outputs["eval"] = export.EvalOutput(loss=loss, predictions={"y": pred},
-                                                metrics={"mse": (loss, tf.no_op())})
+            outputs["eval"] = export.EvalOutput(loss=loss, predictions={"y": pred}, metrics={"mse": (loss, tf.no_op())})
         return estimator.EstimatorSpec(mode, predictions={"y": pred}, export_outputs=outputs)
     loss = tf.reduce_mean(tf.square(pred - labels))
     if mode == estimator.ModeKeys.EVAL:
         return estimator.EstimatorSpec(mode, loss=loss)
-    train_op = tf.group(w.assign_sub(0.2 * tf.gradients(loss, [w])[0]),
-                        tf.compat.v1.train.get_global_step().assign_add(1))
+    train_op = tf.group(
+        w.assign_sub(0.2 * tf.gradients(loss, [w])[0]), tf.compat.v1.train.get_global_step().assign_add(1)
+    )
     return estimator.EstimatorSpec(mode, loss=loss, train_op=train_op)
 
 
@@ -56,7 +56,8 @@ def test_tensor_serving_input_receiver_feeds_one_tensor(trained, tmp_path):
 
 def test_raw_supervised_receiver_and_eval_output(trained, tmp_path):
     receiver_fn = estimator.experimental.build_raw_supervised_input_receiver_fn(
-        tf.zeros([1, 2]), tf.zeros([1, 1]), default_batch_size=None)
+        tf.zeros([1, 2]), tf.zeros([1, 1]), default_batch_size=None
+    )
     with tf.Graph().as_default():
         receiver = receiver_fn()
         assert sorted(receiver.receiver_tensors) == ["input", "label"]
@@ -89,13 +90,18 @@ def test_a_custom_exporter_runs_in_train_and_evaluate(tmp_path):
 
     est = estimator.Estimator(tensor_model_fn, str(tmp_path))
     _, exports = estimator.train_and_evaluate(
-        est, estimator.TrainSpec(tensor_input_fn, max_steps=5),
-        estimator.EvalSpec(lambda: tensor_input_fn().take(1), exporters=[Record()], throttle_secs=10**6))
+        est,
+        estimator.TrainSpec(tensor_input_fn, max_steps=5),
+        estimator.EvalSpec(lambda: tensor_input_fn().take(1), exporters=[Record()], throttle_secs=10**6),
+    )
     assert calls == [(str(tmp_path / "export" / "record"), est.latest_checkpoint(), 5, True)]
     assert exports == [str(tmp_path / "export" / "record")]
     with pytest.raises(ConfigError, match="Exporter"):
-        estimator.train_and_evaluate(est, estimator.TrainSpec(tensor_input_fn, max_steps=5),
-                                     estimator.EvalSpec(tensor_input_fn, exporters=[object()]))
+        estimator.train_and_evaluate(
+            est,
+            estimator.TrainSpec(tensor_input_fn, max_steps=5),
+            estimator.EvalSpec(tensor_input_fn, exporters=[object()]),
+        )
 
 
 def test_training_that_ends_on_an_evaluated_checkpoint_still_makes_the_final_export(tmp_path):
@@ -112,7 +118,9 @@ def test_training_that_ends_on_an_evaluated_checkpoint_still_makes_the_final_exp
 
     est = estimator.Estimator(tensor_model_fn, str(tmp_path), config=estimator.RunConfig(save_checkpoints_steps=10))
     estimator.train_and_evaluate(
-        est, estimator.TrainSpec(lambda: tensor_input_fn().take(20), max_steps=100),
-        estimator.EvalSpec(lambda: tensor_input_fn().take(1), exporters=[Record()], throttle_secs=0))
+        est,
+        estimator.TrainSpec(lambda: tensor_input_fn().take(20), max_steps=100),
+        estimator.EvalSpec(lambda: tensor_input_fn().take(1), exporters=[Record()], throttle_secs=0),
+    )
     assert calls == [(10, False), (20, False), (20, True)]
     assert sorted(estimator.experimental.read_eval_metrics(est.eval_dir())) == [10, 20]

@@ -23,15 +23,22 @@ def _model_fn(features, labels, mode, params):
     layer = tf_keras.layers.Dense(1)  # no name: Keras numbers it anew in each program
     logits = layer(features["x"])
     if params["how"] == "optimizer":
-        return head.create_estimator_spec(features, mode, logits, labels,
-                                          optimizer=tf_keras.optimizers.legacy.Adagrad(0.5),
-                                          trainable_variables=layer.trainable_variables)
+        return head.create_estimator_spec(
+            features,
+            mode,
+            logits,
+            labels,
+            optimizer=tf_keras.optimizers.legacy.Adagrad(0.5),
+            trainable_variables=layer.trainable_variables,
+        )
     opt = tf_keras.optimizers.legacy.SGD(0.5)
 
     def train_op_fn(loss):
         grads = tf.gradients(loss, layer.trainable_variables)
-        return tf.group(opt.apply_gradients(zip(grads, layer.trainable_variables)),
-                        tf.compat.v1.train.get_global_step().assign_add(1))
+        return tf.group(
+            opt.apply_gradients(zip(grads, layer.trainable_variables)),
+            tf.compat.v1.train.get_global_step().assign_add(1),
+        )
 
     return head.create_estimator_spec(features, mode, logits, labels, train_op_fn=train_op_fn)
 
@@ -46,8 +53,9 @@ def test_a_head_builds_the_spec_of_a_custom_model_fn(tmp_path, how):
     [first] = list(est.predict(lambda: _input_fn().take(1)))[:1]
     assert {"logits", "logistic", "probabilities", "class_ids", "classes"} <= set(first)
     spec = tf.feature_column.make_parse_example_spec([tf.feature_column.numeric_column("x", shape=[2])])
-    path = est.export_saved_model(str(tmp_path / "export"),
-                                  estimator.export.build_parsing_serving_input_receiver_fn(spec))
+    path = est.export_saved_model(
+        str(tmp_path / "export"), estimator.export.build_parsing_serving_input_receiver_fn(spec)
+    )
     loaded = tf.saved_model.load(path)
     assert {"classification", "regression", "predict", "serving_default"} <= set(loaded.signatures)
 
@@ -57,5 +65,5 @@ def test_a_head_without_optimizer_or_train_op_fn_says_what_it_needs(tmp_path):
         logits = tf_keras.layers.Dense(1)(features["x"])
         return estimator.BinaryClassHead().create_estimator_spec(features, mode, logits, labels)
 
-    with pytest.raises(ConfigError, match="give optimizer .* or train_op_fn"):
+    with pytest.raises(ConfigError, match=r"give optimizer .* or train_op_fn"):
         estimator.Estimator(model_fn, str(tmp_path)).train(_input_fn, steps=1)

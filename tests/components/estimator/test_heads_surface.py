@@ -50,8 +50,13 @@ def test_multi_class_head_and_a_custom_loss(tmp_path):
         return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels[:, 0], logits=logits)
 
     head = estimator.MultiClassHead(n_classes=3, loss_fn=loss_fn)
-    est = estimator.DNNEstimator(head=head, hidden_units=[8], feature_columns=[X], model_dir=str(tmp_path),
-                                 optimizer=tf_keras.optimizers.legacy.Adam(0.05))
+    est = estimator.DNNEstimator(
+        head=head,
+        hidden_units=[8],
+        feature_columns=[X],
+        model_dir=str(tmp_path),
+        optimizer=tf_keras.optimizers.legacy.Adam(0.05),
+    )
     est.train(data(labels), steps=200)
     result = est.evaluate(data(labels))
     assert calls and calls[0] == tf.int64
@@ -99,8 +104,10 @@ def test_add_metrics_to_a_canned_estimator(tmp_path):
         return {"auc": auc_metric}
 
     def mean_label(labels, features, config):
-        return {"mean_label": tf.compat.v1.metrics.mean(tf.cast(labels, tf.float32)),
-                "model_dir_ok": tf.compat.v1.metrics.mean(float(config.model_dir == str(tmp_path)))}
+        return {
+            "mean_label": tf.compat.v1.metrics.mean(tf.cast(labels, tf.float32)),
+            "model_dir_ok": tf.compat.v1.metrics.mean(float(config.model_dir == str(tmp_path))),
+        }
 
     est = estimator.LinearClassifier([X], model_dir=str(tmp_path), optimizer="Adam")
     est.train(data(labels), steps=50)

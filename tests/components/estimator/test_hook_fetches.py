@@ -55,8 +55,9 @@ def test_hooks_made_in_model_fn_fetch_its_tensors(tmp_path):
         w = tf.Variable([[0.0]], name="w")
         pred = tf.matmul(features["x"], w)
         loss = tf.reduce_mean(tf.square(pred - labels))
-        train_op = tf.group(w.assign_sub(0.1 * tf.gradients(loss, [w])[0]),
-                            tf.compat.v1.train.get_global_step().assign_add(1))
+        train_op = tf.group(
+            w.assign_sub(0.1 * tf.gradients(loss, [w])[0]), tf.compat.v1.train.get_global_step().assign_add(1)
+        )
         hook = Record(loss, {"pred": pred, "w": w, "name": "loss", "op": train_op})
         return estimator.EstimatorSpec(mode, loss=loss, train_op=train_op, training_hooks=[hook])
 
@@ -101,9 +102,10 @@ def test_hook_fetches_the_output_of_an_unnamed_keras_layer(tmp_path):
         pred = layer(features["x"])
         loss = tf.reduce_mean(tf.square(pred - labels))
         opt = tf.keras.optimizers.SGD(0.1)
-        train_op = tf.group(opt.apply_gradients(zip(tf.gradients(loss, layer.trainable_variables),
-                                                    layer.trainable_variables)),
-                            tf.compat.v1.train.get_global_step().assign_add(1))
+        train_op = tf.group(
+            opt.apply_gradients(zip(tf.gradients(loss, layer.trainable_variables), layer.trainable_variables)),
+            tf.compat.v1.train.get_global_step().assign_add(1),
+        )
         hook = Record({"x": features["x"], "pred": pred, "kernel": layer.kernel, "bias": layer.bias})
         return estimator.EstimatorSpec(mode, loss=loss, train_op=train_op, training_hooks=[hook])
 

@@ -57,8 +57,9 @@ def test_a_checkpoint_written_elsewhere_is_restored(tmp_path):
     assert mine.get_variable_value("global_step") == 120
     fresh = estimator.Estimator(counting_model_fn({}), str(tmp_path), params={"lr": 0.1})
     assert mine.evaluate(line_input_fn)["loss"] == pytest.approx(fresh.evaluate(line_input_fn)["loss"], rel=1e-6)
-    np.testing.assert_allclose([p["y"] for p in mine.predict(line_input_fn)],
-                               [p["y"] for p in fresh.predict(line_input_fn)], rtol=1e-6)
+    np.testing.assert_allclose(
+        [p["y"] for p in mine.predict(line_input_fn)], [p["y"] for p in fresh.predict(line_input_fn)], rtol=1e-6
+    )
     # An emptied model_dir starts over from fresh variables.
     shutil.rmtree(tmp_path)
     mine.train(line_input_fn, steps=2)
@@ -70,8 +71,9 @@ def test_a_premade_estimator_trains_on_over_calls_like_one_call(tmp_path):
     col = tf.feature_column.numeric_column("x")
 
     def make(d):
-        return estimator.DNNClassifier([4], [col], model_dir=str(tmp_path / d),
-                                       config=estimator.RunConfig(tf_random_seed=3))
+        return estimator.DNNClassifier(
+            [4], [col], model_dir=str(tmp_path / d), config=estimator.RunConfig(tf_random_seed=3)
+        )
 
     def input_fn():
         x = np.linspace(-1, 1, 32, dtype=np.float32)
@@ -82,8 +84,9 @@ def test_a_premade_estimator_trains_on_over_calls_like_one_call(tmp_path):
     for _ in range(3):
         several.train(input_fn, steps=10)
     for name in one.get_variable_names():
-        np.testing.assert_allclose(several.get_variable_value(name), one.get_variable_value(name), rtol=1e-5,
-                                   atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            several.get_variable_value(name), one.get_variable_value(name), rtol=1e-5, atol=1e-6, err_msg=name
+        )
 
 
 def test_seeding_a_kept_program_shuffles_input_as_tf_random_set_seed():
@@ -119,13 +122,17 @@ def test_checkpoints_of_kept_calls_resume_in_a_new_estimator_and_the_newest_are_
     names = kept.get_variable_names()
     assert any("optimizer" in n for n in names), names
     for name in names:
-        np.testing.assert_allclose(make("resumed").get_variable_value(name), kept.get_variable_value(name),
-                                   rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            make("resumed").get_variable_value(name), kept.get_variable_value(name), rtol=1e-5, atol=1e-6, err_msg=name
+        )
     state = tf.train.get_checkpoint_state(str(tmp_path / "kept"))
     assert [p.rsplit("/", 1)[-1] for p in state.all_model_checkpoint_paths] == ["model.ckpt-25", "model.ckpt-30"]
     assert sorted(p.name for p in (tmp_path / "kept").glob("model.ckpt-*")) == [
-        "model.ckpt-25.data-00000-of-00001", "model.ckpt-25.index",  # one data shard, as tf.estimator wrote
-        "model.ckpt-30.data-00000-of-00001", "model.ckpt-30.index"]
+        "model.ckpt-25.data-00000-of-00001",
+        "model.ckpt-25.index",  # one data shard, as tf.estimator wrote
+        "model.ckpt-30.data-00000-of-00001",
+        "model.ckpt-30.index",
+    ]
 
 
 def test_a_call_returns_before_its_input_is_torn_down_and_the_next_input_starts_after(tmp_path):
@@ -169,7 +176,6 @@ def test_a_call_returns_before_its_input_is_torn_down_and_the_next_input_starts_
     assert events[-1] == ("end", infer)
 
 
-
 _OPEN_AT_EXIT = """
 import numpy as np, tensorflow as tf
 from components import estimator
@@ -185,8 +191,13 @@ def test_a_predict_generator_still_open_at_exit_lets_the_process_end(tmp_path):
     """The interpreter closes a started predict() generator while it shuts down, when no new thread
     can start: its input is then torn down at once instead of on a thread of its own."""
     script = _OPEN_AT_EXIT.format(model_dir=str(tmp_path))
-    proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[3],
-                          capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[3],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("first")
 
@@ -203,8 +214,9 @@ def test_many_estimators_in_one_process_print_no_retracing_warning(tmp_path):
         x = tf.feature_column.numeric_column("x")
         for i in range(7):
             est = estimator.LinearClassifier([x], model_dir=str(tmp_path / str(i)))
-            est.train(lambda: tf.data.Dataset.from_tensor_slices(({"x": [0.5, -0.5]}, [1, 0])).repeat().batch(2),
-                      steps=2)
+            est.train(
+                lambda: tf.data.Dataset.from_tensor_slices(({"x": [0.5, -0.5]}, [1, 0])).repeat().batch(2), steps=2
+            )
     finally:
         tf_logger.removeHandler(handler)
     assert not [r.getMessage() for r in records if "retracing" in r.getMessage()]

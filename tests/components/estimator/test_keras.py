@@ -28,8 +28,11 @@ def _model(K, learning_rate):
     inp = K.Input(shape=(4,), name="x")
     out = K.layers.Dense(1, name="out")(K.layers.Dense(8, activation="relu")(inp))
     model = K.Model(inp, out)
-    model.compile(optimizer=K.optimizers.Adam(learning_rate), loss=K.losses.BinaryCrossentropy(from_logits=True),
-                  metrics=["accuracy", K.metrics.AUC(name="auc", from_logits=True)])
+    model.compile(
+        optimizer=K.optimizers.Adam(learning_rate),
+        loss=K.losses.BinaryCrossentropy(from_logits=True),
+        metrics=["accuracy", K.metrics.AUC(name="auc", from_logits=True)],
+    )
     return model
 
 
@@ -81,8 +84,11 @@ def test_seed_mobilenet_v2_example(tmp_path):
     base = tf.keras.applications.MobileNetV2(input_shape=(img_size, img_size, 3), include_top=False, weights=None)
     base.trainable = False
     model = tf.keras.Sequential([base, tf.keras.layers.GlobalAveragePooling2D(), tf.keras.layers.Dense(1)])
-    model.compile(optimizer=tf.keras.optimizers.RMSprop(learning_rate=0.0001),
-                  loss=tf.keras.losses.BinaryCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.compile(
+        optimizer=tf.keras.optimizers.RMSprop(learning_rate=0.0001),
+        loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     est = model_to_estimator(keras_model=model, model_dir=str(tmp_path / "mobilenet"))
 
     def preprocess(image, label):

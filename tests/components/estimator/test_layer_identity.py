@@ -21,8 +21,9 @@ def unnamed_layers_model_fn(features, labels, mode):
     variables = hidden.trainable_variables + out.trainable_variables
     opt = tf.keras.optimizers.Adam(0.05)
     step = opt.apply_gradients(zip(tf.gradients(loss, variables), variables))
-    return estimator.EstimatorSpec(mode, loss=loss, train_op=tf.group(
-        step, tf.compat.v1.train.get_global_step().assign_add(1)))
+    return estimator.EstimatorSpec(
+        mode, loss=loss, train_op=tf.group(step, tf.compat.v1.train.get_global_step().assign_add(1))
+    )
 
 
 def input_fn(mode=None):
@@ -42,7 +43,8 @@ def test_unnamed_keras_layers_train_evaluate_predict_and_export(tmp_path):
     again = estimator.Estimator(unnamed_layers_model_fn, str(tmp_path / "model"))
     assert again.evaluate(input_fn)["loss"] == pytest.approx(trained["loss"], rel=1e-6)
     np.testing.assert_allclose(
-        np.concatenate([p["y"] for p in again.predict(input_fn, yield_single_examples=False)]), preds, rtol=1e-6)
+        np.concatenate([p["y"] for p in again.predict(input_fn, yield_single_examples=False)]), preds, rtol=1e-6
+    )
     # Training resumes from the checkpoint (optimizer state included) and keeps improving.
     again.train(input_fn, steps=60)
     assert again.evaluate(input_fn)["loss"] < trained["loss"]
@@ -65,6 +67,7 @@ def test_two_estimators_with_unnamed_layers_in_one_process(tmp_path):
 
 def test_checkpoint_named_by_variable_name_still_restores(tmp_path):
     """Checkpoints written before creation-order matching (variables by name only) still load."""
+
     def model_fn(features, labels, mode):
         w = tf.Variable(tf.zeros([1, 1]), name="w")
         pred = tf.matmul(features["x"], w)
@@ -105,7 +108,8 @@ def test_the_model_fn_variables_stay_out_of_the_process_wide_collection(tmp_path
     # list would show the Estimator's variables to every later graph (tf.Transform then rejects a
     # preprocessing_fn "containing trainable variables").
     estimator.Estimator(tf1_minimize_model_fn, str(tmp_path), params={"layers": tf_keras.layers}).train(
-        input_fn, steps=2)
+        input_fn, steps=2
+    )
 
     @tf.function
     def later_graph():

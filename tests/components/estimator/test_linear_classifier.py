@@ -23,27 +23,48 @@ def test_seed_titanic_program_reaches_reference_accuracy(titanic):
     # tf.estimator's LinearClassifier reached 0.68 on this seeded 70/30 split.
     assert result["accuracy"] >= 0.68
     assert result["global_step"] == 100
-    assert {"auc", "auc_precision_recall", "precision", "recall", "label/mean", "prediction/mean",
-            "accuracy_baseline", "average_loss", "loss"} <= set(result)
+    assert {
+        "auc",
+        "auc_precision_recall",
+        "precision",
+        "recall",
+        "label/mean",
+        "prediction/mean",
+        "accuracy_baseline",
+        "average_loss",
+        "loss",
+    } <= set(result)
 
 
 def test_titanic_export_serves_serialized_examples(titanic, tmp_path):
     workdir, _ = titanic
-    cols = [tf.feature_column.numeric_column("age"),
-            tf.feature_column.categorical_column_with_vocabulary_list("class", ["First", "Second", "Third"]),
-            tf.feature_column.categorical_column_with_hash_bucket("embark_town", 32)]
+    cols = [
+        tf.feature_column.numeric_column("age"),
+        tf.feature_column.categorical_column_with_vocabulary_list("class", ["First", "Second", "Third"]),
+        tf.feature_column.categorical_column_with_hash_bucket("embark_town", 32),
+    ]
     est = estimator.LinearClassifier(cols, model_dir=str(workdir / "model"))
     receiver = estimator.export.build_parsing_serving_input_receiver_fn(tf.feature_column.make_parse_example_spec(cols))
     path = est.export_saved_model(str(tmp_path / "export"), receiver)
     assert not list((tmp_path / "export").glob("temp-*"))
     loaded = tf.saved_model.load(path)
     assert set(loaded.signatures) == {"serving_default", "classification", "regression", "predict"}
-    rows = tf.constant([_example(age=30.0, **{"class": "First", "embark_town": "Cherbourg"}),
-                        _example(age=30.0, **{"class": "Third", "embark_town": "Southampton"})])
+    rows = tf.constant(
+        [
+            _example(age=30.0, **{"class": "First", "embark_town": "Cherbourg"}),
+            _example(age=30.0, **{"class": "Third", "embark_town": "Southampton"}),
+        ]
+    )
     out = loaded.signatures["predict"](examples=rows)
-    expected = {"logits": (tf.float32, (2, 1)), "logistic": (tf.float32, (2, 1)), "probabilities": (tf.float32, (2, 2)),
-                "class_ids": (tf.int64, (2, 1)), "classes": (tf.string, (2, 1)), "all_class_ids": (tf.int32, (2, 2)),
-                "all_classes": (tf.string, (2, 2))}
+    expected = {
+        "logits": (tf.float32, (2, 1)),
+        "logistic": (tf.float32, (2, 1)),
+        "probabilities": (tf.float32, (2, 2)),
+        "class_ids": (tf.int64, (2, 1)),
+        "classes": (tf.string, (2, 1)),
+        "all_class_ids": (tf.int32, (2, 2)),
+        "all_classes": (tf.string, (2, 2)),
+    }
     assert {k: (v.dtype, tuple(v.shape)) for k, v in out.items()} == expected
     # First class from Cherbourg survived far more often than third class from Southampton.
     assert out["logistic"][0, 0] > out["logistic"][1, 0]
@@ -63,14 +84,27 @@ def test_seed_savedmodel_example_with_raw_receiver(tmp_path):
     est = estimator.LinearClassifier(feature_columns=[x], model_dir=str(tmp_path / "m"))
 
     def input_fn():
-        return tf.data.Dataset.from_tensor_slices(({"x": [1.0, 2.0, 3.0, 4.0]}, [1, 1, 0, 0])).repeat(200).shuffle(64).batch(16)
+        return (
+            tf.data.Dataset.from_tensor_slices(({"x": [1.0, 2.0, 3.0, 4.0]}, [1, 1, 0, 0]))
+            .repeat(200)
+            .shuffle(64)
+            .batch(16)
+        )
 
     est.train(input_fn)
     assert est.get_variable_value("global_step") == 50
     parsing = estimator.export.build_parsing_serving_input_receiver_fn(tf.feature_column.make_parse_example_spec([x]))
     loaded = tf.saved_model.load(est.export_saved_model(str(tmp_path / "e"), parsing))
     low, high = (loaded.signatures["predict"](examples=tf.constant([_example(x=v)])) for v in (1.5, 3.5))
-    assert sorted(low) == ["all_class_ids", "all_classes", "class_ids", "classes", "logistic", "logits", "probabilities"]
+    assert sorted(low) == [
+        "all_class_ids",
+        "all_classes",
+        "class_ids",
+        "classes",
+        "logistic",
+        "logits",
+        "probabilities",
+    ]
     assert low["classes"].numpy().tolist() == [[b"1"]] and high["classes"].numpy().tolist() == [[b"0"]]
     raw = estimator.export.build_raw_serving_input_receiver_fn({"x": tf.constant([[1.0]])})
     loaded_raw = tf.saved_model.load(est.export_saved_model(str(tmp_path / "e"), raw))
@@ -85,12 +119,17 @@ def test_bad_use_of_linear_classifier(tmp_path):
         est = estimator.LinearClassifier([age], model_dir=str(tmp_path / "a"), optimizer="Adamm")
         est.train(lambda: ({"age": [[1.0]]}, [[1]]), steps=1)
     with pytest.raises(InputError, match=r"need feature\(s\) \['age'\].*provides \['agee'\]"):
-        estimator.LinearClassifier([age], model_dir=str(tmp_path / "b")).train(lambda: ({"agee": [[1.0]]}, [[1]]), steps=1)
+        estimator.LinearClassifier([age], model_dir=str(tmp_path / "b")).train(
+            lambda: ({"agee": [[1.0]]}, [[1]]), steps=1
+        )
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels must be < n_classes \(2\)"):
-        estimator.LinearClassifier([age], model_dir=str(tmp_path / "c")).train(lambda: ({"age": [[1.0]]}, [[3]]), steps=1)
+        estimator.LinearClassifier([age], model_dir=str(tmp_path / "c")).train(
+            lambda: ({"age": [[1.0]]}, [[3]]), steps=1
+        )
     with pytest.raises(tf.errors.InvalidArgumentError, match="not in label_vocabulary"):
         estimator.LinearClassifier([age], model_dir=str(tmp_path / "d"), label_vocabulary=["n", "y"]).train(
-            lambda: ({"age": [[1.0]]}, [["maybe"]]), steps=1)
+            lambda: ({"age": [[1.0]]}, [["maybe"]]), steps=1
+        )
     with pytest.raises(ConfigError, match="feature_columns is empty"):
         estimator.LinearClassifier([], model_dir=str(tmp_path / "e"))
 
@@ -105,8 +144,12 @@ def test_warm_start_copies_weights_but_not_step_or_optimizer(tmp_path):
     first.train(input_fn, steps=40)
     trained = first.get_variable_value("linear/linear_model/x/weights")
     assert abs(trained[0, 0]) > 0.1
-    second = estimator.LinearClassifier([x], model_dir=str(tmp_path / "b"), warm_start_from=str(tmp_path / "a"),
-                                        optimizer=lambda: tf_keras.optimizers.legacy.SGD(1e-9))
+    second = estimator.LinearClassifier(
+        [x],
+        model_dir=str(tmp_path / "b"),
+        warm_start_from=str(tmp_path / "a"),
+        optimizer=lambda: tf_keras.optimizers.legacy.SGD(1e-9),
+    )
     second.train(input_fn, steps=1)
     assert second.get_variable_value("global_step") == 1
     np.testing.assert_allclose(second.get_variable_value("linear/linear_model/x/weights"), trained, rtol=1e-5)

@@ -26,9 +26,13 @@ def _head():
 def test_a_premade_estimator_with_a_multi_head_trains_evaluates_predicts_and_exports(tmp_path):
     head = _head()
     assert head.logits_dimension == 4
-    est = estimator.DNNEstimator(head, hidden_units=[16], feature_columns=[tf.feature_column.numeric_column(
-        "x", shape=[2])], model_dir=str(tmp_path / "model"),
-        optimizer=tf_keras.optimizers.legacy.Adam(0.05))
+    est = estimator.DNNEstimator(
+        head,
+        hidden_units=[16],
+        feature_columns=[tf.feature_column.numeric_column("x", shape=[2])],
+        model_dir=str(tmp_path / "model"),
+        optimizer=tf_keras.optimizers.legacy.Adam(0.05),
+    )
     est.train(_input_fn, steps=300)
     metrics = est.evaluate(_input_fn)
     assert {"loss", "loss/species", "loss/big", "accuracy/species", "accuracy/big", "auc/big"} <= set(metrics)
@@ -37,13 +41,16 @@ def test_a_premade_estimator_with_a_multi_head_trains_evaluates_predicts_and_exp
     first = next(iter(est.predict(lambda: _input_fn().take(1))))
     assert first[("species", "class_ids")].shape == (1,) and ("big", "logistic") in first
     spec = tf.feature_column.make_parse_example_spec([tf.feature_column.numeric_column("x", shape=[2])])
-    path = est.export_saved_model(str(tmp_path / "export"),
-                                  estimator.export.build_parsing_serving_input_receiver_fn(spec))
+    path = est.export_saved_model(
+        str(tmp_path / "export"), estimator.export.build_parsing_serving_input_receiver_fn(spec)
+    )
     signatures = tf.saved_model.load(path).signatures
     assert {"serving_default", "species", "big", "species/classification", "big/regression", "predict"} <= set(
-        signatures)
-    example = tf.train.Example(features=tf.train.Features(feature={
-        "x": tf.train.Feature(float_list=tf.train.FloatList(value=[-2.0, 2.0]))})).SerializeToString()
+        signatures
+    )
+    example = tf.train.Example(
+        features=tf.train.Features(feature={"x": tf.train.Feature(float_list=tf.train.FloatList(value=[-2.0, 2.0]))})
+    ).SerializeToString()
     out = signatures["predict"](examples=tf.constant([example]))
     assert int(out["species/class_ids"][0, 0]) == 0 and float(out["big/logistic"][0, 0]) > 0.5
     assert signatures["serving_default"].structured_outputs.keys() == signatures["species"].structured_outputs.keys()
@@ -55,8 +62,13 @@ def test_a_custom_model_fn_gives_a_multi_head_its_logits_as_a_dict(tmp_path):
         big = tf_keras.layers.Dense(1)
         logits = {"species": species(features["x"]), "big": big(features["x"])}
         return _head().create_estimator_spec(
-            features, mode, logits, labels, optimizer=tf_keras.optimizers.legacy.Adagrad(0.5),
-            trainable_variables=species.trainable_variables + big.trainable_variables)
+            features,
+            mode,
+            logits,
+            labels,
+            optimizer=tf_keras.optimizers.legacy.Adagrad(0.5),
+            trainable_variables=species.trainable_variables + big.trainable_variables,
+        )
 
     est = estimator.Estimator(model_fn, str(tmp_path))
     est.train(_input_fn, steps=200)

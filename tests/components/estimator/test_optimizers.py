@@ -15,16 +15,25 @@ from components.estimator.optimizers import make_optimizer
 
 LEGACY = tf_keras.optimizers.legacy
 # Name -> the tf_keras class it must match, with settings that exercise each one's sparse kernel.
-NAMED = {"Adagrad": (LEGACY.Adagrad, {}), "Adam": (LEGACY.Adam, {}), "Ftrl": (LEGACY.Ftrl, {}),
-         "Ftrl with l2 shrinkage": (LEGACY.Ftrl, {"l1_regularization_strength": 0.01,
-                                                  "l2_shrinkage_regularization_strength": 0.1}),
-         "RMSProp": (LEGACY.RMSprop, {"momentum": 0.5}), "SGD": (LEGACY.SGD, {})}
+NAMED = {
+    "Adagrad": (LEGACY.Adagrad, {}),
+    "Adam": (LEGACY.Adam, {}),
+    "Ftrl": (LEGACY.Ftrl, {}),
+    "Ftrl with l2 shrinkage": (
+        LEGACY.Ftrl,
+        {"l1_regularization_strength": 0.01, "l2_shrinkage_regularization_strength": 0.1},
+    ),
+    "RMSProp": (LEGACY.RMSprop, {"momentum": 0.5}),
+    "SGD": (LEGACY.SGD, {}),
+}
 
 VOCAB = 6
 
 steps = st.lists(  # each step: the ids looked up (repeats allowed) and a seed for their gradient rows
     st.tuples(st.lists(st.integers(0, VOCAB - 1), min_size=1, max_size=8), st.integers(0, 2**16)),
-    min_size=1, max_size=4)
+    min_size=1,
+    max_size=4,
+)
 
 
 def _train(opt, batches, traced: bool, width: int = 3) -> list[np.ndarray]:
@@ -114,8 +123,11 @@ def test_premade_estimators_train_named_optimizers_at_tf_estimator_2_learning_ra
 
     def rates(est):
         est.train(input_fn, steps=1)
-        return {n.split("/")[0]: pytest.approx(float(est.get_variable_value(n)))
-                for n in est.get_variable_names() if n.endswith("_optimizer/learning_rate")}
+        return {
+            n.split("/")[0]: pytest.approx(float(est.get_variable_value(n)))
+            for n in est.get_variable_names()
+            if n.endswith("_optimizer/learning_rate")
+        }
 
     def d(name):
         return str(tmp_path / name)
@@ -123,8 +135,9 @@ def test_premade_estimators_train_named_optimizers_at_tf_estimator_2_learning_ra
     assert rates(estimator.DNNClassifier([4], cols, model_dir=d("dnn"))) == {"dnn_optimizer": 0.001}
     assert rates(estimator.DNNRegressor([4], cols, optimizer="SGD", model_dir=d("sgd"))) == {"dnn_optimizer": 0.01}
     assert rates(estimator.LinearClassifier(cols, model_dir=d("linear"))) == {"linear_optimizer": 0.2}
-    assert rates(estimator.LinearClassifier(cols, optimizer=None, model_dir=d("none"))) == {
-        "linear_optimizer": 1 / 6}
-    assert rates(estimator.DNNLinearCombinedClassifier(
-        linear_feature_columns=cols, dnn_feature_columns=cols, dnn_hidden_units=[4], model_dir=d("both"))) == {
-        "linear_optimizer": 0.005, "dnn_optimizer": 0.001}
+    assert rates(estimator.LinearClassifier(cols, optimizer=None, model_dir=d("none"))) == {"linear_optimizer": 1 / 6}
+    assert rates(
+        estimator.DNNLinearCombinedClassifier(
+            linear_feature_columns=cols, dnn_feature_columns=cols, dnn_hidden_units=[4], model_dir=d("both")
+        )
+    ) == {"linear_optimizer": 0.005, "dnn_optimizer": 0.001}

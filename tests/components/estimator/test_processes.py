@@ -16,11 +16,16 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def _run(*args, timeout=300):
-    proc = subprocess.run([sys.executable, "-m", "tests.components.estimator.train_worker", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.components.estimator.train_worker", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):]), proc.stderr
+    line = next(out for out in proc.stdout.splitlines() if out.startswith("RESULT "))
+    return json.loads(line[len("RESULT ") :]), proc.stderr
 
 
 def _ckpt_step(model_dir) -> int:
@@ -30,8 +35,12 @@ def _ckpt_step(model_dir) -> int:
 
 def test_killed_training_resumes_from_last_checkpoint(tmp_path):
     model_dir = tmp_path / "model"
-    proc = subprocess.Popen([sys.executable, "-m", "tests.components.estimator.train_worker", str(model_dir), "100000",
-                             "--slow"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.components.estimator.train_worker", str(model_dir), "100000", "--slow"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 120
         while _ckpt_step(model_dir) < 50 and time.time() < deadline:

@@ -14,8 +14,11 @@ TABLE = np.arange(12, dtype=np.float32).reshape(6, 2)
 def _ids(rows_and_ids, batch, width=1):
     indices = [[r, k] for r, k, _ in rows_and_ids]
     values = [i for _, _, i in rows_and_ids]
-    return tf.SparseTensor(tf.constant(indices, tf.int64, shape=[len(indices), 2]),
-                           tf.constant(values, tf.int64, shape=[len(values)]), [batch, width])
+    return tf.SparseTensor(
+        tf.constant(indices, tf.int64, shape=[len(indices), 2]),
+        tf.constant(values, tf.int64, shape=[len(values)]),
+        [batch, width],
+    )
 
 
 def _one_hot_product(rows_and_ids, batch, weights=None):
@@ -59,13 +62,18 @@ def test_the_lookup_is_the_one_hot_product_and_trains_only_the_rows_looked_up(ca
 def test_lookups_done_together_match_each_alone():
     # sparse_lookups shares one check between single-valued lookups: a batch where one column lacks
     # an id must give every column its own answer (the others full, one multi-valued).
-    cases = [CASES["one id per example"], CASES["one example without an id"], CASES["several ids per example"],
-             CASES["one id per example"]]
+    cases = [
+        CASES["one id per example"],
+        CASES["one example without an id"],
+        CASES["several ids per example"],
+        CASES["one id per example"],
+    ]
 
     @tf.function
     def step(table, *flat):
-        entries = [{"ids": tf.SparseTensor(flat[2 * k], flat[2 * k + 1], [3, width])}
-                   for k, (_, _, width) in enumerate(cases)]
+        entries = [
+            {"ids": tf.SparseTensor(flat[2 * k], flat[2 * k + 1], [3, width])} for k, (_, _, width) in enumerate(cases)
+        ]
         with tf.GradientTape() as tape:
             outs = sparse_lookups([(table, entry, "sum") for entry in entries])
             loss = tf.add_n([tf.reduce_sum(o) for o in outs])
@@ -121,9 +129,13 @@ def test_single_valued_columns_keep_the_shape_the_one_id_path_needs():
     from components.estimator._features import ColumnTransform
 
     fc = tf.feature_column
-    transform = ColumnTransform([fc.categorical_column_with_vocabulary_list("v", ["a", "b"]),
-                                 fc.categorical_column_with_identity("i", 4),
-                                 fc.categorical_column_with_hash_bucket("h", 8)])
+    transform = ColumnTransform(
+        [
+            fc.categorical_column_with_vocabulary_list("v", ["a", "b"]),
+            fc.categorical_column_with_identity("i", 4),
+            fc.categorical_column_with_hash_bucket("h", 8),
+        ]
+    )
     spec = {k: tf.TensorSpec([None], tf.string if k != "i" else tf.int64) for k in "vih"}
     out = tf.function(transform).get_concrete_function(spec).structured_outputs
     assert {k: out[k]["ids"].shape.as_list() for k in "vih"} == {k: [None, 1] for k in "vih"}

@@ -1,6 +1,6 @@
 """Run as a process by the tests: trains the line-fitting model (optionally under MirroredStrategy).
 
-    python -m tests.components.estimator.train_worker MODEL_DIR MAX_STEPS [--mirrored] [--slow]
+python -m tests.components.estimator.train_worker MODEL_DIR MAX_STEPS [--mirrored] [--slow]
 """
 
 import json
@@ -26,8 +26,9 @@ def main():
     model_dir, max_steps = sys.argv[1], int(sys.argv[2])
     mirrored = "--mirrored" in sys.argv
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if mirrored else None
-    cfg = estimator.RunConfig(save_checkpoints_steps=25, train_distribute=strategy, eval_distribute=strategy,
-                              tf_random_seed=3)
+    cfg = estimator.RunConfig(
+        save_checkpoints_steps=25, train_distribute=strategy, eval_distribute=strategy, tf_random_seed=3
+    )
     x = tf.feature_column.numeric_column("x")
     c = tf.feature_column.categorical_column_with_hash_bucket("c", 10)
     est = estimator.LinearClassifier([x, c], model_dir=model_dir, config=cfg, optimizer="SGD")
