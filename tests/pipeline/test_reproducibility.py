@@ -25,14 +25,17 @@ def _shipped(tmp_path_factory, example: str, steps: int) -> dict:
     shutil.copytree(EXAMPLES / example, folder, ignore=shutil.ignore_patterns("tfpipe_root", "__pycache__"))
     yaml_path = folder / "pipeline.yaml"
     text = yaml_path.read_text()
-    shipped_steps = yaml.safe_load(text)["trainer"]["train_steps"]
+    doc = yaml.safe_load(text)
+    trainer = doc["trainer"] if "trainer" in doc else next(c for c in doc["components"] if c["type"] == "trainer")
+    shipped_steps = trainer["train_steps"]
     yaml_path.write_text(text.replace(f"train_steps: {shipped_steps}\n", f"train_steps: {steps}\n"))
     assert main(["run", str(yaml_path)]) == 0
     url = str(folder / "tfpipe_root" / example / "metadata.sqlite")
     store = MetadataStore(url)
     [run] = store.runs(example)
     return {"folder": folder, "yaml": yaml_path, "store": store, "url": url, "pipeline": example,
-            "run_id": run["run"].split(".", 1)[1], "run": run["run"]}
+            "run_id": run["run"].split(".", 1)[1], "run": run["run"],
+            "components": [c for c, _, _ in run["executions"]]}
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +59,9 @@ def _reproduce_then_run_again(shipped, capfd):
     runs = store.runs(shipped["pipeline"])
     assert len(runs) == 3
     last = store.run_executions(runs[-1]["run"])
-    assert [(e["component"], e["state"]) for e in last] == [(c, "CACHED") for c in
-                                                         ("ingest", "transform", "trainer", "evaluator", "pusher")]
-    blessing = store.outputs_of(last[3]["id"])["blessing"]
+    assert [(e["component"], e["state"]) for e in last] == [(c, "CACHED") for c in shipped["components"]]
+    [evaluator] = [e for e in last if e["component"] == "evaluator"]
+    blessing = store.outputs_of(evaluator["id"])["blessing"]
     assert blessing.properties["blessed"] in (True, 1, "True"), blessing.properties
     original = store.run_executions(shipped["run"])
     assert [e["id"] for e in original] != [e["id"] for e in last]
@@ -77,7 +80,10 @@ def test_every_execution_records_a_manifest(recorded):
     assert m["libraries"]["python"] == platform.python_version()
     assert {"tensorflow", "tf-keras", "tensorflow-transform", "apache-beam", "prefect", "ml-metadata"} <= set(m["libraries"])
     assert m["hardware"]["devices"][0].startswith("CPU") and m["determinism"] == {"exact": True}
-    assert m["seeds"]["trainer.seed"] == 42 and m["config"]["trainer"]["train_steps"] == 300
+    trainer = next(c for c in m["config"]["components"] if c["id"] == "trainer")  # the graph form, paths resolved
+    assert m["seeds"]["trainer.seed"] == 42 and trainer["train_steps"] == 300 and trainer["inputs"] == {
+        "transformed_examples": "transform.transformed_examples", "transform_graph": "transform.transform_graph",
+        "schema": "ingest.schema"}
     csv = str(recorded["folder"] / "data" / "train.csv")
     assert list(m["input_files"]) == [csv] and len(m["input_files"][csv]) == 64
     assert set(m["user_modules"]) == {"transform.module", "trainer.module"}
@@ -103,7 +109,37 @@ def test_reproduce_of_the_shipped_titanic_example_is_identical_and_leaves_produc
 
 
 def test_reproduce_of_the_shipped_penguin_example_is_identical_and_leaves_production_cached(penguin, capfd):
-    _reproduce_then_run_again(penguin, capfd)
+    """The penguin example is a graph with two user components (checks.py): a filter between ingest and
+    transform, and a model card after the evaluator. They are reproduced, and cached, like the rest."""
+    assert penguin["components"][:5] == ["ingest", "filter", "transform", "trainer", "evaluator"]
+    assert sorted(penguin["components"][5:]) == ["card", "pusher"]  # independent: they run side by side
+    out = _reproduce_then_run_again(penguin, capfd)
+    assert any(line.split()[:3] == ["card", "card", "identical"] for line in out.splitlines()), out
+    assert any(line.split()[:3] == ["filter", "filtered", "identical"] for line in out.splitlines()), out
+
+
+def test_the_penguin_examples_user_components_as_a_user_sees_them(penguin, capfd):
+    """Their artifacts are in the lineage; `tfpipe component <id>` runs each alone (cached: nothing changed;
+    --no-cache: a new execution of that instance only)."""
+    store, yaml_path = penguin["store"], str(penguin["yaml"])
+    [card] = store.artifacts("ModelCard")
+    text = (Path(card.uri) / "model_card.md").read_text()
+    assert text.startswith("# Penguin species classifier") and "| accuracy |" in text
+    assert main(["lineage", str(card.id), "--metadata", penguin["url"]]) == 0
+    lines = capfd.readouterr().out.splitlines()
+    for label in ("penguins.csv", "ingest #", "filter #", "transform #", "trainer #", "evaluator #", "card #"):
+        assert any(label in line for line in lines), (label, lines)
+    [filtered] = [a for a in store.artifacts("Examples") if "/filter/" in a.uri]
+    counts = json.loads(filtered.properties["counts"])
+    # 344 penguins, two of them without measurements
+    assert sum(counts.values()) == 342 and sum(json.loads(filtered.properties["dropped"]).values()) == 2
+    for instance in ("filter", "card"):
+        before = len(store.runs("penguin"))
+        assert main(["component", instance, "--config", yaml_path]) == 0
+        runs = store.runs("penguin")
+        assert len(runs) == before + 1 and [(c, s) for c, s, _ in runs[-1]["executions"]] == [(instance, "CACHED")]
+        assert main(["component", instance, "--config", yaml_path, "--no-cache"]) == 0
+        assert [(c, s) for c, s, _ in store.runs("penguin")[-1]["executions"]] == [(instance, "COMPLETE")]
 
 
 def _pushed_path(recorded) -> str:
