@@ -64,5 +64,57 @@ def test_edits_rerun_the_step_that_runs_the_code_and_everything_after_it(project
     assert _run(project) == {"ingest": "CACHED", "transform": "COMPLETE", "trainer": "COMPLETE",
                              "evaluator": "COMPLETE", "pusher": "COMPLETE"}
 
+    _edit(src / "components" / "evaluator.py")  # one component's module: it and what reads its outputs
+    assert _run(project) == {"ingest": "CACHED", "transform": "CACHED", "trainer": "CACHED",
+                             "evaluator": "COMPLETE", "pusher": "COMPLETE"}
+
+    _edit(src / "pipeline" / "runner.py")  # the runner is in no component's key: editing it re-runs nothing
+    assert _run(project) == dict.fromkeys(COMPONENTS, "CACHED")
+
     _edit(src / "schemas" / "types.py")  # the data contract: ingest runs it
     assert _run(project) == dict.fromkeys(COMPONENTS, "COMPLETE")
+
+
+_USER_COMPONENT = """
+import json
+from pathlib import Path
+
+from components.contract import Input, Output, component
+
+
+@component
+def {name}({inputs}, out: Output["Note"], word: str = "{name}"):
+    \"\"\"Writes a note naming what it read.\"\"\"
+    (Path(out) / "note.txt").write_text(json.dumps([word, {uris}]))
+"""
+
+
+def test_editing_a_user_component_reruns_it_and_its_downstream_only(project):
+    """A graph of user components beside ingest: `count` <- ingest, `summary` <- count, `sibling` <- ingest.
+    Editing count's file re-runs count and summary; ingest upstream and the sibling beside it stay cached."""
+    folder = project["folder"] / "graph"
+    folder.mkdir()
+    shutil.copy(project["folder"] / "train.csv", folder / "train.csv")
+    for name, inputs in (("count", "examples"), ("summary", "note"), ("sibling", "examples")):
+        kind = "Examples" if inputs == "examples" else "Note"
+        (folder / f"{name}.py").write_text(_USER_COMPONENT.format(
+            name=name, inputs=f'{inputs}: Input["{kind}"]', uris=f"{inputs}.uri"))
+    (folder / "pipeline.yaml").write_text(
+        "name: graphcache\ncomponents:\n"
+        "  - {id: ingest, type: ingest, input: train.csv, label: Survived}\n"
+        "  - {id: count, type: count.py:count, inputs: {examples: ingest.examples}}\n"
+        "  - {id: summary, type: summary.py:summary, inputs: {note: count.out}}\n"
+        "  - {id: sibling, type: sibling.py:sibling, inputs: {examples: ingest.examples}}\n")
+
+    def run() -> dict:
+        done = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(folder / "pipeline.yaml")],
+                              cwd=project["src"], env=project["env"], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        store = MetadataStore(str(folder / "tfpipe_root" / "graphcache" / "metadata.sqlite"))
+        return {c: state for c, state, _ in store.runs("graphcache")[-1]["executions"]}
+
+    everything = ("ingest", "count", "summary", "sibling")
+    assert run() == dict.fromkeys(everything, "COMPLETE")
+    assert run() == dict.fromkeys(everything, "CACHED")
+    _edit(folder / "count.py")
+    assert run() == {"ingest": "CACHED", "count": "COMPLETE", "summary": "COMPLETE", "sibling": "CACHED"}
