@@ -9,7 +9,7 @@ user's, through the `@component` decorator:
     from components.contract import Input, Output, component
 
     @component
-    def drop_outliers(examples: Input["Examples"], filtered: Output["Examples"], max_fare: float = 500.0):
+    def drop_outliers(examples: Input[Examples], filtered: Output[Examples], max_fare: float = 500.0):
         ...  # read examples.uri, write into the folder `filtered`
 
 Nothing here imports TensorFlow, Beam, Prefect or ml_metadata.
@@ -21,12 +21,12 @@ import inspect
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, create_model
 
 from components.errors import ConfigError
-from schemas.artifacts import Artifact
+from schemas.artifacts import Artifact, ArtifactType
 
 # (input artifacts by name, output folders by name (staging: the runner publishes them), parameters) ->
 # {output name: {property: value}} recorded on the published artifacts, or None.
@@ -40,6 +40,7 @@ class Parameters(BaseModel):
 
 
 # ---- markers on parameter fields: what the loader does with them ---------------------------------------------
+
 
 @dataclass(frozen=True)
 class PathParam:
@@ -115,11 +116,13 @@ def field_markers(params: type[BaseModel], kind: type) -> dict[str, Any]:
 
 def user_modules(component: Component, params: BaseModel) -> dict[str, str]:
     """{field: module} of the user modules the parameters name."""
-    return {name: getattr(params, name) for name in field_markers(component.parameters, UserModule)
-            if getattr(params, name)}
+    return {
+        name: getattr(params, name) for name in field_markers(component.parameters, UserModule) if getattr(params, name)
+    }
 
 
 # ---- components users write ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _Slot:
@@ -127,18 +130,35 @@ class _Slot:
     type: str
 
 
-class Input:
-    """`Input["Examples"]`: an input artifact of that type (an `Artifact`: `.uri`, `.properties`)."""
-
-    def __class_getitem__(cls, type_name: str):
-        return Annotated[Artifact, _Slot("input", type_name)]
+T = TypeVar("T")
 
 
-class Output:
-    """`Output["Report"]`: an output of that type; the function gets the folder to write it into."""
+def _type_name(item: Any) -> str:
+    """An artifact type's name: from an ArtifactType subclass (Examples, a ModelCard of your own) or a string."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, type) and issubclass(item, ArtifactType):
+        return item.__name__
+    raise ConfigError(
+        f"Input[...] and Output[...] take an artifact type (a schemas.artifacts.ArtifactType subclass, "
+        f"e.g. Examples) or its name, not {item!r}"
+    )
 
-    def __class_getitem__(cls, type_name: str):
-        return Annotated[str, _Slot("output", type_name)]
+
+class Input(Artifact, Generic[T]):
+    """`Input[Examples]`: an input artifact of that type (an `Artifact`: `.uri`, `.properties`). A type
+    checker sees an Artifact."""
+
+    def __class_getitem__(cls, item):
+        return Annotated[Artifact, _Slot("input", _type_name(item))]
+
+
+class Output(str, Generic[T]):
+    """`Output[ModelCard]`: an output of that type; the function gets the folder to write it into (a str).
+    A type checker sees a str."""
+
+    def __class_getitem__(cls, item):
+        return Annotated[str, _Slot("output", _type_name(item))]
 
 
 def component(fn: Callable | None = None, *, name: str | None = None, resumable: tuple[str, ...] = ()):
@@ -161,15 +181,23 @@ def component(fn: Callable | None = None, *, name: str | None = None, resumable:
         else:
             fields[arg] = (hints.get(arg, Any), ... if p.default is p.empty else p.default)
     if not outputs:
-        raise ConfigError(f"component {fn.__name__} declares no output: give it an argument typed Output[\"Type\"]")
+        raise ConfigError(f'component {fn.__name__} declares no output: give it an argument typed Output["Type"]')
     params = create_model(f"{fn.__name__}_parameters", __base__=Parameters, **fields)
 
     def executor(ins: dict[str, Artifact], outs: dict[str, str], values: BaseModel):
         return fn(**{k: ins.get(k) for k in inputs}, **outs, **dict(values))
 
-    fn.component = Component(name=name or fn.__name__, inputs=inputs, outputs=outputs, parameters=params,
-                             executor=executor, code=("components.contract",), user_file=inspect.getfile(fn),
-                             resumable=tuple(resumable), description=(fn.__doc__ or "").strip().split("\n")[0])
+    fn.component = Component(
+        name=name or fn.__name__,
+        inputs=inputs,
+        outputs=outputs,
+        parameters=params,
+        executor=executor,
+        code=("components.contract",),
+        user_file=inspect.getfile(fn),
+        resumable=tuple(resumable),
+        description=(fn.__doc__ or "").strip().split("\n")[0],
+    )
     return fn
 
 
@@ -180,5 +208,6 @@ def as_component(obj: Any, where: str) -> Component:
     found = getattr(obj, "component", None)
     if isinstance(found, Component):
         return found
-    raise ConfigError(f"{where} is neither a component declaration nor a function decorated with "
-                      "@components.contract.component")
+    raise ConfigError(
+        f"{where} is neither a component declaration nor a function decorated with @components.contract.component"
+    )

@@ -47,13 +47,13 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
         j = i
         while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
             j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
         i = j + 1
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def _metrics(kind: str, labels: np.ndarray, preds: dict) -> dict:
-    out = {"example_count": int(len(labels))}
+    out = {"example_count": len(labels)}
     if not len(labels):
         return out
     if kind == "classification":
@@ -64,8 +64,14 @@ def _metrics(kind: str, labels: np.ndarray, preds: dict) -> dict:
             out["prediction/mean"] = float(np.mean(preds["logistic"]))
     else:
         err = preds["predictions"] - labels
-        out.update({"average_loss": float(np.mean(err ** 2)), "mean_absolute_error": float(np.mean(np.abs(err))),
-                    "label/mean": float(np.mean(labels)), "prediction/mean": float(np.mean(preds["predictions"]))})
+        out.update(
+            {
+                "average_loss": float(np.mean(err**2)),
+                "mean_absolute_error": float(np.mean(np.abs(err))),
+                "label/mean": float(np.mean(labels)),
+                "prediction/mean": float(np.mean(preds["predictions"])),
+            }
+        )
     return out
 
 
@@ -127,17 +133,34 @@ def _check(overall: dict, baseline: dict | None, config: EvaluatorConfig) -> lis
                 continue
             delta = overall[metric] - baseline[metric]
             if "max_decrease" in change and -delta > change["max_decrease"]:
-                reasons.append((metric, f"{metric} fell by {-delta:.4g} against the baseline "
-                                        f"({baseline[metric]:.4g}); at most {change['max_decrease']} is allowed"))
+                reasons.append(
+                    (
+                        metric,
+                        f"{metric} fell by {-delta:.4g} against the baseline "
+                        f"({baseline[metric]:.4g}); at most {change['max_decrease']} is allowed",
+                    )
+                )
             if "max_increase" in change and delta > change["max_increase"]:
-                reasons.append((metric, f"{metric} rose by {delta:.4g} against the baseline "
-                                        f"({baseline[metric]:.4g}); at most {change['max_increase']} is allowed"))
+                reasons.append(
+                    (
+                        metric,
+                        f"{metric} rose by {delta:.4g} against the baseline "
+                        f"({baseline[metric]:.4g}); at most {change['max_increase']} is allowed",
+                    )
+                )
     return reasons
 
 
-def evaluate(config: EvaluatorConfig, serving_model_dir: str, examples_dir: str, schema_path: str,
-             transform_graph_dir: str, evaluation_dir: str, blessing_dir: str,
-             baseline_model_dir: str | None = None) -> dict:
+def evaluate(
+    config: EvaluatorConfig,
+    serving_model_dir: str,
+    examples_dir: str,
+    schema_path: str,
+    transform_graph_dir: str,
+    evaluation_dir: str,
+    blessing_dir: str,
+    baseline_model_dir: str | None = None,
+) -> dict:
     """Writes <evaluation_dir>/metrics.json and <blessing_dir>/BLESSED or NOT_BLESSED; returns the metrics document."""
     import tensorflow_transform as tft
 
@@ -148,8 +171,9 @@ def evaluate(config: EvaluatorConfig, serving_model_dir: str, examples_dir: str,
     missing = [s for s in config.slices if s not in raw_spec]
     if missing:
         raise ConfigError(f"evaluator: slice feature(s) {missing} are not in the schema ({sorted(raw_spec)})")
-    kind, labels, preds, slice_values = _score(serving_model_dir, pattern, config.label, tft_output, raw_spec,
-                                               config.slices)
+    kind, labels, preds, slice_values = _score(
+        serving_model_dir, pattern, config.label, tft_output, raw_spec, config.slices
+    )
     overall = _metrics(kind, labels, preds)
     slices = {}
     for name, values in slice_values.items():
@@ -163,10 +187,18 @@ def evaluate(config: EvaluatorConfig, serving_model_dir: str, examples_dir: str,
         baseline = _metrics(b_kind, b_labels, b_preds)
     failures = _check(overall, baseline, config)
     reasons = [reason for _, reason in failures]
-    doc = {"kind": kind, "overall": overall, "slices": slices, "baseline": baseline,
-           "baseline_model": baseline_model_dir, "thresholds": config.thresholds,
-           "change_thresholds": config.change_thresholds, "blessed": not reasons, "reasons": reasons,
-           "failed_metrics": sorted({metric for metric, _ in failures})}
+    doc = {
+        "kind": kind,
+        "overall": overall,
+        "slices": slices,
+        "baseline": baseline,
+        "baseline_model": baseline_model_dir,
+        "thresholds": config.thresholds,
+        "change_thresholds": config.change_thresholds,
+        "blessed": not reasons,
+        "reasons": reasons,
+        "failed_metrics": sorted({metric for metric, _ in failures}),
+    }
     (Path(evaluation_dir) / "metrics.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
     marker = Path(blessing_dir) / (BLESSED if not reasons else NOT_BLESSED)
     marker.write_text("\n".join(reasons) + "\n", encoding="utf-8")
@@ -186,8 +218,10 @@ def is_blessed(blessing_dir: str) -> bool:
 def _check_thresholds(config: EvaluatorConfig) -> None:
     for metric, bounds in {**config.thresholds, **config.change_thresholds}.items():
         if not isinstance(bounds, dict) or not set(bounds) <= {"lower", "upper", "max_decrease", "max_increase"}:
-            raise ConfigError(f"evaluator: threshold for {metric!r} must be a dict of lower/upper/max_decrease/"
-                              f"max_increase, got {bounds!r}")
+            raise ConfigError(
+                f"evaluator: threshold for {metric!r} must be a dict of lower/upper/max_decrease/"
+                f"max_increase, got {bounds!r}"
+            )
 
 
 def _check_early(config: EvaluatorConfig, upstream: Upstream) -> None:
@@ -201,27 +235,46 @@ def _check_early(config: EvaluatorConfig, upstream: Upstream) -> None:
         columns = sorted(f.name for f in load_schema(pinned).feature)
         missing = [s for s in config.slices if s not in columns]
         if missing:
-            raise ConfigError(f"slices {missing} are not columns of the schema {pinned}; "
-                              f"choose from {', '.join(columns)}")
+            raise ConfigError(
+                f"slices {missing} are not columns of the schema {pinned}; choose from {', '.join(columns)}"
+            )
 
 
 def _run(inputs: dict, outputs: dict, config: EvaluatorConfig) -> dict:
     baseline = inputs.get("baseline")
     baseline_dir = baseline.properties.get("pushed_destination") if baseline is not None else None
-    doc = evaluate(config, inputs["model"].uri, inputs["examples"].uri, str(Path(inputs["schema"].uri) / "schema.pbtxt"),
-                   inputs["transform_graph"].uri, outputs["evaluation"], outputs["blessing"], baseline_dir or None)
-    return {"evaluation": {f"metric:{k}": float(v) for k, v in doc["overall"].items()},
-            "blessing": {"blessed": bool(doc["blessed"]), "baseline": baseline_dir or ""}}
+    doc = evaluate(
+        config,
+        inputs["model"].uri,
+        inputs["examples"].uri,
+        str(Path(inputs["schema"].uri) / "schema.pbtxt"),
+        inputs["transform_graph"].uri,
+        outputs["evaluation"],
+        outputs["blessing"],
+        baseline_dir or None,
+    )
+    return {
+        "evaluation": {f"metric:{k}": float(v) for k, v in doc["overall"].items()},
+        "blessing": {"blessed": bool(doc["blessed"]), "baseline": baseline_dir or ""},
+    }
 
 
 COMPONENT = Component(
     name="evaluator",
-    inputs={"model": InputSpec("Model"), "examples": InputSpec("Examples"), "schema": InputSpec("Schema"),
-            "transform_graph": InputSpec("TransformGraph"),
-            # TFX's "latest blessed model" resolver: the newest model this pipeline pushed, other than the
-            # candidate, trained on rows split the same way; none on a first run.
-            "baseline": InputSpec("PushedModel", optional=True, resolver="latest_pushed_model")},
+    inputs={
+        "model": InputSpec("Model"),
+        "examples": InputSpec("Examples"),
+        "schema": InputSpec("Schema"),
+        "transform_graph": InputSpec("TransformGraph"),
+        # TFX's "latest blessed model" resolver: the newest model this pipeline pushed, other than the
+        # candidate, trained on rows split the same way; none on a first run.
+        "baseline": InputSpec("PushedModel", optional=True, resolver="latest_pushed_model"),
+    },
     outputs={"evaluation": "ModelEvaluation", "blessing": "ModelBlessing"},
-    parameters=EvaluatorConfig, executor=_run, code=(__name__,), check=_check_early,
+    parameters=EvaluatorConfig,
+    executor=_run,
+    code=(__name__,),
+    check=_check_early,
     defaults={"label": ("trainer.label",)},
-    description="metrics on the eval split, overall and per slice, and a blessing against thresholds")
+    description="metrics on the eval split, overall and per slice, and a blessing against thresholds",
+)

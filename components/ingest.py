@@ -22,14 +22,14 @@ import logging
 import os
 import re
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Iterator, Optional, Union
+from typing import Annotated
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
 from pydantic import Field, field_validator
 
 from components.contract import Component, Parameters, PathParam
@@ -54,14 +54,14 @@ class IngestConfig(Parameters):
     """ingest's parameters (its YAML section): what to read and how to split it."""
 
     # a path or glob; or {split name: path or glob} for pre-split data
-    input: Annotated[Union[str, dict[str, str]], PathParam()]
-    format: Optional[str] = None  # csv | tfrecord | parquet; None: from the file extension
+    input: Annotated[str | dict[str, str], PathParam()]
+    format: str | None = None  # csv | tfrecord | parquet; None: from the file extension
     splits: dict[str, float] = Field(default_factory=lambda: {"train": 7, "eval": 3})  # name -> weight, hash split
-    split_key: Optional[str] = None  # hash this column only, so corrections elsewhere in a row keep its split
+    split_key: str | None = None  # hash this column only, so corrections elsewhere in a row keep its split
     # a tensorflow-metadata Schema (pbtxt) to check against; None: inferred
-    schema_file: Annotated[Optional[str], PathParam()] = Field(default=None, alias="schema")
+    schema_file: Annotated[str | None, PathParam()] = Field(default=None, alias="schema")
     na_values: list[str] = Field(default_factory=lambda: [""])  # CSV strings that mean "missing"
-    label: Optional[str] = None  # the label column: must be present in every file and row
+    label: str | None = None  # the label column: must be present in every file and row
     # A class label: each value in another split must occur in the train split, or the model cannot learn it.
     # Set false for a quantity (regression) stored as integers.
     label_is_class: bool = True
@@ -108,7 +108,9 @@ def _files(pattern: str) -> list[str]:
         raise InputError(f"ingest: no file matches {pattern!r}")
     folders = [f for f in found if os.path.isdir(f)]
     if folders:
-        raise InputError(f"ingest: {folders[0]} is a folder, not a file; name the files in it (e.g. {folders[0]}/*.csv)")
+        raise InputError(
+            f"ingest: {folders[0]} is a folder, not a file; name the files in it (e.g. {folders[0]}/*.csv)"
+        )
     return found
 
 
@@ -118,7 +120,7 @@ def _format(path: str, given: str | None) -> str:
             raise ConfigError(f"ingest: format must be one of {FORMATS}, got {given!r}")
         return given
     name = path.lower()
-    if name.endswith(".csv") or name.endswith(".csv.gz"):
+    if name.endswith((".csv", ".csv.gz")):
         return "csv"
     if name.endswith(".parquet"):
         return "parquet"
@@ -128,6 +130,7 @@ def _format(path: str, given: str | None) -> str:
 
 
 # ---- readers: files to batches --------------------------------------------------------------------------------
+
 
 def _csv_lines(path: str) -> tuple[Iterator, list]:
     """(numbered rows after the header, the header) of a CSV file, with the header's own checks."""
@@ -140,8 +143,10 @@ def _csv_lines(path: str) -> tuple[Iterator, list]:
         return iter(()), []
     if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
         f.close()
-        raise InputError(f"{path}: the header {header[0]!r} is one column; the file looks delimited by "
-                         "something other than commas, and ingest reads comma-separated CSV")
+        raise InputError(
+            f"{path}: the header {header[0]!r} is one column; the file looks delimited by "
+            "something other than commas, and ingest reads comma-separated CSV"
+        )
     if len(set(header)) != len(header) or any(not h.strip() for h in header):
         f.close()
         raise InputError(f"{path}: the header row has empty or repeated column names: {header}")
@@ -157,8 +162,9 @@ def _read_csv(path: str, na_values=("",)) -> Iterator[tuple[str, int, dict]]:
         if not row:
             continue
         if len(row) != len(header):
-            raise InputError(f"{path}, row {line}: {len(row)} fields where the header has {len(header)} "
-                             f"({', '.join(header)})")
+            raise InputError(
+                f"{path}, row {line}: {len(row)} fields where the header has {len(header)} ({', '.join(header)})"
+            )
         yield path, line, {h: (None if v in na_values else v) for h, v in zip(header, row)}
 
 
@@ -182,7 +188,7 @@ def _decoded(f) -> Iterator[str]:
             try:
                 yield raw.decode("utf-8-sig" if n == 1 else "utf-8")  # a spreadsheet's byte-order mark is not data
             except UnicodeDecodeError as e:
-                raise _NotUtf8(n, raw[:e.start].decode("utf-8", "replace"), raw[e.start]) from None
+                raise _NotUtf8(n, raw[: e.start].decode("utf-8", "replace"), raw[e.start]) from None
 
 
 def _numbered(reader, path: str, header: list):
@@ -195,8 +201,9 @@ def _numbered(reader, path: str, header: list):
         except _NotUtf8 as e:
             column = len(next(csv.reader([e.before]), [""])) - 1 if e.before else 0
             named = f", column {header[column]!r}" if column < len(header) else ""
-            raise InputError(f"{path}, row {e.line}{named}: not UTF-8 text (byte {e.byte:#04x}); save the file as "
-                             "UTF-8") from None
+            raise InputError(
+                f"{path}, row {e.line}{named}: not UTF-8 text (byte {e.byte:#04x}); save the file as UTF-8"
+            ) from None
         except csv.Error as e:
             hint = "; is a quote left unclosed?" if "field limit" in str(e) else ""
             raise InputError(f"{path}, row {reader.line_num}: not valid CSV ({e}){hint}") from None
@@ -220,20 +227,29 @@ def _csv_python(path: str, na_values) -> Iterator[_Batch]:
 
 def _text_batch(path: str, chunk: list) -> _Batch:
     names = list(chunk[0][1])
-    return _Batch(path, [line for line, _ in chunk],
-                  {n: pa.array([row[n] for _, row in chunk], pa.string()) for n in names}, text=True)
+    return _Batch(
+        path,
+        [line for line, _ in chunk],
+        {n: pa.array([row[n] for _, row in chunk], pa.string()) for n in names},
+        text=True,
+    )
 
 
 def _csv_arrow(path: str, header: list, na_values) -> Iterator[_Batch]:
     """Blocks of rows parsed by Arrow in C++ (the lines are not known: see _Unlocated)."""
     import pyarrow.csv as pcsv
 
-    convert = pcsv.ConvertOptions(column_types={h: pa.string() for h in header}, null_values=list(na_values),
-                                  strings_can_be_null=True, quoted_strings_can_be_null=True)
+    convert = pcsv.ConvertOptions(
+        column_types={h: pa.string() for h in header},
+        null_values=list(na_values),
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+    )
     read = pcsv.ReadOptions(block_size=_BLOCK, column_names=header, skip_rows=1)
     try:  # a .gz name is decompressed on the way
-        with pcsv.open_csv(path, read_options=read, convert_options=convert,
-                           parse_options=pcsv.ParseOptions(newlines_in_values=True)) as reader:
+        with pcsv.open_csv(
+            path, read_options=read, convert_options=convert, parse_options=pcsv.ParseOptions(newlines_in_values=True)
+        ) as reader:
             for batch in reader:
                 yield _Batch(path, None, dict(zip(batch.schema.names, batch.columns)), text=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, OSError):
@@ -254,8 +270,10 @@ def _parquet(path: str) -> Iterator[_Batch]:
             if pa.types.is_dictionary(column.type):
                 column = column.dictionary_decode()
             if pa.types.is_struct(column.type) or pa.types.is_map(column.type):
-                raise InputError(f"{path}, column {name!r}: a {column.type} column; ingest reads columns of numbers "
-                                 "or text and lists of them (flatten the column, or drop it)")
+                raise InputError(
+                    f"{path}, column {name!r}: a {column.type} column; ingest reads columns of numbers "
+                    "or text and lists of them (flatten the column, or drop it)"
+                )
             if pa.types.is_temporal(column.type) or pa.types.is_decimal(column.type):
                 column = column.cast(pa.string())  # dates, times and decimals: their text
             columns[name] = column
@@ -281,8 +299,10 @@ def _tfrecord(path: str) -> Iterator[_Batch]:
                     except Exception as e:
                         raise InputError(f"{path}, record {i}: not a serialized tf.train.Example ({e})") from None
                 raise
-            columns = {name: (pa.nulls(len(chunk)) if pa.types.is_null(c.type) else c)
-                       for name, c in zip(batch.schema.names, batch.columns)}
+            columns = {
+                name: (pa.nulls(len(chunk)) if pa.types.is_null(c.type) else c)
+                for name, c in zip(batch.schema.names, batch.columns)
+            }
             yield _Batch(path, list(range(n + 1, n + len(chunk) + 1)), columns, text=False)
             n += len(chunk)
     except tf.errors.OpError as e:
@@ -294,8 +314,11 @@ def _batches(path: str, config: IngestConfig, located: bool) -> Iterator[_Batch]
     try:
         yield from _reader(path, config, located)
     except (OSError, EOFError, zlib.error) as e:
-        hint = "is the file whole? (a truncated download or copy)" if isinstance(e, (EOFError, zlib.error)) or \
-            "gzip" in str(e).lower() else "check that it exists and that this user may read it"
+        hint = (
+            "is the file whole? (a truncated download or copy)"
+            if isinstance(e, (EOFError, zlib.error)) or "gzip" in str(e).lower()
+            else "check that it exists and that this user may read it"
+        )
         raise InputError(f"{path}: cannot be read ({type(e).__name__}: {e}); {hint}") from None
 
 
@@ -312,6 +335,7 @@ def _reader(path: str, config: IngestConfig, located: bool) -> Iterator[_Batch]:
 
 
 # ---- statistics -------------------------------------------------------------------------------------------------
+
 
 def _shown(kind: int, value):
     # FLOAT values are 32-bit: print them with the digits they hold, not float64's noise
@@ -364,8 +388,13 @@ class _Stats:
 
 # ---- the whole step ---------------------------------------------------------------------------------------------
 
-def ingest(config: IngestConfig, examples_dir: str | os.PathLike, schema_dir: str | os.PathLike | None = None,
-           statistics_dir: str | os.PathLike | None = None) -> IngestResult:
+
+def ingest(
+    config: IngestConfig,
+    examples_dir: str | os.PathLike,
+    schema_dir: str | os.PathLike | None = None,
+    statistics_dir: str | os.PathLike | None = None,
+) -> IngestResult:
     """Writes <examples_dir>/Split-<name>/data-NNNNN.tfrecord.gz, <schema_dir>/schema.pbtxt, <statistics_dir>/statistics.json."""
     out = Path(examples_dir)
     pre_split = isinstance(config.input, dict)
@@ -392,19 +421,25 @@ def _read(config: IngestConfig, sources: dict, out: Path, names: list, rule: Spl
         seen = Observed()
         for _, path in files:
             for batch in _batches(path, config, located):
-                seen.batch(len(batch), batch.columns, batch.text,
-                           where=lambda i, b=batch: (b.path, b.rows[i] if b.rows is not None else None))
+                seen.batch(
+                    len(batch),
+                    batch.columns,
+                    batch.text,
+                    where=lambda i, b=batch: (b.path, b.rows[i] if b.rows is not None else None),
+                )
         for name, (path, row), value, numbers, others in seen.stray_words():
             if row is None:
                 raise _Unlocated
             raise InputError(
                 f"{path}, row {row}, column {name!r}: {value!r} is not a number, though {numbers:,} of the column's "
                 f"{numbers + others:,} values are; fix it, list it in ingest.na_values if it means missing, or, "
-                "if the column is text, say so in a schema (ingest.schema, with type: BYTES for it)")
+                "if the column is text, say so in a schema (ingest.schema, with type: BYTES for it)"
+            )
         schema = seen.schema()
     if rule is not None and rule.key and rule.key not in kinds(schema):
-        raise InputError(f"ingest.split_key: the column {rule.key!r} is not in the data; the columns are "
-                         f"{sorted(kinds(schema))}")
+        raise InputError(
+            f"ingest.split_key: the column {rule.key!r} is not in the data; the columns are {sorted(kinds(schema))}"
+        )
     stats, counts = _Stats(schema), collections.Counter()
     labels = LabelValues(config.label, config.label_is_class, kinds(schema).get(config.label), config.train_split)
     encoder = CanonicalEncoder(schema, drop_missing=True)  # a missing value: no feature at all
@@ -419,8 +454,9 @@ def _read(config: IngestConfig, sources: dict, out: Path, names: list, rule: Spl
                 if rule is None:
                     targets = [split] * len(batch)
                 else:
-                    targets = rule.assign(key_encoder.encode(_record_batch({rule.key: lists[rule.key]}))
-                                          if key_encoder else records)
+                    targets = rule.assign(
+                        key_encoder.encode(_record_batch({rule.key: lists[rule.key]})) if key_encoder else records
+                    )
                 for name in stats.kinds:
                     stats.add(name, lists.get(name), len(batch))
                 if config.label in lists:
@@ -434,12 +470,16 @@ def _read(config: IngestConfig, sources: dict, out: Path, names: list, rule: Spl
             w.close()
     progress.finish()
     if sum(counts.values()) == 0:
-        raise InputError(f"ingest: no rows in {', '.join(path for _, path in files)} (an empty file, or a header alone)")
+        raise InputError(
+            f"ingest: no rows in {', '.join(path for _, path in files)} (an empty file, or a header alone)"
+        )
     one = labels.one_class()
     if one is not None:
-        raise InputError(f"ingest: the label {config.label!r} is {one!r} in every row of the {config.train_split!r} "
-                         "split, so a classifier has nothing to tell apart; check the input (or set "
-                         "ingest.label_is_class: false if the label is a quantity)")
+        raise InputError(
+            f"ingest: the label {config.label!r} is {one!r} in every row of the {config.train_split!r} "
+            "split, so a classifier has nothing to tell apart; check the input (or set "
+            "ingest.label_is_class: false if the label is a quantity)"
+        )
     bad = labels.unlearnable()
     if bad:
         value, split, path, row = bad
@@ -471,8 +511,10 @@ def _check_columns(batch: _Batch, kinds_: dict, required_: set, config: IngestCo
         raise InputError(f"{path}: column(s) {lacking} that the schema requires are missing; the file has {have}")
     extra = sorted(set(batch.columns) - set(kinds_))
     if extra and config.schema_file:
-        raise InputError(f"{path}: column(s) {extra} are not in the schema {config.schema_file}; remove them from the "
-                         "file or add them to the schema")
+        raise InputError(
+            f"{path}: column(s) {extra} are not in the schema {config.schema_file}; remove them from the "
+            "file or add them to the schema"
+        )
 
 
 def _typed(batch: _Batch, schema, config: IngestConfig, rule: SplitRule | None) -> dict:
@@ -487,19 +529,25 @@ def _typed(batch: _Batch, schema, config: IngestConfig, rule: SplitRule | None) 
         if column.null_count:
             first = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
             if name == config.label:
-                raise InputError(f"{batch.where(first, name)}: the label is missing; every row needs one "
-                                 "(fill it in or drop the row)")
+                raise InputError(
+                    f"{batch.where(first, name)}: the label is missing; every row needs one "
+                    "(fill it in or drop the row)"
+                )
             if name in required_:
                 raise InputError(f"{batch.where(first, name)}: the value is missing, but the schema requires it")
             if rule is not None and name == rule.key:
-                raise InputError(f"{batch.where(first, name)}: the value is missing, and it is the split_key, "
-                                 "which decides the row's split; every row needs one")
+                raise InputError(
+                    f"{batch.where(first, name)}: the value is missing, and it is the split_key, "
+                    "which decides the row's split; every row needs one"
+                )
         if batch.text and column.null_count < len(column):
             lengths = pc.utf8_length(column)
             if pc.max(lengths).as_py() > _MAX_FIELD:
                 i = int(np.argmax(pc.fill_null(lengths, 0).to_numpy(zero_copy_only=False)))
-                raise InputError(f"{batch.where(i, name)}: the field is {lengths[i].as_py():,} characters long, over "
-                                 f"the {_MAX_FIELD:,} allowed; is a quote left unclosed?")
+                raise InputError(
+                    f"{batch.where(i, name)}: the field is {lengths[i].as_py():,} characters long, over "
+                    f"the {_MAX_FIELD:,} allowed; is a quote left unclosed?"
+                )
         try:
             out[name] = to_lists(column, kind, batch.text)
         except BadValue as e:
@@ -544,12 +592,15 @@ class _ShardWriter:
 
 # ---- the component --------------------------------------------------------------------------------------------
 
+
 def split_rule(config: IngestConfig) -> str:
     """How rows were assigned to splits: two Examples artifacts with the same rule split a row alike."""
     if isinstance(config.input, dict):
         return json.dumps({"pre_split": sorted(config.input)})
-    return json.dumps({"hash": "sha256 of the canonical tf.Example",
-                       **SplitRule(config.splits, config.split_key).canonical()}, sort_keys=True)
+    return json.dumps(
+        {"hash": "sha256 of the canonical tf.Example", **SplitRule(config.splits, config.split_key).canonical()},
+        sort_keys=True,
+    )
 
 
 def input_files(config: IngestConfig) -> list[str]:
@@ -567,12 +618,24 @@ def _canonical(config: IngestConfig) -> dict:
 
 def _run(inputs: dict, outputs: dict, config: IngestConfig) -> dict:
     result = ingest(config, outputs["examples"], outputs["schema"], outputs["statistics"])
-    return {"examples": {"split_names": json.dumps(list(result.counts)), "counts": json.dumps(result.counts),
-                         "split_rule": split_rule(config)}}
+    return {
+        "examples": {
+            "split_names": json.dumps(list(result.counts)),
+            "counts": json.dumps(result.counts),
+            "split_rule": split_rule(config),
+        }
+    }
 
 
 COMPONENT = Component(
-    name="ingest", inputs={}, outputs={"examples": "Examples", "schema": "Schema", "statistics": "ExampleStatistics"},
-    parameters=IngestConfig, executor=_run, code=(__name__,), input_files=input_files, canonical=_canonical,
+    name="ingest",
+    inputs={},
+    outputs={"examples": "Examples", "schema": "Schema", "statistics": "ExampleStatistics"},
+    parameters=IngestConfig,
+    executor=_run,
+    code=(__name__,),
+    input_files=input_files,
+    canonical=_canonical,
     defaults={"label": ("trainer.raw_label", "trainer.label"), "train_split": ("trainer.train_split",)},
-    description="raw CSV, Parquet or TFRecord files -> tf.Examples per split, a schema and statistics")
+    description="raw CSV, Parquet or TFRecord files -> tf.Examples per split, a schema and statistics",
+)

@@ -14,7 +14,7 @@ LIVE_SECONDS, PLAIN_SECONDS = 0.5, 10.0
 
 
 def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
@@ -22,13 +22,15 @@ class Progress:
     """`update(done)` as work advances, `finish()` at the end. `what` names the work ("ingest: rows read"),
     `total` (optional) gives a fraction and an ETA, `unit` names the rate's unit."""
 
-    def __init__(self, logger: logging.Logger, what: str, total: int | None = None, unit: str = "rows",
-                 per_item: float = 1.0):
+    def __init__(
+        self, logger: logging.Logger, what: str, total: int | None = None, unit: str = "rows", per_item: float = 1.0
+    ):
         self.log, self.what, self.total, self.unit, self.per_item = logger, what, total, unit, per_item
         self.started = self.last = time.perf_counter()
         self.done = 0
         live = os.environ.get("TFPIPE_PROGRESS") == "live" or (
-            os.environ.get("TFPIPE_PROGRESS") != "plain" and sys.stderr.isatty())
+            os.environ.get("TFPIPE_PROGRESS") != "plain" and sys.stderr.isatty()
+        )
         self.period = LIVE_SECONDS if live else PLAIN_SECONDS
 
     def line(self, extra: str = "", final: bool = False) -> str:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import shutil
 import socket
 import time
-import hashlib
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 from components._process import alive
 from components.contract import Component, InputSpec, Parameters, PathParam
@@ -24,19 +24,21 @@ class PusherConfig(Parameters):
     """pusher's parameters (its YAML section)."""
 
     # blessed models go to <serving_base>/<version>/ (default <root>/serving)
-    serving_base: Annotated[Optional[str], PathParam(outside_root=True, default_under_root="serving")] = None
+    serving_base: Annotated[str | None, PathParam(outside_root=True, default_under_root="serving")] = None
 
 
-def push(serving_model_dir: str, blessed: bool, serving_base: str, output_dir: str,
-         already: str | None = None) -> dict:
+def push(serving_model_dir: str, blessed: bool, serving_base: str, output_dir: str, already: str | None = None) -> dict:
     """Copies the model to a hidden temp folder beside the target, then renames it into place.
 
     `already`: the version where this very model is in serving now; nothing is copied again.
     """
     out = Path(output_dir)
     if not blessed or already:
-        doc = {"pushed": False, "reason": "the model is not blessed"} if not blessed else \
-            {"pushed": True, "version": int(Path(already).name), "path": str(already), "already_in_serving": True}
+        doc = (
+            {"pushed": False, "reason": "the model is not blessed"}
+            if not blessed
+            else {"pushed": True, "version": int(Path(already).name), "path": str(already), "already_in_serving": True}
+        )
         (out / "push.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
         return doc
     if not (Path(serving_model_dir) / "saved_model.pb").exists():
@@ -67,11 +69,10 @@ def _remove_dead_copies(base: Path) -> None:
     """Hidden half-copies left by pushers of this host that were killed mid-copy (servers never read them)."""
     host = socket.gethostname()
     for p in base.glob(".tmp-*"):
-        _, _, owner = p.name[len(".tmp-"):].partition("-")  # .tmp-<version>-<host>-<pid>
+        _, _, owner = p.name[len(".tmp-") :].partition("-")  # .tmp-<version>-<host>-<pid>
         owner_host, _, pid = owner.rpartition("-")
         if owner_host == host and pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(p, ignore_errors=True)
-
 
 
 def _files(folder: Path) -> dict[str, int]:
@@ -109,12 +110,23 @@ def _run(inputs: dict, outputs: dict, config: PusherConfig) -> dict:
     doc = push(inputs["model"].uri, blessed, config.serving_base, outputs["pushed_model"], already=already)
     if doc.get("already_in_serving"):
         log.info("pusher: this model is already in serving at %s; nothing pushed again", doc["path"])
-    return {"pushed_model": {"pushed": bool(doc["pushed"]), "pushed_destination": doc.get("path", ""),
-                             "destination_files": json.dumps(file_manifest(doc["path"])) if doc["pushed"] else "",
-                             "pushed_version": str(doc.get("version", "")), "model_uri": inputs["model"].uri}}
+    return {
+        "pushed_model": {
+            "pushed": bool(doc["pushed"]),
+            "pushed_destination": doc.get("path", ""),
+            "destination_files": json.dumps(file_manifest(doc["path"])) if doc["pushed"] else "",
+            "pushed_version": str(doc.get("version", "")),
+            "model_uri": inputs["model"].uri,
+        }
+    }
 
 
 COMPONENT = Component(
-    name="pusher", inputs={"model": InputSpec("Model"), "blessing": InputSpec("ModelBlessing")},
-    outputs={"pushed_model": "PushedModel"}, parameters=PusherConfig, executor=_run, code=(__name__,),
-    description="a blessed model to <serving_base>/<version>/, by an atomic rename")
+    name="pusher",
+    inputs={"model": InputSpec("Model"), "blessing": InputSpec("ModelBlessing")},
+    outputs={"pushed_model": "PushedModel"},
+    parameters=PusherConfig,
+    executor=_run,
+    code=(__name__,),
+    description="a blessed model to <serving_base>/<version>/, by an atomic rename",
+)

@@ -22,10 +22,17 @@ STANDARD = {
 # The standard chain's edges: "<instance>.<input>" <- "<instance>.<output>".
 STANDARD_WIRING = {
     "transform": {"examples": "ingest.examples", "schema": "ingest.schema"},
-    "trainer": {"transformed_examples": "transform.transformed_examples",
-                "transform_graph": "transform.transform_graph", "schema": "ingest.schema"},
-    "evaluator": {"model": "trainer.model", "examples": "ingest.examples", "schema": "ingest.schema",
-                  "transform_graph": "transform.transform_graph"},
+    "trainer": {
+        "transformed_examples": "transform.transformed_examples",
+        "transform_graph": "transform.transform_graph",
+        "schema": "ingest.schema",
+    },
+    "evaluator": {
+        "model": "trainer.model",
+        "examples": "ingest.examples",
+        "schema": "ingest.schema",
+        "transform_graph": "transform.transform_graph",
+    },
     "pusher": {"model": "trainer.model", "blessing": "evaluator.blessing"},
 }
 # Sections the standard form must have; the others default to {} (an evaluator without thresholds, a

@@ -7,7 +7,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -18,17 +18,18 @@ from components.user_module import load_function
 from schemas import artifacts
 from schemas.schema import feature_spec
 
+
 class TrainerConfig(Parameters):
     """trainer's parameters (its YAML section)."""
 
     # a .py path or dotted module with build_estimator(run_config, transform_output, params)
     module: Annotated[str, UserModule("build_estimator")]
     label: str  # the label's key among the transformed features
-    raw_label: Optional[str] = None  # its key in the raw examples (default: label); left out of the serving input
+    raw_label: str | None = None  # its key in the raw examples (default: label); left out of the serving input
     train_steps: int = Field(default=1000, gt=0)
     # default min(train_steps, 200): what a re-run after a crash resumes from
-    checkpoint_steps: Optional[int] = Field(default=None, gt=0)
-    eval_steps: Optional[int] = Field(default=None, gt=0)  # None: the whole eval split
+    checkpoint_steps: int | None = Field(default=None, gt=0)
+    eval_steps: int | None = Field(default=None, gt=0)  # None: the whole eval split
     batch_size: int = Field(default=32, gt=0)
     seed: int = 42
     deterministic: bool = True  # same seed and data on CPU -> bit-identical variables (op determinism on)
@@ -46,16 +47,25 @@ def _pattern(transformed_dir: str, split: str) -> str:
 def make_input_fn(pattern: str, feature_spec: dict, label: str, batch_size: int, train: bool, seed: int):
     """An input_fn over gzipped tf.Example files: (features, label) batches; repeats and shuffles when training."""
     if label not in feature_spec:
-        raise ConfigError(f"trainer: label {label!r} is not among the transformed features {sorted(feature_spec)}; "
-                          "the preprocessing_fn must output it")
+        raise ConfigError(
+            f"trainer: label {label!r} is not among the transformed features {sorted(feature_spec)}; "
+            "the preprocessing_fn must output it"
+        )
 
     def input_fn():
         import tensorflow as tf
 
         return tf.data.experimental.make_batched_features_dataset(
-            pattern, batch_size, feature_spec, label_key=label,
+            pattern,
+            batch_size,
+            feature_spec,
+            label_key=label,
             reader=lambda files: tf.data.TFRecordDataset(files, compression_type="GZIP"),
-            num_epochs=None if train else 1, shuffle=train, shuffle_seed=seed, drop_final_batch=False)
+            num_epochs=None if train else 1,
+            shuffle=train,
+            shuffle_seed=seed,
+            drop_final_batch=False,
+        )
 
     return input_fn
 
@@ -82,8 +92,9 @@ class _TrainingProgress(logging.Filter):
 
     def __init__(self, max_steps: int, batch_size: int):
         super().__init__()
-        self.progress = Progress(logging.getLogger("tfpipe.trainer"), "trainer: step", total=max_steps,
-                                 unit="examples", per_item=batch_size)
+        self.progress = Progress(
+            logging.getLogger("tfpipe.trainer"), "trainer: step", total=max_steps, unit="examples", per_item=batch_size
+        )
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg == "step %d: loss = %.5g (%.1f steps/s, %s examples/s)" and record.args:
@@ -95,8 +106,14 @@ class _TrainingProgress(logging.Filter):
         return True
 
 
-def train(config: TrainerConfig, transformed_dir: str, transform_graph_dir: str, schema_path: str,
-          model_dir: str, model_run_dir: str) -> dict:
+def train(
+    config: TrainerConfig,
+    transformed_dir: str,
+    transform_graph_dir: str,
+    schema_path: str,
+    model_dir: str,
+    model_run_dir: str,
+) -> dict:
     """Writes the serving SavedModel into model_dir, checkpoints and events into model_run_dir."""
     import tensorflow as tf
     import tensorflow_transform as tft
@@ -109,18 +126,25 @@ def train(config: TrainerConfig, transformed_dir: str, transform_graph_dir: str,
         tf.config.experimental.enable_op_determinism()
     tft_output = tft.TFTransformOutput(transform_graph_dir)
     spec = tft_output.transformed_feature_spec()
-    run_config = est_lib.RunConfig(model_dir=str(model_run_dir), tf_random_seed=config.seed,
-                                   save_checkpoints_steps=config.checkpoint_steps or max(1, min(config.train_steps, 200)),
-                                   log_step_count_steps=max(1, min(100, config.train_steps // 10)))
+    run_config = est_lib.RunConfig(
+        model_dir=str(model_run_dir),
+        tf_random_seed=config.seed,
+        save_checkpoints_steps=config.checkpoint_steps or max(1, min(config.train_steps, 200)),
+        log_step_count_steps=max(1, min(100, config.train_steps // 10)),
+    )
     build = load_function(config.module, "build_estimator")
     estimator = build(run_config, tft_output, dict(config.params))
     if not isinstance(estimator, est_lib.Estimator):
-        raise ConfigError(f"build_estimator in {config.module} returned {type(estimator).__name__}, "
-                          "not a components.estimator Estimator")
-    train_input = make_input_fn(_pattern(transformed_dir, config.train_split), spec, config.label,
-                                config.batch_size, True, config.seed)
-    eval_input = make_input_fn(_pattern(transformed_dir, config.eval_split), spec, config.label,
-                               config.batch_size, False, config.seed)
+        raise ConfigError(
+            f"build_estimator in {config.module} returned {type(estimator).__name__}, "
+            "not a components.estimator Estimator"
+        )
+    train_input = make_input_fn(
+        _pattern(transformed_dir, config.train_split), spec, config.label, config.batch_size, True, config.seed
+    )
+    eval_input = make_input_fn(
+        _pattern(transformed_dir, config.eval_split), spec, config.label, config.batch_size, False, config.seed
+    )
     receiver = raw_serving_receiver_fn(tft_output, feature_spec(schema_path), config.raw_label or config.label)
     exporter = est_lib.FinalExporter("serving", receiver)
     engine_log = logging.getLogger("tfpipe.estimator")
@@ -128,8 +152,10 @@ def train(config: TrainerConfig, transformed_dir: str, transform_graph_dir: str,
     engine_log.addFilter(progress)
     try:
         result, exports = est_lib.train_and_evaluate(
-            estimator, est_lib.TrainSpec(train_input, max_steps=config.train_steps),
-            est_lib.EvalSpec(eval_input, steps=config.eval_steps, exporters=[exporter], throttle_secs=600))
+            estimator,
+            est_lib.TrainSpec(train_input, max_steps=config.train_steps),
+            est_lib.EvalSpec(eval_input, steps=config.eval_steps, exporters=[exporter], throttle_secs=600),
+        )
     finally:
         engine_log.removeFilter(progress)
     if not exports:
@@ -142,21 +168,36 @@ def train(config: TrainerConfig, transformed_dir: str, transform_graph_dir: str,
     metrics = {k: float(v) for k, v in result.items() if getattr(v, "ndim", 0) == 0}
     (Path(model_run_dir) / "eval_metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     strategy = estimator.config.train_distribute
-    topology = {"strategy": type(strategy).__name__ if strategy else "none",
-                "replicas": int(strategy.num_replicas_in_sync) if strategy else 1}
+    topology = {
+        "strategy": type(strategy).__name__ if strategy else "none",
+        "replicas": int(strategy.num_replicas_in_sync) if strategy else 1,
+    }
     return {"eval": metrics, "topology": topology}
 
 
 def _run(inputs: dict, outputs: dict, config: TrainerConfig) -> dict:
-    result = train(config, inputs["transformed_examples"].uri, inputs["transform_graph"].uri,
-                   str(Path(inputs["schema"].uri) / "schema.pbtxt"), outputs["model"], outputs["model_run"])
+    result = train(
+        config,
+        inputs["transformed_examples"].uri,
+        inputs["transform_graph"].uri,
+        str(Path(inputs["schema"].uri) / "schema.pbtxt"),
+        outputs["model"],
+        outputs["model_run"],
+    )
     return {"model_run": {**{k: v for k, v in result["eval"].items() if isinstance(v, float)}, **result["topology"]}}
 
 
 COMPONENT = Component(
     name="trainer",
-    inputs={"transformed_examples": InputSpec("TransformedExamples"), "transform_graph": InputSpec("TransformGraph"),
-            "schema": InputSpec("Schema")},
+    inputs={
+        "transformed_examples": InputSpec("TransformedExamples"),
+        "transform_graph": InputSpec("TransformGraph"),
+        "schema": InputSpec("Schema"),
+    },
     outputs={"model": "Model", "model_run": "ModelRun"},
-    parameters=TrainerConfig, executor=_run, code=(__name__,), resumable=("model_run",),
-    description="the user's Estimator, trained with train_and_evaluate, exported for raw tf.Examples")
+    parameters=TrainerConfig,
+    executor=_run,
+    code=(__name__,),
+    resumable=("model_run",),
+    description="the user's Estimator, trained with train_and_evaluate, exported for raw tf.Examples",
+)

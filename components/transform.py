@@ -18,8 +18,8 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from components.contract import Component, InputSpec, Parameters, UserModule
-from components.progress import Progress
 from components.errors import InputError, TfpipeError
+from components.progress import Progress
 from components.user_module import load_function, local_imports
 from schemas import artifacts
 from schemas.schema import load_schema
@@ -45,15 +45,19 @@ class TransformConfig(Parameters):
     apply: Literal["auto", "local", "beam"] = "auto"
 
 
-def transform(config: TransformConfig, examples_dir: str, schema_path: str, transform_graph_dir: str,
-              transformed_examples_dir: str) -> dict:
+def transform(
+    config: TransformConfig,
+    examples_dir: str,
+    schema_path: str,
+    transform_graph_dir: str,
+    transformed_examples_dir: str,
+) -> dict:
     """Writes the tf.Transform graph to transform_graph_dir and transformed_examples_dir/Split-<name>/."""
     import apache_beam as beam
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
     from apache_beam.options.pipeline_options import PipelineOptions
     from tfx_bsl.public import tfxio
-
 
     preprocessing_fn = load_function(config.module, "preprocessing_fn")
     module = sys.modules.get(preprocessing_fn.__module__)
@@ -78,13 +82,16 @@ def transform(config: TransformConfig, examples_dir: str, schema_path: str, tran
         except Exception as e:
             raise TransformError(f"preprocessing_fn in {config.module} failed: {type(e).__name__}: {e}") from e
         if not isinstance(outputs, dict) or not all(isinstance(k, str) for k in outputs):
-            raise TransformError(f"preprocessing_fn in {config.module} returned {type(outputs).__name__}; it must "
-                                 "return a dict of feature name -> tensor")
+            raise TransformError(
+                f"preprocessing_fn in {config.module} returned {type(outputs).__name__}; it must "
+                "return a dict of feature name -> tensor"
+            )
         return outputs
 
     def source(split):
-        return tfxio.TFExampleRecord(file_pattern=artifacts.split_pattern(examples, split), schema=schema,
-                                     telemetry_descriptors=["tfpipe"])
+        return tfxio.TFExampleRecord(
+            file_pattern=artifacts.split_pattern(examples, split), schema=schema, telemetry_descriptors=["tfpipe"]
+        )
 
     local = _applies_locally(config)
     # Same data, same bits: analyzers sum floats batch by batch, so batches must not follow Beam's timing-
@@ -95,13 +102,18 @@ def transform(config: TransformConfig, examples_dir: str, schema_path: str, tran
     with tempfile.TemporaryDirectory(prefix="tft_", dir=transformed_examples_dir) as tmp:
         # Deep copy: each analysis phase re-reads the input instead of the runner holding it all in memory
         # between phases (the Titanic preprocessing_fn has two: a mean, then a z-score that uses it).
-        with beam.Pipeline(options=PipelineOptions(list(config.beam_args))) as pipeline, \
-                tft_beam.Context(temp_dir=tmp, use_deep_copy_optimization=True):
+        with (
+            beam.Pipeline(options=PipelineOptions(list(config.beam_args))) as pipeline,
+            tft_beam.Context(temp_dir=tmp, use_deep_copy_optimization=True),
+        ):
             analyze_io = source(config.analyze_split)
             if local:  # whole record batches per element: Beam's per-element cost is paid once per _BATCH rows
                 files = artifacts.split_files(examples, config.analyze_split)
-                raw = (pipeline | "Files-analyze" >> beam.Create([files])
-                       | "Read-analyze" >> beam.FlatMap(_read_batches, schema=schema))
+                raw = (
+                    pipeline
+                    | "Files-analyze" >> beam.Create([files])
+                    | "Read-analyze" >> beam.FlatMap(_read_batches, schema=schema)
+                )
             else:
                 raw = pipeline | "Read-analyze" >> analyze_io.BeamSource(_BATCH)
             transform_fn = (raw, analyze_io.TensorAdapterConfig()) | tft_beam.AnalyzeDataset(guarded)
@@ -109,13 +121,17 @@ def transform(config: TransformConfig, examples_dir: str, schema_path: str, tran
             for split in [] if local else splits:
                 split_io = source(split)
                 data = pipeline | f"Read-{split}" >> split_io.BeamSource(_BATCH)
-                (batches, metadata) = ((data, split_io.TensorAdapterConfig()), transform_fn) | \
-                    f"Transform-{split}" >> tft_beam.TransformDataset(output_record_batches=True)
+                (batches, metadata) = (
+                    (data, split_io.TensorAdapterConfig()),
+                    transform_fn,
+                ) | f"Transform-{split}" >> tft_beam.TransformDataset(output_record_batches=True)
                 target = artifacts.split_dir(transformed_examples_dir, split)
-                _ = (batches
-                     | f"Encode-{split}" >> beam.FlatMapTuple(
-                         lambda batch, _, schema=metadata: _encoder(schema).encode(batch))
-                     | f"Write-{split}" >> beam.io.WriteToTFRecord(str(target / "data"), file_name_suffix=".gz"))
+                _ = (
+                    batches
+                    | f"Encode-{split}"
+                    >> beam.FlatMapTuple(lambda batch, _, schema=metadata: _encoder(schema).encode(batch))
+                    | f"Write-{split}" >> beam.io.WriteToTFRecord(str(target / "data"), file_name_suffix=".gz")
+                )
     tft.TFTransformOutput(str(transform_graph_dir)).transformed_feature_spec()  # fails early if unreadable
     log.info("transform: Beam pipeline done in %.0f s", time.perf_counter() - t)
     if local:
@@ -164,18 +180,24 @@ def _apply_all(jobs: list, graph_dir: str, schema: bytes, module: str) -> None:
         import multiprocessing
 
         # spawn, not fork: TensorFlow's threads do not survive a fork
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_applier, initargs=(graph_dir, schema, module))
+        pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_applier,
+            initargs=(graph_dir, schema, module),
+        )
         results = pool.map(_apply_file, jobs)
     try:
-        for (source, _), n in zip(jobs, results):
+        for _job, n in zip(jobs, results):
             rows += n
             progress.update(rows)
         progress.finish()
     except BrokenProcessPool as e:
-        raise TransformError("transform: a worker process applying the graph died. If a script of yours calls "
-                             "transform(), put that call under `if __name__ == '__main__':` (worker processes "
-                             "import the main module); otherwise the machine may be out of memory") from e
+        raise TransformError(
+            "transform: a worker process applying the graph died. If a script of yours calls "
+            "transform(), put that call under `if __name__ == '__main__':` (worker processes "
+            "import the main module); otherwise the machine may be out of memory"
+        ) from e
     finally:
         if workers > 1:
             pool.shutdown(cancel_futures=True)
@@ -207,7 +229,8 @@ class _Applier:
         self.module = module
         self.schema = schema_pb2.Schema.FromString(schema)
         self.adapter = tfxio.TensorAdapter(
-            tfxio.TFExampleRecord(file_pattern="-", schema=self.schema).TensorAdapterConfig())
+            tfxio.TFExampleRecord(file_pattern="-", schema=self.schema).TensorAdapterConfig()
+        )
         output = tft.TFTransformOutput(graph_dir)
         self.converter = impl_helper.make_tensor_to_arrow_converter(output.transformed_metadata.schema)
         self.encoder = _encoder(output.transformed_metadata.schema)
@@ -221,8 +244,10 @@ class _Applier:
                 try:
                     outputs = self.apply(self.adapter.ToBatchTensors(batch, produce_eager_tensors=True))
                 except Exception as e:
-                    raise TransformError(f"preprocessing_fn in {self.module} failed on {source}, records "
-                                         f"{rows + 1}-{rows + batch.num_rows}: {type(e).__name__}: {e}") from e
+                    raise TransformError(
+                        f"preprocessing_fn in {self.module} failed on {source}, records "
+                        f"{rows + 1}-{rows + batch.num_rows}: {type(e).__name__}: {e}"
+                    ) from e
                 for example in self.encoder.encode(self.converter.convert(outputs)):
                     writer.write(example)
                 rows += batch.num_rows
@@ -244,13 +269,22 @@ def _encoder(metadata):
 
 
 def _run(inputs: dict, outputs: dict, config: TransformConfig) -> dict:
-    result = transform(config, inputs["examples"].uri, str(Path(inputs["schema"].uri) / "schema.pbtxt"),
-                       outputs["transform_graph"], outputs["transformed_examples"])
+    result = transform(
+        config,
+        inputs["examples"].uri,
+        str(Path(inputs["schema"].uri) / "schema.pbtxt"),
+        outputs["transform_graph"],
+        outputs["transformed_examples"],
+    )
     return {"transformed_examples": {"split_names": json.dumps(result["splits"])}}
 
 
 COMPONENT = Component(
-    name="transform", inputs={"examples": InputSpec("Examples"), "schema": InputSpec("Schema")},
+    name="transform",
+    inputs={"examples": InputSpec("Examples"), "schema": InputSpec("Schema")},
     outputs={"transform_graph": "TransformGraph", "transformed_examples": "TransformedExamples"},
-    parameters=TransformConfig, executor=_run, code=(__name__,),
-    description="preprocessing_fn on tf.Transform: analyzed on the train split, applied to all")
+    parameters=TransformConfig,
+    executor=_run,
+    code=(__name__,),
+    description="preprocessing_fn on tf.Transform: analyzed on the train split, applied to all",
+)

@@ -60,7 +60,7 @@ def _summary(result: dict) -> None:
     for name, info in comps.items():
         seconds = info.get("wall_seconds")
         print(f"  {name:<{width}} {info['state']:<9} {'' if seconds is None else f'{seconds:6.1f} s'}")
-    for component, uri in outputs_of_type(comps, "ModelEvaluation"):
+    for _, uri in outputs_of_type(comps, "ModelEvaluation"):
         path = Path(uri) / "metrics.json"
         doc = json.loads(path.read_text())
         verdict = "BLESSED" if doc["blessed"] else "NOT BLESSED: " + "; ".join(doc["reasons"])
@@ -78,10 +78,14 @@ def _summary(result: dict) -> None:
                         line += f" {k} {v:.3g}"
                 print(line)
         print(f"metrics:      {_short(path)}")
-    for component, uri in outputs_of_type(comps, "PushedModel"):
+    for _, uri in outputs_of_type(comps, "PushedModel"):
         push = json.loads((Path(uri) / "push.json").read_text())
-        print(f"pushed model: {_short(push['path'])}" + (" (already in serving)" if push.get("already_in_serving")
-                                                           else "") if push["pushed"] else "pushed model: none (not blessed)")
+        print(
+            f"pushed model: {_short(push['path'])}"
+            + (" (already in serving)" if push.get("already_in_serving") else "")
+            if push["pushed"]
+            else "pushed model: none (not blessed)"
+        )
     print(f"MLMD store:   {_short(result['metadata'])}")
 
 
@@ -89,8 +93,10 @@ def _run(config_path: str, args, components=None, inputs=None) -> int:
     from pipeline.config import load_config
 
     cfg = load_config(config_path, _overrides(args))  # a bad config fails in a second, before TensorFlow loads
-    for name in [*(components or []), *(args.no_cache or [] if isinstance(getattr(args, "no_cache", None), list)
-                                         else [])]:
+    for name in [
+        *(components or []),
+        *(args.no_cache or [] if isinstance(getattr(args, "no_cache", None), list) else []),
+    ]:
         cfg.node(name)  # an instance the pipeline does not have: one line naming the ones it has
     from pipeline.metadata import probe
 
@@ -102,8 +108,9 @@ def _run(config_path: str, args, components=None, inputs=None) -> int:
     if inputs:
         # A typo, a missing id or an artifact of the wrong type: one line, before any run is recorded.
         inputs = check_inputs(open_store(cfg), cfg, components[0], inputs)
-    result = pipeline_flow(config_path, overrides=_overrides(args), no_cache=_no_cache(args),
-                           components=components, inputs=inputs)
+    result = pipeline_flow(
+        config_path, overrides=_overrides(args), no_cache=_no_cache(args), components=components, inputs=inputs
+    )
     _summary(result)
     return 0
 
@@ -139,17 +146,21 @@ def _cmd_deploy(args) -> int:
     from pipeline.config import load_config
 
     if args.metadata and urllib.parse.urlparse(args.metadata).password:
-        raise SystemExit("tfpipe: error: a deployment's parameters are shown in the Prefect UI: keep the password "
-                         "out of --metadata (set metadata_secret: <Secret block> in the config, or "
-                         "TFPIPE_METADATA_PASSWORD in the worker's environment)")
+        raise SystemExit(
+            "tfpipe: error: a deployment's parameters are shown in the Prefect UI: keep the password "
+            "out of --metadata (set metadata_secret: <Secret block> in the config, or "
+            "TFPIPE_METADATA_PASSWORD in the worker's environment)"
+        )
     overrides = _overrides(args)
     cfg = load_config(args.config, overrides)  # a deployment of a broken config would fail at 3 a.m.
     from pipeline.deploy import deploy
 
     name = args.name or cfg.name
     deployment_id = deploy(args.config, name, args.pool, args.cron, overrides, _no_cache(args), args.timezone)
-    print(f"deployment tfpipe/{name} ({deployment_id}) on work pool {args.pool!r}"
-          + (f", schedule {args.cron!r} {args.timezone}" if args.cron else ", no schedule"))
+    print(
+        f"deployment tfpipe/{name} ({deployment_id}) on work pool {args.pool!r}"
+        + (f", schedule {args.cron!r} {args.timezone}" if args.cron else ", no schedule")
+    )
     print(f"start a worker:  uv run prefect worker start --pool {args.pool}")
     print(f"run it now:      uv run prefect deployment run 'tfpipe/{name}' [--param no_cache=true]")
     return 0
@@ -162,8 +173,9 @@ def _existing_store(url: str, *timeouts: float):
     if "://" not in url and not os.path.isfile(url):
         from components.errors import ConfigError
 
-        raise ConfigError(f"no MLMD store at {_short(url)}: nothing has run with this store yet "
-                          "(or pass the store with --metadata)")
+        raise ConfigError(
+            f"no MLMD store at {_short(url)}: nothing has run with this store yet (or pass the store with --metadata)"
+        )
     return MetadataStore(url, *timeouts)  # (connect, query) timeouts: the config's, else the defaults
 
 
@@ -203,9 +215,17 @@ def _cmd_runs(args) -> int:
         return 0
     import time
 
-    _table(["run", "started", "components"],
-           [(run["run"], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["created"] / 1000)),
-             ", ".join(f"{c} {s}" for c, s, _ in run["executions"])) for run in runs])
+    _table(
+        ["run", "started", "components"],
+        [
+            (
+                run["run"],
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["created"] / 1000)),
+                ", ".join(f"{c} {s}" for c, s, _ in run["executions"]),
+            )
+            for run in runs
+        ],
+    )
     return 0
 
 
@@ -213,12 +233,25 @@ def _cmd_artifacts(args) -> int:
     _, store = _store(args)
     found = store.artifacts(args.type, args.state)
     if not found:
-        print("no artifacts" + (f" of type {args.type}" if args.type else "")
-              + (f" in state {args.state}" if args.state else ""))
+        print(
+            "no artifacts"
+            + (f" of type {args.type}" if args.type else "")
+            + (f" in state {args.state}" if args.state else "")
+        )
         return 0
-    _table(["id", "type", "state", "uri", "properties"],
-           [(a.id, a.type, a.state, _short(a.uri),
-             " ".join(f"{k}={v}" for k, v in sorted(a.properties.items()) if k != "fingerprint")) for a in found])
+    _table(
+        ["id", "type", "state", "uri", "properties"],
+        [
+            (
+                a.id,
+                a.type,
+                a.state,
+                _short(a.uri),
+                " ".join(f"{k}={v}" for k, v in sorted(a.properties.items()) if k != "fingerprint"),
+            )
+            for a in found
+        ],
+    )
     return 0
 
 
@@ -252,13 +285,17 @@ def _cmd_reproduce(args) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"reproduced {report['original']} as {report['reproduction']} "
-              f"({'bit-identical expected' if report['exact_expected'] else 'tolerance: metrics within 0.02'})")
+        print(
+            f"reproduced {report['original']} as {report['reproduction']} "
+            f"({'bit-identical expected' if report['exact_expected'] else 'tolerance: metrics within 0.02'})"
+        )
         number = {change: i for i, change in enumerate(report["changes"], 1)}
         for row in report["outputs"]:
             causes = ", ".join(f"[{number[c]}]" for c in row["likely_cause"]) or "no recorded change (nondeterminism?)"
-            print(f"  {row['component']:<10} {row['output']:<21} {row['verdict']}"
-                  + (f"   likely cause: {causes}" if row["verdict"] == DIFFERENT else ""))
+            print(
+                f"  {row['component']:<10} {row['output']:<21} {row['verdict']}"
+                + (f"   likely cause: {causes}" if row["verdict"] == DIFFERENT else "")
+            )
         if report["changes"]:
             print("changed since the original run:")
         for change, i in number.items():
@@ -275,8 +312,10 @@ def _cmd_diff(args) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"a: {report['a']}\nb: {report['b']}")
-    _table(["component", "state a", "state b"],
-           [(c, x or "-", y or "-") for c, (x, y) in report["states"].items() if x or y])
+    _table(
+        ["component", "state a", "state b"],
+        [(c, x or "-", y or "-") for c, (x, y) in report["states"].items() if x or y],
+    )
     print("changes:")
     for change in report["changes"] or ["no difference in config, inputs, modules, code or versions"]:
         print(f"  {change}")
@@ -296,18 +335,25 @@ def _cmd_version(args) -> int:
 def _store_args(p, root=True):
     if root:
         p.add_argument("--root", help="pipeline root for artifacts (default: the config's root)")
-    p.add_argument("--metadata", help="MLMD store: a SQLite path, postgresql://... or mysql://... (default: the config's)")
+    p.add_argument(
+        "--metadata", help="MLMD store: a SQLite path, postgresql://... or mysql://... (default: the config's)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfpipe",
         description="TensorFlow training pipelines: graphs of components (ingest -> transform -> trainer -> "
-                    "evaluator -> pusher, and your own), on Prefect, with lineage in ML Metadata.",
+        "evaluator -> pusher, and your own), on Prefect, with lineage in ML Metadata.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="also show the libraries' own messages (TensorFlow's start-up, deprecations); "
-                             "-vv adds tfpipe's debug lines. Same as TFPIPE_LOG_LEVEL=DEBUG")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="also show the libraries' own messages (TensorFlow's start-up, deprecations); "
+        "-vv adds tfpipe's debug lines. Same as TFPIPE_LOG_LEVEL=DEBUG",
+    )
     # -v is accepted after the command too; SUPPRESS keeps a subcommand from resetting the count given before it
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -319,40 +365,65 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", "run a whole pipeline from its YAML config")
     # nargs="?": `tfpipe run --no-cache CONFIG` must not lose CONFIG to --no-cache (see _fix_no_cache)
     p.add_argument("config", nargs="?", help="the pipeline YAML (see examples/titanic/pipeline.yaml)")
-    p.add_argument("--no-cache", nargs="*", metavar="COMPONENT",
-                   help="re-run everything (no names) or only these components instead of reusing cached outputs")
+    p.add_argument(
+        "--no-cache",
+        nargs="*",
+        metavar="COMPONENT",
+        help="re-run everything (no names) or only these components instead of reusing cached outputs",
+    )
     _store_args(p)
     p.set_defaults(func=_cmd_run)
 
-    p = add("titanic", "run the bundled Titanic pipeline with embedded defaults "
-                       "(SQLite MLMD, local Prefect API, Beam DirectRunner, CPU)")
-    p.add_argument("--root", help="where artifacts, the MLMD store and the served models go "
-                                  "(default: the example's own, examples/titanic/tfpipe_root/titanic)")
+    p = add(
+        "titanic",
+        "run the bundled Titanic pipeline with embedded defaults "
+        "(SQLite MLMD, local Prefect API, Beam DirectRunner, CPU)",
+    )
+    p.add_argument(
+        "--root",
+        help="where artifacts, the MLMD store and the served models go "
+        "(default: the example's own, examples/titanic/tfpipe_root/titanic)",
+    )
     p.add_argument("--no-cache", nargs="*", metavar="COMPONENT", help="as for `run`")
-    p.add_argument("--seed-program", action="store_true",
-                   help="instead, run the seed guide's four-step LinearClassifier program")
+    p.add_argument(
+        "--seed-program", action="store_true", help="instead, run the seed guide's four-step LinearClassifier program"
+    )
     p.add_argument("--steps", type=int, default=100, help="training steps of --seed-program (default 100)")
     p.set_defaults(func=_cmd_titanic, metadata=None)
 
-    p = add("component", "run one component instance (standard or your own) by its id; its inputs default to "
-                         "the upstream instances' latest LIVE outputs in MLMD")
+    p = add(
+        "component",
+        "run one component instance (standard or your own) by its id; its inputs default to "
+        "the upstream instances' latest LIVE outputs in MLMD",
+    )
     p.add_argument("name", help="the instance's id in the pipeline (ingest, trainer, ... or your own)")
     p.add_argument("--config", required=True, help="the pipeline YAML")
-    p.add_argument("--input", action="append", metavar="NAME=ID|URI",
-                   help="use this artifact (MLMD id or URI) as input NAME; repeatable")
+    p.add_argument(
+        "--input",
+        action="append",
+        metavar="NAME=ID|URI",
+        help="use this artifact (MLMD id or URI) as input NAME; repeatable",
+    )
     p.add_argument("--no-cache", nargs="*", metavar="COMPONENT", help="as for `run`")
     _store_args(p)
     p.set_defaults(func=_cmd_component)
 
-    p = add("deploy", "create or update a Prefect deployment of a pipeline, with a schedule, on a "
-                      "process work pool (needs a Prefect server: PREFECT_API_URL)")
+    p = add(
+        "deploy",
+        "create or update a Prefect deployment of a pipeline, with a schedule, on a "
+        "process work pool (needs a Prefect server: PREFECT_API_URL)",
+    )
     p.add_argument("config", nargs="?", help="the pipeline YAML")
     p.add_argument("--name", help="deployment name (default: the pipeline's name); runs as tfpipe/NAME")
     p.add_argument("--pool", default="tfpipe", help="work pool, created as a process pool if missing (default tfpipe)")
     p.add_argument("--cron", help='schedule, e.g. "0 3 * * *" for 03:00 every day (default: none, run on demand)')
     p.add_argument("--timezone", default="UTC", help="time zone of --cron (default UTC)")
-    p.add_argument("--no-cache", nargs="*", metavar="COMPONENT",
-                   help="this deployment's runs re-run everything (no names) or these components")
+    p.add_argument(
+        "--no-cache",
+        nargs="*",
+        metavar="COMPONENT",
+        help="this deployment's runs re-run everything (no names) or these components",
+    )
     _store_args(p)
     p.set_defaults(func=_cmd_deploy)
 
@@ -368,27 +439,32 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(p)
     p.set_defaults(func=_cmd_artifacts)
 
-    p = add("lineage", "where an artifact came from (back to the raw input files) and what was "
-                       "made from it")
+    p = add("lineage", "where an artifact came from (back to the raw input files) and what was made from it")
     p.add_argument("artifact", help="an artifact id, an artifact's path, or a pushed model's serving folder")
-    p.add_argument("--format", choices=("text", "dot", "svg"), default="text",
-                   help="text (default), graphviz dot, or svg (drawn by graphviz's dot)")
+    p.add_argument(
+        "--format",
+        choices=("text", "dot", "svg"),
+        default="text",
+        help="text (default), graphviz dot, or svg (drawn by graphviz's dot)",
+    )
     p.add_argument("--output", "-o", help="write to this file instead of printing")
     p.add_argument("--config", help="the pipeline YAML whose MLMD store to read")
     _store_args(p)
     p.set_defaults(func=_cmd_lineage)
 
-    p = add("reproduce", "re-run a recorded run from its manifest (config, inputs), nothing "
-                         "cached, and compare every output: identical, within tolerance or "
-                                         "different, with the likely cause; exits 1 when different")
+    p = add(
+        "reproduce",
+        "re-run a recorded run from its manifest (config, inputs), nothing "
+        "cached, and compare every output: identical, within tolerance or "
+        "different, with the likely cause; exits 1 when different",
+    )
     p.add_argument("run", help="a run id (as `tfpipe runs` prints it)")
     p.add_argument("--config", help="the pipeline YAML whose MLMD store to read")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _store_args(p)
     p.set_defaults(func=_cmd_reproduce)
 
-    p = add("diff", "what differs between two runs: config, input files, modules, code, "
-                    "library versions, metrics")
+    p = add("diff", "what differs between two runs: config, input files, modules, code, library versions, metrics")
     p.add_argument("run_a")
     p.add_argument("run_b")
     p.add_argument("--config", help="the pipeline YAML whose MLMD store to read")
@@ -408,8 +484,11 @@ def _fix_no_cache(parser, args) -> None:
     if getattr(args, "no_cache", None):
         names = []
         for value in args.no_cache:
-            if "config" in vars(args) and args.config is None and (value.endswith((".yaml", ".yml"))
-                                                                   or os.path.isfile(value)):
+            if (
+                "config" in vars(args)
+                and args.config is None
+                and (value.endswith((".yaml", ".yml")) or os.path.isfile(value))
+            ):
                 args.config = value
             else:
                 names.append(value)
@@ -462,13 +541,18 @@ def main(argv=None) -> int:
             if where:
                 print(f"tfpipe: error: your code raised {type(e).__name__} at {where}: {e}", file=sys.stderr)
                 return 1
-            print(f"tfpipe: internal error: {type(e).__name__}: {e}\nThis is a bug in tfpipe: please report it "
-                  "with the traceback above. A step that failed is FAILED in MLMD and published nothing.",
-                  file=sys.stderr)
+            print(
+                f"tfpipe: internal error: {type(e).__name__}: {e}\nThis is a bug in tfpipe: please report it "
+                "with the traceback above. A step that failed is FAILED in MLMD and published nothing.",
+                file=sys.stderr,
+            )
             return 70  # EX_SOFTWARE
         # A full disk is the operator's to fix; the failed step recorded itself and published nothing.
-        print(f"tfpipe: error: no space left on the device{f' ({full})' if full else ''}; free some space and "
-              "run again (finished steps are reused)", file=sys.stderr)
+        print(
+            f"tfpipe: error: no space left on the device{f' ({full})' if full else ''}; free some space and "
+            "run again (finished steps are reused)",
+            file=sys.stderr,
+        )
         return 1
 
 

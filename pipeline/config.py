@@ -22,7 +22,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -43,9 +43,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    root: Optional[str] = None  # default: ./tfpipe_root/<name>, beside the config file
-    metadata: Optional[str] = None  # sqlite path or URL, postgresql://, mysql://; default <root>/metadata.sqlite
-    metadata_secret: Optional[str] = None  # a Prefect Secret block holding the store's password
+    root: str | None = None  # default: ./tfpipe_root/<name>, beside the config file
+    metadata: str | None = None  # sqlite path or URL, postgresql://, mysql://; default <root>/metadata.sqlite
+    metadata_secret: str | None = None  # a Prefect Secret block holding the store's password
     metadata_timeout: float = Field(default=10.0, gt=0, le=3600)  # seconds to reach a shared store (or the
     # Prefect API) and hear it answer
     metadata_query_timeout: float = Field(default=60.0, gt=0, le=86400)  # seconds for one call to it, logged in
@@ -82,8 +82,10 @@ class PipelineConfig:
         if node_id not in self.nodes:
             close = difflib.get_close_matches(node_id, self.nodes, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigFileError(f"{self.source}: no component {node_id!r} in pipeline {self.name}{hint}; "
-                                  f"its components are {', '.join(self.nodes)}")
+            raise ConfigFileError(
+                f"{self.source}: no component {node_id!r} in pipeline {self.name}{hint}; "
+                f"its components are {', '.join(self.nodes)}"
+            )
         return self.nodes[node_id]
 
     def upstream(self, node_id: str) -> set[str]:
@@ -99,12 +101,22 @@ class PipelineConfig:
     def to_raw(self) -> dict:
         """The whole config in the graph form, paths resolved: what a manifest records and reproduce reads."""
         settings = {k: getattr(self, k) for k in Settings.model_fields}
-        return {**settings, "components": [
-            {"id": n.id, "type": n.type, "inputs": {k: f"{u}.{o}" for k, (u, o) in n.wiring.items()},
-             **json.loads(n.params.model_dump_json(by_alias=True))} for n in self.nodes.values()]}
+        return {
+            **settings,
+            "components": [
+                {
+                    "id": n.id,
+                    "type": n.type,
+                    "inputs": {k: f"{u}.{o}" for k, (u, o) in n.wiring.items()},
+                    **json.loads(n.params.model_dump_json(by_alias=True)),
+                }
+                for n in self.nodes.values()
+            ],
+        }
 
 
 # ---- messages --------------------------------------------------------------------------------------------------
+
 
 def _problem(err: dict, where: str, model: type[BaseModel]) -> str:
     """One pydantic error as a person wants it: where, what is wrong, and what is allowed."""
@@ -127,6 +139,7 @@ def _refuse(path: Path, problems: list[str]):
 
 # ---- paths -----------------------------------------------------------------------------------------------------
 
+
 def _resolve(base: Path, value: str, field: str = "") -> str:
     value = os.path.expanduser(value)
     if os.path.isabs(value) or "://" in value:
@@ -135,8 +148,10 @@ def _resolve(base: Path, value: str, field: str = "") -> str:
     if field and not resolved.is_relative_to(base):
         # A relative path is read as "in this pipeline's folder"; one that climbs out is likely a mistake
         # (or a config copied from elsewhere), so it must be said explicitly, as an absolute path.
-        raise ConfigFileError(f"{field}: {value!r} points outside the pipeline's folder {base}; "
-                              f"write it as an absolute path ({resolved}) if that is intended")
+        raise ConfigFileError(
+            f"{field}: {value!r} points outside the pipeline's folder {base}; "
+            f"write it as an absolute path ({resolved}) if that is intended"
+        )
     return str(resolved)
 
 
@@ -169,6 +184,7 @@ def _resolve_params(node_id: str, component: Component, params: BaseModel, base:
 
 # ---- component types -----------------------------------------------------------------------------------------
 
+
 def component_type(ref: str, base: Path, where: str) -> Component:
     """A standard component by name, or a user's: `package.module:function` or `file.py:function` (beside
     the pipeline file)."""
@@ -178,9 +194,11 @@ def component_type(ref: str, base: Path, where: str) -> Component:
     if not sep or not module or not function:
         close = difflib.get_close_matches(ref, STANDARD, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigFileError(f"{where}: unknown type {ref!r}; {hint}use a standard component "
-                              f"({', '.join(STANDARD)}) or a user component as package.module:function or "
-                              "file.py:function")
+        raise ConfigFileError(
+            f"{where}: unknown type {ref!r}; {hint}use a standard component "
+            f"({', '.join(STANDARD)}) or a user component as package.module:function or "
+            "file.py:function"
+        )
     if _is_path(module):
         module = _resolve(base, module, where)
     try:
@@ -195,6 +213,7 @@ def component_type(ref: str, base: Path, where: str) -> Component:
 
 # ---- loading ---------------------------------------------------------------------------------------------------
 
+
 def _standard_form(raw: dict) -> list[dict]:
     """The standard form's sections as graph-form instances, wired as the standard chain."""
     out = []
@@ -206,8 +225,7 @@ def _standard_form(raw: dict) -> list[dict]:
         section = raw.pop(name)
         if not isinstance(section, dict):
             raise ConfigFileError(f"{name}: Input should be a valid dictionary (got {section!r})")
-        wiring = {k: v for k, v in STANDARD_WIRING.get(name, {}).items()}
-        out.append({"id": name, "type": name, "inputs": wiring, **section, "_where": name})
+        out.append({"id": name, "type": name, "inputs": dict(STANDARD_WIRING.get(name, {})), **section, "_where": name})
     return out
 
 
@@ -220,9 +238,11 @@ def _sorted(nodes: dict[str, Node], path: Path) -> dict[str, Node]:
         if state.get(node_id) == "done":
             return
         if state.get(node_id) == "visiting":
-            cycle = chain[chain.index(node_id):] + [node_id]
-            raise ConfigFileError(f"{path}: the components form a cycle: {' -> '.join(cycle)}; an instance "
-                                  "cannot read, even indirectly, what it writes")
+            cycle = chain[chain.index(node_id) :] + [node_id]
+            raise ConfigFileError(
+                f"{path}: the components form a cycle: {' -> '.join(cycle)}; an instance "
+                "cannot read, even indirectly, what it writes"
+            )
         state[node_id] = "visiting"
         for up, _ in nodes[node_id].wiring.values():
             visit(up, chain + [node_id])
@@ -277,8 +297,10 @@ def parse(raw: dict, path: Path) -> PipelineConfig:
         raw_nodes = []
         for i, item in enumerate(listed):
             if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item.get("type"):
-                raise ConfigFileError(f"{path}: components[{i}]: each instance needs an id and a type, e.g. "
-                                      "{id: trainer, type: trainer, inputs: {...}, module: model.py}")
+                raise ConfigFileError(
+                    f"{path}: components[{i}]: each instance needs an id and a type, e.g. "
+                    "{id: trainer, type: trainer, inputs: {...}, module: model.py}"
+                )
             raw_nodes.append({**item, "_where": f"components[{i}] ({item['id']})"})
     else:
         try:
@@ -315,9 +337,11 @@ def parse(raw: dict, path: Path) -> PipelineConfig:
     nodes = _sorted(nodes, path)
     for node in nodes.values():
         if node.component.check is not None:
+
             def upstream(input_name: str, node=node):
                 wired = node.wiring.get(input_name)
                 return (nodes[wired[0]].component, nodes[wired[0]].params) if wired else None
+
             try:
                 node.component.check(node.params, Upstream(upstream))
             except ConfigError as e:
@@ -328,8 +352,16 @@ def parse(raw: dict, path: Path) -> PipelineConfig:
         metadata = str(Path(root) / "metadata.sqlite")
     elif "://" not in metadata:
         metadata = _resolve(base, metadata, "metadata")
-    return PipelineConfig(settings.name, root, metadata, settings.metadata_secret, settings.metadata_timeout,
-                          settings.metadata_query_timeout, nodes, str(source))
+    return PipelineConfig(
+        settings.name,
+        root,
+        metadata,
+        settings.metadata_secret,
+        settings.metadata_timeout,
+        settings.metadata_query_timeout,
+        nodes,
+        str(source),
+    )
 
 
 def _wiring(r: dict, comp: Component, path: Path) -> dict[str, tuple[str, str]]:
@@ -340,17 +372,21 @@ def _wiring(r: dict, comp: Component, path: Path) -> dict[str, tuple[str, str]]:
     wiring = {}
     for name, ref in given.items():
         if name not in comp.inputs:
-            raise ConfigFileError(f"{where}: {comp.name} has no input {name!r}; its inputs are "
-                                  f"{', '.join(comp.inputs) or 'none'}")
+            raise ConfigFileError(
+                f"{where}: {comp.name} has no input {name!r}; its inputs are {', '.join(comp.inputs) or 'none'}"
+            )
         up, dot, output = str(ref).partition(".")
         if not dot or not up or not output:
-            raise ConfigFileError(f"{where}: input {name}: {ref!r} is not <instance>.<output> "
-                                  "(for example ingest.examples)")
+            raise ConfigFileError(
+                f"{where}: input {name}: {ref!r} is not <instance>.<output> (for example ingest.examples)"
+            )
         wiring[name] = (up, output)
     for name, spec in comp.inputs.items():
         if name not in wiring and not spec.optional and spec.resolver is None:
-            raise ConfigFileError(f"{where}: input {name!r} ({spec.type}) is not wired; add "
-                                  f"inputs: {{{name}: <instance>.<output>}} naming an output of type {spec.type}")
+            raise ConfigFileError(
+                f"{where}: input {name!r} ({spec.type}) is not wired; add "
+                f"inputs: {{{name}: <instance>.<output>}} naming an output of type {spec.type}"
+            )
     return wiring
 
 
@@ -364,8 +400,7 @@ def _check_wiring(nodes: dict[str, Node], path: Path) -> None:
                 raise ConfigFileError(f"{where}: no instance {up!r}{hint}; the instances are {', '.join(nodes)}")
             outputs = nodes[up].component.outputs
             if output not in outputs:
-                raise ConfigFileError(f"{where}: {up} has no output {output!r}; its outputs are "
-                                      f"{', '.join(outputs)}")
+                raise ConfigFileError(f"{where}: {up} has no output {output!r}; its outputs are {', '.join(outputs)}")
             wanted = node.component.inputs[name].type
             if outputs[output] != wanted:
                 fits = [f"{up}.{o}" for o, t in outputs.items() if t == wanted]
@@ -385,8 +420,12 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> Pipel
         st = os.stat(path)
     except FileNotFoundError:
         raise ConfigFileError(f"pipeline config {path} does not exist") from None
-    return _cached(str(path), str(Path(path).resolve()), (st.st_mtime_ns, st.st_size, st.st_ino),
-                   json.dumps(overrides or {}, sort_keys=True))
+    return _cached(
+        str(path),
+        str(Path(path).resolve()),
+        (st.st_mtime_ns, st.st_size, st.st_ino),
+        json.dumps(overrides or {}, sort_keys=True),
+    )
 
 
 def _load(path: Path, overrides: dict) -> PipelineConfig:
@@ -397,7 +436,8 @@ def _load(path: Path, overrides: dict) -> PipelineConfig:
     except yaml.YAMLError as e:
         raise ConfigFileError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(raw, dict):
-        raise ConfigFileError(f"{path}: the top level must be a mapping (name, ingest, transform, trainer, ... "
-                              "or name and components)")
+        raise ConfigFileError(
+            f"{path}: the top level must be a mapping (name, ingest, transform, trainer, ... or name and components)"
+        )
     raw.update(overrides)
     return parse(raw, path)

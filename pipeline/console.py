@@ -24,8 +24,10 @@ DATEFMT = "%H:%M:%S"
 
 # Lines TensorFlow's C++ runtime writes to stderr as its libraries load (before absl logging starts, so
 # TF_CPP_MIN_LOG_LEVEL cannot hide them).
-_CPP_NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IWE]\d{4} [\d:. ]+\d+ \S+\.cc:\d+\]"
-                        r"|To enable the following instructions:|oneDNN custom operations are on)")
+_CPP_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IWE]\d{4} [\d:. ]+\d+ \S+\.cc:\d+\]"
+    r"|To enable the following instructions:|oneDNN custom operations are on)"
+)
 
 
 def verbose() -> bool:
@@ -74,8 +76,11 @@ def _names_expected(record: logging.LogRecord) -> bool:
     from components import errors
 
     text = record.getMessage()
-    return "Failed(" in text and any(f"{name}:" in text for name, value in vars(errors).items()
-                                     if isinstance(value, type) and issubclass(value, errors.TfpipeError))
+    return "Failed(" in text and any(
+        f"{name}:" in text
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, errors.TfpipeError)
+    )
 
 
 class Formatter(logging.Formatter):
@@ -179,7 +184,8 @@ def configure(verbosity: int = 0) -> None:
 
 def _console_stream(handler: logging.Handler) -> bool:
     return type(handler).__name__ == "PrefectConsoleHandler" or (
-        type(handler) is logging.StreamHandler and handler.stream in (sys.stderr, sys.stdout, sys.__stderr__))
+        type(handler) is logging.StreamHandler and handler.stream in (sys.stderr, sys.stdout, sys.__stderr__)
+    )
 
 
 def _quiet_warnings() -> None:

@@ -15,8 +15,10 @@ def api_url() -> str:
 
     url = PREFECT_API_URL.value()
     if not url:
-        raise ConfigError("a deployment lives on a Prefect server, and none is configured: start one "
-                          "(`uv run prefect server start`) and set PREFECT_API_URL=http://127.0.0.1:4200/api")
+        raise ConfigError(
+            "a deployment lives on a Prefect server, and none is configured: start one "
+            "(`uv run prefect server start`) and set PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
     from pipeline.flow import check_prefect_api
 
     check_prefect_api()
@@ -39,8 +41,9 @@ def ensure_pool(name: str) -> None:
                 pass
 
 
-def deploy(config_path: str, name: str, pool: str, cron: str | None, overrides: dict, no_cache,
-           timezone: str = "UTC") -> str:
+def deploy(
+    config_path: str, name: str, pool: str, cron: str | None, overrides: dict, no_cache, timezone: str = "UTC"
+) -> str:
     """Registers (or updates) deployment `tfpipe/<name>`; returns its id."""
     from prefect.schedules import Cron
 
@@ -50,9 +53,15 @@ def deploy(config_path: str, name: str, pool: str, cron: str | None, overrides: 
     ensure_pool(pool)
     source = pipeline_flow.from_source(source=str(REPO), entrypoint=ENTRYPOINT)
     deployment_id = source.deploy(
-        name=name, work_pool_name=pool, build=False, push=False,
+        name=name,
+        work_pool_name=pool,
+        build=False,
+        push=False,
         schedules=[Cron(cron, timezone=timezone)] if cron else [],
         parameters={"config_path": str(Path(config_path).resolve()), "overrides": overrides, "no_cache": no_cache},
         tags=[name],
-        description=f"tfpipe pipeline {config_path}", print_next_steps=False, ignore_warnings=True)
+        description=f"tfpipe pipeline {config_path}",
+        print_next_steps=False,
+        ignore_warnings=True,
+    )
     return str(deployment_id)

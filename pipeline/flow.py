@@ -67,11 +67,17 @@ def _detach_temporary_server() -> None:
             if getattr(self, "_tfpipe_stopping", False) or self.server_process is not process or code == 3:
                 return  # stopped by Prefect at exit, or replaced while starting (3: its port was taken)
             if restart == 4:
-                log.error("Prefect's temporary server on %s exited (code %s) for the 4th time; not starting it "
-                          "again", self.address, code)
+                log.error(
+                    "Prefect's temporary server on %s exited (code %s) for the 4th time; not starting it again",
+                    self.address,
+                    code,
+                )
                 return
-            log.warning("Prefect's temporary server on %s exited (code %s) during the run; starting it again",
-                        self.address, code)
+            log.warning(
+                "Prefect's temporary server on %s exited (code %s) during the run; starting it again",
+                self.address,
+                code,
+            )
             process = self.server_process = spawn(self)
 
     def stop(self):
@@ -107,7 +113,7 @@ from pipeline import console, ui  # noqa: E402
 console.adopt_prefect()  # one log format, no library noise, no traceback for an expected error
 
 from components.errors import ConfigError  # noqa: E402
-from pipeline.config import ConfigFileError, load_config  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
 from pipeline.metadata import PASSWORD_ENV, PRODUCTION, MetadataStore, redact  # noqa: E402
 from pipeline.runner import run_component, stop_handlers  # noqa: E402
 
@@ -129,8 +135,10 @@ def open_store(cfg, run_id: str | None = None) -> MetadataStore:
         try:
             os.environ[PASSWORD_ENV] = Secret.load(cfg.metadata_secret).get()
         except ValueError as e:
-            raise ConfigError(f"metadata_secret: no Prefect Secret block {cfg.metadata_secret!r} ({e}); create it "
-                              f"with Secret(value=...).save({cfg.metadata_secret!r})") from None
+            raise ConfigError(
+                f"metadata_secret: no Prefect Secret block {cfg.metadata_secret!r} ({e}); create it "
+                f"with Secret(value=...).save({cfg.metadata_secret!r})"
+            ) from None
     store = MetadataStore(cfg.metadata, cfg.metadata_timeout, cfg.metadata_query_timeout)
     if run_id is not None:
         _OPEN[(cfg.metadata, run_id)] = store
@@ -155,12 +163,17 @@ def check_prefect_api(timeout: float = 10.0) -> None:
     except urllib.error.HTTPError:
         return
     except urllib.error.URLError as e:
-        why = (f"did not answer in {timeout:g} s" if isinstance(e.reason, TimeoutError)
-               else f"cannot be reached ({getattr(e.reason, 'strerror', None) or e.reason})")
+        why = (
+            f"did not answer in {timeout:g} s"
+            if isinstance(e.reason, TimeoutError)
+            else f"cannot be reached ({getattr(e.reason, 'strerror', None) or e.reason})"
+        )
     except (TimeoutError, OSError) as e:
         why = f"did not answer in {timeout:g} s" if isinstance(e, TimeoutError) else f"cannot be reached ({e})"
-    raise ConfigError(f"the Prefect API at {url} {why}; start it (`uv run prefect server start`), fix "
-                      "PREFECT_API_URL, or unset it to run with a temporary local server")
+    raise ConfigError(
+        f"the Prefect API at {url} {why}; start it (`uv run prefect server start`), fix "
+        "PREFECT_API_URL, or unset it to run with a temporary local server"
+    )
 
 
 def _no_cache(no_cache, component: str) -> bool:
@@ -168,19 +181,25 @@ def _no_cache(no_cache, component: str) -> bool:
 
 
 @task(name="tfpipe-component", task_run_name="{component}", retries=0)
-def component_task(config_path: str, overrides: dict, component: str, run_id: str, input_ids: dict,
-                   no_cache, purpose: str = PRODUCTION) -> dict:
+def component_task(
+    config_path: str, overrides: dict, component: str, run_id: str, input_ids: dict, no_cache, purpose: str = PRODUCTION
+) -> dict:
     """One component instance: resolve its input artifacts by id, run or reuse it, return its outputs' ids
     and its state."""
     cfg = load_config(config_path, overrides)
     store = open_store(cfg, run_id)
     run = store.start_run(cfg.name, run_id)
     inputs = {name: store.artifact(i) for name, i in input_ids.items()}
-    outputs, state, compute = run_component(cfg, store, run, component, inputs,
-                                            use_cache=not _no_cache(no_cache, component), purpose=purpose)
-    result = {"state": state, "outputs": {name: a.id for name, a in outputs.items()},
-              "uris": {name: a.uri for name, a in outputs.items()},
-              "types": {name: a.type for name, a in outputs.items()}, "compute_seconds": compute}
+    outputs, state, compute = run_component(
+        cfg, store, run, component, inputs, use_cache=not _no_cache(no_cache, component), purpose=purpose
+    )
+    result = {
+        "state": state,
+        "outputs": {name: a.id for name, a in outputs.items()},
+        "uris": {name: a.uri for name, a in outputs.items()},
+        "types": {name: a.type for name, a in outputs.items()},
+        "compute_seconds": compute,
+    }
     if state == "CACHED":
         # Shown as "Cached" in the UI: the outputs are an earlier execution's, reused.
         return Completed(name="Cached", message="outputs reused from an earlier run", data=result)
@@ -237,8 +256,10 @@ def check_inputs(store: MetadataStore, cfg, component: str, inputs: dict) -> dic
         if artifact.type != wanted:
             wired = node.wiring.get(name)
             source = f" ({wired[0]}'s {wired[1]})" if wired else ""
-            raise ConfigError(f"--input {name}={ref}: artifact {artifact.id} has type {artifact.type}; "
-                              f"{component}'s input {name} takes a {wanted}{source}")
+            raise ConfigError(
+                f"--input {name}={ref}: artifact {artifact.id} has type {artifact.type}; "
+                f"{component}'s input {name} takes a {wanted}{source}"
+            )
         if artifact.state != "LIVE":
             raise ConfigError(f"--input {name}={ref}: artifact {artifact.id} is {artifact.state}, not LIVE")
         out[name] = artifact.id
@@ -258,9 +279,16 @@ def _waves(cfg, chosen: list[str]) -> list[list[str]]:
 
 
 @flow(name="tfpipe", flow_run_name=_flow_run_name, log_prints=True)
-def pipeline_flow(config_path: str, overrides: dict | None = None, no_cache=False, run_id: str | None = None,
-                  components: list | None = None, inputs: dict | None = None, purpose: str = PRODUCTION,
-                  run_name: str | None = None) -> dict:
+def pipeline_flow(
+    config_path: str,
+    overrides: dict | None = None,
+    no_cache=False,
+    run_id: str | None = None,
+    components: list | None = None,
+    inputs: dict | None = None,
+    purpose: str = PRODUCTION,
+    run_name: str | None = None,
+) -> dict:
     """Runs the pipeline's component instances (all by default), each after its upstreams. The flow run is
     named `<pipeline>/<run id>`; `run_name` is ignored (deployments made before that still pass it).
 
@@ -307,12 +335,17 @@ def _run_graph(cfg, store, config_path, overrides, no_cache, run_id, components,
         if len(wave) == 1:
             [(component, (input_ids, after))] = calls.items()
             # A task that reports itself Cached hands back its State: .result() gives the same dict either way.
-            finished = {component: component_task(*args, component, run_id, input_ids, no_cache, purpose,
-                                                  return_state=True, wait_for=after)}
+            finished = {
+                component: component_task(
+                    *args, component, run_id, input_ids, no_cache, purpose, return_state=True, wait_for=after
+                )
+            }
         else:
             with stop_handlers():
-                futures = {c: component_task.submit(*args, c, run_id, ids, no_cache, purpose, wait_for=after)
-                           for c, (ids, after) in calls.items()}
+                futures = {
+                    c: component_task.submit(*args, c, run_id, ids, no_cache, purpose, wait_for=after)
+                    for c, (ids, after) in calls.items()
+                }
                 finished = {c: f.wait() or f.state for c, f in futures.items()}
         failed = None
         for component, state in finished.items():
@@ -330,5 +363,11 @@ def _run_graph(cfg, store, config_path, overrides, no_cache, run_id, components,
     if results:
         ui.publish(store, cfg, run_id, results)
     serving = [getattr(n.params, "serving_base", None) for n in cfg.nodes.values()]
-    return {"pipeline": cfg.name, "run_id": run_id, "metadata": redact(cfg.metadata), "root": cfg.root,
-            "serving_base": next((s for s in serving if s), None), "components": results}
+    return {
+        "pipeline": cfg.name,
+        "run_id": run_id,
+        "metadata": redact(cfg.metadata),
+        "root": cfg.root,
+        "serving_base": next((s for s in serving if s), None),
+        "components": results,
+    }

@@ -43,8 +43,7 @@ def resolve(store: MetadataStore, ref: str) -> int:
     if not found:
         found = [a for a in store.artifacts("PushedModel") if a.properties.get("pushed_destination") == path]
     if not found:
-        raise ConfigError(f"no artifact with id or path {ref!r} in {redact(store.url)}; "
-                          "`tfpipe artifacts` lists them")
+        raise ConfigError(f"no artifact with id or path {ref!r} in {redact(store.url)}; `tfpipe artifacts` lists them")
     return max(found, key=lambda a: a.id).id
 
 
@@ -69,8 +68,12 @@ def _add_execution(store, graph, execution) -> str:
     key = f"execution:{execution.id}"
     if key not in graph.nodes:
         run = execution.properties.get("run_id", "")
-        graph.nodes[key] = {"kind": "execution", "label": f"{execution.component} #{execution.id}",
-                            "detail": run, "state": execution.state}
+        graph.nodes[key] = {
+            "kind": "execution",
+            "label": f"{execution.component} #{execution.id}",
+            "detail": run,
+            "state": execution.state,
+        }
     return key
 
 
@@ -90,9 +93,12 @@ def _upstream(store, graph, artifact_id, check_files: bool) -> None:
             _upstream(store, graph, input_id, check_files)
         for path, digest in execution.manifest.get("input_files", {}).items():
             fkey = f"file:{path}"
-            graph.nodes[fkey] = {"kind": "file", "label": Path(path).name, "detail": f"{path} sha256:{digest[:12]}",
-                                 "state": ("changed" if _changed(path, digest) else "unchanged") if check_files
-                                 else "recorded"}
+            graph.nodes[fkey] = {
+                "kind": "file",
+                "label": Path(path).name,
+                "detail": f"{path} sha256:{digest[:12]}",
+                "state": ("changed" if _changed(path, digest) else "unchanged") if check_files else "recorded",
+            }
             graph.edges.add((fkey, ekey))
 
 
@@ -128,13 +134,15 @@ def text(graph: Graph) -> str:
         node = graph.nodes[key]
         sources = sorted(graph.nodes[a]["label"] for a, b in graph.edges if b == key)
         mark = "*" if key == graph.focus else " "
-        lines.append(f"{mark} {node['label']:<22} {node['state']:<9} {node['detail']}"
-                     + (f"   <- {', '.join(sources)}" if sources else ""))
+        lines.append(
+            f"{mark} {node['label']:<22} {node['state']:<9} {node['detail']}"
+            + (f"   <- {', '.join(sources)}" if sources else "")
+        )
     return "\n".join(lines)
 
 
 def _tail(text: str, width: int) -> str:
-    return text if len(text) <= width else "…" + text[-(width - 1):]
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
 
 
 def markdown(graph: Graph) -> str:
@@ -143,14 +151,24 @@ def markdown(graph: Graph) -> str:
         node = graph.nodes[key]
         sources = ", ".join(sorted(graph.nodes[a]["label"] for a, b in graph.edges if b == key))
         detail = _tail(node["detail"], 40)  # the pane is narrow: the end of a path tells it apart
-        rows.append(f"| {'**' + node['label'] + '**' if key == graph.focus else node['label']} | {node['state']} "
-                    f"| {sources} | `{detail}` |")
+        rows.append(
+            f"| {'**' + node['label'] + '**' if key == graph.focus else node['label']} | {node['state']} "
+            f"| {sources} | `{detail}` |"
+        )
     return "\n".join(rows)
 
 
 _SHAPES = {"file": "note", "artifact": "box", "execution": "ellipse"}
-_COLOURS = {"LIVE": "#d9f2d9", "COMPLETE": "#d9f2d9", "CACHED": "#e0ecff", "FAILED": "#f8d0d0",
-            "ABANDONED": "#f8d0d0", "RUNNING": "#fff2c0", "PENDING": "#fff2c0", "changed": "#f8d0d0"}
+_COLOURS = {
+    "LIVE": "#d9f2d9",
+    "COMPLETE": "#d9f2d9",
+    "CACHED": "#e0ecff",
+    "FAILED": "#f8d0d0",
+    "ABANDONED": "#f8d0d0",
+    "RUNNING": "#fff2c0",
+    "PENDING": "#fff2c0",
+    "changed": "#f8d0d0",
+}
 
 
 def dot(graph: Graph) -> str:
@@ -161,9 +179,12 @@ def dot(graph: Graph) -> str:
     for key in graph.order():
         node = graph.nodes[key]
         detail = _tail(node["detail"], 48)
-        lines.append(f"  {q(key)} [label={q(node['label'] + chr(10) + node['state'] + chr(10) + detail)}, "
-                     f"shape={_SHAPES[node['kind']]}, fillcolor={q(_COLOURS.get(node['state'], '#eeeeee'))}"
-                     + (", penwidth=3" if key == graph.focus else "") + "];")
+        lines.append(
+            f"  {q(key)} [label={q(node['label'] + chr(10) + node['state'] + chr(10) + detail)}, "
+            f"shape={_SHAPES[node['kind']]}, fillcolor={q(_COLOURS.get(node['state'], '#eeeeee'))}"
+            + (", penwidth=3" if key == graph.focus else "")
+            + "];"
+        )
     for a, b in sorted(graph.edges):
         lines.append(f"  {q(a)} -> {q(b)};")
     lines.append("}")
@@ -174,8 +195,10 @@ def svg(graph: Graph) -> str:
     """The graph drawn by graphviz's `dot`."""
     exe = shutil.which("dot")
     if not exe:
-        raise ConfigError("`--format svg` needs graphviz's `dot` program: install graphviz (apt install graphviz, "
-                          "brew install graphviz), or use --format dot and render it elsewhere")
+        raise ConfigError(
+            "`--format svg` needs graphviz's `dot` program: install graphviz (apt install graphviz, "
+            "brew install graphviz), or use --format dot and render it elsewhere"
+        )
     done = subprocess.run([exe, "-Tsvg"], input=dot(graph), capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         raise ConfigError(f"graphviz failed: {done.stderr.strip()}")

@@ -15,9 +15,9 @@ import zlib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from components.contract import user_modules as contract_modules
 from components.user_module import TFPIPE_PACKAGES as PACKAGES
 from components.user_module import module_files
-from components.contract import user_modules as contract_modules
 from pipeline.config import Node, PipelineConfig
 from pipeline.metadata import redact
 from schemas.artifacts import damage, file_manifest, fingerprint  # noqa: F401  (the runner's, from here)
@@ -29,7 +29,7 @@ MANIFEST_LIBRARIES = CACHE_LIBRARIES + ("prefect", "ml-metadata", "numpy", "prot
 TOLERANCE = {"metric_abs": 0.02}
 
 
-@functools.lru_cache(maxsize=None)  # installed versions do not change under a running process
+@functools.cache  # installed versions do not change under a running process
 def library_versions(dists=CACHE_LIBRARIES) -> dict:
     out = {}
     for dist in dists:
@@ -43,6 +43,7 @@ def library_versions(dists=CACHE_LIBRARIES) -> dict:
 @functools.lru_cache(maxsize=1)
 def code_version() -> dict:
     """tfpipe's git commit and whether the work tree differs from it; the package version outside git."""
+
     def git(*args):
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30)
 
@@ -64,8 +65,7 @@ def hardware() -> dict:
     import tensorflow as tf
 
     devices = [f"{d.device_type}:{d.name.rsplit(':', 1)[-1]}" for d in tf.config.list_physical_devices()]
-    out = {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
-           "devices": devices}
+    out = {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(), "devices": devices}
     cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
     if cluster:
         out["tf_config_cluster"] = {role: len(tasks) for role, tasks in cluster.items()}
@@ -150,8 +150,11 @@ def user_modules(cfg: PipelineConfig) -> dict:
     for node in cfg.nodes.values():
         for field, module in contract_modules(node.component, node.params).items():
             files = module_files(module)
-            out[f"{node.id}.{field}"] = {"path": module, "files": files,
-                                         "sha256": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()}
+            out[f"{node.id}.{field}"] = {
+                "path": module,
+                "files": files,
+                "sha256": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest(),
+            }
     return out
 
 
@@ -176,10 +179,14 @@ def build(cfg: PipelineConfig, node: Node, inputs: dict, files: dict | None = No
         "user_modules": user_modules(cfg),
         "libraries": {"python": platform.python_version(), **library_versions(MANIFEST_LIBRARIES)},
         "hardware": hw,
-        "seeds": {**{f"{n.id}.seed": n.params.seed for n in cfg.nodes.values() if hasattr(n.params, "seed")},
-                  "split": "sha256 of each row's canonical tf.Example (or of its split_key column), no seed"},
+        "seeds": {
+            **{f"{n.id}.seed": n.params.seed for n in cfg.nodes.values() if hasattr(n.params, "seed")},
+            "split": "sha256 of each row's canonical tf.Example (or of its split_key column), no seed",
+        },
         "config": {**cfg.to_raw(), "metadata": redact(cfg.metadata)},
-        "inputs": {name: {"id": a.id, "fingerprint": a.properties.get("fingerprint", "")} for name, a in inputs.items()},
+        "inputs": {
+            name: {"id": a.id, "fingerprint": a.properties.get("fingerprint", "")} for name, a in inputs.items()
+        },
         "determinism": exactness(hw),
     }
     if files is not None:

@@ -7,13 +7,13 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import urllib.parse
-import threading
 from dataclasses import dataclass
 
-from ml_metadata import metadata_store
 from google.protobuf import wrappers_pb2
+from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from components._process import alive
@@ -23,8 +23,12 @@ from schemas.artifacts import ARTIFACT_TYPES, Artifact
 log = logging.getLogger("tfpipe.pipeline")
 PIPELINE, PIPELINE_RUN, COMPONENT, CACHE_KEY = "pipeline", "pipeline_run", "component", "cache_key"
 _EXEC_PROPS = ("cache_key", "config", "code_version", "library_versions", "pipeline", "run_id", "error")
-STATES = {"RUNNING": pb.Execution.RUNNING, "COMPLETE": pb.Execution.COMPLETE, "FAILED": pb.Execution.FAILED,
-          "CACHED": pb.Execution.CACHED}
+STATES = {
+    "RUNNING": pb.Execution.RUNNING,
+    "COMPLETE": pb.Execution.COMPLETE,
+    "FAILED": pb.Execution.FAILED,
+    "CACHED": pb.Execution.CACHED,
+}
 
 
 PASSWORD_ENV = "TFPIPE_METADATA_PASSWORD"
@@ -43,7 +47,9 @@ def redact(url: str) -> str:
 def _server(url: str) -> tuple[str, str, int] | None:
     """(PostgreSQL or MySQL, host, port) of a shared store's URL, defaults filled in; None for SQLite."""
     parsed = urllib.parse.urlparse(url)
-    kind = {"postgresql": "PostgreSQL", "postgres": "PostgreSQL", "mysql": "MySQL", "mariadb": "MySQL"}.get(parsed.scheme)
+    kind = {"postgresql": "PostgreSQL", "postgres": "PostgreSQL", "mysql": "MySQL", "mariadb": "MySQL"}.get(
+        parsed.scheme
+    )
     if kind is None:
         return None
     return kind, parsed.hostname or "127.0.0.1", parsed.port or (5432 if kind == "PostgreSQL" else 3306)
@@ -82,8 +88,13 @@ def connection_config(url: str) -> pb.ConnectionConfig:
 
 
 def _artifact(proto, type_name: str) -> Artifact:
-    return Artifact(proto.id, type_name, proto.uri, pb.Artifact.State.Name(proto.state),
-                    {k: _value(v) for k, v in proto.custom_properties.items()})
+    return Artifact(
+        proto.id,
+        type_name,
+        proto.uri,
+        pb.Artifact.State.Name(proto.state),
+        {k: _value(v) for k, v in proto.custom_properties.items()},
+    )
 
 
 @dataclass
@@ -196,8 +207,7 @@ class _Deadline:
         try:
             self.link.sendall(message)
         except OSError:
-            log.warning("the watcher that bounds calls to the metadata store %s exited; starting another",
-                        self.where)
+            log.warning("the watcher that bounds calls to the metadata store %s exited; starting another", self.where)
             self._start_watcher()
             self.watch()
             self.link.sendall(message)
@@ -239,9 +249,11 @@ class _Deadline:
                 fired = False
             if not fired:
                 raise
-            self.failed = (f"the metadata store {self.where} did not answer {what} within {self.seconds:g} s; the "
-                           "server is stuck or overloaded, or the network dropped (metadata_query_timeout sets the "
-                           "wait). The next run recovers what this one left")
+            self.failed = (
+                f"the metadata store {self.where} did not answer {what} within {self.seconds:g} s; the "
+                "server is stuck or overloaded, or the network dropped (metadata_query_timeout sets the "
+                "wait). The next run recovers what this one left"
+            )
             raise StoreUnavailable(self.failed) from None
         finally:
             self._send(b"d\n")
@@ -275,7 +287,7 @@ class _Retrying:
                     with self._lock:
                         return method(*args, **kwargs)
                 except Exception as e:
-                    if "locked" not in str(e).lower() and "busy" not in str(e).lower() or attempt == 11:
+                    if ("locked" not in str(e).lower() and "busy" not in str(e).lower()) or attempt == 11:
                         raise
                     time.sleep(delay)
                     delay = min(delay * 2, 5.0)
@@ -307,11 +319,14 @@ def probe(url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
     try:
         sock = socket.create_connection(address[:2], timeout=timeout)
     except ConnectionRefusedError:
-        raise ConfigError(f"{where}: connection refused: nothing listens on {host}:{port}; is {kind} running "
-                          "there, on that port?") from None
-    except (socket.timeout, TimeoutError):
-        raise ConfigError(f"{where}: timed out after {timeout:g} s connecting to {host}:{port} (a firewall, or a "
-                          "host that is down); metadata_timeout sets the wait") from None
+        raise ConfigError(
+            f"{where}: connection refused: nothing listens on {host}:{port}; is {kind} running there, on that port?"
+        ) from None
+    except TimeoutError:
+        raise ConfigError(
+            f"{where}: timed out after {timeout:g} s connecting to {host}:{port} (a firewall, or a "
+            "host that is down); metadata_timeout sets the wait"
+        ) from None
     except OSError as e:
         raise ConfigError(f"{where}: cannot connect to {host}:{port} ({e.strerror or e})") from None
     with sock:
@@ -321,16 +336,21 @@ def probe(url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
                 db = parsed.path.lstrip("/") or "mlmd"
                 params = b"user\0" + user.encode() + b"\0database\0" + db.encode() + b"\0\0"
                 sock.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)  # StartupMessage, v3.0
-                reply = _pg_verdict(sock, where, f"{kind} at {host}:{port}", bool(parsed.password or
-                                                                                   os.environ.get(PASSWORD_ENV)))
+                reply = _pg_verdict(
+                    sock, where, f"{kind} at {host}:{port}", bool(parsed.password or os.environ.get(PASSWORD_ENV))
+                )
             else:
                 reply = sock.recv(1 << 16)  # the server speaks first: its handshake
                 if len(reply) > 4 and reply[4] == 0xFF:  # an error packet (too many connections, host not allowed)
-                    raise ConfigError(f"{where}: {kind} at {host}:{port} refused the connection: "
-                                      f"{reply[7:].decode('utf-8', 'replace')}")
-        except (socket.timeout, TimeoutError):
-            raise ConfigError(f"{where}: {host}:{port} accepted the connection but did not answer in {timeout:g} s; "
-                              f"is it a {kind} server, and is it overloaded? (metadata_timeout sets the wait)") from None
+                    raise ConfigError(
+                        f"{where}: {kind} at {host}:{port} refused the connection: "
+                        f"{reply[7:].decode('utf-8', 'replace')}"
+                    )
+        except TimeoutError:
+            raise ConfigError(
+                f"{where}: {host}:{port} accepted the connection but did not answer in {timeout:g} s; "
+                f"is it a {kind} server, and is it overloaded? (metadata_timeout sets the wait)"
+            ) from None
         if not reply:
             raise ConfigError(f"{where}: {host}:{port} closed the connection without a word; is it a {kind} server?")
 
@@ -349,14 +369,16 @@ def _pg_verdict(sock, where: str, server: str, have_password: bool) -> bytes:
                 return data
             data += chunk
         kind, size = data[:1], struct.unpack("!i", data[1:5])[0]
-        body, data = data[5:1 + size], data[1 + size:]
+        body, data = data[5 : 1 + size], data[1 + size :]
         if kind == b"E":  # ErrorResponse: fields of a type byte and a NUL-ended text
             fields = {f[:1]: f[1:].decode("utf-8", "replace") for f in body.split(b"\0") if f}
             raise ConfigError(f"{where}: {server} refused the connection: {fields.get(b'M')}")
         if kind == b"R" and struct.unpack("!i", body[:4])[0] != 0:  # it wants a password (or SASL)
             if not have_password:
-                raise ConfigError(f"{where}: {server} asks for a password; put it in the URL or in "
-                                  f"{PASSWORD_ENV} (or metadata_secret)")
+                raise ConfigError(
+                    f"{where}: {server} asks for a password; put it in the URL or in "
+                    f"{PASSWORD_ENV} (or metadata_secret)"
+                )
             return b"R"
         if kind != b"R":  # ParameterStatus, BackendKeyData, ReadyForQuery: logged in
             return b"ok"
@@ -377,9 +399,11 @@ class MetadataStore:
             if deadline is not None:  # a server (not SQLite, nor a scheme connection_config refused)
                 # It answered the probe: what is left is who may log in, and to what.
                 user = parsed.username or ("postgres" if parsed.scheme.startswith("postgres") else "root")
-                message = (f"the server refused user {user!r} for database {parsed.path.lstrip('/') or 'mlmd'!r}: a "
-                           f"wrong or missing password (TFPIPE_METADATA_PASSWORD), or no such user or database "
-                           f"({message.strip() or 'no detail given'})")
+                message = (
+                    f"the server refused user {user!r} for database {parsed.path.lstrip('/') or 'mlmd'!r}: a "
+                    f"wrong or missing password (TFPIPE_METADATA_PASSWORD), or no such user or database "
+                    f"({message.strip() or 'no detail given'})"
+                )
             raise ConfigError(f"cannot open the metadata store {redact(url)}: {message}") from e
         self._types = {}
         for name in (PIPELINE, PIPELINE_RUN, COMPONENT, CACHE_KEY):
@@ -408,9 +432,14 @@ class MetadataStore:
     def _execution(self, e) -> Execution:
         if e.type_id not in self._exec_names:
             self._exec_names = {t.id: t.name.removeprefix("tfpipe.") for t in self.store.get_execution_types()}
-        return Execution(e.id, self._exec_names[e.type_id], pb.Execution.State.Name(e.last_known_state),
-                         {k: _value(v) for k, v in e.properties.items()},
-                         {k: _value(v) for k, v in e.custom_properties.items()}, e.create_time_since_epoch)
+        return Execution(
+            e.id,
+            self._exec_names[e.type_id],
+            pb.Execution.State.Name(e.last_known_state),
+            {k: _value(v) for k, v in e.properties.items()},
+            {k: _value(v) for k, v in e.custom_properties.items()},
+            e.create_time_since_epoch,
+        )
 
     # ---- contexts -----------------------------------------------------------------------------------------------
 
@@ -446,8 +475,12 @@ class MetadataStore:
 
     def _contexts(self, run: dict, component: str, cache_key: str) -> list:
         # The cache_key context finds an execution by its key in one lookup, however many the store holds.
-        return [run["pipeline"], run["run"], self._context(COMPONENT, f"{run['name']}.{component}"),
-                self._context(CACHE_KEY, cache_key)]
+        return [
+            run["pipeline"],
+            run["run"],
+            self._context(COMPONENT, f"{run['name']}.{component}"),
+            self._context(CACHE_KEY, cache_key),
+        ]
 
     # ---- executions ---------------------------------------------------------------------------------------------
 
@@ -476,14 +509,18 @@ class MetadataStore:
             for artifact in outputs.values():
                 artifact.state = pb.Artifact.ABANDONED
             self.store.put_execution(execution, [(a, None) for a in outputs.values()], [])
-            recovered.append((self._execution(execution),
-                              {n: _artifact(a, self._type_name(a.type_id)) for n, a in outputs.items()}))
+            recovered.append(
+                (self._execution(execution), {n: _artifact(a, self._type_name(a.type_id)) for n, a in outputs.items()})
+            )
         return recovered
 
     def stopped(self, component: str, pipeline: str) -> list[Execution]:
         """This pipeline's executions of `component` stopped by a signal whose kept outputs no run adopted yet."""
-        return [self._execution(e) for e in self._component_executions(pipeline, component)
-                if e.custom_properties["stopped"].string_value and e.custom_properties["adopted"].string_value != "yes"]
+        return [
+            self._execution(e)
+            for e in self._component_executions(pipeline, component)
+            if e.custom_properties["stopped"].string_value and e.custom_properties["adopted"].string_value != "yes"
+        ]
 
     def mark_adopted(self, staging: str) -> None:
         """The stopped execution whose output's staging folder a new run took over: not adoptable twice."""
@@ -514,24 +551,33 @@ class MetadataStore:
         [execution.id] = self.store.put_executions([execution])
         artifacts = {}
         for name, type_name in outputs.items():
-            artifacts[name] = pb.Artifact(type_id=self._art_type(type_name), uri=uri_of(name, execution.id),
-                                          state=pb.Artifact.PENDING)
+            artifacts[name] = pb.Artifact(
+                type_id=self._art_type(type_name), uri=uri_of(name, execution.id), state=pb.Artifact.PENDING
+            )
             artifacts[name].custom_properties["name"].string_value = name
         pairs = self._events(inputs, pb.Event.INPUT) + [
-            (a, _event(pb.Event.OUTPUT, name)) for name, a in artifacts.items()]
+            (a, _event(pb.Event.OUTPUT, name)) for name, a in artifacts.items()
+        ]
         contexts = self._contexts(run, component, props["cache_key"])
         _, ids, _ = self.store.put_execution(execution, pairs, contexts, reuse_context_if_already_exist=True)
-        for (artifact, _), artifact_id in zip(pairs[len(pairs) - len(artifacts):], ids[len(pairs) - len(artifacts):]):
+        for (artifact, _), artifact_id in zip(pairs[len(pairs) - len(artifacts) :], ids[len(pairs) - len(artifacts) :]):
             artifact.id = artifact_id
-        return Started(execution.id, {n: _artifact(a, outputs[n]) for n, a in artifacts.items()},
-                       execution, artifacts, contexts)
+        return Started(
+            execution.id, {n: _artifact(a, outputs[n]) for n, a in artifacts.items()}, execution, artifacts, contexts
+        )
 
     def _events(self, inputs: dict, kind) -> list:
         protos = {p.id: p for p in self.store.get_artifacts_by_id([a.id for a in inputs.values()])} if inputs else {}
         return [(protos[artifact.id], _event(kind, name)) for name, artifact in inputs.items()]
 
-    def finish(self, started: Started, state: str, error: str | None = None,
-               artifact_props: dict | None = None, stopped: str | None = None) -> dict[str, Artifact]:
+    def finish(
+        self,
+        started: Started,
+        state: str,
+        error: str | None = None,
+        artifact_props: dict | None = None,
+        stopped: str | None = None,
+    ) -> dict[str, Artifact]:
         """Marks the execution COMPLETE (outputs LIVE) or FAILED (outputs ABANDONED), in one put_execution.
 
         `stopped`: the signal that stopped it; its kept checkpoints are for the next run to adopt."""
@@ -546,8 +592,13 @@ class MetadataStore:
             artifact.state = pb.Artifact.LIVE if live else pb.Artifact.ABANDONED
             for k, v in (artifact_props or {}).get(name, {}).items():
                 _set(artifact.custom_properties, k, v)
-        self.store.put_execution(execution, [(a, None) for a in artifacts.values()], started._contexts,
-                                 reuse_context_if_already_exist=True, reuse_artifact_if_already_exist_by_external_id=False)
+        self.store.put_execution(
+            execution,
+            [(a, None) for a in artifacts.values()],
+            started._contexts,
+            reuse_context_if_already_exist=True,
+            reuse_artifact_if_already_exist_by_external_id=False,
+        )
         return {name: _artifact(a, self._type_name(a.type_id)) for name, a in artifacts.items()}
 
     def record_cached(self, run: dict, component: str, inputs: dict, outputs: dict, props: dict) -> None:
@@ -556,19 +607,25 @@ class MetadataStore:
         _set_props(execution, props)
         protos = self.store.get_artifacts_by_id([a.id for a in outputs.values()])
         pairs = self._events(inputs, pb.Event.INPUT) + [
-            (p, _event(pb.Event.OUTPUT, name)) for name, p in zip(outputs, protos)]
-        self.store.put_execution(execution, pairs, self._contexts(run, component, props["cache_key"]),
-                                 reuse_context_if_already_exist=True)
+            (p, _event(pb.Event.OUTPUT, name)) for name, p in zip(outputs, protos)
+        ]
+        self.store.put_execution(
+            execution, pairs, self._contexts(run, component, props["cache_key"]), reuse_context_if_already_exist=True
+        )
 
     # ---- queries ------------------------------------------------------------------------------------------------
 
     def outputs_of(self, execution_id: int) -> dict[str, Artifact]:
-        return {name: _artifact(p, self._type_name(p.type_id))
-                for name, p in self._event_protos(execution_id, pb.Event.OUTPUT).items()}
+        return {
+            name: _artifact(p, self._type_name(p.type_id))
+            for name, p in self._event_protos(execution_id, pb.Event.OUTPUT).items()
+        }
 
     def inputs_of(self, execution_id: int) -> dict[str, Artifact]:
-        return {name: _artifact(p, self._type_name(p.type_id))
-                for name, p in self._event_protos(execution_id, pb.Event.INPUT).items()}
+        return {
+            name: _artifact(p, self._type_name(p.type_id))
+            for name, p in self._event_protos(execution_id, pb.Event.INPUT).items()
+        }
 
     def find_cached(self, component: str, cache_key: str, damage=lambda artifact: None):
         """The newest COMPLETE execution with this cache key whose outputs are LIVE and intact, as
@@ -581,8 +638,11 @@ class MetadataStore:
         ctx = self.store.get_context_by_type_and_name(CACHE_KEY, cache_key)
         if ctx is None:
             return None
-        candidates = [e for e in self.store.get_executions_by_context(ctx.id)
-                      if e.last_known_state == pb.Execution.COMPLETE and e.properties["cache_key"].string_value == cache_key]
+        candidates = [
+            e
+            for e in self.store.get_executions_by_context(ctx.id)
+            if e.last_known_state == pb.Execution.COMPLETE and e.properties["cache_key"].string_value == cache_key
+        ]
         for execution in sorted(candidates, key=lambda e: (e.create_time_since_epoch, e.id), reverse=True):
             outputs = self.outputs_of(execution.id)
             if not outputs or not all(a.state == "LIVE" for a in outputs.values()):
@@ -591,8 +651,12 @@ class MetadataStore:
             if not damaged:
                 return self._execution(execution), outputs
             self.mark_damaged([outputs[name] for name in damaged], "; ".join(damaged.values()))
-            log.warning("%s: the cached outputs of execution %d no longer match what it made (%s); running again",
-                        component, execution.id, "; ".join(f"{n}: {r}" for n, r in damaged.items()))
+            log.warning(
+                "%s: the cached outputs of execution %d no longer match what it made (%s); running again",
+                component,
+                execution.id,
+                "; ".join(f"{n}: {r}" for n, r in damaged.items()),
+            )
         return None
 
     def mark_damaged(self, artifacts: list, reason: str) -> None:
@@ -609,8 +673,12 @@ class MetadataStore:
 
     def _done(self, executions) -> list:
         # A reproduction's outputs are evidence, never a production run's inputs or baseline.
-        done = [e for e in executions if e.last_known_state in (pb.Execution.COMPLETE, pb.Execution.CACHED)
-                and e.custom_properties["purpose"].string_value != REPRODUCE]
+        done = [
+            e
+            for e in executions
+            if e.last_known_state in (pb.Execution.COMPLETE, pb.Execution.CACHED)
+            and e.custom_properties["purpose"].string_value != REPRODUCE
+        ]
         return sorted(done, key=lambda e: (e.create_time_since_epoch, e.id), reverse=True)
 
     def live_outputs(self, pipeline: str, component: str):
@@ -675,8 +743,10 @@ class MetadataStore:
         found = [n for n in names if n == ref or n.endswith(f".{ref}")]
         if len(found) != 1:
             known = ", ".join(sorted(names)[-5:]) or "none"
-            raise ConfigError(f"{'no' if not found else 'more than one'} run {ref!r} in {redact(self.url)} "
-                              f"(latest runs: {known}; `tfpipe runs` lists them all)")
+            raise ConfigError(
+                f"{'no' if not found else 'more than one'} run {ref!r} in {redact(self.url)} "
+                f"(latest runs: {known}; `tfpipe runs` lists them all)"
+            )
         return found[0]
 
     def run_executions(self, run_name: str) -> list[Execution]:
@@ -690,14 +760,19 @@ class MetadataStore:
         return self._execution(proto)
 
     def executions(self, component: str | None = None) -> list[Execution]:
-        protos = self.store.get_executions() if component is None else \
-            self.store.get_executions_by_type(f"tfpipe.{component}")
+        protos = (
+            self.store.get_executions()
+            if component is None
+            else self.store.get_executions_by_type(f"tfpipe.{component}")
+        )
         return [self._execution(e) for e in protos]
 
     def artifact_events(self, artifact_id: int) -> list[tuple[int, str, str]]:
         """(execution id, INPUT or OUTPUT, the event's name) for each event on the artifact."""
-        return [(e.execution_id, pb.Event.Type.Name(e.type), e.path.steps[0].key if e.path.steps else "")
-                for e in self.store.get_events_by_artifact_ids([artifact_id])]
+        return [
+            (e.execution_id, pb.Event.Type.Name(e.type), e.path.steps[0].key if e.path.steps else "")
+            for e in self.store.get_events_by_artifact_ids([artifact_id])
+        ]
 
     def artifacts_by_uri(self, uri: str) -> list[Artifact]:
         return self._artifacts_of(self.store.get_artifacts_by_uri(uri))
@@ -709,8 +784,13 @@ class MetadataStore:
             if pipeline and not ctx.name.startswith(f"{pipeline}."):
                 continue
             execs = [self._execution(e) for e in self.store.get_executions_by_context(ctx.id)]
-            out.append({"run": ctx.name, "created": ctx.create_time_since_epoch,
-                        "executions": [(e.component, e.state, e.id) for e in sorted(execs, key=lambda e: e.id)]})
+            out.append(
+                {
+                    "run": ctx.name,
+                    "created": ctx.create_time_since_epoch,
+                    "executions": [(e.component, e.state, e.id) for e in sorted(execs, key=lambda e: e.id)],
+                }
+            )
         return sorted(out, key=lambda r: r["created"])
 
 

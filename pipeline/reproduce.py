@@ -82,8 +82,12 @@ def compare(store: MetadataStore, name_a: str, execs_a: list, name_b: str, execs
     a, b = _by_component(execs_a), _by_component(execs_b)
     causes = manifest_changes(a, b)
     exact = all(e.manifest.get("determinism", {}).get("exact", True) for e in [*a.values(), *b.values()])
-    replicas = [out.properties.get("replicas", 1) for e in [*a.values(), *b.values()]
-                for out in store.outputs_of(e.id).values() if out.type == "ModelRun"]
+    replicas = [
+        out.properties.get("replicas", 1)
+        for e in [*a.values(), *b.values()]
+        for out in store.outputs_of(e.id).values()
+        if out.type == "ModelRun"
+    ]
     if any(r and r > 1 for r in replicas):
         exact = False
     rows = []
@@ -93,13 +97,27 @@ def compare(store: MetadataStore, name_a: str, execs_a: list, name_b: str, execs
         for output in sorted(set(outs_a) & set(outs_b)):
             verdict = _verdict(outs_a[output], outs_b[output], outs_a, outs_b, exact)
             likely = [c for c in causes if order.index(_affected(c["kind"], order)) <= order.index(component)]
-            rows.append({"component": component, "output": output, "type": outs_a[output].type,
-                         "verdict": verdict, "a": outs_a[output].id, "b": outs_b[output].id,
-                         "likely_cause": [c["text"] for c in likely] if verdict == DIFFERENT else []})
+            rows.append(
+                {
+                    "component": component,
+                    "output": output,
+                    "type": outs_a[output].type,
+                    "verdict": verdict,
+                    "a": outs_a[output].id,
+                    "b": outs_b[output].id,
+                    "likely_cause": [c["text"] for c in likely] if verdict == DIFFERENT else [],
+                }
+            )
     verdicts = {r["verdict"] for r in rows}
     overall = DIFFERENT if DIFFERENT in verdicts else WITHIN if WITHIN in verdicts else IDENTICAL
-    return {"original": name_a, "reproduction": name_b, "verdict": overall, "exact_expected": exact,
-            "outputs": rows, "changes": [c["text"] for c in causes]}
+    return {
+        "original": name_a,
+        "reproduction": name_b,
+        "verdict": overall,
+        "exact_expected": exact,
+        "outputs": rows,
+        "changes": [c["text"] for c in causes],
+    }
 
 
 def _floats(artifact) -> dict:
@@ -140,8 +158,13 @@ def manifest_changes(a: dict, b: dict) -> list[dict]:
         files_a, files_b = ma[reader].get("input_files", {}), mb[reader].get("input_files", {})
         for path in sorted(set(files_a) | set(files_b)):
             if files_a.get(path) != files_b.get(path):
-                what = ("is gone" if path not in files_b else "is new" if path not in files_a
-                        else f"changed (sha256 {files_a[path][:12]} -> {files_b[path][:12]})")
+                what = (
+                    "is gone"
+                    if path not in files_b
+                    else "is new"
+                    if path not in files_a
+                    else f"changed (sha256 {files_a[path][:12]} -> {files_b[path][:12]})"
+                )
                 changes.append({"kind": "input file", "text": f"input file {path} {what}"})
     first_a = next(iter(ma.values()), {})
     first_b = next(iter(mb.values()), {})
@@ -152,8 +175,9 @@ def manifest_changes(a: dict, b: dict) -> list[dict]:
     mods_a, mods_b = first_a.get("user_modules", {}), first_b.get("user_modules", {})
     for key in sorted(set(mods_a) | set(mods_b)):
         if mods_a.get(key, {}).get("sha256") != mods_b.get(key, {}).get("sha256"):
-            changes.append({"kind": key, "text": f"module {key} {mods_b.get(key, mods_a.get(key, {})).get('path')} "
-                                                 "changed"})
+            changes.append(
+                {"kind": key, "text": f"module {key} {mods_b.get(key, mods_a.get(key, {})).get('path')} changed"}
+            )
     code_a, code_b = first_a.get("code", {}), first_b.get("code", {})
     if code_a != code_b:
         changes.append({"kind": "tfpipe code", "text": f"tfpipe code {_code(code_a)} -> {_code(code_b)}"})
@@ -173,8 +197,10 @@ def _comparable(config: dict) -> dict:
     if isinstance(out.get("components"), list):
         out["components"] = {c.get("id"): c for c in out["components"] if isinstance(c, dict)}
     try:
-        cfg = parse({k: v for k, v in config.items() if k != "source"},
-                    Path(config.get("source") or Path(config.get("root", ".")) / "pipeline.yaml"))
+        cfg = parse(
+            {k: v for k, v in config.items() if k != "source"},
+            Path(config.get("source") or Path(config.get("root", ".")) / "pipeline.yaml"),
+        )
     except Exception:  # a config this tfpipe cannot read: compared as it is
         return out
     for node in cfg.nodes.values():
@@ -210,7 +236,12 @@ def diff(store: MetadataStore, ref_a: str, ref_b: str) -> dict:
             for out in store.outputs_of(e.id).values():
                 for k, v in _floats(out).items():
                     metrics.setdefault(f"{component}.{k.removeprefix('metric:')}", {})[run] = v
-    return {"a": name_a, "b": name_b, "changes": [c["text"] for c in manifest_changes(a, b)],
-            "metrics": {k: v for k, v in sorted(metrics.items()) if v.get("a") != v.get("b")},
-            "states": {c: [a[c].state if c in a else None, b[c].state if c in b else None]
-                       for c in dict.fromkeys([*a, *b])}}
+    return {
+        "a": name_a,
+        "b": name_b,
+        "changes": [c["text"] for c in manifest_changes(a, b)],
+        "metrics": {k: v for k, v in sorted(metrics.items()) if v.get("a") != v.get("b")},
+        "states": {
+            c: [a[c].state if c in a else None, b[c].state if c in b else None] for c in dict.fromkeys([*a, *b])
+        },
+    }

@@ -27,8 +27,10 @@ def latest_pushed_model(store: MetadataStore, pipeline: str, inputs: dict[str, A
             continue
         rule = examples.properties.get("split_rule") if examples is not None else None
         if rule is not None and store.upstream_property(pushed.id, "split_rule") != rule:
-            log.warning("the last pushed model was trained on splits made another way; change thresholds are "
-                        "not applied this time")
+            log.warning(
+                "the last pushed model was trained on splits made another way; change thresholds are "
+                "not applied this time"
+            )
             return None
         return pushed if os.path.isdir(pushed.properties.get("pushed_destination", "")) else None
     return None

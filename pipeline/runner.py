@@ -37,6 +37,7 @@ log = logging.getLogger("tfpipe.pipeline")
 
 # ---- fingerprints and the cache key ---------------------------------------------------------------------------
 
+
 def component_code(component: Component) -> dict:
     """The source a component runs: its tfpipe modules and everything they import (the Estimator engine,
     schemas, ...), and for a user's component its file and the local modules that imports."""
@@ -59,8 +60,13 @@ def input_files(node: Node) -> dict | None:
     return {f: manifest.input_hash(f) for f in node.component.input_files(node.params)}
 
 
-def cache_key(node: Node, inputs: dict[str, Artifact], files: dict | None = None, purpose: str = PRODUCTION,
-              code: dict | None = None) -> str:
+def cache_key(
+    node: Node,
+    inputs: dict[str, Artifact],
+    files: dict | None = None,
+    purpose: str = PRODUCTION,
+    code: dict | None = None,
+) -> str:
     """What the component's outputs depend on, hashed: its type, code, parameters, inputs (resolved ones
     included), raw input files, user modules and the libraries that change results. `code`: component_code(),
     when the caller has it already."""
@@ -98,8 +104,9 @@ def _damage(artifact: Artifact) -> str | None:
         return None if os.path.exists(artifact.uri) else f"{artifact.uri} is gone"
     problem = manifest.damage(artifact.uri, json.loads(recorded))
     if problem is None and artifact.properties.get("pushed") and artifact.properties.get("destination_files"):
-        problem = manifest.damage(artifact.properties["pushed_destination"],
-                                  json.loads(artifact.properties["destination_files"]))
+        problem = manifest.damage(
+            artifact.properties["pushed_destination"], json.loads(artifact.properties["destination_files"])
+        )
     return problem
 
 
@@ -189,8 +196,7 @@ def _stoppable(name: str, resumable: bool):
     with _RUNNING_LOCK:
         _RUNNING[ident] = (name, resumable)
     try:
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGTERM) is not _on_signal:
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is not _on_signal:
             with stop_handlers():
                 yield
         else:
@@ -202,8 +208,16 @@ def _stoppable(name: str, resumable: bool):
 
 # ---- running one component -------------------------------------------------------------------------------------
 
-def run_component(cfg: PipelineConfig, store: MetadataStore, run: dict, node_id: str, inputs: dict[str, Artifact],
-                  use_cache: bool = True, purpose: str = PRODUCTION) -> tuple[dict[str, Artifact], str, float]:
+
+def run_component(
+    cfg: PipelineConfig,
+    store: MetadataStore,
+    run: dict,
+    node_id: str,
+    inputs: dict[str, Artifact],
+    use_cache: bool = True,
+    purpose: str = PRODUCTION,
+) -> tuple[dict[str, Artifact], str, float]:
     """Runs (or reuses) one instance; returns ({output: Artifact}, COMPLETE or CACHED, seconds in the executor)."""
     node = cfg.node(node_id)
     comp = node.component
@@ -218,17 +232,24 @@ def run_component(cfg: PipelineConfig, store: MetadataStore, run: dict, node_id:
     def props(hw: dict | None = None) -> dict:
         recorded = manifest.build(cfg, node, inputs, files, hw)
         recorded["step_code"] = code
-        return {"cache_key": key, "config": json.dumps(node.section(), sort_keys=True, default=str),
-                "code_version": json.dumps(recorded["code"]), "library_versions": json.dumps(library_versions()),
-                "pipeline": cfg.name, "run_id": run["run"].name, "manifest": json.dumps(recorded, sort_keys=True),
-                "purpose": purpose, "component_type": node.type}
+        return {
+            "cache_key": key,
+            "config": json.dumps(node.section(), sort_keys=True, default=str),
+            "code_version": json.dumps(recorded["code"]),
+            "library_versions": json.dumps(library_versions()),
+            "pipeline": cfg.name,
+            "run_id": run["run"].name,
+            "manifest": json.dumps(recorded, sort_keys=True),
+            "purpose": purpose,
+            "component_type": node.type,
+        }
 
     # Executions left RUNNING by a killed process become FAILED; their checkpoints may be adopted below,
     # as may those of a run stopped by a signal (SIGTERM, Ctrl-C), which kept them on purpose.
     adoptable = {}
-    unfinished: list[tuple[Execution, dict, str]] = \
-        [(e, outs, "died") for e, outs in store.recover_dead(node_id, cfg.name)] + \
-        [(e, store.outputs_of(e.id), "stopped") for e in store.stopped(node_id, cfg.name)]
+    unfinished: list[tuple[Execution, dict, str]] = [
+        (e, outs, "died") for e, outs in store.recover_dead(node_id, cfg.name)
+    ] + [(e, store.outputs_of(e.id), "stopped") for e in store.stopped(node_id, cfg.name)]
     for dead, dead_outputs, how in unfinished:
         if how == "died":
             log.warning("%s: execution %d was left RUNNING by a process that died; marked FAILED", node_id, dead.id)
@@ -259,8 +280,12 @@ def run_component(cfg: PipelineConfig, store: MetadataStore, run: dict, node_id:
             # Resume: the dead or stopped run's checkpoints become this run's starting point.
             os.rename(adoptable[out], path)
             store.mark_adopted(adoptable[out])
-            log.info("%s: resuming from the checkpoint at step %s (left by an earlier run in %s)", node_id,
-                     _checkpoint_step(path), adoptable[out])
+            log.info(
+                "%s: resuming from the checkpoint at step %s (left by an earlier run in %s)",
+                node_id,
+                _checkpoint_step(path),
+                adoptable[out],
+            )
         else:
             os.makedirs(path)
     log.info("%s: running (execution %d)", node_id, started.id)
@@ -277,15 +302,23 @@ def run_component(cfg: PipelineConfig, store: MetadataStore, run: dict, node_id:
             if stopped and out in comp.resumable and os.path.isdir(path):
                 continue  # checkpoints: the next run adopts them and resumes
             shutil.rmtree(path, ignore_errors=True)
-        store.finish(started, "FAILED", stopped=stopped,
-                     error=f"stopped by {stopped}: {e}" if stopped else
-                     f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
-        log.error("%s: %s (execution %d): %s", node_id, f"stopped by {stopped}" if stopped else "FAILED",
-                  started.id, e)
+        store.finish(
+            started,
+            "FAILED",
+            stopped=stopped,
+            error=f"stopped by {stopped}: {e}"
+            if stopped
+            else f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}",
+        )
+        log.error("%s: %s (execution %d): %s", node_id, f"stopped by {stopped}" if stopped else "FAILED", started.id, e)
         raise
     try:
-        props_out = {out: dict(extra.get(out, {}), fingerprint=fingerprint(a.uri),
-                               files=json.dumps(manifest.file_manifest(a.uri))) for out, a in started.outputs.items()}
+        props_out = {
+            out: dict(
+                extra.get(out, {}), fingerprint=fingerprint(a.uri), files=json.dumps(manifest.file_manifest(a.uri))
+            )
+            for out, a in started.outputs.items()
+        }
         outputs = store.finish(started, "COMPLETE", artifact_props=props_out)
     except BaseException as e:
         # All or nothing: without its record an output (or a serving version) must not exist.

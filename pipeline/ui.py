@@ -23,10 +23,15 @@ def metrics_rows(doc: dict) -> list[dict]:
     for metric, value in doc["overall"].items():
         bounds = {**doc.get("thresholds", {}).get(metric, {}), **doc.get("change_thresholds", {}).get(metric, {})}
         baseline = (doc.get("baseline") or {}).get(metric)
-        rows.append({"metric": metric, "value": round(float(value), 6),
-                     "threshold": ", ".join(f"{k} {v}" for k, v in bounds.items()) or "-",
-                     "baseline": "-" if baseline is None else round(float(baseline), 6),
-                     "result": "-" if not bounds else ("FAIL" if metric in failed else "pass")})
+        rows.append(
+            {
+                "metric": metric,
+                "value": round(float(value), 6),
+                "threshold": ", ".join(f"{k} {v}" for k, v in bounds.items()) or "-",
+                "baseline": "-" if baseline is None else round(float(baseline), 6),
+                "result": "-" if not bounds else ("FAIL" if metric in failed else "pass"),
+            }
+        )
     return rows
 
 
@@ -49,8 +54,12 @@ def _markdown_table(rows: list[dict]) -> str:
 
 def outputs_of_type(results: dict, type_name: str) -> list[tuple[str, str]]:
     """(instance id, URI) of each output of that artifact type among a run's results, in run order."""
-    return [(component, r["uris"][name]) for component, r in results.items()
-            for name, t in r.get("types", {}).items() if t == type_name]
+    return [
+        (component, r["uris"][name])
+        for component, r in results.items()
+        for name, t in r.get("types", {}).items()
+        if t == type_name
+    ]
 
 
 def publish(store: MetadataStore, cfg, run_id: str, results: dict) -> None:
@@ -64,16 +73,23 @@ def publish(store: MetadataStore, cfg, run_id: str, results: dict) -> None:
         slices = slice_rows(doc)
         create_markdown_artifact(
             key=_key(pipeline, "metrics"),
-            markdown=f"## Evaluation of {pipeline} run `{run_id}`: {verdict}\n\n" + _markdown_table(metrics_rows(doc))
-                     + ("\n\n### Per slice\n\n" + _markdown_table(slices) if slices else ""),
-            description=f"{pipeline} run {run_id}: {verdict}; the candidate model on the eval split, overall and per slice")
+            markdown=f"## Evaluation of {pipeline} run `{run_id}`: {verdict}\n\n"
+            + _markdown_table(metrics_rows(doc))
+            + ("\n\n### Per slice\n\n" + _markdown_table(slices) if slices else ""),
+            description=f"{pipeline} run {run_id}: {verdict}; the candidate model on the eval split, overall and per slice",
+        )
     for _, uri in outputs_of_type(results, "PushedModel"):
         push = json.loads((Path(uri) / "push.json").read_text())
-        text = (f"**Pushed** version `{push['version']}` to `{push['path']}`" if push["pushed"]
-                else f"**Not pushed**: {push.get('reason', 'not blessed')}")
-        create_markdown_artifact(key=_key(pipeline, "pushed-model"),
-                                 markdown=f"## Pushed model of {pipeline} run `{run_id}`\n\n{text}\n",
-                                 description=f"{pipeline} run {run_id}: where the blessed model was pushed")
+        text = (
+            f"**Pushed** version `{push['version']}` to `{push['path']}`"
+            if push["pushed"]
+            else f"**Not pushed**: {push.get('reason', 'not blessed')}"
+        )
+        create_markdown_artifact(
+            key=_key(pipeline, "pushed-model"),
+            markdown=f"## Pushed model of {pipeline} run `{run_id}`\n\n{text}\n",
+            description=f"{pipeline} run {run_id}: where the blessed model was pushed",
+        )
     # Narrow enough for the artifact pane: one line per execution, artifact ids only.
     rows = ["| step | execution | state | outputs |", "|---|---|---|---|"]
     for e in store.run_executions(run_name):
@@ -86,6 +102,9 @@ def publish(store: MetadataStore, cfg, run_id: str, results: dict) -> None:
     graph = lineage.build(store, pushed[0] if pushed else next(iter(last["outputs"].values())), check_files=False)
     create_markdown_artifact(
         key=_key(pipeline, "lineage"),
-        markdown=f"## {pipeline} run `{run_id}` in ML Metadata\n\n" + "\n".join(rows)
-                 + f"\n\n## Lineage of {graph.nodes[graph.focus]['label']}\n\n" + lineage.markdown(graph),
-        description=f"{pipeline} run {run_id}: MLMD lineage: raw input files -> examples -> transform -> model -> evaluation -> push")
+        markdown=f"## {pipeline} run `{run_id}` in ML Metadata\n\n"
+        + "\n".join(rows)
+        + f"\n\n## Lineage of {graph.nodes[graph.focus]['label']}\n\n"
+        + lineage.markdown(graph),
+        description=f"{pipeline} run {run_id}: MLMD lineage: raw input files -> examples -> transform -> model -> evaluation -> push",
+    )

@@ -33,6 +33,47 @@ ARTIFACT_TYPES = (
 )
 
 
+class ArtifactType:
+    """An artifact type, for a component's `Input[...]` and `Output[...]`: the class name is the MLMD type
+    name. Subclass it for a type of your own: `class ModelCard(ArtifactType): ...`."""
+
+
+class Examples(ArtifactType):
+    """<uri>/Split-<name>/*.gz: gzipped TFRecords of tf.Examples."""
+
+
+class Schema(ArtifactType):
+    """<uri>/schema.pbtxt: a tensorflow-metadata Schema."""
+
+
+class ExampleStatistics(ArtifactType): ...
+
+
+class TransformGraph(ArtifactType): ...
+
+
+class TransformedExamples(ArtifactType): ...
+
+
+class Model(ArtifactType):
+    """<uri>: a SavedModel that takes serialized raw tf.Examples."""
+
+
+class ModelRun(ArtifactType): ...
+
+
+class ModelEvaluation(ArtifactType):
+    """<uri>/metrics.json"""
+
+
+class ModelBlessing(ArtifactType):
+    """<uri>/BLESSED or <uri>/NOT_BLESSED"""
+
+
+class PushedModel(ArtifactType):
+    """<uri>/push.json; its properties say where the model went (`pushed_destination`)."""
+
+
 @dataclass
 class Artifact:
     """An artifact as components and the runner see it: its MLMD id, type, URI, state and custom properties."""
@@ -76,13 +117,15 @@ def gzip_writer(path: str | Path):
 
 # ---- what an artifact's files are: fingerprints, and the manifest a cache reuse checks --------------------------
 
+
 def _volatile(name: str) -> bool:
     # Bytes that change from run to run while the result does not: TensorBoard events (wall times),
     # the checkpoint index (timestamps), the push record (its version is the push time), and a
     # SavedModel's graph, which records the temporary folder tf.Transform analyzed in (its variables,
     # assets and metadata are hashed, and the code that builds the graph is in the manifest).
-    return name in ("checkpoint", "push.json", "saved_model.pb", "fingerprint.pb") \
-        or name.startswith("events.out.tfevents.")
+    return name in ("checkpoint", "push.json", "saved_model.pb", "fingerprint.pb") or name.startswith(
+        "events.out.tfevents."
+    )
 
 
 def fingerprint(path: str) -> str:
@@ -97,7 +140,7 @@ def fingerprint(path: str) -> str:
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and not _volatile(p.name))
     for f in files:
         digest.update(str(f.relative_to(root) if f != root else f.name).encode())
-        with (gzip.open(f, "rb") if f.suffix == ".gz" else open(f, "rb")) as fh:
+        with gzip.open(f, "rb") if f.suffix == ".gz" else open(f, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()
@@ -112,8 +155,10 @@ def file_manifest(path: str) -> dict:
     out = {}
     for f in sorted(p for p in root.rglob("*") if p.is_file()):
         size = f.stat().st_size
-        out[str(f.relative_to(root))] = [size, hashlib.sha256(f.read_bytes()).hexdigest() if size < _HASHED_BELOW
-                                         else None]
+        out[str(f.relative_to(root))] = [
+            size,
+            hashlib.sha256(f.read_bytes()).hexdigest() if size < _HASHED_BELOW else None,
+        ]
     return out
 
 
