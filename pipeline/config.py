@@ -185,11 +185,12 @@ def _resolve_params(node_id: str, component: Component, params: BaseModel, base:
 # ---- component types -----------------------------------------------------------------------------------------
 
 
-def component_type(ref: str, base: Path, where: str) -> Component:
+def component_type(ref: str, base: Path, where: str) -> tuple[Component, str]:
     """A standard component by name, or a user's: `package.module:function` or `file.py:function` (beside
-    the pipeline file)."""
+    the pipeline file). Returns it with the reference as recorded: a file's path made absolute, so that a
+    manifest's config reads the same from anywhere (`tfpipe reproduce` writes it to another folder)."""
     if ref in STANDARD:
-        return standard(ref)
+        return standard(ref), ref
     module, sep, function = ref.rpartition(":")
     if not sep or not module or not function:
         close = difflib.get_close_matches(ref, STANDARD, n=1)
@@ -206,7 +207,7 @@ def component_type(ref: str, base: Path, where: str) -> Component:
     except ConfigError as e:
         raise ConfigFileError(f"{where}: type {ref!r}: {e}") from None
     try:
-        return as_component(found, f"{where}: type {ref!r}")
+        return as_component(found, f"{where}: type {ref!r}"), f"{module}:{function}"
     except ConfigError as e:
         raise ConfigFileError(str(e)) from None
 
@@ -312,7 +313,7 @@ def parse(raw: dict, path: Path) -> PipelineConfig:
     if twice:
         raise ConfigFileError(f"{path}: component id(s) {twice} are used more than once; give each instance its own id")
     for r in raw_nodes:
-        r["_component"] = component_type(str(r["type"]), base, f"{path}: {r['_where']}")
+        r["_component"], r["type"] = component_type(str(r["type"]), base, f"{path}: {r['_where']}")
     _defaults(raw_nodes)
 
     root = _resolve(base, settings.root or f"tfpipe_root/{settings.name}", "root")
