@@ -30,7 +30,8 @@ from schemas.artifacts import Artifact, ArtifactType
 
 # (input artifacts by name, output folders by name (staging: the runner publishes them), parameters) ->
 # {output name: {property: value}} recorded on the published artifacts, or None.
-Executor = Callable[[dict[str, Artifact], dict[str, str], BaseModel], "Mapping[str, Mapping[str, Any]] | None"]
+# (The parameters are the component's own model: typed Any here, since a Callable's arguments cannot narrow.)
+Executor = Callable[[dict[str, Artifact], dict[str, str], Any], "Mapping[str, Mapping[str, Any]] | None"]
 
 
 class Parameters(BaseModel):
@@ -181,13 +182,13 @@ def component(fn: Callable | None = None, *, name: str | None = None, resumable:
         else:
             fields[arg] = (hints.get(arg, Any), ... if p.default is p.empty else p.default)
     if not outputs:
-        raise ConfigError(f'component {fn.__name__} declares no output: give it an argument typed Output["Type"]')
-    params = create_model(f"{fn.__name__}_parameters", __base__=Parameters, **fields)
+        raise ConfigError(f"component {fn.__name__} declares no output: give it an argument typed Output[SomeType]")
+    params = create_model(f"{fn.__name__}_parameters", __base__=Parameters, **fields)  # type: ignore[call-overload]
 
     def executor(ins: dict[str, Artifact], outs: dict[str, str], values: BaseModel):
         return fn(**{k: ins.get(k) for k in inputs}, **outs, **dict(values))
 
-    fn.component = Component(
+    fn.component = Component(  # type: ignore[attr-defined]
         name=name or fn.__name__,
         inputs=inputs,
         outputs=outputs,
