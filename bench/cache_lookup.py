@@ -61,13 +61,19 @@ def build(path: Path, root: Path, executions: int) -> tuple[float, int]:
     store = MetadataStore(str(path))
     hit = executions // 2
     started_at = time.perf_counter()
-    run = None
+    run = store.start_run(PIPELINE, "run00000")
     for i in range(executions):
-        if i % PER_RUN == 0:
+        if i and i % PER_RUN == 0:
             run = store.start_run(PIPELINE, f"run{i // PER_RUN:05d}")
         key = _key(i)
-        started = store.start(run, COMPONENT, {}, {"model": "Model"}, {"cache_key": key, "pipeline": PIPELINE},
-                              lambda output, execution_id: str(root / COMPONENT / output / str(execution_id)))
+        started = store.start(
+            run,
+            COMPONENT,
+            {},
+            {"model": "Model"},
+            {"cache_key": key, "pipeline": PIPELINE},
+            lambda output, execution_id: str(root / COMPONENT / output / str(execution_id)),
+        )
         props = {"fingerprint": key[:16]}
         if i == hit:  # the one a hit returns: a real output folder, with its file manifest recorded
             uri = started.outputs["model"].uri
@@ -84,8 +90,11 @@ def old_find_cached(store, component: str, cache_key: str, damage):
     """find_cached as it was before the cache_key context: a scan of every execution of the type."""
     from ml_metadata.proto import metadata_store_pb2 as pb
 
-    candidates = [e for e in store.store.get_executions_by_type(f"tfpipe.{component}")
-                  if e.last_known_state == pb.Execution.COMPLETE and e.properties["cache_key"].string_value == cache_key]
+    candidates = [
+        e
+        for e in store.store.get_executions_by_type(f"tfpipe.{component}")
+        if e.last_known_state == pb.Execution.COMPLETE and e.properties["cache_key"].string_value == cache_key
+    ]
     for execution in sorted(candidates, key=lambda e: (e.create_time_since_epoch, e.id), reverse=True):
         outputs = store.outputs_of(execution.id)
         if not outputs or not all(a.state == "LIVE" for a in outputs.values()):
@@ -103,9 +112,11 @@ def _timed(fn, repeat: int) -> dict:
         fn()
         times.append((time.perf_counter() - started) * 1000)
     times.sort()
-    return {"median_ms": round(statistics.median(times), 3),
-            "p95_ms": round(times[min(len(times) - 1, int(round(0.95 * len(times))) - 1)], 3),
-            "max_ms": round(times[-1], 3)}
+    return {
+        "median_ms": round(statistics.median(times), 3),
+        "p95_ms": round(times[min(len(times) - 1, round(0.95 * len(times)) - 1)], 3),
+        "max_ms": round(times[-1], 3),
+    }
 
 
 def main(argv=None) -> dict:
