@@ -32,6 +32,8 @@ def load_function(module: str, name: str):
         mod = sys.modules.get(mod_name)
         if mod is None:
             spec = importlib.util.spec_from_file_location(mod_name, path)
+            if spec is None or spec.loader is None:  # no importer for the file's suffix (model.txt, a bare name)
+                raise ConfigError(f"user module {path} cannot be imported: a Python file's name ends in .py")
             mod = importlib.util.module_from_spec(spec)
             try:
                 spec.loader.exec_module(mod)
@@ -104,7 +106,7 @@ def local_imports(module: str) -> dict:
             tree = ast.parse(open(path, "rb").read(), filename=path)
         except (OSError, SyntaxError):
             continue
-        names = set()
+        names: set[str] = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 names.update(a.name for a in node.names)
