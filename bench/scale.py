@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Literal
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -150,7 +151,7 @@ def child(rows: int, steps: int, workdir: Path, baselines: bool) -> dict:
     in_memory = ["--runner=DirectRunner", "--direct_num_workers=1"]
     # in_memory: tfpipe's default (Beam analyzes, the graph is applied here file by file); multi_process: the
     # same with Beam's multi-process mode; beam_apply: TransformDataset in Beam, tf.Transform's own way.
-    modes = {
+    modes: dict[str, tuple[list[str], Literal["local", "beam"]]] = {
         "in_memory": (in_memory, "local"),
         "multi_process": (
             [

@@ -52,8 +52,8 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def _metrics(kind: str, labels: np.ndarray, preds: dict) -> dict:
-    out = {"example_count": len(labels)}
+def _metrics(kind: str, labels: np.ndarray, preds: dict[str, np.ndarray]) -> dict[str, float]:
+    out: dict[str, float] = {"example_count": len(labels)}
     if not len(labels):
         return out
     if kind == "classification":
@@ -84,7 +84,9 @@ def _score(model_dir: str, examples_pattern: str, label: str, tft_output, raw_sp
         raise ConfigError(f"evaluator: {model_dir} has no 'predict' signature")
     predict = model.signatures["predict"]
     layer = tft_output.transform_features_layer()
-    labels, preds, slice_values = [], defaultdict(list), defaultdict(list)
+    labels: list[np.ndarray] = []
+    preds: defaultdict[str, list[np.ndarray]] = defaultdict(list)
+    slice_values: defaultdict[str, list[str]] = defaultdict(list)
     ds = tf.data.TFRecordDataset(tf.io.gfile.glob(examples_pattern), compression_type="GZIP").batch(256)
     kind, progress = None, Progress(log, "evaluator: examples scored", unit="examples")
     for batch in ds:

@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import pyarrow as pa
@@ -48,6 +48,7 @@ _MAX_FIELD = 1 << 20  # characters in one CSV field; longer is almost always an 
 _SHARD_ROWS = 250_000  # rows per output file: a big input becomes several files, which transform applies in parallel
 _BATCH_ROWS = 4096  # rows per batch where the reader chooses (Python's csv, Parquet, TFRecord)
 _BLOCK = 1 << 23  # bytes of CSV per Arrow block
+_DEFAULT_SPLITS: dict[str, float] = {"train": 7, "eval": 3}  # ingest.splits unless given
 
 
 class IngestConfig(Parameters):
@@ -56,7 +57,7 @@ class IngestConfig(Parameters):
     # a path or glob; or {split name: path or glob} for pre-split data
     input: Annotated[str | dict[str, str], PathParam()]
     format: str | None = None  # csv | tfrecord | parquet; None: from the file extension
-    splits: dict[str, float] = Field(default_factory=lambda: {"train": 7, "eval": 3})  # name -> weight, hash split
+    splits: dict[str, float] = Field(default_factory=lambda: _DEFAULT_SPLITS.copy())  # name -> weight, hash split
     split_key: str | None = None  # hash this column only, so corrections elsewhere in a row keep its split
     # a tensorflow-metadata Schema (pbtxt) to check against; None: inferred
     schema_file: Annotated[str | None, PathParam()] = Field(default=None, alias="schema")
@@ -136,7 +137,7 @@ def _csv_lines(path: str) -> tuple[Iterator, list]:
     """(numbered rows after the header, the header) of a CSV file, with the header's own checks."""
     f = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
     reader = csv.reader(_decoded(f))
-    header = []
+    header: list[str] = []
     rows = _numbered(reader, path, header)
     if next(rows, None) is None:
         f.close()
@@ -347,9 +348,13 @@ class _Stats:
 
     def __init__(self, schema):
         self.kinds = kinds(schema)
-        self.count, self.missing = collections.Counter(), collections.Counter()
-        self.num = {n: [None, None, 0.0] for n, k in self.kinds.items() if k != BYTES}
-        self.top = {n: collections.Counter() for n, k in self.kinds.items() if k == BYTES}
+        self.count: collections.Counter[str] = collections.Counter()
+        self.missing: collections.Counter[str] = collections.Counter()
+        # name -> [min, max, sum]; min and max stay None until a value is seen
+        self.num: dict[str, list[Any]] = {n: [None, None, 0.0] for n, k in self.kinds.items() if k != BYTES}
+        self.top: dict[str, collections.Counter[bytes]] = {
+            n: collections.Counter() for n, k in self.kinds.items() if k == BYTES
+        }
 
     def add(self, name: str, lists: pa.Array | None, rows: int) -> None:
         if lists is None:  # the batch has no such column
@@ -398,7 +403,11 @@ def ingest(
     """Writes <examples_dir>/Split-<name>/data-NNNNN.tfrecord.gz, <schema_dir>/schema.pbtxt, <statistics_dir>/statistics.json."""
     out = Path(examples_dir)
     pre_split = isinstance(config.input, dict)
-    sources = {name: _files(p) for name, p in config.input.items()} if pre_split else {None: _files(config.input)}
+    sources: dict[str | None, list[str]] = (
+        {name: _files(p) for name, p in config.input.items()}
+        if isinstance(config.input, dict)
+        else {None: _files(config.input)}
+    )
     rule = None if pre_split else SplitRule(config.splits, config.split_key)
     names = sorted(config.input if pre_split else config.splits)  # outputs must not follow the YAML's key order
     try:
@@ -440,8 +449,10 @@ def _read(config: IngestConfig, sources: dict, out: Path, names: list, rule: Spl
         raise InputError(
             f"ingest.split_key: the column {rule.key!r} is not in the data; the columns are {sorted(kinds(schema))}"
         )
-    stats, counts = _Stats(schema), collections.Counter()
-    labels = LabelValues(config.label, config.label_is_class, kinds(schema).get(config.label), config.train_split)
+    stats = _Stats(schema)
+    counts: collections.Counter[str] = collections.Counter()
+    label_kind = kinds(schema).get(config.label) if config.label is not None else None
+    labels = LabelValues(config.label, config.label_is_class, label_kind, config.train_split)
     encoder = CanonicalEncoder(schema, drop_missing=True)  # a missing value: no feature at all
     key_encoder = _key_encoder(schema, rule.key) if rule is not None and rule.key else None
     writers, progress = {}, Progress(logging.getLogger("tfpipe.ingest"), "ingest: rows read")
@@ -485,6 +496,7 @@ def _read(config: IngestConfig, sources: dict, out: Path, names: list, rule: Spl
         value, split, path, row = bad
         if row is None:
             raise _Unlocated
+        assert config.label is not None  # LabelValues finds unlearnable values only for a named label
         raise LabelValues.error(value, split, path, row, config.label, config.train_split)
     return schema, counts, stats.as_dict()
 
@@ -570,7 +582,8 @@ class _ShardWriter:
     """A split's gzipped TFRecord files, data-00000.tfrecord.gz and on, a new one every _SHARD_ROWS rows."""
 
     def __init__(self, folder: Path):
-        self.folder, self.rows, self.writer = folder, 0, None
+        self.folder, self.rows = folder, 0
+        self.writer: Any = None  # a tf.io.TFRecordWriter, once _next() opens one
         self._next()  # an empty split still gets its (empty) file
 
     def _next(self) -> None:

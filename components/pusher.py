@@ -10,7 +10,7 @@ import shutil
 import socket
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from components._process import alive
 from components.contract import Component, InputSpec, Parameters, PathParam
@@ -27,18 +27,21 @@ class PusherConfig(Parameters):
     serving_base: Annotated[str | None, PathParam(outside_root=True, default_under_root="serving")] = None
 
 
-def push(serving_model_dir: str, blessed: bool, serving_base: str, output_dir: str, already: str | None = None) -> dict:
+def push(
+    serving_model_dir: str, blessed: bool, serving_base: str, output_dir: str, already: str | None = None
+) -> dict[str, Any]:
     """Copies the model to a hidden temp folder beside the target, then renames it into place.
 
     `already`: the version where this very model is in serving now; nothing is copied again.
     """
     out = Path(output_dir)
     if not blessed or already:
-        doc = (
-            {"pushed": False, "reason": "the model is not blessed"}
-            if not blessed
-            else {"pushed": True, "version": int(Path(already).name), "path": str(already), "already_in_serving": True}
-        )
+        doc: dict[str, Any]
+        if not blessed:
+            doc = {"pushed": False, "reason": "the model is not blessed"}
+        else:
+            assert already is not None  # blessed, so `already` is what brought us here
+            doc = {"pushed": True, "version": int(Path(already).name), "path": str(already), "already_in_serving": True}
         (out / "push.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
         return doc
     if not (Path(serving_model_dir) / "saved_model.pb").exists():
@@ -105,6 +108,9 @@ def in_serving(model_dir: str, serving_base: str) -> str | None:
 def _run(inputs: dict, outputs: dict, config: PusherConfig) -> dict:
     from components import evaluator
 
+    assert config.serving_base is not None, (
+        "pusher: serving_base is unset; the config loader fills it in (default <root>/serving) before a run"
+    )
     blessed = evaluator.is_blessed(inputs["blessing"].uri)
     already = in_serving(inputs["model"].uri, config.serving_base) if blessed else None
     doc = push(inputs["model"].uri, blessed, config.serving_base, outputs["pushed_model"], already=already)

@@ -97,8 +97,9 @@ class _TrainingProgress(logging.Filter):
         )
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg == "step %d: loss = %.5g (%.1f steps/s, %s examples/s)" and record.args:
-            step, loss = int(record.args[0]), float(record.args[1])
+        args: Any = record.args  # for this line, a tuple: (step, loss, steps/s, examples/s)
+        if record.msg == "step %d: loss = %.5g (%.1f steps/s, %s examples/s)" and args:
+            step, loss = int(args[0]), float(args[1])
             self.progress.done = step
             final = step >= (self.progress.total or 0)
             record.msg, record.args = "%s", (self.progress.line(f"loss {loss:.4g}", final=final),)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -23,6 +23,9 @@ from components.progress import Progress
 from components.user_module import load_function, local_imports
 from schemas import artifacts
 from schemas.schema import load_schema
+
+if TYPE_CHECKING:
+    from schemas.examples import CanonicalEncoder
 
 _BATCH = 1000  # rows per record batch, fixed (see transform())
 _POOL_BYTES = 32 << 20  # below this much input, starting worker processes (~4 s each) costs more than it saves
@@ -173,6 +176,7 @@ def _apply_all(jobs: list, graph_dir: str, schema: bytes, module: str) -> None:
     size = sum(os.path.getsize(source) for source, _ in jobs)
     workers = min(len(jobs), os.cpu_count() or 1) if size > _POOL_BYTES else 1
     rows, progress = 0, Progress(log, f"transform: applying the graph to {len(jobs)} files, rows")
+    results: Iterator[int]
     if workers <= 1:
         _init_applier(graph_dir, schema, module)
         results = map(_apply_file, jobs)
@@ -203,7 +207,7 @@ def _apply_all(jobs: list, graph_dir: str, schema: bytes, module: str) -> None:
             pool.shutdown(cancel_futures=True)
 
 
-_APPLIER = None
+_APPLIER: _Applier | None = None  # this process's, made by _init_applier
 
 
 def _init_applier(graph_dir: str, schema: bytes, module: str) -> None:
@@ -212,6 +216,7 @@ def _init_applier(graph_dir: str, schema: bytes, module: str) -> None:
 
 
 def _apply_file(job: tuple) -> int:
+    assert _APPLIER is not None, "_init_applier runs first, in this process or as the pool's initializer"
     return _APPLIER.file(*job)
 
 
@@ -254,7 +259,7 @@ class _Applier:
         return rows
 
 
-_ENCODERS = {}
+_ENCODERS: dict[bytes, CanonicalEncoder] = {}  # serialized schema -> its encoder
 
 
 def _encoder(metadata):

@@ -568,7 +568,7 @@ def _stdout_closed() -> bool:
         return False
 
 
-def _user_frame(e: BaseException) -> str | None:
+def _user_frame(e: BaseException | None) -> str | None:
     """`file:line` of the innermost frame of the user's own code (a preprocessing_fn, a model_fn) in the
     exception's traceback, if it passed through one: neither tfpipe's source, a library, nor Python's."""
     import sysconfig
@@ -590,7 +590,7 @@ def _user_frame(e: BaseException) -> str | None:
     return None
 
 
-def _no_space(e: BaseException) -> str | None:
+def _no_space(e: BaseException | None) -> str | None:
     """The file a full disk refused (or ""), when that is what `e` comes down to; else None. Beam and
     TensorFlow wrap the OSError in errors of their own, and SQLite (the MLMD store) says it in words, so the
     message is searched too."""

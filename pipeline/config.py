@@ -22,10 +22,11 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from components.contract import Component, PathParam, Upstream, UserModule, as_component, field_markers
 from components.errors import ConfigError
@@ -118,7 +119,7 @@ class PipelineConfig:
 # ---- messages --------------------------------------------------------------------------------------------------
 
 
-def _problem(err: dict, where: str, model: type[BaseModel]) -> str:
+def _problem(err: ErrorDetails, where: str, model: type[BaseModel]) -> str:
     """One pydantic error as a person wants it: where, what is wrong, and what is allowed."""
     loc = ".".join([where, *map(str, err["loc"])]) if where else ".".join(map(str, err["loc"]))
     if err["type"] == "extra_forbidden":
@@ -131,7 +132,7 @@ def _problem(err: dict, where: str, model: type[BaseModel]) -> str:
     return f"{loc}: {err['msg']} (got {err['input']!r})"
 
 
-def _refuse(path: Path, problems: list[str]):
+def _refuse(path: Path, problems: list[str]) -> NoReturn:
     if len(problems) == 1:
         raise ConfigFileError(f"{path}: {problems[0]}")
     raise ConfigFileError(f"{path}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))

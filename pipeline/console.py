@@ -88,10 +88,12 @@ class Formatter(logging.Formatter):
         super().__init__(FORMAT, DATEFMT)
 
     def format(self, record: logging.LogRecord) -> str:
-        if getattr(record, "task_run_name", None):
-            record.source = f"task {record.task_run_name}"
-        elif getattr(record, "flow_run_name", None):
-            record.source = f"flow {record.flow_run_name}"
+        # Prefect's run logger adds these names to its records.
+        task_run_name, flow_run_name = getattr(record, "task_run_name", None), getattr(record, "flow_run_name", None)
+        if task_run_name:
+            record.source = f"task {task_run_name}"
+        elif flow_run_name:
+            record.source = f"flow {flow_run_name}"
         else:
             record.source = record.name
         return super().format(record)
@@ -225,14 +227,15 @@ class _QuietTensorFlowImport:
 
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)
-        if spec is not None and hasattr(spec.loader, "exec_module"):
-            run = spec.loader.exec_module
+        loader = spec.loader if spec is not None else None
+        if loader is not None and hasattr(loader, "exec_module"):
+            run = loader.exec_module
 
             def exec_module(module):
                 with _held_stderr():
                     run(module)
 
-            spec.loader.exec_module = exec_module
+            loader.exec_module = exec_module  # type: ignore[method-assign]  # wraps the loader's own method
         return spec
 
 

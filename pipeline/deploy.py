@@ -52,7 +52,8 @@ def deploy(
     api_url()
     ensure_pool(pool)
     source = pipeline_flow.from_source(source=str(REPO), entrypoint=ENTRYPOINT)
-    deployment_id = source.deploy(
+    # from_source is sync here (no event loop), though typed as sync or async.
+    deployment_id = source.deploy(  # type: ignore[union-attr]
         name=name,
         work_pool_name=pool,
         build=False,

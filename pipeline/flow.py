@@ -8,6 +8,7 @@ import logging
 import os
 import time
 import uuid
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here: no telemetry
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tfpipe")  # step and training logs in the Prefect UI
@@ -18,6 +19,9 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from prefect import flow, task  # noqa: E402
 from prefect.states import Completed  # noqa: E402
+
+if TYPE_CHECKING:
+    from prefect.states import State
 
 
 def _detach_temporary_server() -> None:
@@ -48,11 +52,12 @@ def _detach_temporary_server() -> None:
 
     def spawn(self):
         popen = subprocess.Popen
-        subprocess.Popen = lambda *a, **k: popen(*a, preexec_fn=own_session, **k)
+        # The server is started by Prefect's own Popen call: this one, for that call, adds the preexec_fn.
+        subprocess.Popen = lambda *a, **k: popen(*a, preexec_fn=own_session, **k)  # type: ignore[misc, assignment, call-overload]
         try:
             return original(self)
         finally:
-            subprocess.Popen = popen
+            subprocess.Popen = popen  # type: ignore[misc]  # undoes the patch above
 
     def run_uvicorn(self):
         process = spawn(self)
@@ -84,9 +89,10 @@ def _detach_temporary_server() -> None:
         self._tfpipe_stopping = True
         return original_stop(self)
 
-    run_uvicorn._tfpipe = True
-    server.SubprocessASGIServer._run_uvicorn_command = run_uvicorn
-    server.SubprocessASGIServer.stop = stop
+    # Patches Prefect's private server class (see the docstring); the mark makes a second call a no-op.
+    run_uvicorn._tfpipe = True  # type: ignore[attr-defined]
+    server.SubprocessASGIServer._run_uvicorn_command = run_uvicorn  # type: ignore[method-assign]
+    server.SubprocessASGIServer.stop = stop  # type: ignore[method-assign]
 
 
 _detach_temporary_server()
@@ -133,7 +139,8 @@ def open_store(cfg, run_id: str | None = None) -> MetadataStore:
         from prefect.blocks.system import Secret
 
         try:
-            os.environ[PASSWORD_ENV] = Secret.load(cfg.metadata_secret).get()
+            # Secret.load is sync here (no event loop), though typed as sync or async.
+            os.environ[PASSWORD_ENV] = Secret.load(cfg.metadata_secret).get()  # type: ignore[union-attr]
         except ValueError as e:
             raise ConfigError(
                 f"metadata_secret: no Prefect Secret block {cfg.metadata_secret!r} ({e}); create it "
@@ -202,7 +209,8 @@ def component_task(
     }
     if state == "CACHED":
         # Shown as "Cached" in the UI: the outputs are an earlier execution's, reused.
-        return Completed(name="Cached", message="outputs reused from an earlier run", data=result)
+        # Prefect takes a returned State as the task's (its result is `result`); its types cannot say so.
+        return Completed(name="Cached", message="outputs reused from an earlier run", data=result)  # type: ignore[return-value]
     return result
 
 
@@ -314,7 +322,9 @@ def _run_graph(cfg, store, config_path, overrides, no_cache, run_id, components,
     if inputs:
         inputs = check_inputs(store, cfg, (components or chosen)[0], inputs)  # before the run is recorded
     store.start_run(cfg.name, run_id)
-    produced, results, states = {}, {}, {}
+    produced: dict[str, dict[str, int]] = {}  # instance -> {output name: artifact id}
+    results: dict[str, dict[str, Any]] = {}  # instance -> its task's result
+    states: dict[str, State[Any]] = {}  # instance -> its task's final state
     for wave in _waves(cfg, chosen):
         calls = {}
         for component in wave:
@@ -343,7 +353,8 @@ def _run_graph(cfg, store, config_path, overrides, no_cache, run_id, components,
         else:
             with stop_handlers():
                 futures = {
-                    c: component_task.submit(*args, c, run_id, ids, no_cache, purpose, wait_for=after)
+                    # Task.submit's overloads do not match *args: the call is component_task's own signature.
+                    c: component_task.submit(*args, c, run_id, ids, no_cache, purpose, wait_for=after)  # type: ignore[call-overload]
                     for c, (ids, after) in calls.items()
                 }
                 finished = {c: f.wait() or f.state for c, f in futures.items()}

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from components.errors import ConfigError
 from pipeline.metadata import MetadataStore, redact
@@ -17,13 +18,14 @@ class Graph:
     """Nodes keyed "file:<path>", "artifact:<id>", "execution:<id>"; edges run from input to output."""
 
     focus: str
-    nodes: dict = field(default_factory=dict)  # key -> {"kind", "label", "detail", "state"}
-    edges: set = field(default_factory=set)
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> {"kind", "label", "detail", "state"}
+    edges: set[tuple[str, str]] = field(default_factory=set)
 
     def order(self) -> list[str]:
         """Nodes with every node after its inputs (files first)."""
         incoming = {k: {a for a, b in self.edges if b == k} for k in self.nodes}
-        done, out = set(), []
+        done: set[str] = set()
+        out: list[str] = []
         while len(out) < len(self.nodes):
             ready = sorted(k for k in self.nodes if k not in done and incoming[k] <= done)
             if not ready:  # a cycle cannot happen in MLMD lineage; stop rather than spin

@@ -14,6 +14,7 @@ import subprocess
 import zlib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from components.contract import user_modules as contract_modules
 from components.user_module import TFPIPE_PACKAGES as PACKAGES
@@ -61,11 +62,16 @@ def code_version() -> dict:
 
 
 @functools.lru_cache(maxsize=1)
-def hardware() -> dict:
+def hardware() -> dict[str, Any]:
     import tensorflow as tf
 
     devices = [f"{d.device_type}:{d.name.rsplit(':', 1)[-1]}" for d in tf.config.list_physical_devices()]
-    out = {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(), "devices": devices}
+    out: dict[str, Any] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "devices": devices,
+    }
     cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
     if cluster:
         out["tf_config_cluster"] = {role: len(tasks) for role, tasks in cluster.items()}
@@ -93,12 +99,12 @@ def _import_statements(source: bytes, filename: str) -> ast.Module:
 
 
 @functools.lru_cache(maxsize=512)
-def _imported(source: bytes, is_package: bool, name: str, filename: str) -> frozenset:
+def _imported(source: bytes, is_package: bool, name: str, filename: str) -> frozenset[str]:
     """The tfpipe modules a source file imports, anywhere in it (function-level imports included)."""
     # Keyed by the source itself: the five steps of a run (and a long-lived worker's runs) share most files,
     # and parsing them is most of a cached step's time; an edited file is parsed again.
     package = name if is_package else name.rpartition(".")[0]
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(_import_statements(source, filename)):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
@@ -112,7 +118,7 @@ def _imported(source: bytes, is_package: bool, name: str, filename: str) -> froz
     return frozenset(n for n in found if n.split(".")[0] in PACKAGES)
 
 
-def code_files(*modules: str, follow: bool = True) -> dict:
+def code_files(*modules: str, follow: bool = True) -> dict[str, str]:
     """{path: sha256} of the tfpipe source files these modules run: themselves, what they import (all the
     way down, lazy imports included; unless not `follow`) and the packages' __init__ files on the way."""
     seen, todo, out = set(), list(modules), {}

@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
+from typing import Any, cast
 
 from google.protobuf import wrappers_pb2
 from ml_metadata import metadata_store
@@ -104,12 +105,12 @@ class Execution:
     id: int
     component: str  # the component instance's id
     state: str  # RUNNING, COMPLETE, FAILED, CACHED
-    properties: dict
-    custom: dict
+    properties: dict[str, Any]
+    custom: dict[str, Any]
     created: int  # ms since the epoch
 
     @property
-    def manifest(self) -> dict:
+    def manifest(self) -> dict[str, Any]:
         return json.loads(self.custom.get("manifest") or "{}")
 
     def __getitem__(self, key: str):
@@ -122,10 +123,10 @@ class Started:
     """A RUNNING execution with its PENDING outputs, as start() registered it; finish() completes it."""
 
     id: int
-    outputs: dict  # output name -> Artifact (PENDING, at its final URI)
-    _execution: object
-    _artifacts: dict
-    _contexts: list
+    outputs: dict[str, Artifact]  # output name -> Artifact (PENDING, at its final URI)
+    _execution: Any  # pb.Execution (ml_metadata's protos read as Any)
+    _artifacts: dict[str, Any]  # output name -> pb.Artifact
+    _contexts: list[Any]  # pb.Context
 
 
 # PostgreSQL indexes string property values and refuses one over 2704 bytes (a manifest listing a step's
@@ -193,14 +194,16 @@ class _Deadline:
     and the call fails; it is raised as StoreUnavailable, naming the store and the wait."""
 
     def __init__(self, url: str, seconds: float):
-        _, host, self.port = _server(url)
+        server = _server(url)
+        assert server is not None, f"a call deadline is for a shared store, not SQLite: {redact(url)}"
+        _, host, self.port = server
         self.where, self.seconds = redact(url), seconds
         try:
             self.hosts = {a[4][0] for a in socket.getaddrinfo(host, self.port)}
         except OSError:
             self.hosts = set()
         self._start_watcher()
-        self.failed = None  # once it has hung up, every later call fails at once: the connection is gone
+        self.failed: str | None = None  # once it has hung up, every later call fails at once: the connection is gone
 
     def _send(self, message: bytes) -> None:
         """To the watcher; one that has gone (killed, out of memory) is replaced, with the connections."""
@@ -217,7 +220,8 @@ class _Deadline:
         import sys
 
         self.link, theirs = socket.socketpair()
-        subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHER], stdin=theirs, close_fds=True)
+        # A socket as stdin: Popen takes anything with a fileno(), though typeshed says a file or an int.
+        subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHER], stdin=theirs, close_fds=True)  # type: ignore[call-overload]
         theirs.close()
 
     def watch(self) -> None:
@@ -317,7 +321,8 @@ def probe(url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
     except socket.gaierror as e:
         raise ConfigError(f"{where}: unknown host {host!r} ({e.strerror}); check the host name") from None
     try:
-        sock = socket.create_connection(address[:2], timeout=timeout)
+        # SOCK_STREAM to a host name: an AF_INET/AF_INET6 address, whose first two items are (host, port).
+        sock = socket.create_connection(cast(tuple[str, int], address[:2]), timeout=timeout)
     except ConnectionRefusedError:
         raise ConfigError(
             f"{where}: connection refused: nothing listens on {host}:{port}; is {kind} running there, on that port?"
@@ -405,13 +410,13 @@ class MetadataStore:
                     f"({message.strip() or 'no detail given'})"
                 )
             raise ConfigError(f"cannot open the metadata store {redact(url)}: {message}") from e
-        self._types = {}
+        self._types: dict[tuple[str, str], int] = {}  # (kind, name) -> type id
         for name in (PIPELINE, PIPELINE_RUN, COMPONENT, CACHE_KEY):
             self._types[("ctx", name)] = self.store.put_context_type(pb.ContextType(name=name))
-        self._type_names = {}  # artifact type id -> name
+        self._type_names: dict[int, str] = {}  # artifact type id -> name
         for name in ARTIFACT_TYPES:
             self._art_type(name)
-        self._exec_names = {}  # execution type id -> component, filled on first need
+        self._exec_names: dict[int, str] = {}  # execution type id -> component, filled on first need
 
     def _art_type(self, name: str) -> int:
         """The artifact type's id, registered on first use (a user's component may declare its own types)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -120,7 +121,7 @@ def compare(store: MetadataStore, name_a: str, execs_a: list, name_b: str, execs
     }
 
 
-def _floats(artifact) -> dict:
+def _floats(artifact) -> dict[str, float]:
     return {k: v for k, v in artifact.properties.items() if isinstance(v, float)}
 
 
@@ -166,8 +167,8 @@ def manifest_changes(a: dict, b: dict) -> list[dict]:
                     else f"changed (sha256 {files_a[path][:12]} -> {files_b[path][:12]})"
                 )
                 changes.append({"kind": "input file", "text": f"input file {path} {what}"})
-    first_a = next(iter(ma.values()), {})
-    first_b = next(iter(mb.values()), {})
+    first_a: dict[str, Any] = next(iter(ma.values()), {})
+    first_b: dict[str, Any] = next(iter(mb.values()), {})
     libs_a, libs_b = first_a.get("libraries", {}), first_b.get("libraries", {})
     for lib in sorted(set(libs_a) | set(libs_b)):
         if libs_a.get(lib) != libs_b.get(lib):
@@ -230,7 +231,7 @@ def diff(store: MetadataStore, ref_a: str, ref_b: str) -> dict:
     name_a, execs_a = _run(store, ref_a)
     name_b, execs_b = _run(store, ref_b)
     a, b = _by_component(execs_a), _by_component(execs_b)
-    metrics = {}
+    metrics: dict[str, dict[str, float]] = {}  # component.metric -> {"a" or "b": value}
     for run, execs in (("a", a), ("b", b)):
         for component, e in execs.items():
             for out in store.outputs_of(e.id).values():
