@@ -229,7 +229,9 @@ def _check_thresholds(config: EvaluatorConfig) -> None:
 def _check_early(config: EvaluatorConfig, upstream: Upstream) -> None:
     """Before anything runs: the thresholds' form, and the slice columns against a schema pinned upstream."""
     _check_thresholds(config)
-    wired = upstream("examples")
+    # The schema input's producer says whether the schema is pinned (ingest's `schema:`), whatever sits
+    # between it and the examples (a user's filter).
+    wired = upstream("schema")
     pinned = getattr(wired[1], "schema_file", None) if wired else None
     if pinned and config.slices:
         from schemas.schema import load_schema

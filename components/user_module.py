@@ -45,9 +45,16 @@ def load_function(module: str, name: str):
             mod = importlib.import_module(module)
         except ImportError as e:
             raise ConfigError(f"user module {module!r} cannot be imported: {e}") from e
+        except Exception as e:  # its own code raised (a SyntaxError, a failing top-level line): the user's to fix
+            raise ConfigError(f"user module {module!r} failed to import: {type(e).__name__}: {e}") from e
     fn = getattr(mod, name, None)
     if not callable(fn):
-        raise ConfigError(f"user module {module} has no function {name}()")
+        defined = sorted(
+            n
+            for n, v in vars(mod).items()
+            if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == mod.__name__
+        )
+        raise ConfigError(f"user module {module} has no function {name}(); it defines {defined or 'no functions'}")
     return fn
 
 

@@ -242,8 +242,9 @@ def _sorted(nodes: dict[str, Node], path: Path) -> dict[str, Node]:
         if state.get(node_id) == "visiting":
             cycle = chain[chain.index(node_id) :] + [node_id]
             raise ConfigFileError(
-                f"{path}: the components form a cycle: {' -> '.join(cycle)}; an instance "
-                "cannot read, even indirectly, what it writes"
+                f"{path}: {cycle[0]}: its inputs form a cycle ({' <- '.join(cycle)}, each reading the next's "
+                "output); an instance cannot read, even indirectly, what it writes: wire one of these inputs to "
+                "an instance outside the cycle"
             )
         state[node_id] = "visiting"
         for up, _ in nodes[node_id].wiring.values():
@@ -303,7 +304,7 @@ def parse(raw: dict, path: Path) -> PipelineConfig:
                     f"{path}: components[{i}]: each instance needs an id and a type, e.g. "
                     "{id: trainer, type: trainer, inputs: {...}, module: model.py}"
                 )
-            raw_nodes.append({**item, "_where": f"components[{i}] ({item['id']})"})
+            raw_nodes.append({**item, "_where": item["id"]})  # messages name an instance by its id, in both forms
     else:
         try:
             raw_nodes = _standard_form(raw)
@@ -392,6 +393,10 @@ def _wiring(r: dict, comp: Component, path: Path) -> dict[str, tuple[str, str]]:
     return wiring
 
 
+def _a(word: str) -> str:
+    return f"{'an' if word[:1] in 'AEIOU' else 'a'} {word}"
+
+
 def _check_wiring(nodes: dict[str, Node], path: Path) -> None:
     for node in nodes.values():
         for name, (up, output) in node.wiring.items():
@@ -407,7 +412,7 @@ def _check_wiring(nodes: dict[str, Node], path: Path) -> None:
             if outputs[output] != wanted:
                 fits = [f"{up}.{o}" for o, t in outputs.items() if t == wanted]
                 hint = f"; wire {fits[0]}" if fits else ""
-                raise ConfigFileError(f"{where}: takes a {wanted}, but {up}.{output} is a {outputs[output]}{hint}")
+                raise ConfigFileError(f"{where}: takes {_a(wanted)}, but {up}.{output} is {_a(outputs[output])}{hint}")
 
 
 @functools.lru_cache(maxsize=32)

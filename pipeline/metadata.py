@@ -478,14 +478,11 @@ class MetadataStore:
             self._types[key] = self.store.put_execution_type(etype)
         return self._types[key]
 
-    def _contexts(self, run: dict, component: str, cache_key: str) -> list:
-        # The cache_key context finds an execution by its key in one lookup, however many the store holds.
-        return [
-            run["pipeline"],
-            run["run"],
-            self._context(COMPONENT, f"{run['name']}.{component}"),
-            self._context(CACHE_KEY, cache_key),
-        ]
+    def _contexts(self, run: dict, component: str, cache_key: str | None = None) -> list:
+        # The cache_key context finds an execution by its key in one lookup, however many the store holds. Only
+        # executions that compute are in it (CACHED ones reuse theirs): hourly cached re-runs do not grow it.
+        contexts = [run["pipeline"], run["run"], self._context(COMPONENT, f"{run['name']}.{component}")]
+        return contexts + ([self._context(CACHE_KEY, cache_key)] if cache_key else [])
 
     # ---- executions ---------------------------------------------------------------------------------------------
 
@@ -614,9 +611,7 @@ class MetadataStore:
         pairs = self._events(inputs, pb.Event.INPUT) + [
             (p, _event(pb.Event.OUTPUT, name)) for name, p in zip(outputs, protos)
         ]
-        self.store.put_execution(
-            execution, pairs, self._contexts(run, component, props["cache_key"]), reuse_context_if_already_exist=True
-        )
+        self.store.put_execution(execution, pairs, self._contexts(run, component), reuse_context_if_already_exist=True)
 
     # ---- queries ------------------------------------------------------------------------------------------------
 

@@ -89,6 +89,12 @@ def test_titanic_pipeline_end_to_end(tmp_path):
     third_metrics = json.loads(
         (Path(third["components"]["evaluator"]["uris"]["evaluation"]) / "metrics.json").read_text())
     assert third_metrics["baseline_model"] == push["path"]  # judged against the model pushed before
+    # The baseline is an input of the evaluator's execution in MLMD (resolved by the runner, as TFX's
+    # resolver does), so the lineage and the cache key see it.
+    store = MetadataStore(str(tmp_path / "root" / "metadata.sqlite"))
+    [judged] = [e for e in store.run_executions(store.find_run(third["run_id"])) if e.component == "evaluator"]
+    baseline = store.inputs_of(judged.id)["baseline"]
+    assert baseline.type == "PushedModel" and baseline.properties["pushed_destination"] == push["path"]
 
     # Other split weights: the last pushed model may have trained on today's eval rows, so it is no baseline.
     fourth = pipeline_flow(str(config), overrides={**overrides, "ingest": {**_ingest_section(config),
