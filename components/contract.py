@@ -94,6 +94,9 @@ class Component:
     defaults: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Checks against the graph before anything runs: (parameters, Upstream) -> None or a ConfigError.
     check: Callable[[Any, Upstream], None] | None = None
+    # The raw columns its examples will hold, when that can be told before it runs (a pinned schema, a CSV
+    # header), else None: what a downstream `check` compares its column names with.
+    columns: Callable[[Any], list[str] | None] | None = None
     description: str = ""
 
     def run(self, inputs: dict[str, Artifact], outputs: dict[str, str], params: BaseModel) -> dict:

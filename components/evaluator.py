@@ -227,21 +227,18 @@ def _check_thresholds(config: EvaluatorConfig) -> None:
 
 
 def _check_early(config: EvaluatorConfig, upstream: Upstream) -> None:
-    """Before anything runs: the thresholds' form, and the slice columns against a schema pinned upstream."""
+    """Before anything runs: the thresholds' form, and the slice columns against the columns the schema's
+    producer can tell already (ingest's pinned schema, or its input's header), whatever sits between it and
+    the examples (a user's filter)."""
     _check_thresholds(config)
-    # The schema input's producer says whether the schema is pinned (ingest's `schema:`), whatever sits
-    # between it and the examples (a user's filter).
     wired = upstream("schema")
-    pinned = getattr(wired[1], "schema_file", None) if wired else None
-    if pinned and config.slices:
-        from schemas.schema import load_schema
-
-        columns = sorted(f.name for f in load_schema(pinned).feature)
-        missing = [s for s in config.slices if s not in columns]
-        if missing:
-            raise ConfigError(
-                f"slices {missing} are not columns of the schema {pinned}; choose from {', '.join(columns)}"
-            )
+    if not config.slices or wired is None or wired[0].columns is None:
+        return
+    known = wired[0].columns(wired[1])
+    missing = [s for s in config.slices if known is not None and s not in known]
+    if missing:
+        where = getattr(wired[1], "schema_file", None) or "the input's header"
+        raise ConfigError(f"slices {missing} are not columns of {where}; choose from {', '.join(sorted(known or []))}")
 
 
 def _run(inputs: dict, outputs: dict, config: EvaluatorConfig) -> dict:

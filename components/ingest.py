@@ -629,6 +629,29 @@ def _canonical(config: IngestConfig) -> dict:
     return section
 
 
+def columns(config: IngestConfig) -> list[str] | None:
+    """The columns the examples will hold, read before anything runs: the pinned schema's features, else the
+    first input file's CSV header or Parquet schema. None when that cannot be told cheaply (TFRecords) or the
+    file cannot be read (ingest, when it runs, names the problem)."""
+    try:
+        if config.schema_file:
+            return sorted(f.name for f in load_schema(config.schema_file).feature)
+        files = input_files(config)
+        if not files:
+            return None
+        fmt = _format(files[0], config.format)
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(files[0]).names)
+        if fmt == "csv":
+            with gzip.open(files[0], "rb") if files[0].endswith(".gz") else open(files[0], "rb") as f:
+                return next(csv.reader(_decoded(f)), None)
+    except Exception:  # noqa: BLE001  (any problem here is ingest's to report, with the file and row)
+        return None
+    return None
+
+
 def _run(inputs: dict, outputs: dict, config: IngestConfig) -> dict:
     result = ingest(config, outputs["examples"], outputs["schema"], outputs["statistics"])
     return {
@@ -648,6 +671,7 @@ COMPONENT = Component(
     executor=_run,
     code=(__name__,),
     input_files=input_files,
+    columns=columns,
     canonical=_canonical,
     defaults={"label": ("trainer.raw_label", "trainer.label"), "train_split": ("trainer.train_split",)},
     description="raw CSV, Parquet or TFRecord files -> tf.Examples per split, a schema and statistics",

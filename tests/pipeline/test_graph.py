@@ -137,6 +137,16 @@ def test_slice_not_in_the_pinned_schema(tmp_path):
             "choose from", "Sex")
 
 
+def test_slice_not_in_the_csv_header_when_the_schema_is_inferred(tmp_path):
+    """No pinned schema: the CSV's header already says which columns there will be, so a slice column that is
+    not one of them is refused before anything runs, not after training."""
+    def edit(by_id, _):
+        by_id["evaluator"]["slices"] = ["Sex", "Nope"]
+
+    refused(graph_pipeline(tmp_path, edit).parent, "evaluator", "slices ['Nope']", "the input's header",
+            "choose from", "Pclass")
+
+
 def test_slice_not_in_the_pinned_schema_behind_a_filter(tmp_path):
     def edit(by_id, instances):
         by_id["ingest"]["schema"] = "schema.pbtxt"
