@@ -54,7 +54,8 @@ def _summary(result: dict) -> None:
     thresholds (overall and per slice), and where the model, the metrics and the store are."""
     from pipeline.ui import metrics_rows, outputs_of_type, slice_rows
 
-    print(f"pipeline {result['pipeline']}, run {result['run_id']}")
+    # The run as the Prefect UI names it, and as `runs`, `diff` and `reproduce` take it.
+    print(f"run {result['pipeline']}/{result['run_id']}")
     comps = result["components"]
     width = max([10, *map(len, comps)])
     for name, info in comps.items():
@@ -206,6 +207,8 @@ def _table(headers: list, rows: list) -> None:
 
 
 def _cmd_runs(args) -> int:
+    from pipeline.metadata import run_label
+
     cfg, store = _store(args)
     runs = store.runs(cfg.name)
     if not runs:
@@ -219,7 +222,7 @@ def _cmd_runs(args) -> int:
         ["run", "started", "components"],
         [
             (
-                run["run"],
+                run_label(run["run"]),
                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["created"] / 1000)),
                 ", ".join(f"{c} {s}" for c, s, _ in run["executions"]),
             )
@@ -279,6 +282,7 @@ def _cmd_lineage(args) -> int:
 
 
 def _cmd_reproduce(args) -> int:
+    from pipeline.metadata import run_label
     from pipeline.reproduce import DIFFERENT, reproduce
 
     report = reproduce(_metadata_store(args), args.run)
@@ -286,7 +290,7 @@ def _cmd_reproduce(args) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(
-            f"reproduced {report['original']} as {report['reproduction']} "
+            f"reproduced {run_label(report['original'])} as {run_label(report['reproduction'])} "
             f"({'bit-identical expected' if report['exact_expected'] else 'tolerance: metrics within 0.02'})"
         )
         number = {change: i for i, change in enumerate(report["changes"], 1)}
@@ -305,13 +309,14 @@ def _cmd_reproduce(args) -> int:
 
 
 def _cmd_diff(args) -> int:
+    from pipeline.metadata import run_label
     from pipeline.reproduce import diff
 
     report = diff(_metadata_store(args), args.run_a, args.run_b)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"a: {report['a']}\nb: {report['b']}")
+    print(f"a: {run_label(report['a'])}\nb: {run_label(report['b'])}")
     _table(
         ["component", "state a", "state b"],
         [(c, x or "-", y or "-") for c, (x, y) in report["states"].items() if x or y],
@@ -340,6 +345,34 @@ def _store_args(p, root=True):
     )
 
 
+_EXAMPLES = {
+    "run": [
+        "tfpipe run examples/titanic/pipeline.yaml",
+        "tfpipe run examples/penguin/pipeline.yaml --no-cache trainer     # re-run the trainer and what reads it",
+        "tfpipe run pipeline.yaml --metadata postgresql://mlmd@db:5432/mlmd --root /shared/tfpipe",
+    ],
+    "titanic": ["tfpipe titanic", "tfpipe titanic --root /tmp/titanic", "tfpipe titanic --seed-program --steps 200"],
+    "component": [
+        "tfpipe component trainer --config examples/titanic/pipeline.yaml",
+        "tfpipe component card --config examples/penguin/pipeline.yaml     # a user component, by its id",
+        "tfpipe component evaluator --config pipeline.yaml --input model=42 --no-cache",
+    ],
+    "deploy": ["tfpipe deploy examples/titanic/pipeline.yaml --cron '0 3 * * *'     # needs PREFECT_API_URL"],
+    "runs": ["tfpipe runs --config examples/titanic/pipeline.yaml"],
+    "artifacts": ["tfpipe artifacts --config examples/titanic/pipeline.yaml --type Model --state LIVE"],
+    "lineage": [
+        "tfpipe lineage examples/titanic/tfpipe_root/titanic/serving/1765000000 --config "
+        "examples/titanic/pipeline.yaml",
+        "tfpipe lineage 12 --config pipeline.yaml --format svg -o lineage.svg",
+    ],
+    "reproduce": ["tfpipe reproduce titanic/20261207T060513-4dcccf --config examples/titanic/pipeline.yaml"],
+    "diff": [
+        "tfpipe diff titanic/20261207T060513-4dcccf titanic/20261208T030000-9a1b2c --config "
+        "examples/titanic/pipeline.yaml"
+    ],
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfpipe",
@@ -360,7 +393,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, parents=[common], help=help_text)
+        examples = "\n".join(f"  {line}" for line in _EXAMPLES.get(name, ()))
+        return sub.add_parser(
+            name,
+            parents=[common],
+            help=help_text,
+            description=help_text,
+            epilog=f"examples:\n{examples}" if examples else None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
 
     p = add("run", "run a whole pipeline from its YAML config")
     # nargs="?": `tfpipe run --no-cache CONFIG` must not lose CONFIG to --no-cache (see _fix_no_cache)
@@ -497,9 +538,25 @@ def _fix_no_cache(parser, args) -> None:
         parser.error(f"{args.command}: the pipeline YAML is required")
 
 
+def _parse(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
+    """parse_args, except that an unknown option is refused by its command, with the likeliest one meant
+    (`tfpipe run --no-cahce`: did you mean --no-cache?) rather than the top-level usage."""
+    import difflib
+
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        command = parser._subparsers._group_actions[0].choices.get(args.command) if parser._subparsers else None
+        target = command or parser
+        options = [o for action in target._actions for o in action.option_strings]
+        unknown = extras[0]
+        close = difflib.get_close_matches(unknown, options, n=1, cutoff=0.6) if unknown.startswith("-") else []
+        target.error(f"unrecognized argument {unknown}" + (f" (did you mean {close[0]}?)" if close else ""))
+    return args
+
+
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -51,7 +51,10 @@ def _noise(record: logging.LogRecord) -> bool:
         text = str(record.msg)
         return "deprecated" in text or "Instructions for updating" in text
     if name == "absl":
-        return "cache key varies" in str(record.msg)
+        # tf.Transform's analyzer cache; and loading any SavedModel whose graph holds tf.Transform's
+        # gradient-free ops (the evaluator loads the candidate and the baseline): nothing here takes gradients.
+        text = str(record.msg)
+        return "cache key varies" in text or "with ops with unsaved custom gradients" in text
     if name == "prefect" and record.levelno == logging.INFO:
         return True  # the temporary server's start and stop
     if name == "prefect.task_runs" and record.levelno == logging.INFO:

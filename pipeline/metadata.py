@@ -36,6 +36,13 @@ PASSWORD_ENV = "TFPIPE_METADATA_PASSWORD"
 PRODUCTION, REPRODUCE = "production", "reproduce"  # why an execution ran (custom property `purpose`)
 
 
+def run_label(run_name: str) -> str:
+    """A run as people see it, `<pipeline>/<run id>` (the console, the Prefect UI, `tfpipe runs`), from its
+    pipeline_run context's name, `<pipeline>.<run id>` (a run id holds no dot; a pipeline's name may)."""
+    pipeline, _, run_id = run_name.rpartition(".")
+    return f"{pipeline}/{run_id}" if pipeline else run_name
+
+
 def redact(url: str) -> str:
     """The URL with its password replaced by ***: what logs, artifacts and messages may show."""
     parsed = urllib.parse.urlparse(url)
@@ -738,11 +745,14 @@ class MetadataStore:
         return [a for a in self._artifacts_of(protos) if state is None or a.state == state]
 
     def find_run(self, ref: str) -> str:
-        """A pipeline_run's full name from itself or its run id (the part after the pipeline name)."""
+        """A pipeline_run's context name from the run as the console and the Prefect UI spell it
+        (`titanic/20261207T060513-4dcccf`), as MLMD names it (`titanic.20261207T...`), or its run id alone."""
+        pipeline, slash, run_id = ref.rpartition("/")
+        ref = f"{pipeline}.{run_id}" if slash else ref
         names = [c.name for c in self.store.get_contexts_by_type(PIPELINE_RUN)]
         found = [n for n in names if n == ref or n.endswith(f".{ref}")]
         if len(found) != 1:
-            known = ", ".join(sorted(names)[-5:]) or "none"
+            known = ", ".join(run_label(n) for n in sorted(names)[-5:]) or "none"
             raise ConfigError(
                 f"{'no' if not found else 'more than one'} run {ref!r} in {redact(self.url)} "
                 f"(latest runs: {known}; `tfpipe runs` lists them all)"

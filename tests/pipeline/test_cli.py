@@ -24,7 +24,21 @@ def test_every_command_documents_itself(capsys):
         with pytest.raises(SystemExit) as done:
             main([command, "--help"])
         assert done.value.code == 0
-        assert f"usage: tfpipe {command}" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert f"usage: tfpipe {command}" in out
+        if command != "version":  # each command's help ends with examples to copy
+            assert "\nexamples:\n  tfpipe " + command in out, out
+
+
+def test_a_mistyped_option_gets_its_command_usage_and_a_suggestion(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as done:
+        main(["run", "--no-cahce", "pipeline.yaml"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: tfpipe run ") and err.strip().endswith(
+        "tfpipe run: error: unrecognized argument --no-cahce (did you mean --no-cache?)"), err
 
 
 def test_no_command_prints_help_and_fails(capsys):

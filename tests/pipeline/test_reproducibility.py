@@ -52,10 +52,17 @@ def _reproduce_then_run_again(shipped, capfd):
     """`tfpipe reproduce` says identical; the next ordinary run is fully cached and still blessed."""
     store = shipped["store"]
     capfd.readouterr()
-    assert main(["reproduce", shipped["run_id"], "--config", str(shipped["yaml"])]) == 0
+    # The run spelt as the console and the Prefect UI print it: <pipeline>/<run id>.
+    label = f"{shipped['pipeline']}/{shipped['run_id']}"
+    assert main(["reproduce", label, "--config", str(shipped["yaml"])]) == 0
     out = capfd.readouterr().out
     assert "verdict: identical" in out and "different" not in out, out
+    assert out.startswith(f"reproduced {label} as {shipped['pipeline']}/"), out
     assert main(["run", str(shipped["yaml"])]) == 0
+    printed = capfd.readouterr().out.splitlines()[0]  # "run <pipeline>/<run id>", pasted into diff as is
+    assert printed.startswith(f"run {shipped['pipeline']}/"), printed
+    assert main(["diff", label, printed.split()[1], "--config", str(shipped["yaml"])]) == 0
+    assert capfd.readouterr().out.startswith(f"a: {label}\nb: {printed.split()[1]}\n")
     runs = store.runs(shipped["pipeline"])
     assert len(runs) == 3
     last = store.run_executions(runs[-1]["run"])
