@@ -545,7 +545,9 @@ def _parse(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
 
     args, extras = parser.parse_known_args(argv)
     if extras:
-        command = parser._subparsers._group_actions[0].choices.get(args.command) if parser._subparsers else None
+        action = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        commands: dict[str, argparse.ArgumentParser] = getattr(action, "choices", None) or {}
+        command = commands.get(args.command or "")
         target = command or parser
         options = [o for action in target._actions for o in action.option_strings]
         unknown = extras[0]
