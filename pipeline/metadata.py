@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -310,6 +311,52 @@ DEFAULT_TIMEOUT = 10.0  # seconds to reach a shared store and hear it answer
 DEFAULT_QUERY_TIMEOUT = 60.0  # seconds for one call to a shared store, once logged in
 
 
+def _sqlite_path(url: str) -> str | None:
+    parsed = urllib.parse.urlparse(url)
+    return (parsed.path if parsed.scheme else url) if parsed.scheme in ("", "sqlite", "file") else None
+
+
+def _check_sqlite(url: str) -> None:
+    """A SQLite store that cannot be opened, or whose file is damaged (`PRAGMA quick_check`, milliseconds at
+    a pipeline's sizes), is one line saying how to recover, before anything runs or writes into it."""
+    import sqlite3
+
+    path = _sqlite_path(url)
+    if path is None:
+        return
+    if not os.path.exists(path):
+        folder = os.path.dirname(os.path.abspath(path))
+        while not os.path.exists(folder):
+            folder = os.path.dirname(folder)
+        if not os.path.isdir(folder):
+            raise ConfigError(
+                f"the metadata store {path} cannot be created: {folder} is a file, not a folder; "
+                "choose another root or --metadata path"
+            )
+        if not os.access(folder, os.W_OK):
+            raise ConfigError(
+                f"the metadata store {path} cannot be created: {folder} is not writable; choose "
+                "another root or --metadata path"
+            )
+        return
+    if os.path.isdir(path):
+        raise ConfigError(f"the metadata store {path} is a folder, not a SQLite file; pass the file's path")
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True)) as db:
+            verdict = [row[0] for row in db.execute("PRAGMA quick_check")]
+    except sqlite3.Error as e:
+        verdict = [str(e)]
+    if verdict != ["ok"]:
+        # quick_check's report runs over lines ("*** in database main ***", then one per problem): the first one.
+        found = " ".join(str(row) for row in verdict).replace("*** in database main ***", "").split("\n")
+        what = next((line.strip() for line in found if line.strip()), "unreadable")[:160]
+        raise ConfigError(
+            f"the metadata store {path} is damaged ({what}); nothing was written to it. Restore "
+            "it from a backup, or move it aside to start a new store (the artifacts under the root "
+            "stay, but a new store does not know them)"
+        )
+
+
 def probe(url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
     """Checks that a PostgreSQL or MySQL server is there and answers, within `timeout` seconds and in a way
     signals can interrupt (MLMD's own connect waits forever on a server that accepts and stays silent), and
@@ -319,6 +366,7 @@ def probe(url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
 
     server = _server(url)
     if server is None:
+        _check_sqlite(url)
         return
     kind, host, port = server
     parsed = urllib.parse.urlparse(url)
