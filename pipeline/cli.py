@@ -206,35 +206,83 @@ def _table(headers: list, rows: list) -> None:
     Console(width=width, highlight=False, soft_wrap=False, no_color=not sys.stdout.isatty()).print(table)
 
 
+def _when(ms: int) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+
+
 def _cmd_runs(args) -> int:
     from pipeline.metadata import run_label
 
     cfg, store = _store(args)
     runs = store.runs(cfg.name)
+    if args.json:  # for scripts: stable keys, whatever the table shows
+        print(
+            json.dumps(
+                [
+                    {
+                        "run": run_label(r["run"]),
+                        "started_ms": r["created"],
+                        "executions": [{"component": c, "state": s, "id": i} for c, s, i in r["executions"]],
+                    }
+                    for r in runs
+                ],
+                indent=2,
+            )
+        )
+        return 0
     if not runs:
         from pipeline.metadata import redact
 
         print(f"no runs of {cfg.name} in {_short(redact(cfg.metadata))}")
         return 0
-    import time
-
     _table(
         ["run", "started", "components"],
         [
-            (
-                run_label(run["run"]),
-                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["created"] / 1000)),
-                ", ".join(f"{c} {s}" for c, s, _ in run["executions"]),
-            )
-            for run in runs
+            (run_label(r["run"]), _when(r["created"]), ", ".join(f"{c} {s}" for c, s, _ in r["executions"]))
+            for r in runs
         ],
     )
     return 0
 
 
+# Properties that are for tfpipe's own checks (per-file hashes, content fingerprints), not for reading.
+_BOOKKEEPING = ("fingerprint", "files", "destination_files", "name")
+
+
 def _cmd_artifacts(args) -> int:
+    from pipeline.metadata import run_label
+
     _, store = _store(args)
     found = store.artifacts(args.type, args.state)
+    made = store.made_by([a.id for a in found])
+
+    def run_of(a) -> str:
+        e = made.get(a.id)
+        return run_label(str(e.properties.get("run_id", ""))) if e else ""
+
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": a.id,
+                        "type": a.type,
+                        "state": a.state,
+                        "uri": a.uri,
+                        "created_ms": a.created,
+                        "run": run_of(a),
+                        "component": made[a.id].component if a.id in made else None,
+                        "properties": a.properties,
+                    }
+                    for a in found
+                ],
+                indent=2,
+                default=str,
+            )
+        )
+        return 0
     if not found:
         print(
             "no artifacts"
@@ -242,19 +290,18 @@ def _cmd_artifacts(args) -> int:
             + (f" in state {args.state}" if args.state else "")
         )
         return 0
-    _table(
-        ["id", "type", "state", "uri", "properties"],
-        [
-            (
-                a.id,
-                a.type,
-                a.state,
-                _short(a.uri),
-                " ".join(f"{k}={v}" for k, v in sorted(a.properties.items()) if k != "fingerprint"),
-            )
-            for a in found
-        ],
-    )
+    # A record per artifact, its URI whole on a line of its own; properties on one line, clipped to the
+    # terminal (all of them, with tfpipe's own bookkeeping, are in --json).
+    import shutil
+
+    width = max(60, shutil.get_terminal_size((100, 24)).columns)
+    for a in found:
+        maker = f"made by {made[a.id].component} in {run_of(a)}" if a.id in made else "made by -"
+        print(f"#{a.id} {a.type} {a.state}  {maker}, {_when(a.created)}")
+        print(f"    {_short(a.uri)}")
+        props = " ".join(f"{k}={v}" for k, v in sorted(a.properties.items()) if k not in _BOOKKEEPING)
+        if props:
+            print(f"    {props if len(props) <= width - 4 else props[: width - 5] + '…'}")
     return 0
 
 
@@ -272,6 +319,18 @@ def _cmd_lineage(args) -> int:
 
     store = _metadata_store(args)
     graph = lineage.build(store, lineage.resolve(store, args.artifact))
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "focus": graph.focus,
+                    "nodes": [{"key": k, **graph.nodes[k]} for k in graph.order()],
+                    "edges": sorted([a, b] for a, b in graph.edges),
+                },
+                indent=2,
+            )
+        )
+        return 0
     rendered = {"text": lineage.text, "dot": lineage.dot, "svg": lineage.svg}[args.format](graph)
     if args.output:
         Path(args.output).write_text(rendered, encoding="utf-8")
@@ -358,8 +417,11 @@ _EXAMPLES = {
         "tfpipe component evaluator --config pipeline.yaml --input model=42 --no-cache",
     ],
     "deploy": ["tfpipe deploy examples/titanic/pipeline.yaml --cron '0 3 * * *'     # needs PREFECT_API_URL"],
-    "runs": ["tfpipe runs --config examples/titanic/pipeline.yaml"],
-    "artifacts": ["tfpipe artifacts --config examples/titanic/pipeline.yaml --type Model --state LIVE"],
+    "runs": ["tfpipe runs --config examples/titanic/pipeline.yaml", "tfpipe runs --config pipeline.yaml --json"],
+    "artifacts": [
+        "tfpipe artifacts --config examples/titanic/pipeline.yaml --type Model --state LIVE",
+        "tfpipe artifacts --config pipeline.yaml --json",
+    ],
     "lineage": [
         "tfpipe lineage examples/titanic/tfpipe_root/titanic/serving/1765000000 --config "
         "examples/titanic/pipeline.yaml",
@@ -470,13 +532,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("runs", "list a pipeline's runs and the state of each component")
     p.add_argument("--config", required=True, help="the pipeline YAML")
+    p.add_argument("--json", action="store_true", help="print JSON (stable keys) instead of a table")
     _store_args(p)
     p.set_defaults(func=_cmd_runs)
 
     p = add("artifacts", "list artifacts in MLMD, optionally filtered")
     p.add_argument("--config", required=True, help="the pipeline YAML")
     p.add_argument("--type", help="an artifact type, e.g. Model, Examples, PushedModel")
-    p.add_argument("--state", choices=("PENDING", "LIVE", "ABANDONED"), help="only artifacts in this state")
+    p.add_argument("--state", choices=("PENDING", "LIVE", "ABANDONED", "DELETED"), help="only artifacts in this state")
+    p.add_argument("--json", action="store_true", help="print JSON (all properties, stable keys) instead of a table")
     _store_args(p)
     p.set_defaults(func=_cmd_artifacts)
 
@@ -489,6 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="text (default), graphviz dot, or svg (drawn by graphviz's dot)",
     )
     p.add_argument("--output", "-o", help="write to this file instead of printing")
+    p.add_argument("--json", action="store_true", help="print the graph as JSON (nodes in order, edges)")
     p.add_argument("--config", help="the pipeline YAML whose MLMD store to read")
     _store_args(p)
     p.set_defaults(func=_cmd_lineage)

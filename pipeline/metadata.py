@@ -103,6 +103,7 @@ def _artifact(proto, type_name: str) -> Artifact:
         proto.uri,
         pb.Artifact.State.Name(proto.state),
         {k: _value(v) for k, v in proto.custom_properties.items()},
+        proto.create_time_since_epoch,
     )
 
 
@@ -831,6 +832,16 @@ class MetadataStore:
             (e.execution_id, pb.Event.Type.Name(e.type), e.path.steps[0].key if e.path.steps else "")
             for e in self.store.get_events_by_artifact_ids([artifact_id])
         ]
+
+    def made_by(self, artifact_ids: list[int]) -> dict[int, Execution]:
+        """{artifact id: the execution that made it} (the first with it as an OUTPUT; later CACHED ones reused it)."""
+        first: dict[int, int] = {}
+        for event in self.store.get_events_by_artifact_ids(artifact_ids) if artifact_ids else []:
+            if event.type == pb.Event.OUTPUT:
+                first[event.artifact_id] = min(first.get(event.artifact_id, event.execution_id), event.execution_id)
+        protos = self.store.get_executions_by_id(sorted(set(first.values()))) if first else []
+        executions = {e.id: self._execution(e) for e in protos}
+        return {a: executions[e] for a, e in first.items() if e in executions}
 
     def artifacts_by_uri(self, uri: str) -> list[Artifact]:
         return self._artifacts_of(self.store.get_artifacts_by_uri(uri))

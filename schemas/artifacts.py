@@ -83,6 +83,7 @@ class Artifact:
     uri: str
     state: str = "LIVE"
     properties: dict[str, Any] = field(default_factory=dict)
+    created: int = 0  # ms since the epoch, when MLMD registered it
 
 
 def split_dir(examples_dir: str | Path, split: str) -> Path:
