@@ -20,7 +20,7 @@ from pydantic import Field
 from components.contract import Component, InputSpec, Parameters, UserModule
 from components.errors import InputError, TfpipeError
 from components.progress import Progress
-from components.user_module import load_function, local_imports
+from components.user_module import load_function, local_imports, where_in
 from schemas import artifacts
 from schemas.schema import load_schema
 
@@ -80,15 +80,26 @@ def transform(
     schema = load_schema(schema_path)
 
     def guarded(inputs):
+        import tensorflow as tf
+
         try:
             outputs = preprocessing_fn(inputs)
         except Exception as e:
-            raise TransformError(f"preprocessing_fn in {config.module} failed: {type(e).__name__}: {e}") from e
+            raise TransformError(
+                f"preprocessing_fn at {where_in(config.module, e)} failed: {type(e).__name__}: {e}"
+            ) from e
         if not isinstance(outputs, dict) or not all(isinstance(k, str) for k in outputs):
             raise TransformError(
                 f"preprocessing_fn in {config.module} returned {type(outputs).__name__}; it must "
                 "return a dict of feature name -> tensor"
             )
+        for key, value in outputs.items():
+            if not isinstance(value, (tf.Tensor, tf.SparseTensor, tf.RaggedTensor)):
+                shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+                raise TransformError(
+                    f"preprocessing_fn in {config.module} returned {type(value).__name__} {shown} for {key!r}; "
+                    "each value must be a tensor computed from the inputs (tf.constant(...) for a constant)"
+                )
         return outputs
 
     def source(split):
@@ -250,7 +261,7 @@ class _Applier:
                     outputs = self.apply(self.adapter.ToBatchTensors(batch, produce_eager_tensors=True))
                 except Exception as e:
                     raise TransformError(
-                        f"preprocessing_fn in {self.module} failed on {source}, records "
+                        f"preprocessing_fn at {where_in(self.module, e)} failed on {source}, records "
                         f"{rows + 1}-{rows + batch.num_rows}: {type(e).__name__}: {e}"
                     ) from e
                 for example in self.encoder.encode(self.converter.convert(outputs)):

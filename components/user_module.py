@@ -58,6 +58,26 @@ def load_function(module: str, name: str):
     return fn
 
 
+def where_in(module: str, error: BaseException) -> str:
+    """`<file>:<line>` of the innermost frame of the user's module (or a helper beside it) in the error's
+    traceback, through its causes, else the module as given: where to look first."""
+    import traceback
+
+    try:
+        ours = {os.path.realpath(_origin(module)), *(os.path.realpath(p) for p in local_imports(module).values())}
+    except ConfigError:
+        return module
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        for frame in reversed(traceback.extract_tb(e.__traceback__)):
+            if os.path.realpath(frame.filename) in ours:
+                return f"{frame.filename}:{frame.lineno}"
+        e = e.__cause__ or e.__context__
+    return module
+
+
 def check_defines(module: str, name: str) -> None:
     """Fails early, without importing the module, if it is missing or has no top-level `name`."""
     source = module_source(module)

@@ -121,7 +121,7 @@ def test_failing_preprocessing_fn_fails_transform(tmp_path):
     store = MetadataStore(cfg.metadata)
     run = store.start_run(cfg.name, "r")
     ingested, _, _ = run_step(cfg, store, run, "ingest", {})
-    with pytest.raises(TransformError, match=r"preprocessing_fn in .*broken.py failed: KeyError: 'NoSuchColumn'"):
+    with pytest.raises(TransformError, match=r"preprocessing_fn at .*broken.py:\d+ failed: KeyError: 'NoSuchColumn'"):
         run_step(cfg, store, run, "transform", {"examples": ingested["examples"], "schema": ingested["schema"]})
     [execution] = store.executions("transform")
     assert execution.state == "FAILED"
