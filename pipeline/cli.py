@@ -66,18 +66,24 @@ def _summary(result: dict) -> None:
         doc = json.loads(path.read_text())
         verdict = "BLESSED" if doc["blessed"] else "NOT BLESSED: " + "; ".join(doc["reasons"])
         print(f"evaluation: {verdict}")
+        baseline = doc.get("baseline") is not None
+        print(f"  {'metric':<24} {'value':>10}" + (f" {'baseline':>10}" if baseline else "") + "  thresholds")
         for row in metrics_rows(doc):
-            check = "" if row["threshold"] == "-" else f"  {row['threshold']}: {row['result']}"
-            print(f"  {row['metric']:<24} {row['value']:>10.4g}{check}"[:100])
+            checks = "; ".join(f"{bound}: {verdict}" for bound, verdict in row["checks"])
+            was = (f" {row['baseline']:>10.4g}" if row["baseline"] != "-" else f" {'-':>10}") if baseline else ""
+            print(f"  {row['metric']:<24} {row['value']:>10.4g}{was}  {checks}".rstrip()[:100])
         rows = slice_rows(doc)
         if rows:
-            print("  per slice:")
+            # The same columns for every slice, aligned; as many metrics as fit in 100 columns.
+            shown = list(dict.fromkeys(k for r in rows for k in r if isinstance(r[k], float)))
+            width = max(len(r["slice"]) for r in rows)
+            while shown and 4 + width + 8 + sum(max(9, len(k) + 1) for k in shown) > 100:
+                shown.pop()
+            print(f"  per slice:\n    {'':<{width}} {'n':>6}" + "".join(f" {k:>{max(8, len(k))}}" for k in shown))
             for row in rows:
-                line = f"    {row['slice']:<22} n={row['examples']:<6}"
-                for k, v in row.items():
-                    if isinstance(v, float) and len(line) + len(k) + 9 <= 100:
-                        line += f" {k} {v:.3g}"
-                print(line)
+                cells = "".join(f" {row.get(k, float('nan')):>{max(8, len(k))}.3g}" for k in shown)
+                flag = f"  below {row['below']}" if row["below"] != "-" else ""
+                print(f"    {row['slice']:<{width}} {row['examples']:>6}{cells}{flag}")
         print(f"metrics:      {_short(path)}")
     for _, uri in outputs_of_type(comps, "PushedModel"):
         push = json.loads((Path(uri) / "push.json").read_text())

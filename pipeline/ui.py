@@ -16,8 +16,21 @@ def _key(pipeline: str, what: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", f"{pipeline.lower()}-{what}")
 
 
+def _holds(bound: str, limit: float, value: float, baseline: float | None) -> str:
+    """One bound's verdict, from the numbers: pass, FAIL, or "no baseline" for a change bound on a first run."""
+    if bound in ("max_decrease", "max_increase"):
+        if baseline is None:
+            return "no baseline"
+        ok = (baseline - value if bound == "max_decrease" else value - baseline) <= limit
+    else:
+        ok = value >= limit if bound == "lower" else value <= limit if bound == "upper" else True
+    return "pass" if ok else "FAIL"
+
+
 def metrics_rows(doc: dict) -> list[dict]:
-    """One row per overall metric: its value, the bounds it had to meet, and whether it met them."""
+    """One row per overall metric: its value, the baseline's, the bounds it had to meet, and whether it met
+    them ("result": as the evaluator decided; "checks": each bound's verdict, "no baseline" for a change bound
+    on a first run)."""
     rows = []
     failed = set(doc.get("failed_metrics", []))
     for metric, value in doc["overall"].items():
@@ -30,17 +43,31 @@ def metrics_rows(doc: dict) -> list[dict]:
                 "threshold": ", ".join(f"{k} {v}" for k, v in bounds.items()) or "-",
                 "baseline": "-" if baseline is None else round(float(baseline), 6),
                 "result": "-" if not bounds else ("FAIL" if metric in failed else "pass"),
+                "checks": [(f"{k} {v}", _holds(k, float(v), float(value), baseline)) for k, v in bounds.items()],
             }
         )
     return rows
 
 
+def slice_below(doc: dict, metrics: dict) -> list[str]:
+    """The value bounds a slice does not meet (shown, not judged: blessing looks at the overall metrics)."""
+    out = []
+    for metric, bounds in doc.get("thresholds", {}).items():
+        if metric in metrics:
+            out += [
+                f"{metric} {k} {v}" for k, v in bounds.items() if _holds(k, float(v), metrics[metric], None) == "FAIL"
+            ]
+    return out
+
+
 def slice_rows(doc: dict) -> list[dict]:
-    """One row per slice value ("Sex=female"): its example count and the slice's metrics."""
+    """One row per slice value ("Sex=female"): its example count, the slice's metrics, and the overall
+    value bounds it falls short of ("below")."""
     rows = []
     for name, metrics in (doc.get("slices") or {}).items():
-        row = {"slice": name, "examples": int(metrics.get("example_count", 0))}
+        row: dict = {"slice": name, "examples": int(metrics.get("example_count", 0))}
         row.update({k: round(float(v), 6) for k, v in metrics.items() if k != "example_count"})
+        row["below"] = ", ".join(slice_below(doc, metrics)) or "-"
         rows.append(row)
     return rows
 
