@@ -149,6 +149,7 @@ def train(
     receiver = raw_serving_receiver_fn(tft_output, feature_spec(schema_path), config.raw_label or config.label)
     exporter = est_lib.FinalExporter("serving", receiver)
     engine_log = logging.getLogger("tfpipe.estimator")
+    logging.getLogger("tfpipe.trainer").info("trainer: TensorBoard: tensorboard --logdir %s", model_run_dir)
     progress = _TrainingProgress(config.train_steps, config.batch_size)
     engine_log.addFilter(progress)
     try:

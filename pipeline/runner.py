@@ -206,6 +206,42 @@ def _stoppable(name: str, resumable: bool):
             _RUNNING.pop(ident, None)
 
 
+# ---- log lines name the final paths ----------------------------------------------------------------------------
+# An executor writes into staging folders, which are renamed at publish: a log line that names one ("saved
+# checkpoint .../model_run/3.staging/model.ckpt-100") would point at a folder that is gone by the time anyone
+# reads it. While components run, tfpipe's log records name the final paths instead.
+
+_STAGED: dict[str, str] = {}  # staging folder -> final URI, for the components running now
+_STAGED_LOCK = threading.Lock()
+_make_record = logging.getLogRecordFactory()
+
+
+def _record(*args, **kwargs) -> logging.LogRecord:
+    record = _make_record(*args, **kwargs)
+    if _STAGED and record.name.startswith("tfpipe") and ".staging" in str(record.msg) + str(record.args):
+        text = record.getMessage()
+        with _STAGED_LOCK:
+            for staging, final in _STAGED.items():
+                text = text.replace(staging, final)
+        record.msg, record.args = text, None
+    return record
+
+
+logging.setLogRecordFactory(_record)
+
+
+@contextlib.contextmanager
+def _final_paths(staging: dict[str, str], outputs: dict[str, Artifact]):
+    with _STAGED_LOCK:
+        _STAGED.update({path: outputs[out].uri for out, path in staging.items()})
+    try:
+        yield
+    finally:
+        with _STAGED_LOCK:
+            for path in staging.values():
+                _STAGED.pop(path, None)
+
+
 # ---- running one component -------------------------------------------------------------------------------------
 
 
@@ -291,7 +327,7 @@ def run_component(
     log.info("%s: running (execution %d)", node_id, started.id)
     clock = time.perf_counter()
     try:
-        with _stoppable(node_id, bool(comp.resumable)):
+        with _stoppable(node_id, bool(comp.resumable)), _final_paths(staging, started.outputs):
             extra = comp.run(inputs, dict(staging), node.params)
         compute = time.perf_counter() - clock
         for out, path in staging.items():
@@ -330,5 +366,10 @@ def run_component(
             pass  # the store is unwell too: the next run marks this execution FAILED (its process is gone)
         log.error("%s: FAILED (execution %d) while publishing: %s", node_id, started.id, e)
         raise
-    log.info("%s: COMPLETE (execution %d)", node_id, started.id)
+    log.info(
+        "%s: COMPLETE (execution %d): %s",
+        node_id,
+        started.id,
+        ", ".join(f"{name} at {a.uri}" for name, a in outputs.items()),
+    )
     return outputs, "COMPLETE", compute
