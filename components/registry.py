@@ -2,7 +2,9 @@
 
 Adding a standard component is its module (with a `COMPONENT` declaration) and one line here; nothing in
 `pipeline/` changes. A pipeline file in the standard form (one section per component, no `components:`
-list) runs those of these whose section it has, wired by `STANDARD_WIRING`.
+list) runs the standard chain, wired by `STANDARD_WIRING`: the REQUIRED_SECTIONS, the OPTIONAL_SECTIONS whose
+section it has, and the others always (with their defaults when their section is left out). An edge from an
+optional component that is left out is dropped: the input it would fill must be optional.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from components.contract import Component
 
 STANDARD = {
     "ingest": "components.ingest",
+    "statistics": "components.statistics",
     "transform": "components.transform",
     "trainer": "components.trainer",
     "evaluator": "components.evaluator",
@@ -21,6 +24,7 @@ STANDARD = {
 
 # The standard chain's edges: "<instance>.<input>" <- "<instance>.<output>".
 STANDARD_WIRING = {
+    "statistics": {"examples": "ingest.examples"},
     "transform": {"examples": "ingest.examples", "schema": "ingest.schema"},
     "trainer": {
         "transformed_examples": "transform.transformed_examples",
@@ -38,6 +42,8 @@ STANDARD_WIRING = {
 # Sections the standard form must have; the others default to {} (an evaluator without thresholds, a
 # pusher to <root>/serving).
 REQUIRED_SECTIONS = ("ingest", "transform", "trainer")
+# Sections that add their component only when given.
+OPTIONAL_SECTIONS = ("statistics",)
 
 
 def standard(name: str) -> Component:
