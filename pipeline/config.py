@@ -219,8 +219,17 @@ def component_type(ref: str, base: Path, where: str) -> tuple[Component, str]:
 def _standard_form(raw: dict) -> list[dict]:
     """The standard form's sections as graph-form instances, wired as the standard chain."""
     out = []
-    present = [name for name in STANDARD if name in raw or name not in OPTIONAL_SECTIONS]
-    for name in present:
+    present = {name for name in STANDARD if name in raw or name not in OPTIONAL_SECTIONS}
+    grown = True
+    while grown:  # an optional component whose output a present one needs is present too
+        grown = False
+        for name in list(present):
+            for input_name, ref in STANDARD_WIRING.get(name, {}).items():
+                source = ref.partition(".")[0]
+                if source not in present and not standard(name).inputs[input_name].optional:
+                    present.add(source)
+                    grown = True
+    for name in (n for n in STANDARD if n in present):
         if name not in raw and name not in REQUIRED_SECTIONS:
             raw[name] = {}
         if name not in raw:
