@@ -180,3 +180,15 @@ def test_ingests_pooled_statistics_are_refused_with_the_fix(tmp_path):
     (tmp_path / "statistics.json").write_text("{}")
     with pytest.raises(InputError, match="wire a statistics component"):
         load_statistics(tmp_path)
+
+
+def test_tfpipe_stats_prints_a_table_per_split_of_a_statistics_folder(titanic_stats, capsys):
+    from pipeline.cli import main
+
+    folder, counts = titanic_stats
+    assert main(["stats", str(folder / "stats")]) == 0
+    out = capsys.readouterr().out
+    for split, n in counts.items():
+        assert f"split {split}: {n} examples" in out
+    age = next(line for line in out.splitlines() if line.startswith("Age "))
+    assert "FLOAT" in age and "%" in age

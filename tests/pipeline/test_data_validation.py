@@ -12,6 +12,7 @@ The validator's checks themselves are also run in-process on the same data (fast
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -159,8 +160,10 @@ def test_with_severity_warn_a_bad_drop_runs_to_the_end_with_warnings(tmp_path):
     done = tfpipe("run", "pipeline.yaml", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout + done.stderr
-    for words in ("warning: Age drifted: Jensen-Shannon divergence", "'X'", "Fare is missing in 40%"):
-        assert words in out, (words, out[-3000:])
+    # (the edits move rows between splits: Fare is missing in some 40-55 % of the train split)
+    for words in (r"warning: Age drifted: Jensen-Shannon divergence 0\.\d+ > 0\.2", r"Embarked has value\(s\) 'X'",
+                  r"warning: Fare is missing in \d+% of split train"):
+        assert re.search(words, out), (words, out[-3000:])
     assert _last_run(tmp_path)["trainer"] == "COMPLETE"
 
 
