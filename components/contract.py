@@ -64,11 +64,21 @@ class UserModule:
 @dataclass(frozen=True)
 class InputSpec:
     """An input slot. `resolver`: filled by the runner, not wired (e.g. the latest pushed model, the
-    evaluator's baseline), and recorded in MLMD as an input like any other."""
+    evaluator's baseline), and recorded in MLMD as an input like any other. `gate`: the input only orders the
+    instance after its producer (a validator's verdict before a transform): it is recorded in MLMD, and a
+    blocked one stops the instance, but it stays out of the cache key (re-judging the same data with other
+    thresholds does not redo the work after it)."""
 
     type: str
     optional: bool = False
     resolver: str | None = None
+    gate: bool = False
+
+
+# An executor that returns a non-empty `blocked` property on an output stops the run once its outputs are
+# published and its execution is recorded COMPLETE (or found CACHED): the runner raises errors.Blocked with
+# it, and no instance that depends on it runs, nor any that takes a blocked artifact as input later.
+BLOCKED = "blocked"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,11 @@ class InputError(TfpipeError, ValueError):
     """Input data or an input_fn is malformed; the message names what and where."""
 
 
+class Blocked(InputError):
+    """A component finished and published outputs that stop the run (an output's `blocked` property says why):
+    nothing that depends on them runs. The message names the component, the problem and the fix."""
+
+
 class NotTrainedError(TfpipeError, ValueError):
     """An operation needs a checkpoint and the model directory has none."""
 

@@ -297,7 +297,13 @@ def _run(inputs: dict, outputs: dict, config: TransformConfig) -> dict:
 
 COMPONENT = Component(
     name="transform",
-    inputs={"examples": InputSpec("Examples"), "schema": InputSpec("Schema")},
+    inputs={
+        "examples": InputSpec("Examples"),
+        "schema": InputSpec("Schema"),
+        # A data validator's verdict: the transform (and so the trainer) waits for it, and does not run on
+        # examples it blocked. Not read, and not in the cache key.
+        "anomalies": InputSpec("ExampleAnomalies", optional=True, gate=True),
+    },
     outputs={"transform_graph": "TransformGraph", "transformed_examples": "TransformedExamples"},
     parameters=TransformConfig,
     executor=_run,

@@ -346,6 +346,52 @@ def _cmd_lineage(args) -> int:
     return 0
 
 
+def _cmd_stats(args) -> int:
+    """Statistics per split, with the anomalies judged on them: of an artifact (id or folder) or of a run."""
+    from pipeline.ui import data_validation_pairs, statistics_rows
+
+    folder = Path(args.target)
+    if folder.is_dir() and list(folder.glob("Split-*/FeatureStats.pb")):
+        pairs = [(str(folder), None)]  # a statistics folder: no store needed
+    else:
+        store = _metadata_store(args)
+        ref = args.target
+        if ref.isdigit() or os.path.isdir(ref):
+            artifact = store.artifact(store.resolve(ref))
+            artifacts = [artifact]
+            if artifact.type == "ExampleStatistics":  # and the newest verdict on them, if any
+                artifacts += [
+                    a
+                    for e, kind, _ in store.artifact_events(artifact.id)
+                    if kind == "INPUT"
+                    for a in store.outputs_of(e).values()
+                    if a.type == "ExampleAnomalies"
+                ]
+            found = data_validation_pairs(store, artifacts)
+            judged = [p for p in found if p[1] is not None and p[0].id == artifact.id]
+            found = judged[-1:] if judged else [p for p in found if p[0].id == artifact.id or p[1] == artifact]
+        else:
+            run = store.find_run(ref)
+            artifacts = [a for e in store.run_executions(run) for a in store.outputs_of(e.id).values()]
+            found = data_validation_pairs(store, artifacts)
+        if not found:
+            from components.errors import ConfigError
+
+            raise ConfigError(f"{ref}: no statistics in TFDV's format (a statistics component's output) there")
+        pairs = [(s.uri, a.uri if a is not None else None) for s, a in found]
+    from components.example_validator import load_anomalies
+    from components.statistics import by_split, load_statistics
+
+    for stats_uri, anomalies_uri in pairs:
+        anomalies: dict = load_anomalies(anomalies_uri) if anomalies_uri else {}
+        for split, dataset in by_split(load_statistics(stats_uri)).items():
+            print(f"split {split}: {dataset.num_examples} examples ({_short(stats_uri)})")
+            rows = statistics_rows(dataset, anomalies.get(split))
+            headers = list(dict.fromkeys(k for row in rows for k in row))
+            _table(headers, [[row.get(h, "-") for h in headers] for row in rows])
+    return 0
+
+
 def _cmd_reproduce(args) -> int:
     from pipeline.metadata import run_label
     from pipeline.reproduce import DIFFERENT, reproduce
@@ -563,6 +609,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="the pipeline YAML whose MLMD store to read")
     _store_args(p)
     p.set_defaults(func=_cmd_lineage)
+
+    p = add("stats", "statistics per split (and anomalies) of a statistics artifact, its folder, or a run")
+    p.add_argument("target", help="an artifact id or path (ExampleStatistics or ExampleAnomalies), or a run id")
+    p.add_argument("--config", help="the pipeline YAML whose MLMD store to read")
+    _store_args(p)
+    p.set_defaults(func=_cmd_stats)
 
     p = add(
         "reproduce",

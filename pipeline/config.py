@@ -30,7 +30,7 @@ from pydantic_core import ErrorDetails
 
 from components.contract import Component, PathParam, Upstream, UserModule, as_component, field_markers
 from components.errors import ConfigError
-from components.registry import REQUIRED_SECTIONS, STANDARD, STANDARD_WIRING, standard
+from components.registry import OPTIONAL_SECTIONS, REQUIRED_SECTIONS, STANDARD, STANDARD_WIRING, standard
 from components.user_module import check_defines, load_function
 
 
@@ -219,7 +219,17 @@ def component_type(ref: str, base: Path, where: str) -> tuple[Component, str]:
 def _standard_form(raw: dict) -> list[dict]:
     """The standard form's sections as graph-form instances, wired as the standard chain."""
     out = []
-    for name in STANDARD:
+    present = {name for name in STANDARD if name in raw or name not in OPTIONAL_SECTIONS}
+    grown = True
+    while grown:  # an optional component whose output a present one needs is present too
+        grown = False
+        for name in list(present):
+            for input_name, ref in STANDARD_WIRING.get(name, {}).items():
+                source = ref.partition(".")[0]
+                if source not in present and not standard(name).inputs[input_name].optional:
+                    present.add(source)
+                    grown = True
+    for name in (n for n in STANDARD if n in present):
         if name not in raw and name not in REQUIRED_SECTIONS:
             raw[name] = {}
         if name not in raw:
@@ -227,7 +237,9 @@ def _standard_form(raw: dict) -> list[dict]:
         section = raw.pop(name)
         if not isinstance(section, dict):
             raise ConfigFileError(f"{name}: Input should be a valid dictionary (got {section!r})")
-        out.append({"id": name, "type": name, "inputs": dict(STANDARD_WIRING.get(name, {})), **section, "_where": name})
+        # An edge from an optional component the file leaves out is dropped (the input is optional).
+        wiring = {k: v for k, v in STANDARD_WIRING.get(name, {}).items() if v.partition(".")[0] in present}
+        out.append({"id": name, "type": name, "inputs": wiring, **section, "_where": name})
     return out
 
 

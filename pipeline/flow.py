@@ -118,7 +118,7 @@ from pipeline import console, ui  # noqa: E402
 
 console.adopt_prefect()  # one log format, no library noise, no traceback for an expected error
 
-from components.errors import ConfigError  # noqa: E402
+from components.errors import Blocked, ConfigError  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.metadata import PASSWORD_ENV, PRODUCTION, MetadataStore, redact  # noqa: E402
 from pipeline.runner import run_component, stop_handlers  # noqa: E402
@@ -370,6 +370,11 @@ def _run_graph(cfg, store, config_path, overrides, no_cache, run_id, components,
             produced[component] = result["outputs"]
             results[component] = result
         if failed is not None:
+            if isinstance(failed, Blocked):  # a verdict stopped the run: show it where people look
+                try:
+                    ui.publish_data_validation(store, cfg, run_id)
+                except Exception as e:  # the UI is not worth hiding why the run stopped
+                    log.warning("could not publish the data validation artifact: %s", e)
             raise failed
     if results:
         ui.publish(store, cfg, run_id, results)

@@ -22,8 +22,8 @@ import traceback
 from pathlib import Path
 
 from components import stop as stop_lib
-from components.contract import Component, user_modules
-from components.errors import ConfigError, Stopped
+from components.contract import BLOCKED, Component, user_modules
+from components.errors import Blocked, ConfigError, Stopped
 from components.user_module import module_files
 from pipeline import manifest
 from pipeline.config import Node, PipelineConfig
@@ -74,7 +74,11 @@ def cache_key(
         "component": node.component.name,
         "code": code if code is not None else component_code(node.component),
         "config": canonical_params(node),
-        "inputs": {name: [a.id, a.properties.get("fingerprint", "")] for name, a in sorted(inputs.items())},
+        "inputs": {
+            name: [a.id, a.properties.get("fingerprint", "")]
+            for name, a in sorted(inputs.items())
+            if not (name in node.component.inputs and node.component.inputs[name].gate)  # orders only
+        },
         "libraries": library_versions(),
         "purpose": purpose,  # a reproduction never serves a production run from its outputs
     }
@@ -95,6 +99,25 @@ def resolve_inputs(node: Node, store: MetadataStore, pipeline: str, inputs: dict
             if found is not None:
                 out[name] = found
     return out
+
+
+def refuse_blocked(node_id: str, inputs: dict[str, Artifact]) -> None:
+    """An instance never runs on an artifact that stopped a run (a validator's verdict on bad data)."""
+    for name, artifact in sorted(inputs.items()):
+        why = artifact.properties.get(BLOCKED)
+        if why:
+            raise Blocked(
+                f"{node_id}: not run: its input {name} (artifact {artifact.id}) stopped an earlier run: {why}"
+            )
+
+
+def stop_if_blocked(node_id: str, execution_id: int, outputs: dict[str, Artifact]) -> None:
+    """Outputs (just published, or reused) that stop the run: errors.Blocked, naming where they are."""
+    for artifact in outputs.values():
+        why = artifact.properties.get(BLOCKED)
+        if why:
+            log.error("%s: the run stops here (execution %d): %s", node_id, execution_id, why)
+            raise Blocked(f"{node_id}: {why} (execution {execution_id}, details in {artifact.uri})")
 
 
 def _damage(artifact: Artifact) -> str | None:
@@ -261,6 +284,7 @@ def run_component(
     if missing:
         raise ConfigError(f"{node_id}: inputs {missing} are missing; run the upstream components first")
     inputs = resolve_inputs(node, store, cfg.name, inputs)
+    refuse_blocked(node_id, inputs)
     files = input_files(node)
     code = component_code(comp)  # parses every source file the component runs: once, for the key and the manifest
     key = cache_key(node, inputs, files, purpose, code)
@@ -303,6 +327,7 @@ def run_component(
             made, outputs = hit
             store.record_cached(run, node_id, inputs, outputs, props(made.manifest.get("hardware", {})))
             log.info("%s: cached (reusing execution outputs %s)", node_id, ", ".join(a.uri for a in outputs.values()))
+            stop_if_blocked(node_id, made.id, outputs)
             return outputs, "CACHED", 0.0
 
     def uri_of(output: str, execution_id: int) -> str:
@@ -372,4 +397,5 @@ def run_component(
         started.id,
         ", ".join(f"{name} at {a.uri}" for name, a in outputs.items()),
     )
+    stop_if_blocked(node_id, started.id, outputs)
     return outputs, "COMPLETE", compute

@@ -72,6 +72,69 @@ def slice_rows(doc: dict) -> list[dict]:
     return rows
 
 
+def statistics_rows(dataset, anomalies=None) -> list[dict]:
+    """One row per feature of a split's DatasetFeatureStatistics: presence, the figures of its kind, and the
+    split's anomaly on it (with its severity) and drift or skew measured, from an Anomalies proto if given."""
+    from components.statistics import feature_name
+
+    info = dict(anomalies.anomaly_info) if anomalies is not None else {}
+    measured = {}
+    for entry in anomalies.drift_skew_info if anomalies is not None else []:
+        values = [("drift", m) for m in entry.drift_measurements] + [("skew", m) for m in entry.skew_measurements]
+        measured[".".join(entry.path.step)] = ", ".join(
+            f"{kind} {m.value:.3g} (max {m.threshold:.3g})" for kind, m in values
+        )
+    rows = []
+    n = dataset.num_examples or 1
+    for f in dataset.features:
+        name = feature_name(f)
+        numeric = f.HasField("num_stats")
+        common = f.num_stats.common_stats if numeric else f.string_stats.common_stats
+        row = {
+            "feature": name,
+            "type": f.Type.Name(f.type),
+            "present": int(common.num_non_missing),
+            "missing": f"{common.num_missing / n:.1%}",
+        }
+        if numeric:
+            s = f.num_stats
+            row.update(mean=f"{s.mean:.4g}", std=f"{s.std_dev:.4g}", min=f"{s.min:.4g}", max=f"{s.max:.4g}")
+            row.update(unique="-", top="-")
+        else:
+            s = f.string_stats
+            top = s.top_values[0] if s.top_values else None
+            row.update(mean="-", std="-", min="-", max="-", unique=int(s.unique))
+            row["top"] = f"{top.value[:20]} ({int(top.frequency)})" if top is not None else "-"
+        if common.max_num_values > 1:
+            row["values"] = f"{common.min_num_values}-{common.max_num_values}"
+        row["drift/skew"] = measured.get(name, "-")
+        anomaly = info.get(name)
+        row["anomaly"] = (
+            f"{'ERROR' if anomaly.severity == anomaly.ERROR else 'warning'}: {anomaly.short_description}"
+            if anomaly is not None
+            else "-"
+        )
+        rows.append(row)
+    return rows
+
+
+def data_validation_markdown(statistics_uri: str, anomalies_uri: str | None, title: str) -> str:
+    """The statistics (and anomalies) as Markdown: a table per split, anomalous features in bold."""
+    from components.example_validator import load_anomalies
+    from components.statistics import by_split, load_statistics
+
+    anomalies = load_anomalies(anomalies_uri) if anomalies_uri else {}
+    parts = [f"## {title}"]
+    for split, dataset in by_split(load_statistics(statistics_uri)).items():
+        rows = statistics_rows(dataset, anomalies.get(split))
+        for row in rows:
+            if row["anomaly"] != "-":
+                row["feature"] = f"**{row['feature']}**"
+                row["anomaly"] = f"**{row['anomaly']}**"
+        parts.append(f"### Split {split}: {dataset.num_examples} examples\n\n" + _markdown_table(rows))
+    return "\n\n".join(parts)
+
+
 def _markdown_table(rows: list[dict]) -> str:
     headers = list(dict.fromkeys(k for row in rows for k in row))
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
@@ -87,6 +150,47 @@ def outputs_of_type(results: dict, type_name: str) -> list[tuple[str, str]]:
         for name, t in r.get("types", {}).items()
         if t == type_name
     ]
+
+
+def data_validation_pairs(store: MetadataStore, artifacts: list) -> list[tuple]:
+    """(statistics artifact, the anomalies judged on them or None) among artifacts, by type: statistics in
+    TFDV's format, and each ExampleAnomalies with the statistics its execution read."""
+    pairs, judged = [], set()
+    for a in artifacts:
+        if a.type == "ExampleAnomalies":
+            made = [e for e, kind, _ in store.artifact_events(a.id) if kind == "OUTPUT"]
+            read = store.inputs_of(min(made)) if made else {}
+            # the statistics judged: wired in, not the resolved baseline (which a later drop's statistics are not)
+            stats = [s for s in read.values() if s.type == "ExampleStatistics" and s.properties.get("stats_file")]
+            baseline = {s.id for s in stats if s.id == a.properties.get("baseline_statistics")}
+            for s in stats:
+                if s.id not in baseline:
+                    pairs.append((s, a))
+                    judged.add(s.id)
+    for a in artifacts:
+        if a.type == "ExampleStatistics" and a.properties.get("stats_file") and a.id not in judged:
+            pairs.append((a, None))
+    return pairs
+
+
+def publish_data_validation(store: MetadataStore, cfg, run_id: str) -> None:
+    """The run's statistics and anomalies (from MLMD: a run the validator stopped has them too) as a Markdown
+    artifact: a table per split, anomalous features in bold."""
+    from prefect.artifacts import create_markdown_artifact
+
+    artifacts = [a for e in store.run_executions(f"{cfg.name}.{run_id}") for a in store.outputs_of(e.id).values()]
+    for stats, anomalies in data_validation_pairs(store, artifacts):
+        verdict = ""
+        if anomalies is not None:
+            blocked = anomalies.properties.get("blocked")
+            verdict = f": STOPPED, {blocked}" if blocked else f": {anomalies.properties.get('warnings', 0)} warning(s)"
+        create_markdown_artifact(
+            key=_key(cfg.name, "data-validation"),
+            markdown=data_validation_markdown(
+                stats.uri, anomalies.uri if anomalies else None, f"Data of {cfg.name} run `{run_id}`{verdict}"
+            ),
+            description=f"{cfg.name} run {run_id}: statistics per split, and anomalies{verdict}",
+        )
 
 
 def publish(store: MetadataStore, cfg, run_id: str, results: dict) -> None:
@@ -117,6 +221,7 @@ def publish(store: MetadataStore, cfg, run_id: str, results: dict) -> None:
             markdown=f"## Pushed model of {pipeline} run `{run_id}`\n\n{text}\n",
             description=f"{pipeline} run {run_id}: where the blessed model was pushed",
         )
+    publish_data_validation(store, cfg, run_id)
     # Narrow enough for the artifact pane: one line per execution, artifact ids only.
     rows = ["| step | execution | state | outputs |", "|---|---|---|---|"]
     for e in store.run_executions(run_name):

@@ -19,6 +19,7 @@ MODEL, MODEL_RUN, EVALUATION, BLESSING, PUSHED_MODEL = (
     "ModelBlessing",
     "PushedModel",
 )
+ANOMALIES = "ExampleAnomalies"
 ARTIFACT_TYPES = (
     EXAMPLES,
     SCHEMA,
@@ -30,6 +31,7 @@ ARTIFACT_TYPES = (
     EVALUATION,
     BLESSING,
     PUSHED_MODEL,
+    ANOMALIES,
 )
 
 
@@ -46,7 +48,14 @@ class Schema(ArtifactType):
     """<uri>/schema.pbtxt: a tensorflow-metadata Schema."""
 
 
-class ExampleStatistics(ArtifactType): ...
+class ExampleStatistics(ArtifactType):
+    """From the statistics component: <uri>/Split-<name>/FeatureStats.pb, TFDV's DatasetFeatureStatisticsList.
+    (ingest's own output of this type is <uri>/statistics.json, a pooled summary.)"""
+
+
+class ExampleAnomalies(ArtifactType):
+    """<uri>/Split-<name>/SchemaDiff.pb: a tensorflow-metadata Anomalies (TFX's layout); its property
+    `blocked` is non-empty when they stopped the run."""
 
 
 class TransformGraph(ArtifactType): ...

@@ -54,12 +54,13 @@ def test_deployment_runs_on_a_worker_and_shows_in_the_ui(prefect_server, tmp_pat
         run = api.wait(first["id"])
         assert run["state"]["type"] == "COMPLETED", (tmp_path / "worker.log").read_text()[-4000:]
         assert api.task_states(first["id"]) == dict.fromkeys(
-            ["ingest", "transform", "trainer", "evaluator", "pusher"], "Completed")
+            ["ingest", "statistics", "example_validator", "transform", "trainer", "evaluator", "pusher"], "Completed")
 
         # A per-run parameter: this run re-runs only the pusher; the rest is reused and shows as Cached.
         second = api(f"/deployments/{deployment['id']}/create_flow_run", {"parameters": {"no_cache": ["pusher"]}})
         assert api.wait(second["id"])["state"]["type"] == "COMPLETED"
-        assert api.task_states(second["id"]) == {"ingest": "Cached", "transform": "Cached", "trainer": "Cached",
+        assert api.task_states(second["id"]) == {"ingest": "Cached", "statistics": "Cached", "example_validator": "Cached",
+                                                 "transform": "Cached", "trainer": "Cached",
                                                  "evaluator": "Cached", "pusher": "Completed"}
     finally:
         # Clean-up, not the test: Prefect's worker shutdown took over 60 s once on a loaded 2-core VM.
