@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from pipeline import flow  # noqa: F401  Prefect sets up its log handlers now, on the session's streams
@@ -30,7 +31,11 @@ def project(tmp_path):
     # Thresholds a 160-row model passes: these tests are about what is reused, not about accuracy.
     text = text.replace("train_steps: 1000", "train_steps: 40").replace("lower: 0.75", "lower: 0.3") \
         .replace("max_decrease: 0.02", "max_decrease: 0.5")
-    (folder / "pipeline.yaml").write_text(text)
+    # ... nor about data validation, whose skew thresholds are set for the whole CSV, not for 160 rows.
+    doc = yaml.safe_load(text)
+    for section in ("statistics", "example_validator"):
+        doc.pop(section, None)
+    (folder / "pipeline.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     return folder
 
 

@@ -15,6 +15,8 @@ from pipeline.metadata import MetadataStore
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 pytestmark = pytest.mark.slow
+# The shipped Titanic example's instances, in order: the standard chain with its data validation sections.
+TITANIC = ["ingest", "statistics", "example_validator", "transform", "trainer", "evaluator", "pusher"]
 
 
 def _copy_example(name, tmp_path) -> Path:
@@ -44,11 +46,11 @@ def test_titanic_pipeline_end_to_end(tmp_path):
     config = _copy_example("titanic", tmp_path)
     overrides = {"root": str(tmp_path / "root")}
     first = pipeline_flow(str(config), overrides=overrides)
-    assert _states(first) == dict.fromkeys(["ingest", "transform", "trainer", "evaluator", "pusher"], "COMPLETE")
+    assert _states(first) == dict.fromkeys(TITANIC, "COMPLETE")
 
     store = MetadataStore(first["metadata"])
     executions = store.executions()
-    assert [e.state for e in executions] == ["COMPLETE"] * 5
+    assert [e.state for e in executions] == ["COMPLETE"] * len(TITANIC)
     trainer_exec = store.executions("trainer")[0]
     assert set(store.inputs_of(trainer_exec.id)) == {"transformed_examples", "transform_graph", "schema"}
     outputs = store.outputs_of(trainer_exec.id)
@@ -77,15 +79,16 @@ def test_titanic_pipeline_end_to_end(tmp_path):
 
     second = pipeline_flow(str(config), overrides=overrides)
     assert set(_states(second).values()) == {"CACHED"}
-    assert [e.state for e in store.executions()][5:] == ["CACHED"] * 5
+    assert [e.state for e in store.executions()][len(TITANIC):] == ["CACHED"] * len(TITANIC)
     assert second["components"]["trainer"]["outputs"] == first["components"]["trainer"]["outputs"]
 
     # A changed preprocessing_fn: transform and everything downstream run again, ingest does not.
     module = config.parent / "preprocessing.py"
     module.write_text(module.read_text().replace("tft.scale_to_z_score(family)", "tft.scale_to_0_1(family)"))
     third = pipeline_flow(str(config), overrides=overrides)
-    assert _states(third) == {"ingest": "CACHED", "transform": "COMPLETE", "trainer": "COMPLETE",
-                              "evaluator": "COMPLETE", "pusher": "COMPLETE"}
+    assert _states(third) == {"ingest": "CACHED", "statistics": "CACHED", "example_validator": "CACHED",
+                              "transform": "COMPLETE", "trainer": "COMPLETE", "evaluator": "COMPLETE",
+                              "pusher": "COMPLETE"}
     third_metrics = json.loads(
         (Path(third["components"]["evaluator"]["uris"]["evaluation"]) / "metrics.json").read_text())
     assert third_metrics["baseline_model"] == push["path"]  # judged against the model pushed before

@@ -82,7 +82,9 @@ def _reproduce_then_run_again(shipped, capfd):
 def test_every_execution_records_a_manifest(recorded):
     store = recorded["store"]
     executions = store.run_executions(recorded["run"])
-    assert [e["component"] for e in executions] == ["ingest", "transform", "trainer", "evaluator", "pusher"]
+    assert [e["component"] for e in executions] == [
+        "ingest", "statistics", "example_validator", "transform", "trainer", "evaluator", "pusher"]
+    by = {e.component: e for e in executions}
     m = executions[0]["manifest"]
     assert len(m["code"]["git_commit"]) == 40 and isinstance(m["code"]["dirty"], bool)
     assert m["libraries"]["python"] == platform.python_version()
@@ -96,9 +98,9 @@ def test_every_execution_records_a_manifest(recorded):
     assert list(m["input_files"]) == [csv] and len(m["input_files"][csv]) == 64
     assert set(m["user_modules"]) == {"transform.module", "trainer.module"}
     assert "components/ingest.py" in m["step_code"] and "schemas/split.py" in m["step_code"]
-    trainer_code = executions[2]["manifest"]["step_code"]
+    trainer_code = by["trainer"]["manifest"]["step_code"]
     assert "components/estimator/heads.py" in trainer_code and "components/ingest.py" not in trainer_code
-    model_run = store.outputs_of(executions[2]["id"])["model_run"]
+    model_run = store.outputs_of(by["trainer"]["id"])["model_run"]
     assert model_run.properties["replicas"] == 1 and model_run.properties["strategy"] == "none"
 
 
@@ -119,8 +121,12 @@ def test_reproduce_of_the_shipped_titanic_example_is_identical_and_leaves_produc
 def test_reproduce_of_the_shipped_penguin_example_is_identical_and_leaves_production_cached(penguin, capfd):
     """The penguin example is a graph with two user components (checks.py): a filter between ingest and
     transform, and a model card after the evaluator. They are reproduced, and cached, like the rest."""
-    assert penguin["components"][:5] == ["ingest", "filter", "transform", "trainer", "evaluator"]
-    assert sorted(penguin["components"][5:]) == ["card", "pusher"]  # independent: they run side by side
+    ran = penguin["components"]  # in the order they started: independent instances run side by side
+    assert sorted(ran) == ["card", "evaluator", "filter", "ingest", "pusher", "statistics", "trainer", "transform",
+                           "validator"]
+    for before, after in (("ingest", "filter"), ("filter", "transform"), ("validator", "transform"),
+                          ("transform", "trainer"), ("evaluator", "card"), ("evaluator", "pusher")):
+        assert ran.index(before) < ran.index(after), ran
     out = _reproduce_then_run_again(penguin, capfd)
     assert any(line.split()[:3] == ["card", "card", "identical"] for line in out.splitlines()), out
     assert any(line.split()[:3] == ["filter", "filtered", "identical"] for line in out.splitlines()), out
@@ -154,7 +160,7 @@ def test_the_penguin_examples_user_components_as_a_user_sees_them(penguin, capfd
 
 def _pushed_path(recorded) -> str:
     store = recorded["store"]
-    pusher = store.run_executions(recorded["run"])[4]
+    [pusher] = [e for e in store.run_executions(recorded["run"]) if e.component == "pusher"]
     return store.outputs_of(pusher["id"])["pushed_model"].properties["pushed_destination"]
 
 
