@@ -479,6 +479,10 @@ _EXAMPLES = {
         "examples/titanic/pipeline.yaml",
         "tfpipe lineage 12 --config pipeline.yaml --format svg -o lineage.svg",
     ],
+    "stats": [
+        "tfpipe stats titanic/20261207T060513-4dcccf --config examples/titanic/pipeline.yaml",
+        "tfpipe stats 7 --config examples/titanic/pipeline.yaml     # a statistics or anomalies artifact",
+    ],
     "reproduce": ["tfpipe reproduce titanic/20261207T060513-4dcccf --config examples/titanic/pipeline.yaml"],
     "diff": [
         "tfpipe diff titanic/20261207T060513-4dcccf titanic/20261208T030000-9a1b2c --config "

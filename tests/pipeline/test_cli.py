@@ -19,8 +19,8 @@ def test_help_lists_commands_without_importing_tensorflow():
 def test_every_command_documents_itself(capsys):
     import pytest
 
-    for command in ("run", "titanic", "component", "deploy", "runs", "artifacts", "lineage", "reproduce", "diff",
-                    "version"):
+    for command in ("run", "titanic", "component", "deploy", "runs", "artifacts", "lineage", "stats", "reproduce",
+                    "diff", "version"):
         with pytest.raises(SystemExit) as done:
             main([command, "--help"])
         assert done.value.code == 0
