@@ -151,20 +151,27 @@ class _ProgressThrottle(logging.Filter):
 _HANDLER: ConsoleHandler | None = None
 
 
+def _quiet_libraries() -> None:
+    """The environment the libraries read as they load, set so that their known noise stays out (unless -v):
+    for the CLI, and for a flow run a Prefect worker started."""
+    if verbose():
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # ML Metadata's C++ client logs each connection and each error it then returns to tfpipe (a parent
+    # context that already exists, a dropped connection): tfpipe reports what matters in its own words.
+    os.environ.setdefault("GLOG_minloglevel", "3")
+    logging.getLogger("absl").setLevel(logging.ERROR)  # its Python side repeats them as warnings
+    _quiet_warnings()
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+
 def configure(verbosity: int = 0) -> None:
     """At the CLI's entry: the environment the libraries read as they load, and the one console handler."""
     global _HANDLER
     if verbosity:
         os.environ[LEVEL_ENV] = "DEBUG"  # child processes (Beam workers, cluster tasks) inherit it
-    if not verbose():
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        # ML Metadata's C++ client logs each connection and each error it then returns to tfpipe (a parent
-        # context that already exists, a dropped connection): tfpipe reports what matters in its own words.
-        os.environ.setdefault("GLOG_minloglevel", "3")
-        logging.getLogger("absl").setLevel(logging.ERROR)  # its Python side repeats them as warnings
-        _quiet_warnings()
-        if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
-            sys.meta_path.insert(0, _QuietTensorFlowImport())
+    _quiet_libraries()
     logging.captureWarnings(True)
     root = logging.getLogger()
     if _HANDLER is None:
@@ -261,6 +268,15 @@ def adopt_prefect() -> None:
     tfpipe = logging.getLogger("tfpipe")
     if tfpipe.level == logging.NOTSET:
         tfpipe.setLevel(logging.INFO)
+    from prefect.logging.handlers import APILogHandler
+
+    if not any(isinstance(h, APILogHandler) for h in tfpipe.handlers):
+        # Prefect set up its logging before tfpipe was imported (a flow run a worker started loads the flow
+        # after that), so PREFECT_LOGGING_EXTRA_LOGGERS came too late: without this, a scheduled run's step,
+        # progress and error lines never reach the Prefect UI.
+        tfpipe.addHandler(APILogHandler())
+    if _HANDLER is None:  # not the CLI: a worker's flow run, or a user's own script
+        _quiet_libraries()
     for handler in tfpipe.handlers:  # Prefect's API handler (PREFECT_LOGGING_EXTRA_LOGGERS=tfpipe)
         if handler is not _HANDLER and not any(isinstance(f, _ProgressThrottle) for f in handler.filters):
             handler.addFilter(_expected_filter)

@@ -193,6 +193,14 @@ def publish_data_validation(store: MetadataStore, cfg, run_id: str) -> None:
         )
 
 
+def _for_table(row: dict) -> dict:
+    """A metrics row for the UI's table: each bound's verdict in `result` ("pass; no baseline")."""
+    out = {k: v for k, v in row.items() if k != "checks"}
+    if len(row["checks"]) > 1:
+        out["result"] = "; ".join(verdict for _, verdict in row["checks"])
+    return out
+
+
 def publish(store: MetadataStore, cfg, run_id: str, results: dict) -> None:
     from prefect.artifacts import create_markdown_artifact
 
@@ -205,7 +213,7 @@ def publish(store: MetadataStore, cfg, run_id: str, results: dict) -> None:
         create_markdown_artifact(
             key=_key(pipeline, "metrics"),
             markdown=f"## Evaluation of {pipeline} run `{run_id}`: {verdict}\n\n"
-            + _markdown_table(metrics_rows(doc))
+            + _markdown_table([_for_table(row) for row in metrics_rows(doc)])
             + ("\n\n### Per slice\n\n" + _markdown_table(slices) if slices else ""),
             description=f"{pipeline} run {run_id}: {verdict}; the candidate model on the eval split, overall and per slice",
         )
