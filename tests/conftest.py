@@ -7,9 +7,14 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="tfpipe_prefect_")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+import contextlib  # noqa: E402
+import fcntl  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
@@ -51,10 +56,106 @@ def tfpipe(*args, cwd, timeout=900) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
+def shared_dir(tmp_path_factory) -> Path:
+    """A folder every xdist worker of this pytest run sees (the parent of the workers' own base temps); the
+    base temp itself when the run has no workers."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def locked(path: Path, shared: bool = False):
+    """An flock on `path` (created if need be), held for the block: exclusive, or shared with other holders."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """One whole `tfpipe run --no-cache` of the tiny Titanic pipeline, shared by the console and serving tests."""
-    folder = tmp_path_factory.mktemp("tiny")
-    config = tiny_titanic(folder)
-    done = tfpipe("run", "--no-cache", "pipeline.yaml", cwd=folder)
-    return SimpleNamespace(folder=folder, config=config, done=done, root=folder / "root")
+    """One whole `tfpipe run --no-cache` of the tiny Titanic pipeline, shared by the console, CLI-input and serving
+    tests, which only read it: it runs once per pytest run (the first xdist worker to need it runs it, under a
+    lock; the others wait and reuse it), and each worker gets its own copy of the folder."""
+    master = shared_dir(tmp_path_factory) / "tiny_run"
+    with locked(shared_dir(tmp_path_factory) / "tiny_run.lock"):
+        if not (master / "done.json").exists():
+            shutil.rmtree(master, ignore_errors=True)
+            config = tiny_titanic(master / "folder")
+            done = tfpipe("run", "--no-cache", "pipeline.yaml", cwd=config.parent)
+            (master / "done.json").write_text(json.dumps({"args": done.args, "returncode": done.returncode,
+                                                          "stdout": done.stdout, "stderr": done.stderr}))
+    folder = tmp_path_factory.mktemp("tiny") / "folder"
+    shutil.copytree(master / "folder", folder)
+    done = subprocess.CompletedProcess(**json.loads((master / "done.json").read_text()))
+    return SimpleNamespace(folder=folder, config=folder / "pipeline.yaml", done=done, root=folder / "root")
+
+
+def _sql_name(request) -> str:
+    """A database name of the test module's, unique to this xdist worker and this pytest run."""
+    module = re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])
+    return f"tfpipe_{module}_{os.environ.get('PYTEST_XDIST_WORKER', 'gw')}_{uuid.uuid4().hex[:8]}"[:63].lower()
+
+
+def _psql(sql: str) -> None:
+    subprocess.run(["psql", "-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", "test", "-v", "ON_ERROR_STOP=1",
+                    "-q", "-c", sql], check=True, timeout=60, capture_output=True)
+
+
+def mariadb(sql: str) -> None:
+    subprocess.run(["mariadb", "-h", "127.0.0.1", "-P", "3306", "-u", "root", "-e", sql], check=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def pg_url(request):
+    """A PostgreSQL database of the module's own (127.0.0.1:5432, trust auth, user postgres), dropped after it:
+    modules on other xdist workers never share an MLMD store's tables."""
+    name = _sql_name(request)
+    _psql(f'CREATE DATABASE "{name}"')
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def mysql_db(request):
+    """The name of a MariaDB database of the module's own (127.0.0.1:3306, root), dropped after it."""
+    name = _sql_name(request)
+    mariadb(f"CREATE DATABASE `{name}`")
+    yield name
+    mariadb(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+# Tests that time something or kill processes at a moment: `@pytest.mark.quiet` runs them in one xdist group
+# (one worker, one after another) and, while one runs, the other workers start no test (an flock each test
+# takes shared, a quiet one exclusive; a turnstile lock keeps a waiting quiet test from being starved).
+def pytest_configure(config):
+    config.addinivalue_line("markers", "quiet: times something or needs the machine to itself; under xdist no "
+                                       "other test runs beside it")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("quiet"):
+            item.add_marker(pytest.mark.xdist_group("quiet"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    folder = shared_dir(item.config._tmp_path_factory)
+    quiet = item.get_closest_marker("quiet") is not None
+    with open(folder / "machine.turnstile", "a") as turnstile, open(folder / "machine.lock", "a") as machine:
+        fcntl.flock(turnstile, fcntl.LOCK_EX if quiet else fcntl.LOCK_SH)
+        fcntl.flock(machine, fcntl.LOCK_EX if quiet else fcntl.LOCK_SH)
+        if not quiet:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield  # setup (module and session fixtures included), call, teardown
+        finally:
+            fcntl.flock(machine, fcntl.LOCK_UN)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)

@@ -177,12 +177,12 @@ def test_killed_pusher_leaves_no_model_version_and_the_next_push_is_whole(tmp_pa
     assert len(list((base / str(doc["version"]) / "variables").iterdir())) == 20000
 
 
-def test_passwords_never_reach_logs_prefect_or_mlmd(tmp_path):
+def test_passwords_never_reach_logs_prefect_or_mlmd(tmp_path, pg_url):
     password = f"Pw-{os.getpid()}-never-shown"
     config = _small_titanic(tmp_path, rows=60)
     prefect_home = tmp_path / "prefect"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PREFECT_HOME=str(prefect_home))
-    url = f"postgresql://postgres:{password}@127.0.0.1:5432/test"  # trust auth: any password is accepted
+    url = pg_url.replace("postgres@", f"postgres:{password}@")  # trust auth: any password is accepted
     done = subprocess.run([sys.executable, "-m", "pipeline.cli", "component", "ingest", "--config", str(config),
                            "--metadata", url], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -192,7 +192,7 @@ def test_passwords_never_reach_logs_prefect_or_mlmd(tmp_path):
     for f in [*prefect_home.rglob("*"), *(tmp_path / "root").rglob("*")]:
         if f.is_file():
             assert password.encode() not in f.read_bytes(), f
-    store = MetadataStore("postgresql://postgres@127.0.0.1:5432/test")
+    store = MetadataStore(pg_url)
     name = yaml.safe_load(config.read_text())["name"]
     mine = [e for e in store.executions("ingest") if e.properties["pipeline"].string_value == name]
     assert mine
@@ -202,11 +202,11 @@ def test_passwords_never_reach_logs_prefect_or_mlmd(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_four_pipelines_at_once_lose_no_record(tmp_path, backend, prefect_server):
+def test_four_pipelines_at_once_lose_no_record(tmp_path, backend, prefect_server, pg_url):
     config = _small_titanic(tmp_path, rows=80, train_steps=20)
     name = f"conc{os.getpid()}{backend}{int(time.time())}"
     config.write_text(config.read_text().replace("name: titanic", f"name: {name}"))
-    url = str(tmp_path / "root" / "metadata.sqlite") if backend == "sqlite" else "postgresql://postgres@127.0.0.1:5432/test"
+    url = str(tmp_path / "root" / "metadata.sqlite") if backend == "sqlite" else pg_url
     # One Prefect server for the four, as a team would have.
     procs = [_tfpipe(tmp_path / f"run{i}.log", "run", str(config), "--metadata", url, "--no-cache",
                      env=prefect_server["env"]) for i in range(4)]
@@ -229,6 +229,7 @@ def test_four_pipelines_at_once_lose_no_record(tmp_path, backend, prefect_server
 
 
 @pytest.mark.slow
+@pytest.mark.quiet
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
 def test_sigterm_stops_training_with_a_checkpoint_and_the_rerun_resumes_from_it(tmp_path, sig):
     """What Kubernetes and Prefect workers send (SIGTERM, to tfpipe alone), and Ctrl-C (SIGINT, to the
@@ -338,6 +339,7 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.quiet
 def test_a_temporary_prefect_server_killed_mid_run_is_started_again_and_the_run_completes(tmp_path):
     """Prefect's temporary server dies (OOM killer, a stray kill) while training: the run goes on, with its
     summary and exit 0, instead of retrying a dead server for minutes and exiting 1."""
