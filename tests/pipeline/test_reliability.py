@@ -28,7 +28,11 @@ def _tfpipe(log: Path, *args, env=None):
 
 
 @pytest.mark.slow
-def test_killed_training_is_marked_failed_and_the_rerun_resumes(tmp_path):
+def test_killed_training_is_marked_failed_and_the_rerun_resumes(tmp_path, prefect_server):
+    """Both runs talk to the session's Prefect server (as a team's runs would) instead of each starting
+    Prefect's temporary one: what is killed is the run's process group, and what is checked is MLMD, the
+    checkpoints and the resumed model, all as before. (The temporary server's own fate under kills and
+    signals is what the SIGTERM/SIGINT and killed-server tests below cover.)"""
     doc = yaml.safe_load((EXAMPLES / "titanic" / "pipeline.yaml").read_text())
     doc["ingest"]["input"] = str(EXAMPLES / "titanic" / "data" / "train.csv")
     for section in ("transform", "trainer"):
@@ -38,7 +42,7 @@ def test_killed_training_is_marked_failed_and_the_rerun_resumes(tmp_path):
     config = tmp_path / "pipeline.yaml"
     config.write_text(yaml.safe_dump(doc))
 
-    proc = _tfpipe(tmp_path / "first.log", "run", str(config))
+    proc = _tfpipe(tmp_path / "first.log", "run", str(config), env=prefect_server["env"])
     deadline = time.time() + 300
     staging = tmp_path / "root" / "trainer" / "model_run"
     # The `checkpoint` state file, not a checkpoint's .index: the index is written first, and a kill
@@ -53,7 +57,7 @@ def test_killed_training_is_marked_failed_and_the_rerun_resumes(tmp_path):
     [dead] = store.executions("trainer")
     assert pb.Execution.State.Name(dead.last_known_state) == "RUNNING"  # nobody could record the kill yet
 
-    rerun = _tfpipe(tmp_path / "rerun.log", "run", str(config))
+    rerun = _tfpipe(tmp_path / "rerun.log", "run", str(config), env=prefect_server["env"])
     try:
         rerun.wait(timeout=600)
     finally:
@@ -117,9 +121,10 @@ def _state(execution) -> str:
 
 
 @pytest.mark.slow
-def test_killed_transform_publishes_nothing_and_the_rerun_replaces_it(tmp_path):
+def test_killed_transform_publishes_nothing_and_the_rerun_replaces_it(tmp_path, prefect_server):
+    """On the session's Prefect server instead of a temporary one per run (see the killed-training test)."""
     config = _small_titanic(tmp_path, rows=891)
-    proc = _tfpipe(tmp_path / "first.log", "run", str(config))
+    proc = _tfpipe(tmp_path / "first.log", "run", str(config), env=prefect_server["env"])
     staging = tmp_path / "root" / "transform" / "transformed_examples"
     deadline = time.time() + 300
     while time.time() < deadline and not list(staging.glob("*.staging")):
@@ -134,7 +139,8 @@ def test_killed_transform_publishes_nothing_and_the_rerun_replaces_it(tmp_path):
     assert {a.state for a in outputs.values()} == {"PENDING"}  # never LIVE: nobody may read them
     assert not any(Path(a.uri).exists() for a in outputs.values())
 
-    rerun = _tfpipe(tmp_path / "rerun.log", "component", "transform", "--config", str(config))
+    rerun = _tfpipe(tmp_path / "rerun.log", "component", "transform", "--config", str(config),
+                    env=prefect_server["env"])
     _finish(rerun, tmp_path / "rerun.log")
     dead, done = store.executions("transform")
     assert _state(dead) == "FAILED" and {a.state for a in store.outputs_of(dead.id).values()} == {"ABANDONED"}
@@ -306,7 +312,9 @@ def _consistent(root: Path, settled: bool = True) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
-def test_a_full_disk_leaves_mlmd_and_the_disk_consistent_and_the_next_run_completes(tmp_path):
+def test_a_full_disk_leaves_mlmd_and_the_disk_consistent_and_the_next_run_completes(tmp_path, prefect_server):
+    """Both runs on the session's Prefect server (whose database is not on the full disk) instead of each
+    starting a temporary one; the full disk is the pipeline root's, as before."""
     config = _small_titanic(tmp_path, train_steps=100)
     root = tmp_path / "root"
     root.mkdir()
@@ -318,14 +326,15 @@ def test_a_full_disk_leaves_mlmd_and_the_disk_consistent_and_the_next_run_comple
         free = os.statvfs(root).f_bavail * os.statvfs(root).f_frsize
         subprocess.run(["fallocate", "-l", str(free - int(os.environ.get("TFPIPE_FULL_DISK_ROOM", 1_200_000))),
                         str(filler)], check=True)
-        proc = _tfpipe(tmp_path / "full.log", "run", str(config))
+        proc = _tfpipe(tmp_path / "full.log", "run", str(config), env=prefect_server["env"])
         proc.wait(timeout=600)
         text = (tmp_path / "full.log").read_text()
         assert proc.returncode == 1, text[-3000:]
         assert "tfpipe: error: no space left on the device" in text, text[-3000:]
         _consistent(root, settled=False)
         filler.unlink()
-        text = _finish(_tfpipe(tmp_path / "again.log", "run", str(config)), tmp_path / "again.log")
+        text = _finish(_tfpipe(tmp_path / "again.log", "run", str(config), env=prefect_server["env"]),
+                       tmp_path / "again.log")
         _consistent(root)
         pushed = next(line for line in text.splitlines() if line.startswith("pushed model:")).split()[2]
         assert (Path(pushed) / "saved_model.pb").is_file()
