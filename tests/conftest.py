@@ -135,11 +135,29 @@ def pytest_configure(config):
                                        "other test runs beside it")
 
 
+def _own_module_fixture(item) -> str | None:
+    """`module::fixture` of the first module-scoped fixture the item uses that its own module defines."""
+    info = getattr(item, "_fixtureinfo", None)
+    module = getattr(item, "module", None)
+    if info is None or module is None:
+        return None
+    return next((f"{module.__name__}::{name}" for name in info.names_closure for d in info.name2fixturedefs.get(name, ())
+                 if d.scope == "module" and getattr(d.func, "__module__", None) == module.__name__), None)
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("quiet"):
             item.add_marker(pytest.mark.xdist_group("quiet"))
+        elif "tiny_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("tiny_run"))  # one worker runs it; no other waits for it
+        elif _own_module_fixture(item):
+            # A module whose tests share an expensive module-scoped fixture of its own (a trained pipeline, a
+            # fitted model): one worker runs them all, so the fixture is made once, not once per worker.
+            item.add_marker(pytest.mark.xdist_group(_own_module_fixture(item)))
+    # The long tests first, so that xdist's workers end together instead of one finishing a long test alone.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.hookimpl(hookwrapper=True)
