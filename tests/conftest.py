@@ -145,7 +145,7 @@ def _own_module_fixture(item) -> str | None:
                  if d.scope == "module" and getattr(d.func, "__module__", None) == module.__name__), None)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+@pytest.hookimpl(wrapper=True)  # before any other plugin's hook: xdist reads the groups in its own
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("quiet"):
@@ -158,6 +158,28 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(_own_module_fixture(item)))
     # The long tests first, so that xdist's workers end together instead of one finishing a long test alone.
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    result = yield
+    if config.getvalue("loadgroup"):
+        for item in items:
+            _group_suffix(item)
+    return result
+
+
+def _group_suffix(item) -> None:
+    """xdist's loadgroup sends the tests whose node id ends in `@<group>` to one worker; xdist 3.8 appends it by
+    setting `item._nodeid`, which pytest 9.2 no longer reads (the node id is `item._id`), so no group is
+    kept together. Appended here where xdist's own did not take."""
+    groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                     for m in item.iter_markers("xdist_group")})
+    if not groups or "@" in item.nodeid:
+        return
+    nodeid = f"{item.nodeid}@{'_'.join(groups)}"
+    if hasattr(item, "_id"):
+        from _pytest.nodeid import NodeId
+
+        item._id = NodeId.parse(nodeid)
+    else:
+        item._nodeid = nodeid
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -172,8 +194,33 @@ def pytest_runtest_protocol(item, nextitem):
         fcntl.flock(machine, fcntl.LOCK_EX if quiet else fcntl.LOCK_SH)
         if not quiet:
             fcntl.flock(turnstile, fcntl.LOCK_UN)
+        item._tfpipe_machine = None if quiet else (turnstile, machine)
         try:
             yield  # setup (module and session fixtures included), call, teardown
         finally:
             fcntl.flock(machine, fcntl.LOCK_UN)
             fcntl.flock(turnstile, fcntl.LOCK_UN)
+
+
+@pytest.fixture
+def machine_to_itself(request):
+    """For a test of which only a part is timed: `with machine_to_itself():` around that part, and under xdist
+    no other test runs beside it for that while (as beside a whole `quiet` test); a no-op without xdist."""
+
+    @contextlib.contextmanager
+    def exclusive():
+        files = getattr(request.node, "_tfpipe_machine", None)
+        if files is None:
+            yield
+            return
+        turnstile, machine = files
+        fcntl.flock(machine, fcntl.LOCK_UN)  # let go first: a quiet test may be waiting for the machine
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        fcntl.flock(machine, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(machine, fcntl.LOCK_SH)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+
+    return exclusive

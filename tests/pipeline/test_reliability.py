@@ -235,9 +235,8 @@ def test_four_pipelines_at_once_lose_no_record(tmp_path, backend, prefect_server
 
 
 @pytest.mark.slow
-@pytest.mark.quiet
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
-def test_sigterm_stops_training_with_a_checkpoint_and_the_rerun_resumes_from_it(tmp_path, sig):
+def test_sigterm_stops_training_with_a_checkpoint_and_the_rerun_resumes_from_it(tmp_path, sig, machine_to_itself):
     """What Kubernetes and Prefect workers send (SIGTERM, to tfpipe alone), and Ctrl-C (SIGINT, to the
     terminal's whole process group, Prefect's temporary server included): the step stops within seconds,
     recorded as stopped by the signal, with a checkpoint at the step it reached; the next run resumes there."""
@@ -250,17 +249,18 @@ def test_sigterm_stops_training_with_a_checkpoint_and_the_rerun_resumes_from_it(
     while time.time() < deadline and not list(staging.glob("*.staging/checkpoint")):
         time.sleep(0.05)
     assert list(staging.glob("*.staging/checkpoint")), "training never checkpointed"
-    time.sleep(1)
-    sent = time.time()
-    if sig == "SIGTERM":
-        proc.send_signal(signal.SIGTERM)  # to tfpipe alone, as a container runtime does
-    else:
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
-    try:
-        proc.wait(timeout=60)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
-    took = time.time() - sent
+    with machine_to_itself():  # the stop is timed: no other test beside it (under xdist)
+        time.sleep(1)
+        sent = time.time()
+        if sig == "SIGTERM":
+            proc.send_signal(signal.SIGTERM)  # to tfpipe alone, as a container runtime does
+        else:
+            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
+        try:
+            proc.wait(timeout=60)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+        took = time.time() - sent
     first = (tmp_path / "first.log").read_text()
     assert proc.returncode == 143 and took < 10, (took, first[-3000:])
     assert f"tfpipe: stopped: training stopped by {sig} at step" in first and "Traceback" not in first
