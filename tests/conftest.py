@@ -182,11 +182,24 @@ def _group_suffix(item) -> None:
         item._nodeid = nodeid
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """The controller's terminal size variables, for the workers (see below)."""
+    node.workerinput["tfpipe_env"] = {k: os.environ.get(k) for k in ("COLUMNS", "LINES")}
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         yield
         return
+    # An xdist worker's environment has COLUMNS=80 and LINES=24 the controller's had not: the commands the tests
+    # run would lay out tables 80 columns wide instead of as off a terminal. The controller's values, as they were.
+    for key, value in getattr(item.config, "workerinput", {}).get("tfpipe_env", {}).items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     folder = shared_dir(item.config._tmp_path_factory)
     quiet = item.get_closest_marker("quiet") is not None
     with open(folder / "machine.turnstile", "a") as turnstile, open(folder / "machine.lock", "a") as machine:
