@@ -2,6 +2,8 @@
 and made again, a deleted serving version is pushed again, and an unchanged re-run after a retrain is
 fully cached and pushes nothing twice. Through the real CLI, on a small copy of the Titanic pipeline."""
 
+import contextlib
+import io
 import json
 import shutil
 from pathlib import Path
@@ -20,9 +22,11 @@ pytestmark = pytest.mark.slow
 COMPONENTS = ("ingest", "transform", "trainer", "evaluator", "pusher")
 
 
-@pytest.fixture
-def project(tmp_path):
-    folder = tmp_path / "project"
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The project after its first whole run, and that run's component states and printed summary; a snapshot
+    of the folder beside it. Trained once for the module: each test starts from it instead of training again."""
+    folder = tmp_path_factory.mktemp("cache_checks") / "project"
     shutil.copytree(TITANIC, folder, ignore=shutil.ignore_patterns("tfpipe_root", "__pycache__", "data"))
     (folder / "data").mkdir()
     lines = (TITANIC / "data" / "train.csv").read_text().splitlines()[:161]
@@ -36,24 +40,49 @@ def project(tmp_path):
     for section in ("statistics", "example_validator"):
         doc.pop(section, None)
     (folder / "pipeline.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["run", str(folder / "pipeline.yaml")]) == 0
+    snapshot = folder.with_name("trained")
+    shutil.copytree(folder, snapshot)
+    return folder, snapshot, _states(folder), out.getvalue()
+
+
+@pytest.fixture
+def project(trained):
+    """The project as its first whole run left it, restored at the same path (MLMD's URIs are absolute)."""
+    folder, snapshot, _, _ = trained
+    shutil.rmtree(folder)
+    shutil.copytree(snapshot, folder)
     return folder
+
+
+@pytest.fixture
+def first_run(trained, project) -> tuple[dict, str]:
+    """The states and summary of the first whole run of `project` (the one `trained` ran)."""
+    return trained[2], trained[3]
+
+
+def _states(folder: Path) -> dict:
+    store = MetadataStore(str(folder / "tfpipe_root" / "titanic" / "metadata.sqlite"))
+    last = store.run_executions(store.runs("titanic")[-1]["run"])
+    return {e["component"]: e["state"] for e in last}
 
 
 def _run(folder: Path, capsys, *extra) -> tuple[dict, str]:
     capsys.readouterr()
     assert main(["run", str(folder / "pipeline.yaml"), *extra]) == 0
     out = capsys.readouterr().out
-    store = MetadataStore(str(folder / "tfpipe_root" / "titanic" / "metadata.sqlite"))
-    last = store.run_executions(store.runs("titanic")[-1]["run"])
-    return {e["component"]: e["state"] for e in last}, out
+    return _states(folder), out
 
 
 def _pushed(out: str) -> str:
     return next(line for line in out.splitlines() if line.startswith("pushed model:")).split()[2]
 
 
-def test_damaged_outputs_are_made_again(project, capsys):
-    states, out = _run(project, capsys)
+def test_damaged_outputs_are_made_again(project, first_run, capsys):
+    """Starts from the module's one trained project (its first run's states and summary) instead of training."""
+    states, out = first_run
     assert states == dict.fromkeys(COMPONENTS, "COMPLETE")
     first_push = Path(_pushed(out))
     root = project / "tfpipe_root" / "titanic"
@@ -84,8 +113,9 @@ def test_damaged_outputs_are_made_again(project, capsys):
     assert (Path(_pushed(out)) / "saved_model.pb").is_file()
 
 
-def test_an_unchanged_rerun_after_a_retrain_is_cached_and_pushes_nothing_twice(project, capsys):
-    _run(project, capsys)
+def test_an_unchanged_rerun_after_a_retrain_is_cached_and_pushes_nothing_twice(project, first_run, capsys):
+    """Starts from the module's one trained project instead of training it first."""
+    assert first_run[0] == dict.fromkeys(COMPONENTS, "COMPLETE")
     states, _ = _run(project, capsys, "--no-cache", "trainer")  # a retrain: a new model, judged and pushed
     assert states["trainer"] == "COMPLETE" and states["pusher"] == "COMPLETE"
     states, out = _run(project, capsys)

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from pipeline.cli import build_parser, main
 
 
@@ -116,6 +118,7 @@ def test_an_unexpected_error_says_whether_it_is_a_bug_in_tfpipe_or_in_the_users_
     assert "bug in tfpipe" not in err
 
 
+@pytest.mark.quiet  # times each refusal
 def test_a_prefect_api_that_is_down_or_silent_is_one_line_before_anything_runs(tmp_path):
     import os
     import socket

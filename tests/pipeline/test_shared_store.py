@@ -13,23 +13,20 @@ from components.errors import ConfigError
 from pipeline import flow  # noqa: F401  Prefect sets up its log handlers now, on the session's streams
 from pipeline.flow import pipeline_flow
 from pipeline.metadata import PASSWORD_ENV, MetadataStore
+from tests.conftest import mariadb as _mariadb
 from tests.pipeline.test_reliability import _small_titanic
 
 USER = "tfpipe_secret"
 
 
-def _mariadb(sql: str) -> None:
-    subprocess.run(["mariadb", "-h", "127.0.0.1", "-P", "3306", "-u", "root", "-e", sql], check=True, timeout=60)
-
-
 @pytest.fixture
-def password():
-    """A MariaDB user that can only log in with a fresh password."""
+def password(mysql_db):
+    """A MariaDB user that can only log in with a fresh password, on the module's own database."""
     pw = f"pw-{uuid.uuid4().hex}"
     for host in ("%", "localhost"):
         _mariadb(f"CREATE USER IF NOT EXISTS '{USER}'@'{host}' IDENTIFIED BY '{pw}'; "
                  f"ALTER USER '{USER}'@'{host}' IDENTIFIED BY '{pw}'; "
-                 f"GRANT ALL PRIVILEGES ON {USER}.* TO '{USER}'@'{host}';")
+                 f"GRANT ALL PRIVILEGES ON `{mysql_db}`.* TO '{USER}'@'{host}';")
     saved = os.environ.pop(PASSWORD_ENV, None)
     yield pw
     os.environ.pop(PASSWORD_ENV, None)
@@ -37,11 +34,11 @@ def password():
         os.environ[PASSWORD_ENV] = saved
 
 
-def test_store_password_from_a_prefect_secret_block(tmp_path, password):
+def test_store_password_from_a_prefect_secret_block(tmp_path, password, mysql_db):
     from prefect.blocks.system import Secret
 
     block = f"mlmd-{uuid.uuid4().hex[:8]}"
-    url = f"mysql://{USER}@127.0.0.1:3306/{USER}"
+    url = f"mysql://{USER}@127.0.0.1:3306/{mysql_db}"
     config = _small_titanic(tmp_path, rows=40)
     doc = yaml.safe_load(config.read_text())
     doc.update(metadata=url, metadata_secret=block)
@@ -64,6 +61,7 @@ def test_store_password_from_a_prefect_secret_block(tmp_path, password):
     assert not [r for r in everything if password in str(r)]
 
 
+@pytest.mark.quiet
 def test_a_store_that_never_answers_or_refuses_is_named_within_the_timeout():
     """A listener that accepts and stays silent, a closed port, an unknown host, a user the server does not
     know: each is one ConfigError naming the host and the cause, in bounded time."""
@@ -130,12 +128,14 @@ while True:
 """
 
 
-def test_a_store_that_goes_silent_mid_run_fails_the_run_within_the_query_timeout(tmp_path):
+@pytest.mark.quiet
+def test_a_store_that_goes_silent_mid_run_fails_the_run_within_the_query_timeout(tmp_path, pg_url):
     import sys
     import time
 
     from tests.pipeline.test_reliability import _tfpipe
 
+    db = pg_url.rsplit("/", 1)[1]
     stall = tmp_path / "stall"
     proxy = subprocess.Popen([sys.executable, "-c", _PROXY, str(stall)], stdout=subprocess.PIPE, text=True)
     try:
@@ -143,7 +143,7 @@ def test_a_store_that_goes_silent_mid_run_fails_the_run_within_the_query_timeout
         config = _small_titanic(tmp_path, rows=40)
         doc = yaml.safe_load(config.read_text())
         doc.update(name=f"silent{uuid.uuid4().hex[:8]}", metadata_query_timeout=3,
-                   metadata=f"postgresql://postgres@127.0.0.1:{port}/test")
+                   metadata=f"postgresql://postgres@127.0.0.1:{port}/{db}")
         config.write_text(yaml.safe_dump(doc))
         log = tmp_path / "run.log"
         run = _tfpipe(log, "run", "--no-cache", str(config))
@@ -156,13 +156,13 @@ def test_a_store_that_goes_silent_mid_run_fails_the_run_within_the_query_timeout
         text = log.read_text()
         assert run.returncode == 1, text[-3000:]
         assert time.time() - silent < 60
-        assert (f"tfpipe: error: the metadata store postgresql://postgres@127.0.0.1:{port}/test did not answer "
+        assert (f"tfpipe: error: the metadata store postgresql://postgres@127.0.0.1:{port}/{db} did not answer "
                 in text), text[-3000:]
         assert "within 3 s" in text and "Traceback" not in text
     finally:
         proxy.kill()
     # Nothing published without its record: ingest's outputs are not at their final URIs.
-    store = MetadataStore("postgresql://postgres@127.0.0.1:5432/test")
+    store = MetadataStore(pg_url)
     [run_name] = [r["run"] for r in store.runs(doc["name"])]
     [execution] = store.run_executions(run_name)
     assert execution["component"] == "ingest" and execution["state"] != "COMPLETE"
@@ -170,7 +170,8 @@ def test_a_store_that_goes_silent_mid_run_fails_the_run_within_the_query_timeout
         assert not Path(artifact.uri).exists(), artifact.uri
 
 
-def test_the_deadline_survives_its_watcher_being_killed(tmp_path):
+@pytest.mark.quiet
+def test_the_deadline_survives_its_watcher_being_killed(tmp_path, pg_url):
     """The watcher process that bounds store calls can be killed (the OOM killer, a stray kill -9): the next
     call starts another, and a silent server is still cut off in time, as StoreUnavailable."""
     import signal
@@ -179,11 +180,12 @@ def test_the_deadline_survives_its_watcher_being_killed(tmp_path):
 
     from components.errors import StoreUnavailable
 
+    db = pg_url.rsplit("/", 1)[1]
     stall = tmp_path / "stall"
     proxy = subprocess.Popen([sys.executable, "-c", _PROXY, str(stall)], stdout=subprocess.PIPE, text=True)
     try:
         port = int(proxy.stdout.readline())
-        store = MetadataStore(f"postgresql://postgres@127.0.0.1:{port}/test", 5, 2)
+        store = MetadataStore(f"postgresql://postgres@127.0.0.1:{port}/{db}", 5, 2)
         watchers = subprocess.run(["pgrep", "-P", str(os.getpid()), "-f", "import select, socket"],
                                   capture_output=True, text=True).stdout.split()
         assert watchers
@@ -193,7 +195,7 @@ def test_the_deadline_survives_its_watcher_being_killed(tmp_path):
         assert store.store.get_artifact_types()  # a new watcher, the call goes through
         stall.touch()
         started = time.time()
-        with pytest.raises(StoreUnavailable, match=rf"127.0.0.1:{port}/test did not answer get_artifacts within 2 s"):
+        with pytest.raises(StoreUnavailable, match=rf"127.0.0.1:{port}/{db} did not answer get_artifacts within 2 s"):
             store.store.get_artifacts()
         assert time.time() - started < 10
     finally:

@@ -129,9 +129,11 @@ def test_failing_preprocessing_fn_fails_transform(tmp_path):
     assert not list((Path(cfg.root) / "transform").rglob("saved_model.pb"))
 
 
-@pytest.mark.parametrize("url", ["postgresql://postgres@127.0.0.1:5432/test", "mysql://root@127.0.0.1:3306/tfpipe_test"],
-                         ids=["postgresql", "mariadb"])
-def test_shared_store_on_a_database_server(tmp_path, url):
+@pytest.mark.parametrize("server", ["postgresql", "mariadb"])
+def test_shared_store_on_a_database_server(tmp_path, server, request):
+    # A database of this module's own on each server (tests/conftest.py): xdist workers never share one.
+    url = request.getfixturevalue("pg_url") if server == "postgresql" else \
+        f"mysql://root@127.0.0.1:3306/{request.getfixturevalue('mysql_db')}"
     cfg = _config(tmp_path, _write(tmp_path / "in.csv", CSV[:30]), metadata=url)
     assert cfg.metadata == url
     store = MetadataStore(url)
