@@ -99,8 +99,11 @@ def tiny_run(tmp_path_factory):
             shutil.rmtree(master, ignore_errors=True)
             config = tiny_titanic(master / "folder")
             done = tfpipe("run", "--no-cache", "pipeline.yaml", cwd=config.parent)
-            (master / "done.json").write_text(json.dumps({"args": done.args, "returncode": done.returncode,
-                                                          "stdout": done.stdout, "stderr": done.stderr}))
+            (master / "done.json").write_text(
+                json.dumps(
+                    {"args": done.args, "returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+                )
+            )
     folder = tmp_path_factory.mktemp("tiny") / "folder"
     shutil.copytree(master / "folder", folder)
     done = subprocess.CompletedProcess(**json.loads((master / "done.json").read_text()))
@@ -114,8 +117,27 @@ def _sql_name(request) -> str:
 
 
 def _psql(sql: str) -> None:
-    subprocess.run(["psql", "-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", "test", "-v", "ON_ERROR_STOP=1",
-                    "-q", "-c", sql], check=True, timeout=60, capture_output=True)
+    subprocess.run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "5432",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-c",
+            sql,
+        ],
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
 
 
 def mariadb(sql: str) -> None:
@@ -145,8 +167,9 @@ def mysql_db(request):
 # (one worker, one after another) and, while one runs, the other workers start no test (an flock each test
 # takes shared, a quiet one exclusive; a turnstile lock keeps a waiting quiet test from being starved).
 def pytest_configure(config):
-    config.addinivalue_line("markers", "quiet: times something or needs the machine to itself; under xdist no "
-                                       "other test runs beside it")
+    config.addinivalue_line(
+        "markers", "quiet: times something or needs the machine to itself; under xdist no other test runs beside it"
+    )
 
 
 def _own_module_fixture(item) -> str | None:
@@ -155,8 +178,15 @@ def _own_module_fixture(item) -> str | None:
     module = getattr(item, "module", None)
     if info is None or module is None:
         return None
-    return next((f"{module.__name__}::{name}" for name in info.names_closure for d in info.name2fixturedefs.get(name, ())
-                 if d.scope == "module" and getattr(d.func, "__module__", None) == module.__name__), None)
+    return next(
+        (
+            f"{module.__name__}::{name}"
+            for name in info.names_closure
+            for d in info.name2fixturedefs.get(name, ())
+            if d.scope == "module" and getattr(d.func, "__module__", None) == module.__name__
+        ),
+        None,
+    )
 
 
 @pytest.hookimpl(wrapper=True)  # before any other plugin's hook: xdist reads the groups in its own
@@ -183,8 +213,9 @@ def _group_suffix(item) -> None:
     """xdist's loadgroup sends the tests whose node id ends in `@<group>` to one worker; xdist 3.8 appends it by
     setting `item._nodeid`, which pytest 9.2 no longer reads (the node id is `item._id`), so no group is
     kept together. Appended here where xdist's own did not take."""
-    groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
-                     for m in item.iter_markers("xdist_group")})
+    groups = sorted(
+        {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
+    )
     if not groups or "@" in item.nodeid:
         return
     nodeid = f"{item.nodeid}@{'_'.join(groups)}"

@@ -26,8 +26,12 @@ class Api:
     def __call__(self, path, body=None):
         data = None if body is None else json.dumps(body).encode()
         for attempt in range(6):
-            request = urllib.request.Request(self.url + path, data=data, method="GET" if body is None else "POST",
-                                             headers={"content-type": "application/json"})
+            request = urllib.request.Request(
+                self.url + path,
+                data=data,
+                method="GET" if body is None else "POST",
+                headers={"content-type": "application/json"},
+            )
             try:
                 with urllib.request.urlopen(request, timeout=30) as response:
                     return json.loads(response.read() or "null")
@@ -35,7 +39,7 @@ class Api:
                 # 503: the server's SQLite database was busy; Prefect's own client retries these too.
                 if e.code != 503 or attempt == 5:
                     raise
-                time.sleep(2 ** attempt)
+                time.sleep(2**attempt)
 
     def wait(self, flow_run_id, timeout=600) -> dict:
         deadline = time.time() + timeout
@@ -57,12 +61,22 @@ def prefect_server(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect_server")
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
-    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_API_URL=url, PREFECT_UI_API_URL=url,
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(
+        os.environ,
+        PREFECT_HOME=str(home),
+        PREFECT_API_URL=url,
+        PREFECT_UI_API_URL=url,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        TF_CPP_MIN_LOG_LEVEL="2",
+    )
     log = open(home / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     api = Api(url)
     deadline = time.time() + 180
     while True:
@@ -76,5 +90,3 @@ def prefect_server(tmp_path_factory):
     yield {"api": api, "env": env, "home": home, "ui": f"http://127.0.0.1:{port}"}
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=60)
-
-

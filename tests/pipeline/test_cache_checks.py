@@ -4,7 +4,6 @@ fully cached and pushes nothing twice. Through the real CLI, on a small copy of 
 
 import contextlib
 import io
-import json
 import shutil
 from pathlib import Path
 
@@ -33,8 +32,11 @@ def trained(tmp_path_factory):
     (folder / "data" / "train.csv").write_text("\n".join(lines) + "\n")
     text = (folder / "pipeline.yaml").read_text()
     # Thresholds a 160-row model passes: these tests are about what is reused, not about accuracy.
-    text = text.replace("train_steps: 1000", "train_steps: 40").replace("lower: 0.75", "lower: 0.3") \
+    text = (
+        text.replace("train_steps: 1000", "train_steps: 40")
+        .replace("lower: 0.75", "lower: 0.3")
         .replace("max_decrease: 0.02", "max_decrease: 0.5")
+    )
     # ... nor about data validation, whose skew thresholds are set for the whole CSV, not for 160 rows.
     doc = yaml.safe_load(text)
     for section in ("statistics", "example_validator"):

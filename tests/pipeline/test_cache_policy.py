@@ -33,14 +33,25 @@ def project(tmp_path_factory, prefect_server):
     (folder / "preprocessing.py").write_text("from helpers import preprocessing_fn  # noqa: F401\n")
     (folder / "pipeline.yaml").write_text(
         "name: cachetest\ningest:\n  input: train.csv\ntransform:\n  module: preprocessing.py\n"
-        "trainer:\n  module: model.py\n  label: survived\n  raw_label: Survived\n  train_steps: 30\n")
-    return {"src": src, "folder": folder, "env": prefect_server["env"],
-            "store": str(folder / "tfpipe_root" / "cachetest" / "metadata.sqlite")}
+        "trainer:\n  module: model.py\n  label: survived\n  raw_label: Survived\n  train_steps: 30\n"
+    )
+    return {
+        "src": src,
+        "folder": folder,
+        "env": prefect_server["env"],
+        "store": str(folder / "tfpipe_root" / "cachetest" / "metadata.sqlite"),
+    }
 
 
 def _run(project) -> dict:
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(project["folder"] / "pipeline.yaml")],
-                          cwd=project["src"], env=project["env"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", str(project["folder"] / "pipeline.yaml")],
+        cwd=project["src"],
+        env=project["env"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     store = MetadataStore(project["store"])
     last = store.run_executions(store.runs("cachetest")[-1]["run"])
@@ -57,16 +68,31 @@ def test_edits_rerun_the_step_that_runs_the_code_and_everything_after_it(project
     assert _run(project) == dict.fromkeys(COMPONENTS, "CACHED")  # nothing changed: nothing runs
 
     _edit(src / "components" / "estimator" / "heads.py")  # the Estimator engine: the trainer runs it
-    assert _run(project) == {"ingest": "CACHED", "transform": "CACHED", "trainer": "COMPLETE",
-                             "evaluator": "COMPLETE", "pusher": "COMPLETE"}
+    assert _run(project) == {
+        "ingest": "CACHED",
+        "transform": "CACHED",
+        "trainer": "COMPLETE",
+        "evaluator": "COMPLETE",
+        "pusher": "COMPLETE",
+    }
 
     _edit(project["folder"] / "helpers.py")  # a module the user's preprocessing.py imports
-    assert _run(project) == {"ingest": "CACHED", "transform": "COMPLETE", "trainer": "COMPLETE",
-                             "evaluator": "COMPLETE", "pusher": "COMPLETE"}
+    assert _run(project) == {
+        "ingest": "CACHED",
+        "transform": "COMPLETE",
+        "trainer": "COMPLETE",
+        "evaluator": "COMPLETE",
+        "pusher": "COMPLETE",
+    }
 
     _edit(src / "components" / "evaluator.py")  # one component's module: it and what reads its outputs
-    assert _run(project) == {"ingest": "CACHED", "transform": "CACHED", "trainer": "CACHED",
-                             "evaluator": "COMPLETE", "pusher": "COMPLETE"}
+    assert _run(project) == {
+        "ingest": "CACHED",
+        "transform": "CACHED",
+        "trainer": "CACHED",
+        "evaluator": "COMPLETE",
+        "pusher": "COMPLETE",
+    }
 
     _edit(src / "pipeline" / "runner.py")  # the runner is in no component's key: editing it re-runs nothing
     assert _run(project) == dict.fromkeys(COMPONENTS, "CACHED")
@@ -97,18 +123,26 @@ def test_editing_a_user_component_reruns_it_and_its_downstream_only(project):
     shutil.copy(project["folder"] / "train.csv", folder / "train.csv")
     for name, inputs in (("count", "examples"), ("summary", "note"), ("sibling", "examples")):
         kind = "Examples" if inputs == "examples" else "Note"
-        (folder / f"{name}.py").write_text(_USER_COMPONENT.format(
-            name=name, inputs=f'{inputs}: Input["{kind}"]', uris=f"{inputs}.uri"))
+        (folder / f"{name}.py").write_text(
+            _USER_COMPONENT.format(name=name, inputs=f'{inputs}: Input["{kind}"]', uris=f"{inputs}.uri")
+        )
     (folder / "pipeline.yaml").write_text(
         "name: graphcache\ncomponents:\n"
         "  - {id: ingest, type: ingest, input: train.csv, label: Survived}\n"
         "  - {id: count, type: count.py:count, inputs: {examples: ingest.examples}}\n"
         "  - {id: summary, type: summary.py:summary, inputs: {note: count.out}}\n"
-        "  - {id: sibling, type: sibling.py:sibling, inputs: {examples: ingest.examples}}\n")
+        "  - {id: sibling, type: sibling.py:sibling, inputs: {examples: ingest.examples}}\n"
+    )
 
     def run() -> dict:
-        done = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(folder / "pipeline.yaml")],
-                              cwd=project["src"], env=project["env"], capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "run", str(folder / "pipeline.yaml")],
+            cwd=project["src"],
+            env=project["env"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         store = MetadataStore(str(folder / "tfpipe_root" / "graphcache" / "metadata.sqlite"))
         return {c: state for c, state, _ in store.runs("graphcache")[-1]["executions"]}

@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(config: Path, env: dict) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-c", PROBE, str(config)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(config)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -34,8 +35,9 @@ def test_a_fully_cached_run_loads_neither_tensorflow_nor_beam(tmp_path, prefect_
 
 def test_the_flow_does_not_wait_for_the_heartbeat_threads_next_tick():
     # A Prefect private function (the heartbeat context of the sync flow engine): if it moves, this says so.
-    import pipeline.flow  # noqa: F401
     from prefect import flow_engine
+
+    import pipeline.flow  # noqa: F401
 
     assert isinstance(flow_engine._send_heartbeats, functools.partial)
     assert flow_engine._send_heartbeats.keywords == {"join_on_exit": False}

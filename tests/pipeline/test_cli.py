@@ -13,16 +13,37 @@ def test_help_lists_commands_without_importing_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
     help_text = build_parser().format_help()
-    for command in ("run", "titanic", "component", "deploy", "runs", "artifacts", "lineage", "reproduce", "diff",
-                    "version"):
+    for command in (
+        "run",
+        "titanic",
+        "component",
+        "deploy",
+        "runs",
+        "artifacts",
+        "lineage",
+        "reproduce",
+        "diff",
+        "version",
+    ):
         assert command in help_text
 
 
 def test_every_command_documents_itself(capsys):
     import pytest
 
-    for command in ("run", "titanic", "component", "deploy", "runs", "artifacts", "lineage", "stats", "reproduce",
-                    "diff", "version"):
+    for command in (
+        "run",
+        "titanic",
+        "component",
+        "deploy",
+        "runs",
+        "artifacts",
+        "lineage",
+        "stats",
+        "reproduce",
+        "diff",
+        "version",
+    ):
         with pytest.raises(SystemExit) as done:
             main([command, "--help"])
         assert done.value.code == 0
@@ -40,7 +61,8 @@ def test_a_mistyped_option_gets_its_command_usage_and_a_suggestion(capsys):
     assert done.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: tfpipe run ") and err.strip().endswith(
-        "tfpipe run: error: unrecognized argument --no-cahce (did you mean --no-cache?)"), err
+        "tfpipe run: error: unrecognized argument --no-cahce (did you mean --no-cache?)"
+    ), err
 
 
 def test_no_command_prints_help_and_fails(capsys):
@@ -49,16 +71,16 @@ def test_no_command_prints_help_and_fails(capsys):
 
 
 def test_no_cache_takes_component_names_and_leaves_the_config_path(tmp_path, capsys):
-    import pytest
 
     from pipeline.cli import _fix_no_cache
 
     parser = build_parser()
     for argv, config, no_cache in (
-            (["run", "--no-cache", "examples/titanic/pipeline.yaml"], "examples/titanic/pipeline.yaml", []),
-            (["run", "--no-cache", "trainer", "pusher", "p.yaml"], "p.yaml", ["trainer", "pusher"]),
-            (["run", "p.yaml", "--no-cache", "trainer"], "p.yaml", ["trainer"]),
-            (["run", "p.yaml"], "p.yaml", None)):
+        (["run", "--no-cache", "examples/titanic/pipeline.yaml"], "examples/titanic/pipeline.yaml", []),
+        (["run", "--no-cache", "trainer", "pusher", "p.yaml"], "p.yaml", ["trainer", "pusher"]),
+        (["run", "p.yaml", "--no-cache", "trainer"], "p.yaml", ["trainer"]),
+        (["run", "p.yaml"], "p.yaml", None),
+    ):
         args = parser.parse_args(argv)
         _fix_no_cache(parser, args)
         assert (args.config, args.no_cache) == (config, no_cache), argv
@@ -76,9 +98,13 @@ def test_read_only_commands_never_create_a_store(tmp_path, capsys):
     from tests.conftest import tiny_titanic
 
     config = tiny_titanic(tmp_path)
-    for argv in (["runs", "--config", str(config)], ["artifacts", "--config", str(config)],
-                 ["lineage", "1", "--config", str(config)], ["diff", "a", "b", "--config", str(config)],
-                 ["lineage", "1", "--metadata", str(tmp_path / "elsewhere.sqlite")]):
+    for argv in (
+        ["runs", "--config", str(config)],
+        ["artifacts", "--config", str(config)],
+        ["lineage", "1", "--config", str(config)],
+        ["diff", "a", "b", "--config", str(config)],
+        ["lineage", "1", "--metadata", str(tmp_path / "elsewhere.sqlite")],
+    ):
         assert main(argv) == 1, argv
         assert "tfpipe: error: no MLMD store at" in capsys.readouterr().err
     assert not (tmp_path / "root").exists() and not (tmp_path / "elsewhere.sqlite").exists()
@@ -87,8 +113,9 @@ def test_read_only_commands_never_create_a_store(tmp_path, capsys):
 def test_a_closed_pipe_is_not_an_error():
     from pathlib import Path
 
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "tfpipe"), "version"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "tfpipe"), "version"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     proc.stdout.close()  # like `| head` that has read all it wants
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0 and "Traceback" not in err and "BrokenPipe" not in err
@@ -137,8 +164,13 @@ def test_a_prefect_api_that_is_down_or_silent_is_one_line_before_anything_runs(t
     for port, why in ((closed_port, "cannot be reached"), (silent.getsockname()[1], "did not answer in 2 s")):
         env = dict(os.environ, PREFECT_API_URL=f"http://127.0.0.1:{port}/api")
         started = time.time()
-        done = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(config)], env=env,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "run", str(config)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 1, done.stderr[-2000:]
         assert f"tfpipe: error: the Prefect API at http://127.0.0.1:{port}/api {why}" in done.stderr, done.stderr
         assert "Traceback" not in done.stderr and time.time() - started < 30

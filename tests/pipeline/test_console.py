@@ -17,13 +17,25 @@ def test_a_run_prints_one_format_without_library_noise(tiny_run):
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stderr.splitlines()
     assert lines and [line for line in lines if not LOG_LINE.match(line)] == []
-    for noise in ("absl::InitializeLog", "cpu_feature_guard", "cuInit", "cudart_stub", "deprecated",
-                  "Instructions for updating", "cache key varies", "Traceback"):
+    for noise in (
+        "absl::InitializeLog",
+        "cpu_feature_guard",
+        "cuInit",
+        "cudart_stub",
+        "deprecated",
+        "Instructions for updating",
+        "cache key varies",
+        "Traceback",
+    ):
         assert noise not in done.stderr, noise
     # Progress as plain lines (no carriage returns off a terminal), for each long step.
     assert "\r" not in done.stderr
-    for progress in (r"ingest: rows read 60, ", r"transform: applying the graph to 2 files, rows 60, ",
-                     r"trainer: step 10/10, loss [\d.]+, [\d,]+ examples/s, done in", r"evaluator: examples scored \d+"):
+    for progress in (
+        r"ingest: rows read 60, ",
+        r"transform: applying the graph to 2 files, rows 60, ",
+        r"trainer: step 10/10, loss [\d.]+, [\d,]+ examples/s, done in",
+        r"evaluator: examples scored \d+",
+    ):
         assert re.search(progress, done.stderr), progress
     for step in ("ingest", "transform", "trainer", "evaluator", "pusher"):
         assert len(re.findall(rf"- {step}: running", done.stderr)) == 1  # announced once

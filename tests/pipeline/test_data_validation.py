@@ -161,8 +161,11 @@ def test_with_severity_warn_a_bad_drop_runs_to_the_end_with_warnings(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout + done.stderr
     # (the edits move rows between splits: Fare is missing in some 40-55 % of the train split)
-    for words in (r"warning: Age drifted: Jensen-Shannon divergence 0\.\d+ > 0\.2", r"Embarked has value\(s\) 'X'",
-                  r"warning: Fare is missing in \d+% of split train"):
+    for words in (
+        r"warning: Age drifted: Jensen-Shannon divergence 0\.\d+ > 0\.2",
+        r"Embarked has value\(s\) 'X'",
+        r"warning: Fare is missing in \d+% of split train",
+    ):
         assert re.search(words, out), (words, out[-3000:])
     assert _last_run(tmp_path)["trainer"] == "COMPLETE"
 

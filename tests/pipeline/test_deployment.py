@@ -29,16 +29,42 @@ def test_deployment_runs_on_a_worker_and_shows_in_the_ui(prefect_server, tmp_pat
     project.mkdir()
     for module in ("preprocessing.py", "model.py"):
         shutil.copy(TITANIC / module, project / module)
-    (project / "train.csv").write_text("\n".join((TITANIC / "data" / "train.csv").read_text().splitlines()[:121]) + "\n")
-    (project / "pipeline.yaml").write_text(yaml.safe_dump({
-        "name": "deployed", "ingest": {"input": "train.csv"}, "transform": {"module": "preprocessing.py"},
-        "trainer": {"module": "model.py", "label": "survived", "raw_label": "Survived", "train_steps": 50},
-        "evaluator": {"slices": ["Sex"], "thresholds": {"accuracy": {"lower": 0.5}}}}))
+    (project / "train.csv").write_text(
+        "\n".join((TITANIC / "data" / "train.csv").read_text().splitlines()[:121]) + "\n"
+    )
+    (project / "pipeline.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "deployed",
+                "ingest": {"input": "train.csv"},
+                "transform": {"module": "preprocessing.py"},
+                "trainer": {"module": "model.py", "label": "survived", "raw_label": "Survived", "train_steps": 50},
+                "evaluator": {"slices": ["Sex"], "thresholds": {"accuracy": {"lower": 0.5}}},
+            }
+        )
+    )
     root = tmp_path / "root"
 
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "deploy", str(project / "pipeline.yaml"),
-                           "--pool", "tfpipe-test", "--cron", "0 3 * * *", "--root", str(root)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "deploy",
+            str(project / "pipeline.yaml"),
+            "--pool",
+            "tfpipe-test",
+            "--cron",
+            "0 3 * * *",
+            "--root",
+            str(root),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "deployment tfpipe/deployed" in done.stdout and "schedule '0 3 * * *' UTC" in done.stdout
     deployment = api("/deployments/name/tfpipe/deployed")
@@ -47,21 +73,33 @@ def test_deployment_runs_on_a_worker_and_shows_in_the_ui(prefect_server, tmp_pat
     assert deployment["work_pool_name"] == "tfpipe-test"
 
     worker_log = open(tmp_path / "worker.log", "w")
-    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "tfpipe-test"],
-                              cwd=ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "tfpipe-test"],
+        cwd=ROOT,
+        env=env,
+        stdout=worker_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         first = api(f"/deployments/{deployment['id']}/create_flow_run", {})
         run = api.wait(first["id"])
         assert run["state"]["type"] == "COMPLETED", (tmp_path / "worker.log").read_text()[-4000:]
         # (a file in the standard form without data validation sections: the five standard instances)
         assert api.task_states(first["id"]) == dict.fromkeys(
-            ["ingest", "transform", "trainer", "evaluator", "pusher"], "Completed")
+            ["ingest", "transform", "trainer", "evaluator", "pusher"], "Completed"
+        )
 
         # A per-run parameter: this run re-runs only the pusher; the rest is reused and shows as Cached.
         second = api(f"/deployments/{deployment['id']}/create_flow_run", {"parameters": {"no_cache": ["pusher"]}})
         assert api.wait(second["id"])["state"]["type"] == "COMPLETED"
-        assert api.task_states(second["id"]) == {"ingest": "Cached", "transform": "Cached", "trainer": "Cached",
-                                                 "evaluator": "Cached", "pusher": "Completed"}
+        assert api.task_states(second["id"]) == {
+            "ingest": "Cached",
+            "transform": "Cached",
+            "trainer": "Cached",
+            "evaluator": "Cached",
+            "pusher": "Completed",
+        }
     finally:
         # Clean-up, not the test: Prefect's worker shutdown took over 60 s once on a loaded 2-core VM.
         os.killpg(worker.pid, signal.SIGTERM)
@@ -102,8 +140,14 @@ def test_deployment_runs_on_a_worker_and_shows_in_the_ui(prefect_server, tmp_pat
 
     # A run of another pipeline on the same server: its flow run is told apart by name.
     other = tiny_titanic(tmp_path / "other", name="other")
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "component", "ingest", "--config", str(other)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "component", "ingest", "--config", str(other)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     runs = {r["name"].split("/")[0]: r for r in api("/flow_runs/filter", {})}
     assert {"deployed", "other"} <= set(runs) and "other" in runs["other"]["tags"]  # a CLI run is tagged too
@@ -117,8 +161,10 @@ def _ui_shows_the_run(ui: str, flow_run_id: str, run_names: list) -> None:
 
     OUTPUT.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        browser = p.chromium.launch(
+            executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        )
         page = browser.new_page(viewport={"width": 1600, "height": 1100})
         page.goto(f"{ui}/runs")
         for name in run_names:  # two pipelines' runs, each named <pipeline>/<run id>
@@ -141,11 +187,22 @@ def _ui_shows_the_run(ui: str, flow_run_id: str, run_names: list) -> None:
 def test_prefect_deploy_reads_deploy_prefect_yaml(prefect_server):
     server = prefect_server
     env = dict(server["env"], TFPIPE_HOME=str(ROOT))
-    subprocess.run([sys.executable, "-m", "prefect", "work-pool", "create", "tfpipe", "--type", "process"],
-                   cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    done = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--prefect-file",
-                           "deploy/prefect.yaml", "--all"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "prefect", "work-pool", "create", "tfpipe", "--type", "process"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--prefect-file", "deploy/prefect.yaml", "--all"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     api = server["api"]
     nightly = api("/deployments/name/tfpipe/titanic-nightly")

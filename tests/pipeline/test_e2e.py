@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
-from ml_metadata.proto import metadata_store_pb2 as pb
 
 from pipeline.cli import main
 from pipeline.flow import pipeline_flow
@@ -69,28 +68,57 @@ def test_titanic_pipeline_end_to_end(tmp_path):
 
     # The served model takes raw examples (no label, a missing Age) and transforms them itself.
     served = tf.saved_model.load(push["path"])
-    rows = tf.constant([
-        _example(Pclass=1, Name="Smith, Mrs. Jane", Sex="female", SibSp=1, Parch=0, Ticket="PC 1", Fare=80.0,
-                 Embarked="C", PassengerId=1),
-        _example(Pclass=3, Name="Doe, Mr. John", Sex="male", Age=30.0, SibSp=0, Parch=0, Ticket="A 2", Fare=7.25,
-                 Embarked="S", PassengerId=2)])
+    rows = tf.constant(
+        [
+            _example(
+                Pclass=1,
+                Name="Smith, Mrs. Jane",
+                Sex="female",
+                SibSp=1,
+                Parch=0,
+                Ticket="PC 1",
+                Fare=80.0,
+                Embarked="C",
+                PassengerId=1,
+            ),
+            _example(
+                Pclass=3,
+                Name="Doe, Mr. John",
+                Sex="male",
+                Age=30.0,
+                SibSp=0,
+                Parch=0,
+                Ticket="A 2",
+                Fare=7.25,
+                Embarked="S",
+                PassengerId=2,
+            ),
+        ]
+    )
     out = served.signatures["serving_default"](inputs=rows)
     assert out["scores"].shape == (2, 2) and out["scores"][0, 1] > 0.5 > out["scores"][1, 1]
 
     second = pipeline_flow(str(config), overrides=overrides)
     assert set(_states(second).values()) == {"CACHED"}
-    assert [e.state for e in store.executions()][len(TITANIC):] == ["CACHED"] * len(TITANIC)
+    assert [e.state for e in store.executions()][len(TITANIC) :] == ["CACHED"] * len(TITANIC)
     assert second["components"]["trainer"]["outputs"] == first["components"]["trainer"]["outputs"]
 
     # A changed preprocessing_fn: transform and everything downstream run again, ingest does not.
     module = config.parent / "preprocessing.py"
     module.write_text(module.read_text().replace("tft.scale_to_z_score(family)", "tft.scale_to_0_1(family)"))
     third = pipeline_flow(str(config), overrides=overrides)
-    assert _states(third) == {"ingest": "CACHED", "statistics": "CACHED", "example_validator": "CACHED",
-                              "transform": "COMPLETE", "trainer": "COMPLETE", "evaluator": "COMPLETE",
-                              "pusher": "COMPLETE"}
+    assert _states(third) == {
+        "ingest": "CACHED",
+        "statistics": "CACHED",
+        "example_validator": "CACHED",
+        "transform": "COMPLETE",
+        "trainer": "COMPLETE",
+        "evaluator": "COMPLETE",
+        "pusher": "COMPLETE",
+    }
     third_metrics = json.loads(
-        (Path(third["components"]["evaluator"]["uris"]["evaluation"]) / "metrics.json").read_text())
+        (Path(third["components"]["evaluator"]["uris"]["evaluation"]) / "metrics.json").read_text()
+    )
     assert third_metrics["baseline_model"] == push["path"]  # judged against the model pushed before
     # The baseline is an input of the evaluator's execution in MLMD (resolved by the runner, as TFX's
     # resolver does), so the lineage and the cache key see it.
@@ -100,11 +128,13 @@ def test_titanic_pipeline_end_to_end(tmp_path):
     assert baseline.type == "PushedModel" and baseline.properties["pushed_destination"] == push["path"]
 
     # Other split weights: the last pushed model may have trained on today's eval rows, so it is no baseline.
-    fourth = pipeline_flow(str(config), overrides={**overrides, "ingest": {**_ingest_section(config),
-                                                                              "splits": {"train": 8, "eval": 2}}})
+    fourth = pipeline_flow(
+        str(config), overrides={**overrides, "ingest": {**_ingest_section(config), "splits": {"train": 8, "eval": 2}}}
+    )
     assert _states(fourth)["ingest"] == "COMPLETE"
     fourth_metrics = json.loads(
-        (Path(fourth["components"]["evaluator"]["uris"]["evaluation"]) / "metrics.json").read_text())
+        (Path(fourth["components"]["evaluator"]["uris"]["evaluation"]) / "metrics.json").read_text()
+    )
     assert fourth_metrics["baseline_model"] is None
 
     # The CLI reads the same store.

@@ -20,8 +20,11 @@ from pipeline.config import PipelineConfig, load_config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # TFPIPE_FUZZ_EXAMPLES=5000 for a longer hunt; the suite's default keeps CI quick.
-FUZZ = settings(max_examples=int(os.environ.get("TFPIPE_FUZZ_EXAMPLES", 150)), deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(os.environ.get("TFPIPE_FUZZ_EXAMPLES", 150)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 names = st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,8}", fullmatch=True)
 # Any text a spreadsheet could hold, commas, quotes and line breaks included; NUL is not CSV.
@@ -82,13 +85,21 @@ def test_ingest_of_any_table_writes_every_row_or_refuses_it(table):
         assert sum(result.counts.values()) == len(rows)
 
 
-VALID = {"name": "fuzz", "ingest": {"input": "data.csv"},
-         "transform": {"module": str(EXAMPLES / "titanic" / "preprocessing.py")},
-         "trainer": {"module": str(EXAMPLES / "titanic" / "model.py"), "label": "survived"}}
-yaml_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
-                           | st.text(st.characters(blacklist_categories=("Cs",)), max_size=20),
-                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(names, inner, max_size=3),
-                           max_leaves=6)
+VALID = {
+    "name": "fuzz",
+    "ingest": {"input": "data.csv"},
+    "transform": {"module": str(EXAMPLES / "titanic" / "preprocessing.py")},
+    "trainer": {"module": str(EXAMPLES / "titanic" / "model.py"), "label": "survived"},
+}
+yaml_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(st.characters(blacklist_categories=("Cs",)), max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(names, inner, max_size=3),
+    max_leaves=6,
+)
 
 
 @st.composite

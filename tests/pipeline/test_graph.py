@@ -20,16 +20,37 @@ from tests.conftest import tfpipe, tiny_titanic
 # tiny_titanic's pipeline.yaml in the graph form: the standard chain, wired by hand.
 GRAPH = [
     {"id": "ingest", "type": "ingest", "input": "data.csv"},
-    {"id": "transform", "type": "transform", "inputs": {"examples": "ingest.examples", "schema": "ingest.schema"},
-     "module": "preprocessing.py"},
-    {"id": "trainer", "type": "trainer",
-     "inputs": {"transformed_examples": "transform.transformed_examples",
-                "transform_graph": "transform.transform_graph", "schema": "ingest.schema"},
-     "module": "model.py", "label": "survived", "raw_label": "Survived", "train_steps": 10},
-    {"id": "evaluator", "type": "evaluator",
-     "inputs": {"model": "trainer.model", "examples": "ingest.examples", "schema": "ingest.schema",
-                "transform_graph": "transform.transform_graph"},
-     "slices": ["Sex"], "thresholds": {"accuracy": {"lower": 0.1}}},
+    {
+        "id": "transform",
+        "type": "transform",
+        "inputs": {"examples": "ingest.examples", "schema": "ingest.schema"},
+        "module": "preprocessing.py",
+    },
+    {
+        "id": "trainer",
+        "type": "trainer",
+        "inputs": {
+            "transformed_examples": "transform.transformed_examples",
+            "transform_graph": "transform.transform_graph",
+            "schema": "ingest.schema",
+        },
+        "module": "model.py",
+        "label": "survived",
+        "raw_label": "Survived",
+        "train_steps": 10,
+    },
+    {
+        "id": "evaluator",
+        "type": "evaluator",
+        "inputs": {
+            "model": "trainer.model",
+            "examples": "ingest.examples",
+            "schema": "ingest.schema",
+            "transform_graph": "transform.transform_graph",
+        },
+        "slices": ["Sex"],
+        "thresholds": {"accuracy": {"lower": 0.1}},
+    },
     {"id": "pusher", "type": "pusher", "inputs": {"model": "trainer.model", "blessing": "evaluator.blessing"}},
 ]
 
@@ -45,10 +66,23 @@ CHECKS = textwrap.dedent('''
 ''')
 
 # The Titanic CSV's columns, as a pinned tensorflow-metadata Schema (what ingest would infer, less presence).
-SCHEMA = "".join(f'feature {{\n  name: "{name}"\n  type: {kind}\n}}\n' for name, kind in [
-    ("PassengerId", "INT"), ("Survived", "INT"), ("Pclass", "INT"), ("Name", "BYTES"), ("Sex", "BYTES"),
-    ("Age", "FLOAT"), ("SibSp", "INT"), ("Parch", "INT"), ("Ticket", "BYTES"), ("Fare", "FLOAT"),
-    ("Cabin", "BYTES"), ("Embarked", "BYTES")])
+SCHEMA = "".join(
+    f'feature {{\n  name: "{name}"\n  type: {kind}\n}}\n'
+    for name, kind in [
+        ("PassengerId", "INT"),
+        ("Survived", "INT"),
+        ("Pclass", "INT"),
+        ("Name", "BYTES"),
+        ("Sex", "BYTES"),
+        ("Age", "FLOAT"),
+        ("SibSp", "INT"),
+        ("Parch", "INT"),
+        ("Ticket", "BYTES"),
+        ("Fare", "FLOAT"),
+        ("Cabin", "BYTES"),
+        ("Embarked", "BYTES"),
+    ]
+)
 
 
 def graph_pipeline(folder: Path, edit=None, name: str = "tiny") -> Path:
@@ -86,33 +120,49 @@ def test_unknown_type(tmp_path):
     def edit(by_id, _):
         by_id["trainer"]["type"] = "trainr"
 
-    refused(graph_pipeline(tmp_path, edit).parent, ": trainer: ", "unknown type 'trainr'",
-                   "did you mean 'trainer'?", "package.module:function")
+    refused(
+        graph_pipeline(tmp_path, edit).parent,
+        ": trainer: ",
+        "unknown type 'trainr'",
+        "did you mean 'trainer'?",
+        "package.module:function",
+    )
 
 
 def test_unwired_input(tmp_path):
     def edit(by_id, _):
         del by_id["trainer"]["inputs"]["schema"]
 
-    refused(graph_pipeline(tmp_path, edit).parent, ": trainer: ", "input 'schema' (Schema) is not wired",
-            "inputs: {schema: <instance>.<output>}")
+    refused(
+        graph_pipeline(tmp_path, edit).parent,
+        ": trainer: ",
+        "input 'schema' (Schema) is not wired",
+        "inputs: {schema: <instance>.<output>}",
+    )
 
 
 def test_output_of_another_type(tmp_path):
     def edit(by_id, _):
         by_id["trainer"]["inputs"]["schema"] = "ingest.statistics"
 
-    refused(graph_pipeline(tmp_path, edit).parent, "trainer: input schema", "takes a Schema",
-            "ingest.statistics is an ExampleStatistics", "wire ingest.schema")
+    refused(
+        graph_pipeline(tmp_path, edit).parent,
+        "trainer: input schema",
+        "takes a Schema",
+        "ingest.statistics is an ExampleStatistics",
+        "wire ingest.schema",
+    )
 
 
 def test_cycle(tmp_path):
     def edit(by_id, instances):
         # Two filters, each reading the other's output: types fit, the order cannot.
-        instances.insert(1, {"id": "filter_a", "type": "checks.py:drop_outliers",
-                             "inputs": {"examples": "filter_b.filtered"}})
-        instances.insert(2, {"id": "filter_b", "type": "checks.py:drop_outliers",
-                             "inputs": {"examples": "filter_a.filtered"}})
+        instances.insert(
+            1, {"id": "filter_a", "type": "checks.py:drop_outliers", "inputs": {"examples": "filter_b.filtered"}}
+        )
+        instances.insert(
+            2, {"id": "filter_b", "type": "checks.py:drop_outliers", "inputs": {"examples": "filter_a.filtered"}}
+        )
 
     line = refused(graph_pipeline(tmp_path, edit).parent, "filter_a", "cycle", "filter_b")
     assert "filter_a <- filter_b <- filter_a" in line or "filter_b <- filter_a <- filter_b" in line, line
@@ -123,8 +173,9 @@ def test_unknown_parameter(tmp_path):
     def edit(by_id, _):
         by_id["trainer"]["train_step"] = by_id["trainer"].pop("train_steps")
 
-    refused(graph_pipeline(tmp_path, edit).parent, ": trainer.train_step: ", "unknown key",
-            "did you mean 'train_steps'?")
+    refused(
+        graph_pipeline(tmp_path, edit).parent, ": trainer.train_step: ", "unknown key", "did you mean 'train_steps'?"
+    )
 
 
 def test_slice_not_in_the_pinned_schema(tmp_path):
@@ -133,18 +184,24 @@ def test_slice_not_in_the_pinned_schema(tmp_path):
         by_id["evaluator"]["slices"] = ["Nope"]
 
     (tmp_path / "schema.pbtxt").write_text(SCHEMA)
-    refused(graph_pipeline(tmp_path, edit).parent, "evaluator", "slices ['Nope']", "schema.pbtxt",
-            "choose from", "Sex")
+    refused(graph_pipeline(tmp_path, edit).parent, "evaluator", "slices ['Nope']", "schema.pbtxt", "choose from", "Sex")
 
 
 def test_slice_not_in_the_csv_header_when_the_schema_is_inferred(tmp_path):
     """No pinned schema: the CSV's header already says which columns there will be, so a slice column that is
     not one of them is refused before anything runs, not after training."""
+
     def edit(by_id, _):
         by_id["evaluator"]["slices"] = ["Sex", "Nope"]
 
-    refused(graph_pipeline(tmp_path, edit).parent, "evaluator", "slices ['Nope']", "the input's header",
-            "choose from", "Pclass")
+    refused(
+        graph_pipeline(tmp_path, edit).parent,
+        "evaluator",
+        "slices ['Nope']",
+        "the input's header",
+        "choose from",
+        "Pclass",
+    )
 
 
 def test_slice_not_in_the_pinned_schema_behind_a_filter(tmp_path):
@@ -152,8 +209,9 @@ def test_slice_not_in_the_pinned_schema_behind_a_filter(tmp_path):
         by_id["ingest"]["schema"] = "schema.pbtxt"
         by_id["evaluator"]["slices"] = ["Nope"]
         by_id["evaluator"]["inputs"]["examples"] = "filter.filtered"
-        instances.insert(1, {"id": "filter", "type": "checks.py:drop_outliers",
-                             "inputs": {"examples": "ingest.examples"}})
+        instances.insert(
+            1, {"id": "filter", "type": "checks.py:drop_outliers", "inputs": {"examples": "ingest.examples"}}
+        )
 
     # In-process: the file loads (the check is skipped), so `tfpipe run` would run the pipeline.
     from pipeline.config import ConfigFileError, load_config
@@ -180,8 +238,9 @@ def test_user_component_function_missing_names_the_fix(tmp_path):
 
 def test_user_component_file_missing(tmp_path):
     def edit(by_id, instances):
-        instances.insert(1, {"id": "filter", "type": "nothere.py:drop_outliers",
-                             "inputs": {"examples": "ingest.examples"}})
+        instances.insert(
+            1, {"id": "filter", "type": "nothere.py:drop_outliers", "inputs": {"examples": "ingest.examples"}}
+        )
 
     refused(graph_pipeline(tmp_path, edit).parent, ": filter: ", "nothere.py", "does not exist")
 
@@ -195,13 +254,15 @@ def test_user_component_package_that_fails_to_import(tmp_path, monkeypatch, sour
     monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
 
     def edit(by_id, instances):
-        instances.insert(1, {"id": "filter", "type": "tiny_checks.broken:drop_outliers",
-                             "inputs": {"examples": "ingest.examples"}})
+        instances.insert(
+            1, {"id": "filter", "type": "tiny_checks.broken:drop_outliers", "inputs": {"examples": "ingest.examples"}}
+        )
 
     refused(graph_pipeline(tmp_path / "pipeline", edit).parent, ": filter: ", "tiny_checks.broken", "import")
 
 
 # ---- the two forms ---------------------------------------------------------------------------------------------
+
 
 def test_standard_and_graph_forms_load_to_the_same_graph(tmp_path):
     from pipeline.config import load_config, parse
@@ -232,7 +293,7 @@ def test_standard_and_graph_forms_load_to_the_same_graph(tmp_path):
 
 # ---- two branches at once --------------------------------------------------------------------------------------
 
-BRANCHES = textwrap.dedent('''
+BRANCHES = textwrap.dedent("""
     import os
     import time
 
@@ -253,7 +314,7 @@ BRANCHES = textwrap.dedent('''
     @component
     def right(examples: Input["Examples"], report: Output["Report"]):
         _report(examples, report, "right")
-''')
+""")
 
 
 @pytest.mark.slow
@@ -263,11 +324,20 @@ def test_independent_branches_run_at_once(tmp_path):
     folder = tmp_path / "branches"
     tiny_titanic(folder, name="branches")
     (folder / "branches.py").write_text(BRANCHES)
-    (folder / "pipeline.yaml").write_text(yaml.safe_dump({"name": "branches", "root": "root", "components": [
-        {"id": "ingest", "type": "ingest", "input": "data.csv", "label": "Survived"},
-        {"id": "left", "type": "branches.py:left", "inputs": {"examples": "ingest.examples"}},
-        {"id": "right", "type": "branches.py:right", "inputs": {"examples": "ingest.examples"}},
-    ]}, sort_keys=False))
+    (folder / "pipeline.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "branches",
+                "root": "root",
+                "components": [
+                    {"id": "ingest", "type": "ingest", "input": "data.csv", "label": "Survived"},
+                    {"id": "left", "type": "branches.py:left", "inputs": {"examples": "ingest.examples"}},
+                    {"id": "right", "type": "branches.py:right", "inputs": {"examples": "ingest.examples"}},
+                ],
+            },
+            sort_keys=False,
+        )
+    )
     done = tfpipe("run", "pipeline.yaml", cwd=folder)
     assert done.returncode == 0, done.stderr[-5000:]
 

@@ -29,7 +29,9 @@ def test_weights_that_differ_are_judged_by_the_run_metrics_when_not_exact():
     assert _verdict(model_a, model_b, outs(run_a), outs(far), exact=False) == DIFFERENT
     assert _verdict(model_a, _artifact("Model", "aaa"), {}, {}, exact=True) == IDENTICAL
     evaluation = _artifact("ModelEvaluation", "e", **{"metric:accuracy": 0.8})
-    assert _verdict(evaluation, _artifact("ModelEvaluation", "f", **{"metric:accuracy": 0.8}), {}, {}, True) == IDENTICAL
+    assert (
+        _verdict(evaluation, _artifact("ModelEvaluation", "f", **{"metric:accuracy": 0.8}), {}, {}, True) == IDENTICAL
+    )
 
 
 def test_the_import_scan_behind_the_cache_key_misses_no_import_of_any_tfpipe_file():
@@ -49,5 +51,5 @@ def test_the_import_scan_behind_the_cache_key_misses_no_import_of_any_tfpipe_fil
         source = Path(f).read_bytes()
         missed = imports(ast.parse(source)) - imports(_import_statements(source, str(f)))
         assert not missed, f"{f}: {missed}"
-    tricky = b'import os\ndef f():\n    from components import (\n        errors,\n        stop)  # why\n'
+    tricky = b"import os\ndef f():\n    from components import (\n        errors,\n        stop)  # why\n"
     assert imports(_import_statements(tricky, "x.py")) == imports(ast.parse(tricky))

@@ -29,4 +29,5 @@ def test_the_titanic_file_from_before_graphs_runs_unchanged_and_is_blessed(tmp_p
     again = tfpipe("run", "pipeline.yaml", cwd=folder)
     assert again.returncode == 0, again.stderr[-3000:]
     assert [line.split()[:2] for line in again.stdout.splitlines()[1:6]] == [
-        [c, "CACHED"] for c in ("ingest", "transform", "trainer", "evaluator", "pusher")]
+        [c, "CACHED"] for c in ("ingest", "transform", "trainer", "evaluator", "pusher")
+    ]

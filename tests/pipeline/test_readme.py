@@ -40,8 +40,11 @@ def readme_commands() -> list[str]:
 def _project(tmp_path: Path) -> Path:
     """A checkout-like folder whose examples/titanic is small."""
     project = tmp_path / "project"
-    shutil.copytree(ROOT / "examples" / "titanic", project / "examples" / "titanic",
-                    ignore=shutil.ignore_patterns("tfpipe_root", "__pycache__"))
+    shutil.copytree(
+        ROOT / "examples" / "titanic",
+        project / "examples" / "titanic",
+        ignore=shutil.ignore_patterns("tfpipe_root", "__pycache__"),
+    )
     data = project / "examples" / "titanic" / "data" / "train.csv"
     data.write_text("\n".join(data.read_text().splitlines()[:61]) + "\n")
     config = project / "examples" / "titanic" / "pipeline.yaml"
@@ -67,8 +70,9 @@ def test_every_readme_command_runs(tmp_path, prefect_server):
     ran = []
 
     def run(command: str) -> subprocess.CompletedProcess:
-        done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=project, env=env, capture_output=True,
-                              text=True, timeout=900)
+        done = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", command], cwd=project, env=env, capture_output=True, text=True, timeout=900
+        )
         assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
         ran.append(command)
         return done
@@ -79,8 +83,15 @@ def test_every_readme_command_runs(tmp_path, prefect_server):
         shell = _shell(command)
         if "tfpipe titanic" in shell and "--seed-program" not in shell:
             shell += f" --root {tmp_path / 'titanic_root'}"  # the whole Titanic run, out of the checkout
-        runs = [r.split()[0] for r in run(f"{BIN / 'tfpipe'} runs --config examples/titanic/pipeline.yaml")
-                .stdout.splitlines()[2:] if r.strip() and not r.startswith(" ")] if store_root.exists() else []
+        runs = (
+            [
+                r.split()[0]
+                for r in run(f"{BIN / 'tfpipe'} runs --config examples/titanic/pipeline.yaml").stdout.splitlines()[2:]
+                if r.strip() and not r.startswith(" ")
+            ]
+            if store_root.exists()
+            else []
+        )
         if re.search(r"RUN_ID|RUN_A|RUN_B", shell):
             assert len(runs) >= 2, runs
             shell = shell.replace("RUN_ID", runs[0]).replace("RUN_A", runs[0]).replace("RUN_B", runs[-1])
@@ -90,6 +101,8 @@ def test_every_readme_command_runs(tmp_path, prefect_server):
     assert len(ran) >= 12, ran
     # As the issue had it: a dot graph piped into head ends quietly.
     version = sorted(os.listdir(store_root / "serving"))[-1]
-    done = run(f"{BIN / 'tfpipe'} lineage {store_root / 'serving' / version} --config examples/titanic/pipeline.yaml "
-               "--format dot | head -3")
+    done = run(
+        f"{BIN / 'tfpipe'} lineage {store_root / 'serving' / version} --config examples/titanic/pipeline.yaml "
+        "--format dot | head -3"
+    )
     assert done.stdout.startswith("digraph lineage {") and "Traceback" not in done.stderr

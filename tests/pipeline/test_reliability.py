@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ml_metadata.proto import metadata_store_pb2 as pb
 
 from pipeline.metadata import MetadataStore, connection_config, redact
 
@@ -23,8 +22,15 @@ def _tfpipe(log: Path, *args, env=None):
     # Its own session: killing the group also kills the Prefect server it started, as a lost machine would.
     env = dict(env or os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
 
 @pytest.mark.slow
@@ -93,7 +99,7 @@ def test_credentials_never_shown():
 def _small_titanic(tmp_path, rows=120, **trainer) -> Path:
     """The Titanic example on its first rows, into tmp_path/root: a whole pipeline in well under a minute."""
     csv = tmp_path / "titanic.csv"
-    csv.write_text("\n".join((EXAMPLES / "titanic" / "data" / "train.csv").read_text().splitlines()[:rows + 1]) + "\n")
+    csv.write_text("\n".join((EXAMPLES / "titanic" / "data" / "train.csv").read_text().splitlines()[: rows + 1]) + "\n")
     doc = yaml.safe_load((EXAMPLES / "titanic" / "pipeline.yaml").read_text())
     doc["ingest"]["input"] = str(csv)
     for section in ("transform", "trainer"):
@@ -139,8 +145,9 @@ def test_killed_transform_publishes_nothing_and_the_rerun_replaces_it(tmp_path, 
     assert {a.state for a in outputs.values()} == {"PENDING"}  # never LIVE: nobody may read them
     assert not any(Path(a.uri).exists() for a in outputs.values())
 
-    rerun = _tfpipe(tmp_path / "rerun.log", "component", "transform", "--config", str(config),
-                    env=prefect_server["env"])
+    rerun = _tfpipe(
+        tmp_path / "rerun.log", "component", "transform", "--config", str(config), env=prefect_server["env"]
+    )
     _finish(rerun, tmp_path / "rerun.log")
     dead, done = store.executions("transform")
     assert _state(dead) == "FAILED" and {a.state for a in store.outputs_of(dead.id).values()} == {"ABANDONED"}
@@ -189,8 +196,14 @@ def test_passwords_never_reach_logs_prefect_or_mlmd(tmp_path, pg_url):
     prefect_home = tmp_path / "prefect"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PREFECT_HOME=str(prefect_home))
     url = pg_url.replace("postgres@", f"postgres:{password}@")  # trust auth: any password is accepted
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "component", "ingest", "--config", str(config),
-                           "--metadata", url], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "component", "ingest", "--config", str(config), "--metadata", url],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "postgres:***@" in done.stdout or "postgres@" in done.stdout
     assert password not in done.stdout + done.stderr
@@ -218,15 +231,22 @@ def test_four_pipelines_at_once_lose_no_record(tmp_path, backend, prefect_server
         # once race to create MLMD's tables, which is not what this test is about).
         MetadataStore(url)
     # One Prefect server for the four, as a team would have.
-    procs = [_tfpipe(tmp_path / f"run{i}.log", "run", str(config), "--metadata", url, "--no-cache",
-                     env=prefect_server["env"]) for i in range(4)]
+    procs = [
+        _tfpipe(
+            tmp_path / f"run{i}.log", "run", str(config), "--metadata", url, "--no-cache", env=prefect_server["env"]
+        )
+        for i in range(4)
+    ]
     for i, proc in enumerate(procs):
         _finish(proc, tmp_path / f"run{i}.log", timeout=900)
     store = MetadataStore(url)
     runs = store.runs(name)
     assert len(runs) == 4
-    assert all([(c, s) for c, s, _ in run["executions"]] ==
-               [(c, "COMPLETE") for c in ("ingest", "transform", "trainer", "evaluator", "pusher")] for run in runs)
+    assert all(
+        [(c, s) for c, s, _ in run["executions"]]
+        == [(c, "COMPLETE") for c in ("ingest", "transform", "trainer", "evaluator", "pusher")]
+        for run in runs
+    )
     mine = [e for e in store.executions() if e.properties.get("pipeline", "") == name]
     assert len(mine) == 20 and {_state(e) for e in mine} == {"COMPLETE"}
     outputs = [a for e in mine for a in store.outputs_of(e.id).values()]
@@ -280,7 +300,7 @@ def test_sigterm_stops_training_with_a_checkpoint_and_the_rerun_resumes_from_it(
     # The same run again, shortened only by what is left: it adopts the checkpoints and resumes.
     proc = _tfpipe(tmp_path / "rerun.log", "run", str(config))
     time.sleep(0)
-    rerun = (tmp_path / "rerun.log")
+    rerun = tmp_path / "rerun.log"
     deadline = time.time() + 300
     while time.time() < deadline and "resuming from the checkpoint" not in rerun.read_text():
         time.sleep(0.2)
@@ -307,7 +327,7 @@ def _consistent(root: Path, settled: bool = True) -> None:
             assert damage(a.uri, json.loads(a.properties["files"])) is None, a.uri
     recorded = {a.properties.get("pushed_destination") for a in live if a.type == "PushedModel"}
     serving = root / "serving"
-    for version in (serving.iterdir() if serving.is_dir() else []):
+    for version in serving.iterdir() if serving.is_dir() else []:
         assert version.name.startswith(".tmp-") or str(version) in recorded, f"{version} has no LIVE record"
     for a in store.artifacts():
         if a.state != "LIVE":
@@ -328,8 +348,10 @@ def test_a_full_disk_leaves_mlmd_and_the_disk_consistent_and_the_next_run_comple
         # Room for most of a run (a whole one takes about 1.4 MB): the pusher or its record meets the full disk;
         # TFPIPE_FULL_DISK_ROOM=700000 makes it transform (Beam and TensorFlow wrap the error).
         free = os.statvfs(root).f_bavail * os.statvfs(root).f_frsize
-        subprocess.run(["fallocate", "-l", str(free - int(os.environ.get("TFPIPE_FULL_DISK_ROOM", 1_200_000))),
-                        str(filler)], check=True)
+        subprocess.run(
+            ["fallocate", "-l", str(free - int(os.environ.get("TFPIPE_FULL_DISK_ROOM", 1_200_000))), str(filler)],
+            check=True,
+        )
         proc = _tfpipe(tmp_path / "full.log", "run", str(config), env=prefect_server["env"])
         proc.wait(timeout=600)
         text = (tmp_path / "full.log").read_text()
@@ -337,8 +359,9 @@ def test_a_full_disk_leaves_mlmd_and_the_disk_consistent_and_the_next_run_comple
         assert "tfpipe: error: no space left on the device" in text, text[-3000:]
         _consistent(root, settled=False)
         filler.unlink()
-        text = _finish(_tfpipe(tmp_path / "again.log", "run", str(config), env=prefect_server["env"]),
-                       tmp_path / "again.log")
+        text = _finish(
+            _tfpipe(tmp_path / "again.log", "run", str(config), env=prefect_server["env"]), tmp_path / "again.log"
+        )
         _consistent(root)
         pushed = next(line for line in text.splitlines() if line.startswith("pushed model:")).split()[2]
         assert (Path(pushed) / "saved_model.pb").is_file()
@@ -369,6 +392,8 @@ def test_a_temporary_prefect_server_killed_mid_run_is_started_again_and_the_run_
     started = time.time()
     text = _finish(proc, tmp_path / "run.log", timeout=300)
     assert time.time() - started < 120, text[-3000:]
-    assert "Prefect's temporary server on http://127.0.0.1:" in text and "exited (code -9) during the run; " \
-        "starting it again" in text, text[-3000:]
+    assert (
+        "Prefect's temporary server on http://127.0.0.1:" in text
+        and "exited (code -9) during the run; starting it again" in text
+    ), text[-3000:]
     assert "pushed model:" in text and "Traceback" not in text

@@ -11,7 +11,6 @@ import yaml
 
 from pipeline import flow  # noqa: F401  Prefect sets up its log handlers now, on the session's streams
 from pipeline.cli import main
-from pipeline.flow import pipeline_flow
 from pipeline.metadata import MetadataStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,9 +32,16 @@ def _shipped(tmp_path_factory, example: str, steps: int) -> dict:
     url = str(folder / "tfpipe_root" / example / "metadata.sqlite")
     store = MetadataStore(url)
     [run] = store.runs(example)
-    return {"folder": folder, "yaml": yaml_path, "store": store, "url": url, "pipeline": example,
-            "run_id": run["run"].split(".", 1)[1], "run": run["run"],
-            "components": [c for c, _, _ in run["executions"]]}
+    return {
+        "folder": folder,
+        "yaml": yaml_path,
+        "store": store,
+        "url": url,
+        "pipeline": example,
+        "run_id": run["run"].split(".", 1)[1],
+        "run": run["run"],
+        "components": [c for c, _, _ in run["executions"]],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +80,9 @@ def _reproduce_then_run_again(shipped, capfd):
     original = store.run_executions(shipped["run"])
     assert [e["id"] for e in original] != [e["id"] for e in last]
     # the cached run reused the original run's outputs, not the reproduction's
-    assert {a.id for a in store.outputs_of(last[0]["id"]).values()} == \
-        {a.id for a in store.outputs_of(original[0]["id"]).values()}
+    assert {a.id for a in store.outputs_of(last[0]["id"]).values()} == {
+        a.id for a in store.outputs_of(original[0]["id"]).values()
+    }
     return out
 
 
@@ -83,17 +90,33 @@ def test_every_execution_records_a_manifest(recorded):
     store = recorded["store"]
     executions = store.run_executions(recorded["run"])
     assert [e["component"] for e in executions] == [
-        "ingest", "statistics", "example_validator", "transform", "trainer", "evaluator", "pusher"]
+        "ingest",
+        "statistics",
+        "example_validator",
+        "transform",
+        "trainer",
+        "evaluator",
+        "pusher",
+    ]
     by = {e.component: e for e in executions}
     m = executions[0]["manifest"]
     assert len(m["code"]["git_commit"]) == 40 and isinstance(m["code"]["dirty"], bool)
     assert m["libraries"]["python"] == platform.python_version()
-    assert {"tensorflow", "tf-keras", "tensorflow-transform", "apache-beam", "prefect", "ml-metadata"} <= set(m["libraries"])
+    assert {"tensorflow", "tf-keras", "tensorflow-transform", "apache-beam", "prefect", "ml-metadata"} <= set(
+        m["libraries"]
+    )
     assert m["hardware"]["devices"][0].startswith("CPU") and m["determinism"] == {"exact": True}
     trainer = next(c for c in m["config"]["components"] if c["id"] == "trainer")  # the graph form, paths resolved
-    assert m["seeds"]["trainer.seed"] == 42 and trainer["train_steps"] == 300 and trainer["inputs"] == {
-        "transformed_examples": "transform.transformed_examples", "transform_graph": "transform.transform_graph",
-        "schema": "ingest.schema"}
+    assert (
+        m["seeds"]["trainer.seed"] == 42
+        and trainer["train_steps"] == 300
+        and trainer["inputs"]
+        == {
+            "transformed_examples": "transform.transformed_examples",
+            "transform_graph": "transform.transform_graph",
+            "schema": "ingest.schema",
+        }
+    )
     csv = str(recorded["folder"] / "data" / "train.csv")
     assert list(m["input_files"]) == [csv] and len(m["input_files"][csv]) == 64
     assert set(m["user_modules"]) == {"transform.module", "trainer.module"}
@@ -122,10 +145,25 @@ def test_reproduce_of_the_shipped_penguin_example_is_identical_and_leaves_produc
     """The penguin example is a graph with two user components (checks.py): a filter between ingest and
     transform, and a model card after the evaluator. They are reproduced, and cached, like the rest."""
     ran = penguin["components"]  # in the order they started: independent instances run side by side
-    assert sorted(ran) == ["card", "evaluator", "filter", "ingest", "pusher", "statistics", "trainer", "transform",
-                           "validator"]
-    for before, after in (("ingest", "filter"), ("filter", "transform"), ("validator", "transform"),
-                          ("transform", "trainer"), ("evaluator", "card"), ("evaluator", "pusher")):
+    assert sorted(ran) == [
+        "card",
+        "evaluator",
+        "filter",
+        "ingest",
+        "pusher",
+        "statistics",
+        "trainer",
+        "transform",
+        "validator",
+    ]
+    for before, after in (
+        ("ingest", "filter"),
+        ("filter", "transform"),
+        ("validator", "transform"),
+        ("transform", "trainer"),
+        ("evaluator", "card"),
+        ("evaluator", "pusher"),
+    ):
         assert ran.index(before) < ran.index(after), ran
     out = _reproduce_then_run_again(penguin, capfd)
     assert any(line.split()[:3] == ["card", "card", "identical"] for line in out.splitlines()), out
@@ -171,10 +209,18 @@ def test_lineage_of_the_pushed_model_reaches_the_raw_file(recorded, capfd, tmp_p
     lines = out.splitlines()
     csv = str(recorded["folder"] / "data" / "train.csv")
     assert lines[0].split()[0] == "train.csv" and csv in lines[0]  # the raw file comes first
-    for label in ("ingest #", "Examples #", "TransformGraph #", "trainer #", "Model #", "evaluator #",
-                  "ModelBlessing #", "pusher #"):
+    for label in (
+        "ingest #",
+        "Examples #",
+        "TransformGraph #",
+        "trainer #",
+        "Model #",
+        "evaluator #",
+        "ModelBlessing #",
+        "pusher #",
+    ):
         assert any(label in line for line in lines), label
-    assert [line for line in lines if line.startswith("*")][0].split()[1] == "PushedModel"
+    assert next(line for line in lines if line.startswith("*")).split()[1] == "PushedModel"
 
     svg = tmp_path / "lineage.svg"
     assert main(["lineage", pushed, "--metadata", recorded["url"], "--format", "svg", "-o", str(svg)]) == 0

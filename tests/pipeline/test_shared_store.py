@@ -24,9 +24,11 @@ def password(mysql_db):
     """A MariaDB user that can only log in with a fresh password, on the module's own database."""
     pw = f"pw-{uuid.uuid4().hex}"
     for host in ("%", "localhost"):
-        _mariadb(f"CREATE USER IF NOT EXISTS '{USER}'@'{host}' IDENTIFIED BY '{pw}'; "
-                 f"ALTER USER '{USER}'@'{host}' IDENTIFIED BY '{pw}'; "
-                 f"GRANT ALL PRIVILEGES ON `{mysql_db}`.* TO '{USER}'@'{host}';")
+        _mariadb(
+            f"CREATE USER IF NOT EXISTS '{USER}'@'{host}' IDENTIFIED BY '{pw}'; "
+            f"ALTER USER '{USER}'@'{host}' IDENTIFIED BY '{pw}'; "
+            f"GRANT ALL PRIVILEGES ON `{mysql_db}`.* TO '{USER}'@'{host}';"
+        )
     saved = os.environ.pop(PASSWORD_ENV, None)
     yield pw
     os.environ.pop(PASSWORD_ENV, None)
@@ -97,11 +99,17 @@ def test_a_store_that_never_answers_or_refuses_is_named_within_the_timeout():
         MetadataStore(f"postgresql://u@127.0.0.1:{free}/db", timeout=1)
     with pytest.raises(ConfigError, match=r"unknown host 'no-such-host.invalid'"):
         MetadataStore("mysql://u@no-such-host.invalid/db", timeout=1)
-    with pytest.raises(ConfigError, match=r'PostgreSQL at 127.0.0.1:5432 refused the connection: role "nobody_here" '
-                                          r'does not exist'):
+    with pytest.raises(
+        ConfigError,
+        match=r'PostgreSQL at 127.0.0.1:5432 refused the connection: role "nobody_here" '
+        r"does not exist",
+    ):
         MetadataStore("postgresql://nobody_here@127.0.0.1:5432/test")
-    with pytest.raises(ConfigError, match=r"the server refused user 'root' for database 'test': a wrong or missing "
-                                          r"password"):
+    with pytest.raises(
+        ConfigError,
+        match=r"the server refused user 'root' for database 'test': a wrong or missing "
+        r"password",
+    ):
         MetadataStore("mysql://root:wrong@127.0.0.1:3306/test")
 
 
@@ -142,8 +150,11 @@ def test_a_store_that_goes_silent_mid_run_fails_the_run_within_the_query_timeout
         port = int(proxy.stdout.readline())
         config = _small_titanic(tmp_path, rows=40)
         doc = yaml.safe_load(config.read_text())
-        doc.update(name=f"silent{uuid.uuid4().hex[:8]}", metadata_query_timeout=3,
-                   metadata=f"postgresql://postgres@127.0.0.1:{port}/{db}")
+        doc.update(
+            name=f"silent{uuid.uuid4().hex[:8]}",
+            metadata_query_timeout=3,
+            metadata=f"postgresql://postgres@127.0.0.1:{port}/{db}",
+        )
         config.write_text(yaml.safe_dump(doc))
         log = tmp_path / "run.log"
         run = _tfpipe(log, "run", "--no-cache", str(config))
@@ -156,8 +167,9 @@ def test_a_store_that_goes_silent_mid_run_fails_the_run_within_the_query_timeout
         text = log.read_text()
         assert run.returncode == 1, text[-3000:]
         assert time.time() - silent < 60
-        assert (f"tfpipe: error: the metadata store postgresql://postgres@127.0.0.1:{port}/{db} did not answer "
-                in text), text[-3000:]
+        assert (
+            f"tfpipe: error: the metadata store postgresql://postgres@127.0.0.1:{port}/{db} did not answer " in text
+        ), text[-3000:]
         assert "within 3 s" in text and "Traceback" not in text
     finally:
         proxy.kill()
@@ -186,8 +198,9 @@ def test_the_deadline_survives_its_watcher_being_killed(tmp_path, pg_url):
     try:
         port = int(proxy.stdout.readline())
         store = MetadataStore(f"postgresql://postgres@127.0.0.1:{port}/{db}", 5, 2)
-        watchers = subprocess.run(["pgrep", "-P", str(os.getpid()), "-f", "import select, socket"],
-                                  capture_output=True, text=True).stdout.split()
+        watchers = subprocess.run(
+            ["pgrep", "-P", str(os.getpid()), "-f", "import select, socket"], capture_output=True, text=True
+        ).stdout.split()
         assert watchers
         for pid in watchers:
             os.kill(int(pid), signal.SIGKILL)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ml_metadata.proto import metadata_store_pb2 as pb
 
 from components.errors import ConfigError, InputError
 from components.transform import TransformError
@@ -24,15 +23,18 @@ def _without(lines, column):
     rows = list(csv.reader(lines))
     i = rows[0].index(column)
     out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows([r[:i] + r[i + 1:] for r in rows])
+    csv.writer(out, lineterminator="\n").writerows([r[:i] + r[i + 1 :] for r in rows])
     return out.getvalue().splitlines()
 
 
 def _config(tmp_path, input_csv, metadata=None, **sections):
-    doc = {"name": f"t{uuid.uuid4().hex[:8]}", "root": str(tmp_path / "root"),
-           "ingest": {"input": str(input_csv)},
-           "transform": {"module": str(EXAMPLES / "titanic" / "preprocessing.py")},
-           "trainer": {"module": str(EXAMPLES / "titanic" / "model.py"), "label": "survived", "raw_label": "Survived"}}
+    doc = {
+        "name": f"t{uuid.uuid4().hex[:8]}",
+        "root": str(tmp_path / "root"),
+        "ingest": {"input": str(input_csv)},
+        "transform": {"module": str(EXAMPLES / "titanic" / "preprocessing.py")},
+        "trainer": {"module": str(EXAMPLES / "titanic" / "model.py"), "label": "survived", "raw_label": "Survived"},
+    }
     if metadata:
         doc["metadata"] = metadata
     for key, value in sections.items():
@@ -52,7 +54,9 @@ def _nothing_published(store, cfg, execution_state="FAILED"):
     [execution] = store.executions("ingest")[-1:]
     assert execution.state == execution_state
     assert not [a for a in store.artifacts() if a.state == "LIVE"]
-    leftovers = [p for p in Path(cfg.root).rglob("*") if p.is_dir() and p.name.isdigit() or p.name.endswith(".staging")]
+    leftovers = [
+        p for p in Path(cfg.root).rglob("*") if (p.is_dir() and p.name.isdigit()) or p.name.endswith(".staging")
+    ]
     assert leftovers == [] or all(not any(p.iterdir()) for p in leftovers)
     return execution
 
@@ -64,7 +68,10 @@ def test_ingest_records_lineage_and_is_cached_the_second_time(tmp_path):
     outputs, state, _ = run_step(cfg, store, run, "ingest", {})
     assert state == "COMPLETE"
     assert {n: (a.type, a.state) for n, a in outputs.items()} == {
-        "examples": ("Examples", "LIVE"), "schema": ("Schema", "LIVE"), "statistics": ("ExampleStatistics", "LIVE")}
+        "examples": ("Examples", "LIVE"),
+        "schema": ("Schema", "LIVE"),
+        "statistics": ("ExampleStatistics", "LIVE"),
+    }
     [execution] = store.executions("ingest")
     for name, artifact in outputs.items():
         assert artifact.uri == str(Path(cfg.root) / "ingest" / name / str(execution.id))
@@ -87,14 +94,21 @@ def test_ingest_records_lineage_and_is_cached_the_second_time(tmp_path):
     assert state == "COMPLETE"
 
 
-@pytest.mark.parametrize("case, lines, schema, message", [
-    ("missing file", None, False, r"no file matches .*absent.csv"),
-    ("malformed row", CSV[:5] + [CSV[5] + ",extra"], False, r"in.csv, row 6: 13 fields where the header has 12"),
-    ("missing column", _without(CSV[:20], "Sex"), True,
-     r"in.csv: column\(s\) \['Sex'\] that the schema requires are missing"),
-    ("wrong type", CSV[:3] + [CSV[3].replace(",1,", ",one,", 1)], True, r"in.csv, row 4, column 'Survived'"),
-    ("empty input", CSV[:1], False, r"no rows in .*in.csv"),
-])
+@pytest.mark.parametrize(
+    "case, lines, schema, message",
+    [
+        ("missing file", None, False, r"no file matches .*absent.csv"),
+        ("malformed row", CSV[:5] + [CSV[5] + ",extra"], False, r"in.csv, row 6: 13 fields where the header has 12"),
+        (
+            "missing column",
+            _without(CSV[:20], "Sex"),
+            True,
+            r"in.csv: column\(s\) \['Sex'\] that the schema requires are missing",
+        ),
+        ("wrong type", CSV[:3] + [CSV[3].replace(",1,", ",one,", 1)], True, r"in.csv, row 4, column 'Survived'"),
+        ("empty input", CSV[:1], False, r"no rows in .*in.csv"),
+    ],
+)
 def test_bad_input_fails_the_execution_and_publishes_nothing(tmp_path, case, lines, schema, message):
     schema_file = None
     if schema:  # a schema taken from good data, the way a team pins one
@@ -132,8 +146,11 @@ def test_failing_preprocessing_fn_fails_transform(tmp_path):
 @pytest.mark.parametrize("server", ["postgresql", "mariadb"])
 def test_shared_store_on_a_database_server(tmp_path, server, request):
     # A database of this module's own on each server (tests/conftest.py): xdist workers never share one.
-    url = request.getfixturevalue("pg_url") if server == "postgresql" else \
-        f"mysql://root@127.0.0.1:3306/{request.getfixturevalue('mysql_db')}"
+    url = (
+        request.getfixturevalue("pg_url")
+        if server == "postgresql"
+        else f"mysql://root@127.0.0.1:3306/{request.getfixturevalue('mysql_db')}"
+    )
     cfg = _config(tmp_path, _write(tmp_path / "in.csv", CSV[:30]), metadata=url)
     assert cfg.metadata == url
     store = MetadataStore(url)
@@ -149,8 +166,16 @@ def test_shared_store_on_a_database_server(tmp_path, server, request):
 
 def test_config_errors_name_the_file_and_field(tmp_path):
     path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump({"name": "x", "ingest": {"input": "a.csv", "splitz": {}},
-                                    "transform": {"module": "m.py"}, "trainer": {"module": "m.py"}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "x",
+                "ingest": {"input": "a.csv", "splitz": {}},
+                "transform": {"module": "m.py"},
+                "trainer": {"module": "m.py"},
+            }
+        )
+    )
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert str(path) in str(err.value) and "ingest.splitz" in str(err.value) and "trainer.label" in str(err.value)
@@ -171,13 +196,18 @@ def test_a_dead_execution_is_recovered_by_its_own_pipeline_only(tmp_path):
     dead.wait()
     for pipeline in ("a", "b"):
         run = store.start_run(pipeline, "r1")
-        started = store.start(run, "ingest", {}, {"examples": "Examples"}, {"pipeline": pipeline, "cache_key": "k"},
-                              lambda name, i: str(tmp_path / pipeline / name / str(i)))
+        started = store.start(
+            run,
+            "ingest",
+            {},
+            {"examples": "Examples"},
+            {"pipeline": pipeline, "cache_key": "k"},
+            lambda name, i, pipeline=pipeline: str(tmp_path / pipeline / name / str(i)),
+        )
         [execution] = store.store.get_executions_by_id([started.id])
         execution.custom_properties["pid"].int_value = dead.pid  # its process died without a word
         store.store.put_executions([execution])
     [(recovered, _)] = store.recover_dead("ingest", "a")
     assert recovered.properties.get("pipeline", "") == "a"
-    states = {e.properties.get("pipeline", ""): e.state
-              for e in store.executions("ingest")}
+    states = {e.properties.get("pipeline", ""): e.state for e in store.executions("ingest")}
     assert states == {"a": "FAILED", "b": "RUNNING"}  # b's next run recovers b's

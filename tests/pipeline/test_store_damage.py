@@ -33,8 +33,11 @@ def test_a_damaged_store_is_refused_before_anything_runs_and_left_as_it_is(tiny_
     store.write_bytes(bytes(data))
     before = hashlib.sha256(store.read_bytes()).hexdigest()
 
-    for command in (["run", "pipeline.yaml"], ["runs", "--config", "pipeline.yaml"],
-                    ["artifacts", "--config", "pipeline.yaml"]):
+    for command in (
+        ["run", "pipeline.yaml"],
+        ["runs", "--config", "pipeline.yaml"],
+        ["artifacts", "--config", "pipeline.yaml"],
+    ):
         _one_line(tfpipe(*command, cwd=folder), str(store), "is damaged", "Restore it from a backup")
     assert hashlib.sha256(store.read_bytes()).hexdigest() == before  # nothing written into it
 

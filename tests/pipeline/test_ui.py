@@ -4,10 +4,14 @@ from pipeline.ui import metrics_rows
 
 
 def test_failed_metrics_are_marked_from_the_evaluator_not_from_its_wording():
-    doc = {"overall": {"accuracy": 0.7, "auc": 0.9, "accuracy_baseline": 0.6},
-           "thresholds": {"accuracy": {"lower": 0.75}, "auc": {"lower": 0.8}},
-           "change_thresholds": {"accuracy_baseline": {"max_decrease": 0.1}}, "baseline": {"accuracy_baseline": 0.6},
-           "reasons": ["accuracy = 0.7 is below the lower bound 0.75"], "failed_metrics": ["accuracy"]}
+    doc = {
+        "overall": {"accuracy": 0.7, "auc": 0.9, "accuracy_baseline": 0.6},
+        "thresholds": {"accuracy": {"lower": 0.75}, "auc": {"lower": 0.8}},
+        "change_thresholds": {"accuracy_baseline": {"max_decrease": 0.1}},
+        "baseline": {"accuracy_baseline": 0.6},
+        "reasons": ["accuracy = 0.7 is below the lower bound 0.75"],
+        "failed_metrics": ["accuracy"],
+    }
     rows = {r["metric"]: r for r in metrics_rows(doc)}
     assert rows["accuracy"]["result"] == "FAIL" and rows["accuracy"]["threshold"] == "lower 0.75"
     assert rows["auc"]["result"] == "pass"
@@ -20,15 +24,35 @@ def _summary_of(tmp_path, capsys, doc: dict) -> list[str]:
     from pipeline.cli import _summary
 
     (tmp_path / "metrics.json").write_text(json.dumps(doc))
-    _summary({"pipeline": "p", "run_id": "r", "metadata": "m", "components": {"evaluator": {
-        "state": "COMPLETE", "uris": {"evaluation": str(tmp_path)}, "types": {"evaluation": "ModelEvaluation"}}}})
+    _summary(
+        {
+            "pipeline": "p",
+            "run_id": "r",
+            "metadata": "m",
+            "components": {
+                "evaluator": {
+                    "state": "COMPLETE",
+                    "uris": {"evaluation": str(tmp_path)},
+                    "types": {"evaluation": "ModelEvaluation"},
+                }
+            },
+        }
+    )
     return capsys.readouterr().out.splitlines()
 
 
-_DOC = {"overall": {"accuracy": 0.8, "auc": 0.84}, "thresholds": {"accuracy": {"lower": 0.75}},
-        "change_thresholds": {"accuracy": {"max_decrease": 0.02}}, "blessed": True, "reasons": [], "failed_metrics": [],
-        "slices": {"Sex=female": {"example_count": 90, "accuracy": 0.83, "auc": 0.87},
-                   "Pclass=1": {"example_count": 71, "accuracy": 0.69, "auc": 0.78, "prediction/mean": 0.7}}}
+_DOC = {
+    "overall": {"accuracy": 0.8, "auc": 0.84},
+    "thresholds": {"accuracy": {"lower": 0.75}},
+    "change_thresholds": {"accuracy": {"max_decrease": 0.02}},
+    "blessed": True,
+    "reasons": [],
+    "failed_metrics": [],
+    "slices": {
+        "Sex=female": {"example_count": 90, "accuracy": 0.83, "auc": 0.87},
+        "Pclass=1": {"example_count": 71, "accuracy": 0.69, "auc": 0.78, "prediction/mean": 0.7},
+    },
+}
 
 
 def test_the_summary_says_when_there_is_no_baseline_and_shows_it_when_there_is(tmp_path, capsys):
