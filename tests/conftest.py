@@ -203,7 +203,7 @@ def pytest_collection_modifyitems(config, items):
     # The long tests first, so that xdist's workers end together instead of one finishing a long test alone.
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     result = yield
-    if config.getvalue("loadgroup"):
+    if config.getoption("dist", default=None) == "loadgroup" or config.getoption("loadgroup", default=False):
         for item in items:
             _group_suffix(item)
     return result

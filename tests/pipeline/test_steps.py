@@ -87,6 +87,10 @@ def test_ingest_records_lineage_and_is_cached_the_second_time(tmp_path):
     assert state == "CACHED" and {n: a.id for n, a in again.items()} == {n: a.id for n, a in outputs.items()}
     states = [e.state for e in store.executions("ingest")]
     assert states == ["COMPLETE", "CACHED"]
+    # Only executions that computed are in their key's context: cached re-runs (hourly, for weeks) do not
+    # lengthen the lookup.
+    key_context = store.store.get_context_by_type_and_name("cache_key", execution.properties["cache_key"])
+    assert [e.id for e in store.store.get_executions_by_context(key_context.id)] == [execution.id]
     cached_outputs = store.outputs_of(store.executions("ingest")[1].id)
     assert {n: a.id for n, a in cached_outputs.items()} == {n: a.id for n, a in outputs.items()}
 
