@@ -59,7 +59,10 @@ def sharded(tmp_path_factory, examples):
     return out, examples[1]
 
 
-@pytest.mark.parametrize("pool", [False, True], ids=["in-process", "worker-processes"])
+# (the worker processes are real processes, ~30 s here to start and fill: the slow tier's, as multi-process tests are)
+@pytest.mark.parametrize(
+    "pool", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["in-process", "worker-processes"]
+)
 def test_each_input_file_gets_its_own_output_file_in_order(tmp_path, sharded, monkeypatch, pool):
     import components.transform as transform_module
 
