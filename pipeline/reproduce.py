@@ -13,7 +13,7 @@ import yaml
 from components.contract import PathParam, field_markers
 from components.errors import ConfigError
 from pipeline import manifest
-from pipeline.config import PipelineConfig, parse
+from pipeline.config import Node, PipelineConfig, parse
 from pipeline.metadata import REPRODUCE, Execution, MetadataStore
 
 IDENTICAL, WITHIN, DIFFERENT = "identical", "within tolerance", "different"
@@ -40,15 +40,23 @@ def _affected(kind: str, order: list[str]) -> str:
     return node_id if "." in kind and node_id in order else order[0]
 
 
+def _outside_root(node: Node) -> list[str]:
+    """The YAML keys of the instance's paths where results leave the pipeline (serving): what a reproduction
+    moves beside itself, and so what comparing two runs' configs leaves out."""
+    fields = node.component.parameters.model_fields
+    return [
+        fields[name].alias or name
+        for name, marker in field_markers(node.component.parameters, PathParam).items()
+        if marker.outside_root
+    ]
+
+
 def _redirected(cfg: PipelineConfig, folder: Path) -> dict:
     """The config with every path where results leave the pipeline (serving) moved into `folder`."""
     raw = cfg.to_raw()
     for item in raw["components"]:
-        node = cfg.nodes[item["id"]]
-        for name, marker in field_markers(node.component.parameters, PathParam).items():
-            if marker.outside_root:
-                key = node.component.parameters.model_fields[name].alias or name
-                item[key] = str(folder / item["id"] / key)
+        for key in _outside_root(cfg.nodes[item["id"]]):
+            item[key] = str(folder / item["id"] / key)
     return raw
 
 
@@ -206,9 +214,9 @@ def _comparable(config: dict) -> dict:
         return out
     for node in cfg.nodes.values():
         section = out["components"].get(node.id) if "components" in out else out.get(node.id)
-        for name, marker in field_markers(node.component.parameters, PathParam).items():
-            if marker.outside_root and isinstance(section, dict):
-                section.pop(node.component.parameters.model_fields[name].alias or name, None)
+        if isinstance(section, dict):
+            for key in _outside_root(node):
+                section.pop(key, None)
     return out
 
 
