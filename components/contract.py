@@ -107,6 +107,10 @@ class Component:
     # The raw columns its examples will hold, when that can be told before it runs (a pinned schema, a CSV
     # header), else None: what a downstream `check` compares its column names with.
     columns: Callable[[Any], list[str] | None] | None = None
+    # Where the executor's work runs when not all in this process (a TF_CONFIG cluster it launches):
+    # parameters -> {"tf_config_cluster": {role: tasks}, ...} or None; recorded in the manifest's hardware,
+    # whose determinism verdict it informs.
+    placement: Callable[[Any], dict | None] | None = None
     description: str = ""
 
     def run(self, inputs: dict[str, Artifact], outputs: dict[str, str], params: BaseModel) -> dict:

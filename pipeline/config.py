@@ -20,6 +20,7 @@ import difflib
 import functools
 import json
 import os
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -123,6 +124,7 @@ def _problem(err: ErrorDetails, where: str, model: type[BaseModel]) -> str:
     """One pydantic error as a person wants it: where, what is wrong, and what is allowed."""
     loc = ".".join([where, *map(str, err["loc"])]) if where else ".".join(map(str, err["loc"]))
     if err["type"] == "extra_forbidden":
+        model = _nested(model, err["loc"][:-1])
         keys = [f.alias or n for n, f in model.model_fields.items()]
         close = difflib.get_close_matches(str(err["loc"][-1]), keys, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -130,6 +132,29 @@ def _problem(err: ErrorDetails, where: str, model: type[BaseModel]) -> str:
     if err["type"] == "missing":
         return f"{loc}: required, but not given"
     return f"{loc}: {err['msg']} (got {err['input']!r})"
+
+
+def _nested(model: type[BaseModel], loc: tuple) -> type[BaseModel]:
+    """The model of a nested section (trainer.cluster) that `loc` leads to, for its keys; `model` itself when
+    it leads to none."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        inner = (
+            next(
+                (
+                    t
+                    for t in typing.get_args(field.annotation) or (field.annotation,)
+                    if isinstance(t, type) and issubclass(t, BaseModel)
+                ),
+                None,
+            )
+            if field is not None
+            else None
+        )
+        if inner is None:
+            return model
+        model = inner
+    return model
 
 
 def _refuse(path: Path, problems: list[str]) -> NoReturn:

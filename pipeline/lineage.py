@@ -70,6 +70,13 @@ def _add_execution(store, graph, execution) -> str:
     key = f"execution:{execution.id}"
     if key not in graph.nodes:
         run = execution.properties.get("run_id", "")
+        hw = execution.manifest.get("hardware", {})
+        cluster = hw.get("tf_config_cluster")
+        if cluster:  # trained on a TF_CONFIG cluster: its shape and strategy
+            order = ["chief", "master", "worker", "ps", "evaluator"]  # TF_CONFIG's roles, as a person lists them
+            roles = sorted(cluster, key=lambda r: (order.index(r) if r in order else len(order), r))
+            shape = " ".join(f"{role}:{cluster[role]}" for role in roles)
+            run += f" on a cluster {shape}" + (f" ({hw['strategy']})" if hw.get("strategy") else "")
         graph.nodes[key] = {
             "kind": "execution",
             "label": f"{execution.component} #{execution.id}",

@@ -176,8 +176,11 @@ def exactness(hw: dict) -> dict:
 
 def build(cfg: PipelineConfig, node: Node, inputs: dict, files: dict | None = None, hw: dict | None = None) -> dict:
     """The manifest recorded on a component's execution. `hw`: the hardware that made its outputs, when that
-    was not this process (a cache hit), which also spares a cached run importing TensorFlow to list devices."""
-    hw = hardware() if hw is None else hw
+    was not this process (a cache hit), which also spares a cached run importing TensorFlow to list devices.
+    Otherwise this process's, with where the component says its work runs (a cluster it launches)."""
+    if hw is None:
+        placed = node.component.placement(node.params) if node.component.placement else None
+        hw = {**hardware(), **(placed or {})}
     manifest = {
         "component": node.id,
         "component_type": node.type,

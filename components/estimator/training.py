@@ -185,14 +185,15 @@ def _serve(cfg):
 
 
 def _evaluator_loop(estimator, train_spec, eval_spec):
-    """Evaluates every new checkpoint (at most every throttle_secs) until one reaches max_steps."""
+    """Evaluates every new checkpoint (at most every throttle_secs) until one reaches max_steps; that last
+    one at once, whatever the throttle (the job waits for it)."""
     time.sleep(min(eval_spec.start_delay_secs, 5))
     last, last_time = None, 0.0
     while True:
         latest = estimator.latest_checkpoint()
-        if latest and latest != last and time.time() - last_time >= eval_spec.throttle_secs:
-            step = int(latest.rsplit("-", 1)[1])
-            final = step >= train_spec.max_steps
+        step = int(latest.rsplit("-", 1)[1]) if latest else 0
+        final = step >= train_spec.max_steps
+        if latest and latest != last and (final or time.time() - last_time >= eval_spec.throttle_secs):
             try:
                 result, exports = _evaluate_and_export(estimator, eval_spec, final, latest)
             except (tf.errors.NotFoundError, ValueError) as e:

@@ -215,7 +215,7 @@ def test_the_process_exits_non_zero_with_the_message(tmp_path):
     assert done.stderr.strip().splitlines() == [
         f"tfpipe: error: {config}: trainer.train_step: unknown key (did you mean 'train_steps'?); the keys here are "
         "module, label, raw_label, train_steps, checkpoint_steps, eval_steps, batch_size, seed, deterministic, "
-        "params, train_split, eval_split"
+        "params, train_split, eval_split, cluster"
     ]
 
 

@@ -1,0 +1,364 @@
+"""Launchers: run the tasks of a TF_CONFIG cluster (chief, workers, parameter servers, an evaluator) and wait
+for them, restarting the cluster when a task dies.
+
+A step that trains on a cluster (the trainer with `cluster:` in its section) describes the job (its tasks,
+each task's command line, which tasks must finish for the job to be done) and hands it to a launcher:
+
+- `local`: one process per task on this machine, each given its TF_CONFIG. A task listens on the host its
+  place names (default 127.0.0.1) at a free port, and may run inside a network namespace (`ip netns exec`),
+  so a cluster of several hosts can be tried on one machine. Each task's output lines reach the step's log
+  prefixed with its role (`[worker:1] ...`).
+- `kubernetes`: not available yet (deploy/k8s has the Jobs to run by hand).
+
+Tasks share nothing but the folder the step owns (the model directory): no /tmp, no environment of the
+step's beyond what the process inherits. When a task dies, every task is stopped and the cluster starts
+again (MultiWorkerMirroredStrategy's collectives cannot take a new member mid-run; with parameter servers a
+restarted ps has lost its variables): training resumes from the last checkpoint, up to `max_restarts`
+times. A stop asked for from outside (SIGTERM, Ctrl-C: components.stop) reaches every task as SIGTERM, the
+training tasks first (they write a checkpoint at the step they reached), then the servers; whatever still
+runs a few seconds later is killed. Nothing here imports TensorFlow, Prefect or ml_metadata.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from components import stop as stop_lib
+from components.contract import Parameters
+from components.errors import ClusterError, ConfigError, InputError, Stopped, TfpipeError
+
+ROLES = ("chief", "worker", "ps", "evaluator")
+# A task that meets an error its user must fix (a bad config, bad input) exits with this code after printing
+# `tfpipe-task-error: <Type>: <message>` as its last line: a restart would meet it again, so there is none.
+USER_ERROR_EXIT = 3
+USER_ERROR_MARK = "tfpipe-task-error: "
+_ERRORS: dict[str, type[TfpipeError]] = {"ConfigError": ConfigError, "InputError": InputError}
+STOP_GRACE_S = 5.0  # how long training tasks get to checkpoint and exit after SIGTERM
+SERVER_GRACE_S = 2.0  # ... and servers, after that
+
+
+def _place(value):
+    return {"host": value} if isinstance(value, str) else value
+
+
+class TaskPlace(Parameters):
+    """Where one task runs: the address the other tasks dial, and (local launcher) its network namespace."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=1, le=65535)  # None: a free port, chosen at each start
+    netns: str | None = None  # local launcher: run the task inside this network namespace (ip netns exec)
+
+
+class ClusterConfig(Parameters):
+    """`trainer.cluster`: the cluster's shape and how it is launched.
+
+    With `ps` > 0: ParameterServerStrategy, driven by a chief, with `workers` workers and `ps` parameter servers.
+    With `ps: 0`: MultiWorkerMirroredStrategy over `workers` workers (worker 0 is the chief).
+    `evaluator: true` adds a task that evaluates each new checkpoint and exports the final model."""
+
+    workers: int = Field(ge=1, le=64)
+    ps: int = Field(default=0, ge=0, le=64)
+    evaluator: bool = False
+    max_restarts: int = Field(default=2, ge=0)  # cluster restarts after a task dies, before the step fails
+    launcher: Literal["local", "kubernetes"] = "local"
+    host: str = "127.0.0.1"  # every task's address unless `hosts` names one
+    # Per role, by task index: an address ("10.0.0.2") or {host, port, netns}; tasks not listed use `host`.
+    hosts: dict[Literal["chief", "worker", "ps", "evaluator"], list[Annotated[TaskPlace, BeforeValidator(_place)]]] = (
+        Field(default_factory=dict)
+    )
+
+    @model_validator(mode="after")
+    def _places_fit(self):
+        counts = self.counts()
+        for role, places in self.hosts.items():
+            if len(places) > counts.get(role, 0):
+                raise ValueError(
+                    f"hosts.{role} lists {len(places)} place(s), but the cluster has {counts.get(role, 0)} {role} "
+                    f"task(s) ({self.shape()})"
+                )
+        return self
+
+    def counts(self) -> dict[str, int]:
+        """Tasks per role, in TF_CONFIG's terms."""
+        out = {"chief": 1, "worker": self.workers, "ps": self.ps} if self.ps else {"worker": self.workers}
+        if self.evaluator:
+            out["evaluator"] = 1
+        return out
+
+    def strategy(self) -> str:
+        return "ParameterServerStrategy" if self.ps else "MultiWorkerMirroredStrategy"
+
+    def shape(self) -> str:
+        """`chief:1 worker:2 ps:1 evaluator:1`."""
+        return " ".join(f"{role}:{n}" for role, n in self.counts().items())
+
+
+@dataclass(frozen=True)
+class Task:
+    role: str
+    index: int
+    host: str = "127.0.0.1"
+    port: int | None = None
+    netns: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.role}:{self.index}"
+
+
+def tasks_of(cluster: ClusterConfig) -> list[Task]:
+    """The cluster's tasks, chief first, each at its place."""
+    out = []
+    for role, n in cluster.counts().items():
+        places = cluster.hosts.get(role, [])  # type: ignore[call-overload]
+        for i in range(n):
+            place = places[i] if i < len(places) else TaskPlace(host=cluster.host)
+            out.append(Task(role, i, place.host, place.port, place.netns))
+    return out
+
+
+def tf_config(tasks: list[Task], task: Task) -> str:
+    """TF_CONFIG for `task` in a cluster of `tasks` (each with its port chosen)."""
+    cluster: dict[str, list[str]] = {}
+    for t in tasks:
+        host = f"[{t.host}]" if ":" in t.host else t.host
+        cluster.setdefault(t.role, []).append(f"{host}:{t.port}")
+    return json.dumps({"cluster": cluster, "task": {"type": task.role, "index": task.index}})
+
+
+def with_ports(tasks: list[Task]) -> list[Task]:
+    """The tasks, each without a fixed port given a free one (told apart from the others')."""
+    held, out = [], []
+    try:
+        for t in tasks:
+            if t.port is not None:
+                out.append(t)
+                continue
+            s = socket.socket(socket.AF_INET6 if ":" in t.host else socket.AF_INET)
+            held.append(s)
+            try:
+                s.bind((t.host, 0))
+            except OSError:  # an address of another host or network namespace: any port free here
+                s.bind(("", 0))
+            out.append(Task(t.role, t.index, t.host, s.getsockname()[1], t.netns))
+    finally:
+        for s in held:
+            s.close()
+    return out
+
+
+@dataclass
+class Job:
+    """What a launcher runs. `command(task)`: the task's argv. `finishers`: the tasks that must exit 0 for the
+    job to be done (the others serve until then and are stopped). `workdir`: the one folder the tasks share.
+    `resume_note()`: where a restart resumes from ("the checkpoint at step 200"), for the log and errors."""
+
+    what: str  # "trainer": names the step in log lines and errors
+    tasks: list[Task]
+    command: Callable[[Task], list[str]]
+    finishers: Callable[[Task], bool]
+    workdir: str
+    log: logging.Logger
+    resume_note: Callable[[], str] = lambda: "the last checkpoint"
+    max_restarts: int = 2
+    env: dict[str, str] = field(default_factory=dict)  # added to each task's environment
+
+
+@dataclass
+class Outcome:
+    restarts: int
+    tasks: list[Task]  # as last started (ports chosen)
+
+
+class Launcher:
+    name = "launcher"
+
+    def run(self, job: Job) -> Outcome:
+        raise NotImplementedError
+
+
+def launcher(name: str) -> Launcher:
+    if name == "local":
+        return LocalLauncher()
+    if name == "kubernetes":
+        raise ConfigError(
+            "launcher kubernetes is not available yet; use launcher: local, or run deploy/k8s/training-job.yaml "
+            "by hand (deploy/k8s/README.md)"
+        )
+    raise ConfigError(f"unknown launcher {name!r}; use local")
+
+
+def check_place(task: Task) -> None:
+    """Fails early (a ConfigError) when the local launcher cannot run `task` where its place says."""
+    if task.netns is not None and not Path("/run/netns", task.netns).exists():
+        raise ConfigError(
+            f"{task.name}: network namespace {task.netns!r} does not exist (`ip netns list` shows those there "
+            f"are; `ip netns add {task.netns}` makes one)"
+        )
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class _Running:
+    """One started task: its process and the thread that copies its output lines into the log."""
+
+    def __init__(self, task: Task, proc: subprocess.Popen, job: Job):
+        self.task, self.proc, self.last_error = task, proc, ""
+        self.reader = threading.Thread(target=self._read, args=(job.log,), name=f"tfpipe-task-{task.name}", daemon=True)
+        self.reader.start()
+
+    def _read(self, log: logging.Logger) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.rstrip("\n")
+            if line.startswith(USER_ERROR_MARK):
+                self.last_error = line[len(USER_ERROR_MARK) :]
+            if line.strip():
+                log.info("[%s] %s", self.task.name, line)
+
+    def signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)  # the task's own process group: what it started goes too
+
+    def done(self) -> bool:
+        return self.proc.poll() is not None
+
+
+class LocalLauncher(Launcher):
+    """One process per task on this machine (see the module docstring)."""
+
+    name = "local"
+
+    def run(self, job: Job) -> Outcome:
+        for task in job.tasks:
+            check_place(task)
+        restarts = 0
+        while True:
+            tasks = with_ports(job.tasks)
+            running = [self._start(job, tasks, t) for t in tasks]
+            job.log.info(
+                "%s: cluster started (%s)%s",
+                job.what,
+                ", ".join(f"{r.task.name} at {r.task.host}:{r.task.port} pid {r.proc.pid}" for r in running),
+                f", restart {restarts} of {job.max_restarts}" if restarts else "",
+            )
+            try:
+                failed = self._wait(job, running)
+                if failed is None:
+                    return Outcome(restarts, tasks)
+            finally:
+                self._stop(running)
+            why = f"{failed.task.name} {_describe(failed.proc.returncode)}"
+            if failed.proc.returncode == USER_ERROR_EXIT and failed.last_error:
+                kind, _, message = failed.last_error.partition(": ")
+                raise _ERRORS.get(kind, ClusterError)(message or failed.last_error)
+            if restarts >= job.max_restarts:
+                raise ClusterError(
+                    f"{job.what}: task {why} and the cluster has no restarts left (max_restarts: {job.max_restarts}); "
+                    f"{job.resume_note()} is kept: run again to resume, or raise max_restarts"
+                )
+            restarts += 1
+            job.log.warning(
+                "%s: task %s; restarting the cluster (restart %d of %d): training resumes from %s",
+                job.what,
+                why,
+                restarts,
+                job.max_restarts,
+                job.resume_note(),
+            )
+
+    def _start(self, job: Job, tasks: list[Task], task: Task) -> _Running:
+        argv = job.command(task)
+        if task.netns:
+            argv = ["ip", "netns", "exec", task.netns, *argv]
+        env = dict(os.environ, **job.env, TF_CONFIG=tf_config(tasks, task), PYTHONUNBUFFERED="1")
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,  # a Ctrl-C to the terminal reaches tfpipe, which stops the tasks in order
+        )
+        return _Running(task, proc, job)
+
+    def _wait(self, job: Job, running: list[_Running]) -> _Running | None:
+        """Until every finisher exited 0 (None), a task failed (that task), or a stop was asked for (Stopped)."""
+        while True:
+            why = stop_lib.requested()
+            if why:
+                self._stop(running, first=job.finishers)
+                raise Stopped(
+                    f"training stopped by {why}: the cluster's {len(running)} tasks are stopped; "
+                    f"{job.resume_note()} is where it resumes"
+                )
+            for r in running:
+                code = r.proc.poll()
+                if code is None:
+                    continue
+                if code != 0 or not job.finishers(r.task):  # a server never ends on its own
+                    r.reader.join(timeout=5)  # its last lines (the error) are in the log before the verdict
+                    return r
+            if all(r.done() for r in running if job.finishers(r.task)):
+                return None
+            time.sleep(0.1)
+
+    def _stop(self, running: list[_Running], first: Callable[[Task], bool] | None = None) -> None:
+        """SIGTERM to every task still running (those `first` picks, the training tasks, before the servers
+        they need to finish a step and checkpoint), then SIGKILL to what is left."""
+        live = [r for r in running if not r.done()]
+        if live:
+            if first is not None:
+                groups = [[r for r in live if first(r.task)], [r for r in live if not first(r.task)]]
+            else:
+                groups = [live]
+            for group, grace in zip(groups, (STOP_GRACE_S, SERVER_GRACE_S)):
+                for r in group:
+                    r.signal(signal.SIGTERM)
+                deadline = time.monotonic() + grace
+                while time.monotonic() < deadline and not all(r.done() for r in group):
+                    time.sleep(0.05)
+            for r in running:
+                if not r.done():
+                    r.signal(signal.SIGKILL)
+        for r in running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                r.proc.wait(timeout=10)
+            r.reader.join(timeout=2)
+            if r.proc.stdout is not None:
+                r.proc.stdout.close()
+
+
+def die_with_parent() -> None:
+    """In a task process: be killed when the process that launched it dies (Linux), so a tfpipe killed with
+    SIGKILL leaves no cluster behind."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
