@@ -217,7 +217,7 @@ def _describe(code: int) -> str:
             return f"killed by {signal.Signals(-code).name}"
         except ValueError:
             return f"killed by signal {-code}"
-    return f"exit code {code}"
+    return f"exited with code {code}"
 
 
 class _Running:
@@ -256,14 +256,16 @@ class LocalLauncher(Launcher):
         restarts = 0
         while True:
             tasks = with_ports(job.tasks)
-            running = [self._start(job, tasks, t) for t in tasks]
-            job.log.info(
-                "%s: cluster started (%s)%s",
-                job.what,
-                ", ".join(f"{r.task.name} at {r.task.host}:{r.task.port} pid {r.proc.pid}" for r in running),
-                f", restart {restarts} of {job.max_restarts}" if restarts else "",
-            )
+            running: list[_Running] = []
             try:
+                for t in tasks:  # inside the try: a task that cannot start stops those started before it
+                    running.append(self._start(job, tasks, t))
+                job.log.info(
+                    "%s: cluster started (%s)%s",
+                    job.what,
+                    ", ".join(f"{r.task.name} at {r.task.host}:{r.task.port} pid {r.proc.pid}" for r in running),
+                    f", restart {restarts} of {job.max_restarts}" if restarts else "",
+                )
                 failed = self._wait(job, running)
                 if failed is None:
                     return Outcome(restarts, tasks)
@@ -293,16 +295,19 @@ class LocalLauncher(Launcher):
         if task.netns:
             argv = ["ip", "netns", "exec", task.netns, *argv]
         env = dict(os.environ, **job.env, TF_CONFIG=tf_config(tasks, task), PYTHONUNBUFFERED="1")
-        proc = subprocess.Popen(
-            argv,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            start_new_session=True,  # a Ctrl-C to the terminal reaches tfpipe, which stops the tasks in order
-        )
+        try:
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                start_new_session=True,  # a Ctrl-C to the terminal reaches tfpipe, which stops the tasks in order
+            )
+        except OSError as e:  # no such program (`ip` for a network namespace), not executable
+            raise ConfigError(f"{job.what}: task {task.name} cannot start: {argv[0]}: {e.strerror}") from None
         return _Running(task, proc, job)
 
     def _wait(self, job: Job, running: list[_Running]) -> _Running | None:

@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -378,6 +379,12 @@ def train_task(spec: dict) -> None:
     if result is not None:  # the task that evaluated last: the evaluator, or the chief when there is none
         export = os.path.relpath(os.fsdecode(exports[-1]), model_run_dir) if exports else None
         _write_json(Path(model_run_dir) / _RESULT, {"metrics": _write_metrics(result, model_run_dir), "export": export})
+    elif not cluster.ps and task.role == "worker":
+        # MultiWorkerMirroredStrategy's workers stay until the job's result is written: the chief's
+        # coordination service takes a worker that leaves for a crashed one ("The tasks have crashed") while
+        # it still evaluates, and the other workers lose it if the chief leaves before the evaluator is done.
+        while not (Path(model_run_dir) / _RESULT).exists() and not stop_lib.requested():
+            time.sleep(0.2)
 
 
 def _task_main(argv: list[str]) -> int:
@@ -394,8 +401,10 @@ def _task_main(argv: list[str]) -> int:
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow  # noqa: F401
+        import tensorflow as tf
         import tensorflow_transform  # noqa: F401
+
+        tf.config.list_physical_devices()  # where CUDA says it found no driver, on every task
     finally:
         os.dup2(saved, 2)
         os.close(saved)

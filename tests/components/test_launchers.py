@@ -184,6 +184,24 @@ def test_a_network_namespace_that_is_not_there_is_one_line_before_any_task_start
     assert _starts(job, "worker:0") == []
 
 
+def test_a_task_that_cannot_start_stops_those_started_before_it(tmp_path):
+    job = _job(tmp_path, [Task("worker", 0), Task("worker", 1)], {"worker:0": "serve"})
+    command = job.command
+    job.command = lambda task: command(task) if task.index == 0 else [str(tmp_path / "no-such-program")]
+    with pytest.raises(ConfigError, match=r"^trainer: task worker:1 cannot start: .*no-such-program: No such file"):
+        launchers.LocalLauncher().run(job)
+    # worker:0 was started (it may have been stopped before it noted so) and is gone: no process runs the program.
+    program = str(tmp_path / "task.py").encode()
+    running = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if program in proc.joinpath("cmdline").read_bytes() and not _gone(int(proc.name)):
+                running.append(proc.name)
+        except OSError:
+            pass
+    assert running == []
+
+
 def test_the_kubernetes_launcher_is_not_there_yet():
     with pytest.raises(ConfigError, match=r"^launcher kubernetes is not available yet; "):
         launchers.launcher("kubernetes")
