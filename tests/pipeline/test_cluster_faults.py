@@ -189,3 +189,23 @@ def test_sigterm_stops_every_task_within_10_s_keeps_the_checkpoint_and_the_rerun
     assert "evaluation: BLESSED" in text
     [_, done] = _store(config).executions("trainer")
     assert done.state == "COMPLETE"
+
+
+def test_a_mistake_every_task_would_meet_again_is_one_line_without_restarts(tmp_path):
+    config = _tiny(tmp_path, {"workers": 2}, label="survivd")
+    log = tmp_path / "run.log"
+    proc = _start(config, log)
+    try:
+        proc.wait(timeout=600)
+    finally:
+        _kill_group(proc)
+    text = log.read_text()
+    assert proc.returncode == 1, text[-4000:]
+    assert "Traceback" not in text and "restarting the cluster" not in text, text[-4000:]
+    errors = [line for line in text.splitlines() if line.startswith("tfpipe: ")]
+    assert len(errors) == 1 and errors[0].startswith(
+        "tfpipe: error: trainer: label 'survivd' is not among the transformed features ["
+    ), text[-4000:]
+    assert len([line for line in text.splitlines() if "trainer: cluster started" in line]) == 1
+    [trainer] = _store(config).executions("trainer")
+    assert trainer.state == "FAILED"
