@@ -209,3 +209,34 @@ def test_a_mistake_every_task_would_meet_again_is_one_line_without_restarts(tmp_
     assert len([line for line in text.splitlines() if "trainer: cluster started" in line]) == 1
     [trainer] = _store(config).executions("trainer")
     assert trainer.state == "FAILED"
+
+
+def test_tasks_die_with_a_killed_tfpipe_and_the_next_run_resumes(tmp_path):
+    """The tasks run in sessions of their own (a Ctrl-C reaches tfpipe alone), so killing tfpipe's process
+    group does not reach them: they go because their parent did (PR_SET_PDEATHSIG)."""
+    config = _tiny(tmp_path, {"workers": 2}, train_steps=1500, checkpoint_steps=100)
+    log = tmp_path / "run.log"
+    proc = _start(config, log)
+    try:
+        _checkpointed(config, proc, log)
+        pids = _task_pids(log)
+        os.killpg(proc.pid, signal.SIGKILL)  # tfpipe and Prefect's temporary server, as a lost machine would
+        proc.wait()
+        deadline = time.time() + 10
+        while time.time() < deadline and not all(_gone(pid) for pid in pids.values()):
+            time.sleep(0.1)
+        assert all(_gone(pid) for pid in pids.values()), log.read_text()[-3000:]
+    finally:
+        _kill_group(proc)
+    log = tmp_path / "rerun.log"
+    proc = _start(config, log)
+    try:
+        proc.wait(timeout=600)
+    finally:
+        _kill_group(proc)
+    text = log.read_text()
+    assert proc.returncode == 0, text[-4000:]
+    assert "was left RUNNING by a process that died; marked FAILED" in text
+    resumed = re.search(r"trainer: resuming from the checkpoint at step (\d+)", text)
+    assert resumed and int(resumed.group(1)) >= 100, text[-4000:]
+    assert f"(global step {resumed.group(1)})" in text and "evaluation: BLESSED" in text
