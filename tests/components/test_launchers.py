@@ -88,6 +88,7 @@ def _gone(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
 
 
+@pytest.mark.slow  # real processes (small Python programs, ~1 s each)
 def test_each_task_gets_its_tf_config_and_its_lines_reach_the_log_by_role(tmp_path, caplog):
     tasks = [Task("worker", 0), Task("worker", 1)]
     job = _job(tmp_path, tasks, {})
@@ -103,6 +104,7 @@ def test_each_task_gets_its_tf_config_and_its_lines_reach_the_log_by_role(tmp_pa
     assert [t.port for t in outcome.tasks] == [int(a.rsplit(":", 1)[1]) for a in addresses]
 
 
+@pytest.mark.slow  # real processes (small Python programs, ~1 s each)
 def test_hosts_and_fixed_ports_come_from_the_config(tmp_path):
     tasks = [Task("chief", 0, "10.1.2.3", 2222), Task("worker", 0, "worker-0.example", None)]
     job = _job(tmp_path, tasks, {"chief:0": "exit0"}, finishers=lambda t: True)
@@ -112,6 +114,7 @@ def test_hosts_and_fixed_ports_come_from_the_config(tmp_path):
     assert cluster["worker"][0].startswith("worker-0.example:") and cluster["worker"][0] != "worker-0.example:None"
 
 
+@pytest.mark.slow  # real processes (small Python programs, ~1 s each)
 def test_a_dead_task_restarts_the_cluster_which_then_finishes(tmp_path, caplog):
     tasks = [Task("chief", 0), Task("worker", 0), Task("ps", 0)]
     behaviour = {
@@ -139,6 +142,7 @@ def test_a_dead_task_restarts_the_cluster_which_then_finishes(tmp_path, caplog):
     assert all(_gone(s["pid"]) for name in ("chief:0", "worker:0", "ps:0") for s in _starts(job, name))
 
 
+@pytest.mark.slow  # real processes (small Python programs, ~1 s each)
 def test_restarts_run_out_in_one_line(tmp_path):
     job = _job(tmp_path, [Task("worker", 0), Task("worker", 1)], {"worker:1": "sigkill", "worker:0": "serve"}, 1)
     with pytest.raises(ClusterError) as e:
@@ -151,6 +155,7 @@ def test_restarts_run_out_in_one_line(tmp_path):
     assert all(_gone(s["pid"]) for s in _starts(job, "worker:0"))
 
 
+@pytest.mark.slow  # real processes (small Python programs, ~1 s each)
 def test_a_task_s_user_error_is_not_restarted(tmp_path):
     job = _job(tmp_path, [Task("worker", 0), Task("worker", 1)], {"worker:0": "user_error", "worker:1": "serve"})
     with pytest.raises(ConfigError, match=r"^label 'survived' is not among the features$"):
@@ -158,6 +163,7 @@ def test_a_task_s_user_error_is_not_restarted(tmp_path):
     assert len(_starts(job, "worker:0")) == 1
 
 
+@pytest.mark.slow  # real processes (small Python programs, ~1 s each)
 def test_a_stop_reaches_every_task_training_tasks_first(tmp_path):
     tasks = [Task("chief", 0), Task("worker", 0), Task("ps", 0)]
     behaviour = {"chief:0": "train_until_sigterm", "worker:0": "serve", "ps:0": "serve"}
@@ -176,6 +182,7 @@ def test_a_stop_reaches_every_task_training_tasks_first(tmp_path):
     assert all(_gone(_starts(job, name)[0]["pid"]) for name in ("chief:0", "worker:0", "ps:0"))
 
 
+@pytest.mark.slow  # real processes (small Python programs, ~1 s each)
 def test_a_network_namespace_that_is_not_there_is_one_line_before_any_task_starts(tmp_path):
     # Checked when the cluster starts, not when the file is read: `tfpipe lineage` needs no namespace.
     job = _job(tmp_path, [Task("worker", 0), Task("worker", 1, "10.0.0.2", None, "tfpipe-no-such-ns")], {})
@@ -184,6 +191,7 @@ def test_a_network_namespace_that_is_not_there_is_one_line_before_any_task_start
     assert _starts(job, "worker:0") == []
 
 
+@pytest.mark.slow  # real processes (small Python programs, ~1 s each)
 def test_a_task_that_cannot_start_stops_those_started_before_it(tmp_path):
     job = _job(tmp_path, [Task("worker", 0), Task("worker", 1)], {"worker:0": "serve"})
     command = job.command
