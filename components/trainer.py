@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +14,7 @@ from pydantic import Field
 
 from components.contract import Component, InputSpec, Parameters, UserModule
 from components.errors import ConfigError, InputError
-from components.progress import Progress
+from components.progress import Activity, Progress, doing
 from components.user_module import load_function
 from schemas import artifacts
 from schemas.schema import feature_spec
@@ -90,20 +91,30 @@ def raw_serving_receiver_fn(tft_output, raw_feature_spec: dict, raw_label: str):
 class _TrainingProgress(logging.Filter):
     """Turns the engine's "step N: loss = ..." lines into progress: step N of max_steps, loss, examples/s, ETA."""
 
-    def __init__(self, max_steps: int, batch_size: int):
+    def __init__(self, max_steps: int, batch_size: int, phase: Activity):
         super().__init__()
         self.progress = Progress(
             logging.getLogger("tfpipe.trainer"), "trainer: step", total=max_steps, unit="examples", per_item=batch_size
         )
+        self.phase, self.first = phase, True
 
     def filter(self, record: logging.LogRecord) -> bool:
         args: Any = record.args  # for this line, a tuple: (step, loss, steps/s, examples/s)
         if record.msg == "step %d: loss = %.5g (%.1f steps/s, %s examples/s)" and args:
             step, loss = int(args[0]), float(args[1])
+            if self.first:
+                # The rate and ETA count from the first step logged, not from the start: building and tracing
+                # the model take seconds that the remaining steps will not.
+                self.progress.started, self.progress.offset, self.first = time.perf_counter(), step, False
             self.progress.done = step
             final = step >= (self.progress.total or 0)
             record.msg, record.args = "%s", (self.progress.line(f"loss {loss:.4g}", final=final),)
             record.tfpipe_progress = "final" if final else "live"
+            self.phase.what = "trainer: saving the last checkpoint, then evaluating" if final else "trainer: training"
+        elif str(record.msg).startswith("evaluation at step"):
+            # Its auc is tf.estimator's (interpolated over 200 thresholds); the evaluator's summary has the exact one.
+            record.msg = "trainer: " + str(record.msg) + " (auc over 200 thresholds, as tf.estimator)"
+            self.phase.what = "trainer: exporting the SavedModel"
         return True
 
 
@@ -150,16 +161,18 @@ def train(
     exporter = est_lib.FinalExporter("serving", receiver)
     engine_log = logging.getLogger("tfpipe.estimator")
     logging.getLogger("tfpipe.trainer").info("trainer: TensorBoard: tensorboard --logdir %s", model_run_dir)
-    progress = _TrainingProgress(config.train_steps, config.batch_size)
-    engine_log.addFilter(progress)
-    try:
-        result, exports = est_lib.train_and_evaluate(
-            estimator,
-            est_lib.TrainSpec(train_input, max_steps=config.train_steps),
-            est_lib.EvalSpec(eval_input, steps=config.eval_steps, exporters=[exporter], throttle_secs=600),
-        )
-    finally:
-        engine_log.removeFilter(progress)
+    phase = "trainer: building the model and tracing its training step"
+    with doing(logging.getLogger("tfpipe.trainer"), phase) as activity:
+        progress = _TrainingProgress(config.train_steps, config.batch_size, activity)
+        engine_log.addFilter(progress)
+        try:
+            result, exports = est_lib.train_and_evaluate(
+                estimator,
+                est_lib.TrainSpec(train_input, max_steps=config.train_steps),
+                est_lib.EvalSpec(eval_input, steps=config.eval_steps, exporters=[exporter], throttle_secs=600),
+            )
+        finally:
+            engine_log.removeFilter(progress)
     if not exports:
         raise InputError("trainer: training ended before max_steps (the train split ran out?), nothing exported")
     # The SavedModel's files go straight into model_dir (the caller's folder, which may exist already).
