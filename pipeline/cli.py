@@ -498,6 +498,26 @@ _EXAMPLES = {
 }
 
 
+def _component_slots() -> str:
+    """The standard components' inputs (name: type, and how each is filled) and outputs, as `component --help`
+    lists them; a user component's are in its own declaration."""
+    from components.registry import STANDARD, standard
+
+    lines = ["", "standard components (--input NAME takes an artifact of the input's type):"]
+    for name in STANDARD:
+        comp = standard(name)
+        inputs = [
+            f"{i}: {spec.type}"
+            + (" (optional)" if spec.optional else "")
+            + (f" (found: {spec.resolver})" if spec.resolver else "")
+            for i, spec in comp.inputs.items()
+        ]
+        lines.append(f"  {name}")
+        lines.append(f"    inputs:  {', '.join(inputs) or '-'}")
+        lines.append(f"    outputs: {', '.join(f'{o}: {t}' for o, t in comp.outputs.items())}")
+    return "\n".join(lines) + "\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfpipe",
@@ -573,6 +593,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", nargs="*", metavar="COMPONENT", help="as for `run`")
     _store_args(p)
     p.set_defaults(func=_cmd_component)
+    # Each standard component's inputs and outputs, for --input NAME: read from their declarations only when
+    # the help is asked for (it imports every component module).
+    plain_help = p.format_help
+    p.format_help = lambda: plain_help() + _component_slots()  # type: ignore[method-assign]
 
     p = add(
         "deploy",
