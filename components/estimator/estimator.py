@@ -23,7 +23,11 @@ from components import stop as stop_lib
 from components.errors import ClusterError, ConfigError, InputError, NotTrainedError, Stopped
 from components.estimator import _compat, basic_hooks
 from components.estimator import hooks as hooks_lib
-from components.estimator._compat import allow_keras3_variables_in_group, set_global_seed
+from components.estimator._compat import (
+    allow_keras3_variables_in_group,
+    allow_setting_keras3_iterations,
+    set_global_seed,
+)
 from components.estimator._inputs import batch_size_of, call_with_known_args, fn_args, to_dataset
 from components.estimator.mode_keys import ModeKeys
 from components.estimator.run_config import RunConfig
@@ -129,6 +133,7 @@ class _Program:
             graph.clear_collection(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)
             self._cursor.graph = graph
         allow_keras3_variables_in_group()
+        allow_setting_keras3_iterations()
         try:
             if self.transform_in_step:
                 features = self.est._traced_transform(features)

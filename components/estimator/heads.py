@@ -132,9 +132,14 @@ class _Head:
             variables = list(trainable_variables)
             # The model_fn runs traced (a graph): gradients are taken symbolically, as tf.estimator did.
             grads = tf.gradients(loss / tf.distribute.get_replica_context().num_replicas_in_sync, variables)
-            train_op = tf.group(
-                optimizer.apply_gradients(zip(grads, variables)), tf.compat.v1.train.get_global_step().assign_add(1)
-            )
+            train_op = optimizer.apply_gradients(zip(grads, variables))
+            global_step = tf.compat.v1.train.get_global_step()
+            # tf.estimator's heads left the step to the optimizer, whose `iterations` a model_fn set to the
+            # global step (`optimizer.iterations = get_or_create_global_step()`, as its canned estimators
+            # did); such an optimizer already advances it. Any other (a Keras 3 optimizer, whose
+            # `iterations` cannot be set) advances its own counter, and the head advances the step.
+            if not _same_variable(getattr(optimizer, "iterations", None), global_step):
+                train_op = tf.group(train_op, global_step.assign_add(1))
         if update_ops:
             train_op = tf.group(train_op, *update_ops)
         return EstimatorSpec(mode, loss=loss, predictions=predictions, train_op=train_op)
@@ -156,6 +161,18 @@ class _Head:
                 f"labels have shape {labels.shape} but {what} is {width}; labels must be [batch, {width}]"
             )
         return tf.reshape(labels, [-1, width])
+
+
+def _same_variable(a, b) -> bool:
+    """Whether `a` and `b` are one variable (a distributed variable or its value on this replica)."""
+    if a is None or b is None:
+        return False
+    if a is b:
+        return True
+    try:
+        return a.handle is b.handle
+    except (AttributeError, ValueError):
+        return False
 
 
 def _single_label(labels):
