@@ -15,6 +15,7 @@ import re
 import sys
 import tempfile
 import threading
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -35,15 +36,31 @@ from components.estimator.spec import EstimatorSpec, is_metric_object
 from components.estimator.warm_start import as_settings, warm_start
 
 log = logging.getLogger("tfpipe.estimator")
+
+
+class _UntilConfigured(logging.StreamHandler):
+    """Prints the engine's lines only while no logger above it has a handler: once the user (or absl,
+    or the CLI) configures logging, the lines propagate there and are printed once, by that handler."""
+
+    def emit(self, record):
+        logger: logging.Logger | None = log.parent
+        while logger is not None:
+            if logger.handlers:
+                return
+            logger = logger.parent if logger.propagate else None
+        super().emit(record)
+
+
 if not logging.getLogger().handlers and not log.handlers:
     # Like absl under tf.estimator: progress is visible without configuring logging first.
-    _handler = logging.StreamHandler()
+    _handler = _UntilConfigured()
     _handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     log.addHandler(_handler)
     log.setLevel(logging.INFO)
-    log.propagate = False  # absl installs a root handler later; avoid printing every line twice
 
 CHECKPOINT_NAME = "model.ckpt"
+# The dataset map's features when add_metrics' metric_fns need the input_fn's own beside the transformed.
+_MODEL_FEATURES, _RAW_FEATURES = "tfpipe/model_features", "tfpipe/input_fn_features"
 _NONFINITE = "tfpipe: the training loss is not finite"
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _MODEL_FN_ARGS = {"features", "labels", "mode", "params", "config"}
@@ -78,6 +95,7 @@ class _Program:
         self._lock = threading.Lock()
         self._cursor = threading.local()
         self.spec: EstimatorSpec | None = None
+        self.raw_features: Any = None  # the input_fn's features of the model_fn's current call
         self._root = None
         # Objects a premade estimator builds eagerly for this program (model, optimizer, metrics).
         self.state: dict = {}
@@ -135,8 +153,14 @@ class _Program:
         allow_keras3_variables_in_group()
         allow_setting_keras3_iterations()
         try:
-            if self.transform_in_step:
-                features = self.est._traced_transform(features)
+            # add_metrics' metric_fns get the input_fn's features, as in tf.estimator, and the model_fn
+            # the transformed ones: made here, or by the dataset map, which then carries both.
+            if isinstance(features, dict) and _RAW_FEATURES in features:
+                self.raw_features, features = features[_RAW_FEATURES], features[_MODEL_FEATURES]
+            else:
+                self.raw_features = features
+                if self.transform_in_step:
+                    features = self.est._traced_transform(features)
             # The root name scope, as in tf.estimator's graph: summary tags made in the model_fn carry
             # no "while/cond_1/" of the loop around the step.
             with tf.variable_creator_scope(self._creator), graph.name_scope(""):
@@ -446,7 +470,7 @@ class Estimator:
             raise ConfigError(f"model_fn must return an EstimatorSpec, got {type(spec).__name__}")
         if mode == ModeKeys.EVAL and self._metric_fns:
             available = {
-                "features": features,
+                "features": features if getattr(program, "raw_features", None) is None else program.raw_features,
                 "labels": labels,
                 "predictions": spec.predictions,
                 "config": self._config,
@@ -472,7 +496,12 @@ class Estimator:
         }
         ds, has_labels = to_dataset(call_with_known_args(input_fn, available), input_fn, mode == ModeKeys.TRAIN)
         transform = self._traced_transform
-        if transform is not None and not raw:
+        if transform is not None and not raw and mode == ModeKeys.EVAL and self._metric_fns:
+            ds = ds.map(
+                lambda f, *rest: ({_MODEL_FEATURES: transform(f), _RAW_FEATURES: f}, *rest),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        elif transform is not None and not raw:
             ds = ds.map(lambda f, *rest: (transform(f), *rest), num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE), has_labels
 

@@ -153,7 +153,9 @@ class FetchResolver:
             if self.graph is None:
                 raise ConfigError(f"a hook asked for {leaf!r}; here a step provides {STEP_OUTPUTS}")
             try:
-                return "graph", self._pair(self.graph.get_tensor_by_name(leaf))
+                return "graph", self._pair(self._tensor_named(leaf))
+            except ConfigError:
+                raise
             except (KeyError, ValueError) as e:
                 raise ConfigError(
                     f"a hook asked for {leaf!r}, which is not a tensor of the model_fn nor one of {STEP_OUTPUTS}"
@@ -165,6 +167,17 @@ class FetchResolver:
         if isinstance(leaf, tf.Tensor):
             return "graph", self._pair(leaf)
         raise ConfigError(f"a hook asked for {leaf!r}; fetches are tensors, variables, operations or tensor names")
+
+    def _tensor_named(self, name: str):
+        """The tensor `name` names: "op:k", or an op's name for its only output, as tf.estimator's hooks took it."""
+        if ":" in name:
+            return self.graph.get_tensor_by_name(name)
+        op = self.graph.get_operation_by_name(name)
+        if len(op.outputs) != 1:
+            raise ConfigError(
+                f"a hook asked for {name!r}, an operation with {len(op.outputs)} outputs: name one, e.g. {name}:0"
+            )
+        return op.outputs[0]
 
     def plan(self, fetches):
         leaves = [self._leaf(leaf) for leaf in tf.nest.flatten(fetches)]
