@@ -351,3 +351,20 @@ def test_logging_tensor_hook_takes_tensor_names(tmp_path, caplog):
     est = estimator.Estimator(line_model_fn, str(tmp_path / "b"), params={"hooks": ambiguous})
     with pytest.raises(ConfigError, match="2 outputs"):
         est.train(input_fn, steps=1)
+
+
+def test_training_from_scratch_writes_model_ckpt_0_before_its_first_step(tmp_path):
+    """As tf.estimator did: a script that waits for the first checkpoint sees model.ckpt-0 once training starts."""
+    seen = []
+
+    class Look(estimator.SessionRunHook):
+        def before_run(self, run_context):
+            seen.append(tf.train.latest_checkpoint(str(tmp_path)))
+
+    est = estimator.Estimator(line_model_fn, str(tmp_path))
+    est.train(input_fn, steps=2, hooks=[Look()])
+    assert seen[0] == str(tmp_path / "model.ckpt-0")
+    assert tf.train.load_checkpoint(seen[0]).get_tensor("global_step/.ATTRIBUTES/VARIABLE_VALUE") == 0
+    est.train(input_fn, steps=2, hooks=[Look()])
+    assert seen[2] == str(tmp_path / "model.ckpt-2")  # a later call starts from the last call's checkpoint
+    assert sorted(p.name for p in tmp_path.glob("model.ckpt-*.index")) == [f"model.ckpt-{s}.index" for s in (0, 2, 4)]
