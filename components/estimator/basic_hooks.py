@@ -19,6 +19,11 @@ from components.estimator.hooks import SessionRunArgs, SessionRunHook, active_tr
 log = logging.getLogger("tfpipe.estimator")
 
 
+# tf.estimator.SecondOrStepTimer was TF's own timer (TF 2.21 still has it, public, under tf.compat.v1.train):
+# should_trigger_for_step(step), update_last_triggered_step(step) -> (secs, steps), last_triggered_step(), reset().
+SecondOrStepTimer = tf.compat.v1.train.SecondOrStepTimer
+
+
 class NanLossDuringTrainingError(NanLossError):
     """The loss (or the tensor a NanTensorHook watches) became NaN."""
 

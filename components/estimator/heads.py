@@ -61,8 +61,10 @@ def example_weights(features, like):
     return tf.ones_like(like)
 
 
-class _Head:
-    """What every head shares: labels in, a reduced loss out, and the export outputs' shape."""
+class Head:
+    """tf.estimator.Head: the base of every head (labels in, a reduced loss out, predictions, eval metrics
+    and export outputs), so `isinstance(h, Head)` holds for each, and a model_fn's own head may
+    subclass it and give its own `create_estimator_spec`."""
 
     logits_dimension: int
     reduction: str
@@ -74,6 +76,16 @@ class _Head:
     make_metrics: Callable[..., Any]
     update_metrics: Callable[..., Any]
     name: str | None = None  # set by a `name=` argument; a MultiHead keys its heads' labels, logits and metrics by it
+
+    def __new__(cls, *args, **kwargs):
+        if cls is Head:
+            raise TypeError("Head is abstract: use a head class (BinaryClassHead, RegressionHead, ...) or subclass it")
+        return super().__new__(cls)
+
+    @property
+    def loss_reduction(self) -> str:
+        """How the training loss reduces over the batch: SUM_OVER_BATCH_SIZE or SUM (tf.estimator's name)."""
+        return getattr(self, "reduction", SUM_OVER_BATCH_SIZE)
 
     def loss(self, features, labels, logits):
         """The training loss: weighted per-example losses, summed or averaged over the batch."""
@@ -183,7 +195,7 @@ def _single_label(labels):
     return labels
 
 
-class ClassificationHead(_Head):
+class ClassificationHead(Head):
     """Binary (sigmoid) or multi-class (softmax) classification, with tf.estimator's keys and metrics."""
 
     def __init__(self, n_classes=2, label_vocabulary=None, loss_reduction=SUM_OVER_BATCH_SIZE):
@@ -299,7 +311,7 @@ class ClassificationHead(_Head):
         return outputs
 
 
-class MultiLabelHead(_Head):
+class MultiLabelHead(Head):
     """Independent sigmoid per class; labels are multi-hot [batch, n_classes] (tf.estimator.MultiLabelHead)."""
 
     def __init__(self, n_classes, label_vocabulary=None, loss_reduction=SUM_OVER_BATCH_SIZE, name=None):
@@ -355,7 +367,7 @@ class MultiLabelHead(_Head):
         return _classification_outputs(predictions, "classes")
 
 
-class RegressionHead(_Head):
+class RegressionHead(Head):
     """Squared-error regression of `label_dimension` float targets (tf.estimator.RegressionHead)."""
 
     def __init__(self, label_dimension=1, loss_reduction=SUM_OVER_BATCH_SIZE, name=None):
@@ -589,7 +601,7 @@ def _custom_loss(loss_fn, labels, logits):
     return tf.cast(loss, logits.dtype)
 
 
-class MultiHead(_Head):
+class MultiHead(Head):
     """tf.estimator.MultiHead: several named heads over one model, e.g. a class and a regression target.
 
     Labels are a dict keyed by head name; logits are such a dict or one tensor of width logits_dimension,
