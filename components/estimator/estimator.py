@@ -759,6 +759,22 @@ class Estimator:
             self, path, os.fspath(export_dir_base), serving_input_receiver_fn, assets_extra, as_text
         )
 
+    def experimental_export_all_saved_models(
+        self, export_dir_base, input_receiver_fn_map, assets_extra=None, as_text=False, checkpoint_path=None
+    ):
+        """One SavedModel (at `<export_dir_base>/<timestamp>`, written atomically) for the modes in
+        `input_receiver_fn_map` ({ModeKeys.PREDICT: serving receiver fn, ModeKeys.EVAL / TRAIN: a supervised
+        receiver fn}): PREDICT's signatures as export_saved_model gives them, plus `eval` (EvalOutput: loss,
+        predictions, metrics) and `train` (loss, predictions). tf.estimator wrote one MetaGraph per mode,
+        tagged serve / eval / train; a TF2 SavedModel has the one `serve` MetaGraph, so the modes are its
+        signatures, and running `train` computes the loss without training."""
+        from components.estimator import _export
+
+        path = self._require_checkpoint(checkpoint_path)
+        return _export.export_all_saved_models(
+            self, path, os.fspath(export_dir_base), dict(input_receiver_fn_map), assets_extra, as_text
+        )
+
     def export_savedmodel(self, *args, **kwargs):
         """Old name of export_saved_model."""
         return self.export_saved_model(*args, **kwargs)

@@ -158,3 +158,40 @@ def test_stop_at_checkpoint_step_hook_stops_the_chief_at_the_step_and_others_at_
     )
     trainer.train(_line_input_fn, hooks=[hook], steps=20)
     assert trainer.get_variable_value("global_step") in (6, 7)
+
+
+@pytest.mark.slow
+def test_export_all_saved_models_gives_each_mode_its_signatures(tmp_path):
+    cols = [tf.feature_column.numeric_column("x")]
+    est = estimator.LinearRegressor(
+        cols, model_dir=str(tmp_path / "model"), optimizer=tf_keras.optimizers.legacy.SGD(0.1)
+    )
+    est.train(_line_input_fn, steps=200)
+    supervised = estimator.experimental.build_raw_supervised_input_receiver_fn(
+        {"x": tf.zeros([1, 1])}, tf.zeros([1, 1]), default_batch_size=None
+    )
+    path = est.experimental_export_all_saved_models(
+        str(tmp_path / "export"),
+        {
+            estimator.ModeKeys.PREDICT: estimator.export.build_raw_serving_input_receiver_fn({"x": tf.zeros([1, 1])}),
+            estimator.ModeKeys.EVAL: supervised,
+            estimator.ModeKeys.TRAIN: supervised,
+        },
+    )
+    loaded = tf.saved_model.load(path.decode())
+    assert {"serving_default", "predict", "eval", "train"} <= set(loaded.signatures)
+    x, y = tf.constant([[0.0], [3.0]]), tf.constant([[1.0], [6.0]])
+    predicted = loaded.signatures["predict"](x=x)["predictions"].numpy()
+    evaluated = loaded.signatures["eval"](x=x, label=y)
+    mse = float(np.mean((predicted - y.numpy()) ** 2))
+    assert float(evaluated["loss"]) == pytest.approx(mse, rel=1e-4)
+    np.testing.assert_allclose(evaluated["predictions/predictions"].numpy(), predicted, rtol=1e-5)
+    assert "metrics/average_loss/value" in evaluated
+    trained = loaded.signatures["train"](x=x, label=y)
+    assert float(trained["loss"]) == pytest.approx(mse, rel=1e-4)
+    assert float(loaded.signatures["train"](x=x, label=y)["loss"]) == pytest.approx(mse, rel=1e-4)  # it never trains
+    with pytest.raises(ConfigError, match="no labels"):
+        est.experimental_export_all_saved_models(
+            str(tmp_path / "bad"),
+            {estimator.ModeKeys.EVAL: estimator.export.build_raw_serving_input_receiver_fn({"x": tf.zeros([1, 1])})},
+        )
