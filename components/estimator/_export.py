@@ -196,7 +196,7 @@ def _save(est, programs, receivers, signatures, methods, export_dir_base, assets
 
 
 def _state_variables(state) -> list:
-    found = []
+    found: list = []
     for value in state.values():
         for obj in value.values() if isinstance(value, dict) else [value]:
             variables = getattr(obj, "variables", None)
