@@ -150,6 +150,7 @@ class RNNClassifier(RNNEstimator):
         sequence_mask="sequence_mask",
         config=None,
     ):
+        head: heads_lib.Head
         if n_classes == 2:
             head = heads_lib.BinaryClassHead(
                 weight_column=weight_column, label_vocabulary=label_vocabulary, loss_reduction=loss_reduction
