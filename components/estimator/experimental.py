@@ -12,11 +12,13 @@ from components.estimator.early_stopping import (
 )
 from components.estimator.export import build_raw_supervised_input_receiver_fn
 from components.estimator.hooks import make_stop_at_checkpoint_step_hook
+from components.estimator.linear_sdca import LinearSDCA
 from components.estimator.rnn import RNNClassifier, RNNEstimator
 from components.estimator.spec import call_logit_fn
 
 __all__ = [
     "InMemoryEvaluatorHook",
+    "LinearSDCA",
     "RNNClassifier",
     "RNNEstimator",
     "build_raw_supervised_input_receiver_fn",
