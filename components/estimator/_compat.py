@@ -9,6 +9,7 @@ moves one.
 - `compile_metrics`: the metrics a Keras model was compiled with (model_to_estimator copies them).
 - `set_global_seed`: tf.random.set_seed without clearing the eager kernel cache.
 - `allow_keras3_variables_in_group`: tf.estimator-era model_fn code with Keras 3 optimizers.
+- `allow_setting_keras3_iterations`: `optimizer.iterations = global_step` on a Keras 3 optimizer.
 - `TracedWrites`: a tf.train.Checkpoint that tf.train.CheckpointManager saves with a traced write.
 - `FASTER_LEGACY`: tf_keras's legacy optimizers with cheaper sparse updates, through OptimizerV2's
   `_resource_apply_sparse_duplicate_indices` / `_resource_apply_sparse` hooks.
@@ -71,6 +72,35 @@ def allow_keras3_variables_in_group() -> None:
     if not hasattr(Variable, "device"):
         Variable.device = property(lambda self: self.value.device)
     _patched = True
+
+
+_iterations_settable = False
+
+
+def allow_setting_keras3_iterations() -> None:
+    """Gives Keras 3 optimizers' `iterations` property a setter (patched once, when Keras 3 is imported).
+
+    tf.estimator-era model_fns wrote `optimizer.iterations = tf.compat.v1.train.get_or_create_global_step()`
+    (its canned estimators did) so that the optimizer's step was the global step and advanced it. Keras 2
+    allowed that; Keras 3's property has no setter. The setter makes the given variable the optimizer's
+    step counter (`_iterations`, which apply_gradients advances and a learning-rate schedule reads).
+    """
+    global _iterations_settable
+    if _iterations_settable or "keras" not in sys.modules:
+        return
+    _iterations_settable = True
+    try:
+        from keras.src.optimizers.base_optimizer import BaseOptimizer
+    except ImportError:  # Keras 2, or a Keras that moved it: the property stays as it is
+        return
+    prop = BaseOptimizer.__dict__.get("iterations")
+    if not isinstance(prop, property) or prop.fset is not None:
+        return
+
+    def set_iterations(self, value):
+        self._iterations = value
+
+    BaseOptimizer.iterations = prop.setter(set_iterations)
 
 
 def set_global_seed(seed: int) -> None:

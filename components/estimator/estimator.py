@@ -15,6 +15,7 @@ import re
 import sys
 import tempfile
 import threading
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -23,7 +24,11 @@ from components import stop as stop_lib
 from components.errors import ClusterError, ConfigError, InputError, NotTrainedError, Stopped
 from components.estimator import _compat, basic_hooks
 from components.estimator import hooks as hooks_lib
-from components.estimator._compat import allow_keras3_variables_in_group, set_global_seed
+from components.estimator._compat import (
+    allow_keras3_variables_in_group,
+    allow_setting_keras3_iterations,
+    set_global_seed,
+)
 from components.estimator._inputs import batch_size_of, call_with_known_args, fn_args, to_dataset
 from components.estimator.mode_keys import ModeKeys
 from components.estimator.run_config import RunConfig
@@ -31,15 +36,31 @@ from components.estimator.spec import EstimatorSpec, is_metric_object
 from components.estimator.warm_start import as_settings, warm_start
 
 log = logging.getLogger("tfpipe.estimator")
+
+
+class _UntilConfigured(logging.StreamHandler):
+    """Prints the engine's lines only while no logger above it has a handler: once the user (or absl,
+    or the CLI) configures logging, the lines propagate there and are printed once, by that handler."""
+
+    def emit(self, record):
+        logger: logging.Logger | None = log.parent
+        while logger is not None:
+            if logger.handlers:
+                return
+            logger = logger.parent if logger.propagate else None
+        super().emit(record)
+
+
 if not logging.getLogger().handlers and not log.handlers:
     # Like absl under tf.estimator: progress is visible without configuring logging first.
-    _handler = logging.StreamHandler()
+    _handler = _UntilConfigured()
     _handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     log.addHandler(_handler)
     log.setLevel(logging.INFO)
-    log.propagate = False  # absl installs a root handler later; avoid printing every line twice
 
 CHECKPOINT_NAME = "model.ckpt"
+# The dataset map's features when add_metrics' metric_fns need the input_fn's own beside the transformed.
+_MODEL_FEATURES, _RAW_FEATURES = "tfpipe/model_features", "tfpipe/input_fn_features"
 _NONFINITE = "tfpipe: the training loss is not finite"
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _MODEL_FN_ARGS = {"features", "labels", "mode", "params", "config"}
@@ -74,6 +95,7 @@ class _Program:
         self._lock = threading.Lock()
         self._cursor = threading.local()
         self.spec: EstimatorSpec | None = None
+        self.raw_features: Any = None  # the input_fn's features of the model_fn's current call
         self._root = None
         # Objects a premade estimator builds eagerly for this program (model, optimizer, metrics).
         self.state: dict = {}
@@ -129,9 +151,16 @@ class _Program:
             graph.clear_collection(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)
             self._cursor.graph = graph
         allow_keras3_variables_in_group()
+        allow_setting_keras3_iterations()
         try:
-            if self.transform_in_step:
-                features = self.est._traced_transform(features)
+            # add_metrics' metric_fns get the input_fn's features, as in tf.estimator, and the model_fn
+            # the transformed ones: made here, or by the dataset map, which then carries both.
+            if isinstance(features, dict) and _RAW_FEATURES in features:
+                self.raw_features, features = features[_RAW_FEATURES], features[_MODEL_FEATURES]
+            else:
+                self.raw_features = features
+                if self.transform_in_step:
+                    features = self.est._traced_transform(features)
             # The root name scope, as in tf.estimator's graph: summary tags made in the model_fn carry
             # no "while/cond_1/" of the loop around the step.
             with tf.variable_creator_scope(self._creator), graph.name_scope(""):
@@ -441,7 +470,7 @@ class Estimator:
             raise ConfigError(f"model_fn must return an EstimatorSpec, got {type(spec).__name__}")
         if mode == ModeKeys.EVAL and self._metric_fns:
             available = {
-                "features": features,
+                "features": features if getattr(program, "raw_features", None) is None else program.raw_features,
                 "labels": labels,
                 "predictions": spec.predictions,
                 "config": self._config,
@@ -467,7 +496,12 @@ class Estimator:
         }
         ds, has_labels = to_dataset(call_with_known_args(input_fn, available), input_fn, mode == ModeKeys.TRAIN)
         transform = self._traced_transform
-        if transform is not None and not raw:
+        if transform is not None and not raw and mode == ModeKeys.EVAL and self._metric_fns:
+            ds = ds.map(
+                lambda f, *rest: ({_MODEL_FEATURES: transform(f), _RAW_FEATURES: f}, *rest),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        elif transform is not None and not raw:
             ds = ds.map(lambda f, *rest: (transform(f), *rest), num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE), has_labels
 
@@ -723,6 +757,22 @@ class Estimator:
         path = self._require_checkpoint(checkpoint_path)
         return _export.export_saved_model(
             self, path, os.fspath(export_dir_base), serving_input_receiver_fn, assets_extra, as_text
+        )
+
+    def experimental_export_all_saved_models(
+        self, export_dir_base, input_receiver_fn_map, assets_extra=None, as_text=False, checkpoint_path=None
+    ):
+        """One SavedModel (at `<export_dir_base>/<timestamp>`, written atomically) for the modes in
+        `input_receiver_fn_map` ({ModeKeys.PREDICT: serving receiver fn, ModeKeys.EVAL / TRAIN: a supervised
+        receiver fn}): PREDICT's signatures as export_saved_model gives them, plus `eval` (EvalOutput: loss,
+        predictions, metrics) and `train` (loss, predictions). tf.estimator wrote one MetaGraph per mode,
+        tagged serve / eval / train; a TF2 SavedModel has the one `serve` MetaGraph, so the modes are its
+        signatures, and running `train` computes the loss without training."""
+        from components.estimator import _export
+
+        path = self._require_checkpoint(checkpoint_path)
+        return _export.export_all_saved_models(
+            self, path, os.fspath(export_dir_base), dict(input_receiver_fn_map), assets_extra, as_text
         )
 
     def export_savedmodel(self, *args, **kwargs):

@@ -193,6 +193,9 @@ def _evaluator_loop(estimator, train_spec, eval_spec):
         if latest and latest != last and time.time() - last_time >= eval_spec.throttle_secs:
             step = int(latest.rsplit("-", 1)[1])
             final = step >= train_spec.max_steps
+            if step == 0 and not final:  # the chief's model.ckpt-0: nothing trained yet
+                last = latest
+                continue
             try:
                 result, exports = _evaluate_and_export(estimator, eval_spec, final, latest)
             except (tf.errors.NotFoundError, ValueError) as e:

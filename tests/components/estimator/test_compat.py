@@ -69,6 +69,16 @@ def test_each_private_access_still_works_on_this_tensorflow(tmp_path):
     model.compile(loss="mse", metrics=["mae"])
     assert _compat.compile_metrics(model) == ["mae"]
 
+    # a Keras 3 optimizer's `iterations` set to the global step, as tf.estimator-era model_fns did
+    import keras
+
+    _compat.allow_setting_keras3_iterations()
+    optimizer, step = keras.optimizers.SGD(0.1), tf.Variable(3, dtype=tf.int64)
+    optimizer.iterations = step
+    assert optimizer.iterations is step
+    optimizer.apply_gradients([(tf.constant(1.0), keras.Variable(1.0))])
+    assert int(step.numpy()) == 4
+
     # the global seed, without clearing the kernel cache
     from tensorflow.python.eager import context
 
