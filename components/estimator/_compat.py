@@ -13,6 +13,8 @@ moves one.
 - `FASTER_LEGACY`: tf_keras's legacy optimizers with cheaper sparse updates, through OptimizerV2's
   `_resource_apply_sparse_duplicate_indices` / `_resource_apply_sparse` hooks.
 - `learning_rate_schedule`: an optimizer's learning-rate schedule object.
+- `route_v1_layers_to_tf_keras`: `tf.compat.v1.layers` under Keras 3 (tf_keras's legacy layers).
+- `fresh_tf1_stores`: TF1's variable and variable-scope stores, one pair per traced graph.
 
 Keras 3 and tf.group:
 
@@ -37,6 +39,7 @@ from tensorflow.python.feature_column import feature_column_v2 as fc2  # noqa: F
 from tensorflow.python.trackable.trackable_utils import escape_local_name  # noqa: F401  (re-exported)
 
 _patched = False
+_v1_layers_routed = False
 
 
 def trackable_children(obj) -> dict[str, Any]:
@@ -203,3 +206,54 @@ def learning_rate_schedule(optimizer):
     if isinstance(hyper, dict) and "learning_rate" in hyper:
         return hyper["learning_rate"]
     return optimizer._learning_rate
+
+
+# Where TensorFlow itself routes tf.compat.v1.layers when TF_USE_LEGACY_KERAS is set.
+_TF_KERAS_V1_LAYERS = "tf_keras.api._v1.keras.__internal__.legacy.layers"
+
+
+def route_v1_layers_to_tf_keras() -> None:
+    """Makes `tf.compat.v1.layers` (`dense`, `conv2d`, `batch_normalization`, `Dense`, ...) tf_keras's
+    legacy TF1 layers where it routes to Keras 3, once.
+
+    With Keras 3 installed (TF 2.16+'s default), every name of `tf.compat.v1.layers` raises
+    "`dense` is not available with Keras 3"; TensorFlow routes it to tf_keras only when the environment
+    variable TF_USE_LEGACY_KERAS is set before TensorFlow is imported, which also turns `tf.keras` into
+    tf_keras for the whole process. This routes `tf.compat.v1.layers` alone, and changes nothing where
+    it already works (TF_USE_LEGACY_KERAS set, or Keras 2). The module's names go into the lazy
+    loader object itself, so a reference taken earlier (`from tensorflow.compat.v1 import layers`) works too.
+    """
+    global _v1_layers_routed
+    if _v1_layers_routed:
+        return
+    _v1_layers_routed = True
+    import importlib
+
+    from tensorflow.python.util.lazy_loader import KerasLazyLoader
+
+    loader = tf.compat.v1.__dict__.get("layers")
+    if not isinstance(loader, KerasLazyLoader):
+        return  # already a module
+    try:
+        loader.dense  # noqa: B018  (raises under Keras 3)
+        return
+    except AttributeError:
+        pass
+    module = importlib.import_module(_TF_KERAS_V1_LAYERS)
+    loader.__dict__.update({k: v for k, v in vars(module).items() if not k.startswith("__")})
+
+
+def fresh_tf1_stores(graph) -> None:
+    """Gives `graph`, a graph being traced, TF1 variable and variable-scope stores of its own.
+
+    A traced graph shares both with the process's default graph (tf.function's FuncGraph takes them
+    by reference), so a second trace of a model_fn that calls `tf.compat.v1.get_variable("w")` (or a
+    `tf.compat.v1.layers` layer, which does) would find "w" already there and fail ("Variable w already
+    exists, disallowed"), and scope names would count on across traces (dense, dense_1, ...). Fresh
+    stores, as tf.estimator's fresh graph per call gave, make every trace name its variables alike;
+    the Estimator's variable creator hands back the first trace's variables.
+    """
+    from tensorflow.python.ops import variable_scope
+
+    graph.clear_collection(variable_scope._VARSTORE_KEY)
+    graph.clear_collection(variable_scope._VARSCOPESTORE_KEY)

@@ -85,6 +85,8 @@ class _Program:
         # Steps an endless-input chunk has run (see _chunk_fn), made with that chunk.
         self.steps_done: tf.Variable | None = None
         self.synced: tuple | None = None
+        # tf.compat.v1.layers in a TF1-style model_fn, under Keras 3: tf_keras's (here: not traced).
+        _compat.route_v1_layers_to_tf_keras()
         with self.strategy.scope():
             estimator._prebuild(self)
 
@@ -127,6 +129,10 @@ class _Program:
             # model_fn's variables, so none leak to other graphs (tf.Transform rejects a preprocessing
             # graph that has any).
             graph.clear_collection(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)
+            # And its own TF1 variable stores, as tf.estimator's graph per call had: each trace of a
+            # model_fn using tf.compat.v1.get_variable / tf.compat.v1.layers makes its variables anew
+            # (by the same names), and the creator above hands back the first trace's.
+            _compat.fresh_tf1_stores(graph)
             self._cursor.graph = graph
         allow_keras3_variables_in_group()
         try:

@@ -1,0 +1,212 @@
+"""TF1-style model_fns (variable scopes, tf.compat.v1.get_variable and .layers, a v1 optimizer's
+minimize(loss, global_step=...), tf.compat.v1.summary) train, evaluate, predict, export and resume."""
+
+import csv
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import estimator
+from examples.titanic.data import split_titanic
+from examples.titanic.seed_estimator import make_input_fn
+
+STEPS = 500
+LEARNING_RATE = 0.01
+fc = tf.feature_column
+COLUMNS = [
+    fc.numeric_column("age", normalizer_fn=lambda x: x / 80.0),
+    fc.numeric_column("fare", normalizer_fn=lambda x: x / 100.0),
+    fc.indicator_column(fc.categorical_column_with_vocabulary_list("sex", ["male", "female"])),
+    fc.indicator_column(fc.categorical_column_with_vocabulary_list("class", ["First", "Second", "Third"])),
+]
+SPEC = fc.make_parse_example_spec(COLUMNS)
+
+
+def _head(features, labels, mode, logits, train_op_fn):
+    """What both model_fns share below the network: predictions, loss, metrics, the train op."""
+    probability = tf.sigmoid(logits)
+    predictions = {"logits": logits, "probability": probability, "class_id": tf.cast(probability > 0.5, tf.int64)}
+    if mode == estimator.ModeKeys.PREDICT:
+        return estimator.EstimatorSpec(mode, predictions=predictions)
+    labels = tf.cast(tf.reshape(labels, [-1]), tf.float32)
+    loss = tf.compat.v1.losses.sigmoid_cross_entropy(labels, logits)
+    if mode == estimator.ModeKeys.EVAL:
+        metrics = {"accuracy": tf.compat.v1.metrics.accuracy(labels, predictions["class_id"])}
+        return estimator.EstimatorSpec(mode, loss=loss, eval_metric_ops=metrics)
+    return estimator.EstimatorSpec(mode, loss=loss, train_op=train_op_fn(loss))
+
+
+def tf1_model_fn(features, labels, mode):
+    """A model_fn as written for TF 1: variable scopes, tf.compat.v1.layers, get_variable, a v1 optimizer."""
+    inputs = tf.compat.v1.feature_column.input_layer(features, COLUMNS)
+    with tf.compat.v1.variable_scope("tower"):
+        hidden = tf.compat.v1.layers.dense(inputs, 16, activation=tf.nn.relu, name="hidden")
+        tf.compat.v1.summary.histogram("hidden_activations", hidden)  # in every mode, export included
+        with tf.compat.v1.variable_scope("logits"):
+            kernel = tf.compat.v1.get_variable("kernel", [16, 1])  # glorot_uniform, as Dense's
+            bias = tf.compat.v1.get_variable("bias", [1], initializer=tf.compat.v1.zeros_initializer())
+    logits = tf.reshape(tf.matmul(hidden, kernel) + bias, [-1])
+
+    def train_op_fn(loss):
+        tf.compat.v1.summary.scalar("tf1_loss", loss)
+        optimizer = tf.compat.v1.train.AdamOptimizer(LEARNING_RATE)
+        return optimizer.minimize(loss, global_step=tf.compat.v1.train.get_or_create_global_step())
+
+    return _head(features, labels, mode, logits, train_op_fn)
+
+
+def keras_model_fn(features, labels, mode):
+    """The same network with Keras layers and optimizer."""
+    inputs = tf.compat.v1.feature_column.input_layer(features, COLUMNS)
+    hidden = tf.keras.layers.Dense(16, activation="relu", name="hidden")(inputs)
+    logits = tf.reshape(tf.keras.layers.Dense(1, name="logits")(hidden), [-1])
+
+    def train_op_fn(loss):
+        optimizer = tf.keras.optimizers.Adam(LEARNING_RATE, epsilon=1e-8)  # v1 Adam's epsilon
+        step = tf.compat.v1.train.get_global_step()
+        variables = tf.compat.v1.trainable_variables()
+        grads = tf.gradients(loss, variables)
+        return tf.group(optimizer.apply_gradients(zip(grads, variables)), step.assign_add(1))
+
+    return _head(features, labels, mode, logits, train_op_fn)
+
+
+def _rows(path, n):
+    with open(path, newline="") as f:
+        return [row for _, row in zip(range(n), csv.DictReader(f))]
+
+
+def _example(row) -> bytes:
+    example = tf.train.Example()
+    for key in ("age", "fare"):
+        example.features.feature[key].float_list.value.append(float(row[key]))
+    for key in ("sex", "class"):
+        example.features.feature[key].bytes_list.value.append(row[key].encode())
+    return example.SerializeToString()
+
+
+def _rows_input_fn(rows):
+    def input_fn():
+        features = {
+            "age": [float(r["age"]) for r in rows],
+            "fare": [float(r["fare"]) for r in rows],
+            "sex": [r["sex"] for r in rows],
+            "class": [r["class"] for r in rows],
+        }
+        return tf.data.Dataset.from_tensor_slices(features).batch(len(rows))
+
+    return input_fn
+
+
+@pytest.fixture(scope="module")
+def titanic_csvs(tmp_path_factory):
+    return split_titanic(tmp_path_factory.mktemp("tf1_titanic"))
+
+
+@pytest.fixture(scope="module")
+def tf1_trained(titanic_csvs, tmp_path_factory):
+    """The TF1-style model_fn after a short training (the fast tests' model)."""
+    train_csv, _ = titanic_csvs
+    est = estimator.Estimator(
+        tf1_model_fn, model_dir=str(tmp_path_factory.mktemp("tf1_short")), config=estimator.RunConfig(tf_random_seed=1)
+    )
+    est.train(make_input_fn(train_csv), steps=100)
+    return est
+
+
+def test_tf1_model_fn_keeps_tf1_variable_names_and_summaries(tf1_trained):
+    names = set(tf1_trained.get_variable_names())
+    # As tf.estimator's graph named them: scopes, the v1 Adam's slots and its beta powers.
+    assert {
+        "global_step",
+        "tower/hidden/kernel",
+        "tower/hidden/bias",
+        "tower/logits/kernel",
+        "tower/logits/bias",
+        "tower/hidden/kernel/Adam",
+        "tower/hidden/kernel/Adam_1",
+        "beta1_power",
+        "beta2_power",
+    } <= names, names
+    assert tf1_trained.get_variable_value("global_step") == 100
+    # The v1 Adam ran exactly once per step: beta1_power started at 0.9 and was multiplied at each.
+    assert tf1_trained.get_variable_value("beta1_power") == pytest.approx(0.9**101, rel=1e-4)
+    # tf.compat.v1.summary.scalar in the model_fn reaches model_dir's event files.
+    tags = set()
+    for path in tf.io.gfile.glob(f"{tf1_trained.model_dir}/events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags |= {v.tag for v in event.summary.value}
+    assert {"tf1_loss", "tower/hidden_activations", "loss"} <= tags, tags
+
+
+def test_tf1_model_fn_evaluates_and_predicts(tf1_trained, titanic_csvs):
+    _, eval_csv = titanic_csvs
+    results = tf1_trained.evaluate(make_input_fn(eval_csv, shuffle=False, epochs=1))
+    assert results["global_step"] == 100 and np.isfinite(results["loss"])
+    predictions = list(tf1_trained.predict(make_input_fn(eval_csv, shuffle=False, epochs=1)))
+    labels = [int(r["survived"]) for r in _rows(eval_csv, 10_000)]
+    assert len(predictions) == len(labels)
+    assert all(set(p) == {"logits", "probability", "class_id"} for p in predictions)
+    accuracy = np.mean([int(p["class_id"]) == y for p, y in zip(predictions, labels)])
+    assert accuracy == pytest.approx(results["accuracy"], abs=1e-6)  # evaluate and predict run the same model
+    assert accuracy > 0.7
+
+
+def test_tf1_model_fn_resumes_from_its_checkpoint(tf1_trained, titanic_csvs, tmp_path):
+    train_csv, eval_csv = titanic_csvs
+    model_dir = tmp_path / "model"
+    shutil.copytree(tf1_trained.model_dir, model_dir)
+    before = tf1_trained.evaluate(make_input_fn(eval_csv, shuffle=False, epochs=1))
+    # A new Estimator (a new program, in the same process) restores the TF1 variables by their checkpoint.
+    resumed = estimator.Estimator(tf1_model_fn, model_dir=str(model_dir), config=estimator.RunConfig(tf_random_seed=1))
+    after = resumed.evaluate(make_input_fn(eval_csv, shuffle=False, epochs=1))
+    assert after["accuracy"] == before["accuracy"] and after["loss"] == pytest.approx(before["loss"], rel=1e-6)
+    kernel = resumed.get_variable_value("tower/hidden/kernel")
+    resumed.train(make_input_fn(train_csv), steps=20)
+    assert resumed.latest_checkpoint().endswith("model.ckpt-120")
+    assert resumed.get_variable_value("global_step") == 120  # the global step went on from 100
+    assert resumed.get_variable_value("beta1_power") == pytest.approx(0.9**121, rel=1e-4)  # so did Adam
+    assert not np.allclose(resumed.get_variable_value("tower/hidden/kernel"), kernel)
+    resumed.train(make_input_fn(train_csv), max_steps=120)  # already there: returns at once
+    assert resumed.latest_checkpoint().endswith("model.ckpt-120")
+
+
+def shared_tower_model_fn(features, labels, mode):
+    """TF1 weight sharing: one tower applied to two inputs, through reuse=True and AUTO_REUSE."""
+    age = tf.reshape(tf.cast(features["age"], tf.float32), [-1, 1]) / 80.0
+    fare = tf.reshape(tf.cast(features["fare"], tf.float32), [-1, 1]) / 100.0
+    outs = []
+    for i, x in enumerate((age, fare)):
+        with tf.compat.v1.variable_scope("tower", reuse=i > 0):
+            h = tf.compat.v1.layers.dense(x, 4, activation=tf.nn.relu, name="dense")
+        with tf.compat.v1.variable_scope("head", reuse=tf.compat.v1.AUTO_REUSE):
+            outs.append(tf.compat.v1.layers.dense(h, 1, name="out"))
+    logits = tf.reshape(outs[0] + outs[1], [-1])
+    loss = tf.compat.v1.losses.sigmoid_cross_entropy(tf.cast(labels, tf.float32), logits)
+    train_op = tf.compat.v1.train.GradientDescentOptimizer(0.1).minimize(
+        loss, global_step=tf.compat.v1.train.get_or_create_global_step()
+    )
+    return estimator.EstimatorSpec(mode, loss=loss, train_op=train_op, predictions={"logits": logits})
+
+
+def test_tf1_variable_reuse_shares_one_set_of_weights(titanic_csvs, tmp_path):
+    train_csv, _ = titanic_csvs
+    est = estimator.Estimator(shared_tower_model_fn, model_dir=str(tmp_path))
+    est.train(make_input_fn(train_csv), steps=3)
+    names = [n for n in est.get_variable_names() if n != "global_step"]
+    assert names == ["head/out/bias", "head/out/kernel", "tower/dense/bias", "tower/dense/kernel"]
+    assert est.get_variable_value("global_step") == 3
+
+
+def test_v1_layers_route_to_tf_keras_and_leave_tf_keras_alone():
+    import tf_keras
+
+    from components.estimator import _compat
+
+    _compat.route_v1_layers_to_tf_keras()
+    dense = tf.compat.v1.layers.dense
+    assert dense.__module__ == "tf_keras.src.legacy_tf_layers.core"
+    assert issubclass(tf.compat.v1.layers.Dense, tf_keras.layers.Dense)  # the TF1 layer over tf_keras's Dense
+    assert tf.keras.layers.Dense.__module__.startswith("keras")  # tf.keras is still Keras 3
