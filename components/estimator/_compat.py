@@ -15,6 +15,7 @@ moves one.
 - `learning_rate_schedule`: an optimizer's learning-rate schedule object.
 - `route_v1_layers_to_tf_keras`: `tf.compat.v1.layers` under Keras 3 (tf_keras's legacy layers).
 - `fresh_tf1_stores`: TF1's variable and variable-scope stores, one pair per traced graph.
+- `tracking_resources`: the resources (lookup tables) a block of code creates, for a SavedModel to keep.
 
 Keras 3 and tf.group:
 
@@ -26,6 +27,7 @@ Keras 3's `optimizer.apply_gradients` returns its `iterations` variable, a Keras
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import random
@@ -257,3 +259,18 @@ def fresh_tf1_stores(graph) -> None:
 
     graph.clear_collection(variable_scope._VARSTORE_KEY)
     graph.clear_collection(variable_scope._VARSCOPESTORE_KEY)
+
+
+@contextlib.contextmanager
+def tracking_resources():
+    """Yields a list that gets every resource (a lookup table, say) created inside the block.
+
+    A model_fn that makes its own tables (tf.compat.v1.feature_column.input_layer over a vocabulary
+    column) creates them outside the traced serving graph, which only captures them: a SavedModel
+    must also track them, or tf.saved_model.save refuses the "untracked resource".
+    """
+    from tensorflow.python.trackable import resource
+
+    tracker = resource.ResourceTracker()
+    with resource.resource_tracker_scope(tracker):
+        yield tracker.resources

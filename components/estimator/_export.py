@@ -75,7 +75,8 @@ def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_
         captured["receiver"], captured["outputs"] = receiver, outputs
         return {name: out.as_outputs() for name, out in outputs.items()}
 
-    wrapped = tf.compat.v1.wrap_function(serving_graph, [])
+    with _compat.tracking_resources() as model_fn_resources:  # tables the model_fn made itself
+        wrapped = tf.compat.v1.wrap_function(serving_graph, [])
     receiver = captured["receiver"]
     inputs = receiver.receiver_tensors
     single_string = len(inputs) == 1 and next(iter(inputs.values())).dtype == tf.string
@@ -105,6 +106,7 @@ def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_
     module.checkpoint_root = program.root
     module.variables_by_order = list(program.created) + [program.global_step]
     module.resources = est._export_resources()
+    module.model_fn_resources = list(model_fn_resources)
     module.receiver_trackables = list(receiver.trackables)
     os.makedirs(export_dir_base, exist_ok=True)
     stamp = int(time.time())

@@ -129,7 +129,7 @@ def test_the_faster_legacy_optimizers_are_still_called_through_optimizer_v2s_hoo
     assert _compat.learning_rate_schedule(tf_keras.optimizers.Adam(schedule)) is schedule
 
 
-def test_tf1_variable_stores_still_reachable():
+def test_tf1_variable_stores_and_resource_tracking_still_reachable():
     # Without fresh stores, the second get_variable finds the first's "probe" in the store that every
     # tf.function graph shares with the process's default graph, and refuses it.
     made: list = []
@@ -150,3 +150,7 @@ def test_tf1_variable_stores_still_reachable():
 
     traced.get_concrete_function()
     assert len(made) >= 2 and all(v is made[0] for v in made) and made[0].name == "scope/probe:0"
+
+    with _compat.tracking_resources() as resources:
+        table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(["a"], [1]), -1)
+    assert resources == [table]

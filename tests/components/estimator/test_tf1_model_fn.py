@@ -116,6 +116,36 @@ def tf1_trained(titanic_csvs, tmp_path_factory):
     return est
 
 
+@pytest.mark.slow
+def test_tf1_model_fn_trains_as_well_as_the_same_keras_model_and_its_export_serves(titanic_csvs, tmp_path):
+    train_csv, eval_csv = titanic_csvs
+    config = estimator.RunConfig(tf_random_seed=1)
+    models, results = {}, {}
+    for name, model_fn in (("tf1", tf1_model_fn), ("keras", keras_model_fn)):
+        models[name] = estimator.Estimator(model_fn, model_dir=str(tmp_path / name), config=config)
+        models[name].train(make_input_fn(train_csv), steps=STEPS)
+        results[name] = models[name].evaluate(make_input_fn(eval_csv, shuffle=False, epochs=1))
+    print("eval accuracy after", STEPS, "steps:", {name: round(float(r["accuracy"]), 4) for name, r in results.items()})
+    assert results["tf1"]["global_step"] == results["keras"]["global_step"] == STEPS  # one increment per step
+    assert results["tf1"]["accuracy"] >= 0.75
+    assert abs(results["tf1"]["accuracy"] - results["keras"]["accuracy"]) <= 0.02
+
+    # The export serves: its signature on a few rows gives predict()'s numbers.
+    est = models["tf1"]
+    export = est.export_saved_model(
+        str(tmp_path / "export"), estimator.export.build_parsing_serving_input_receiver_fn(SPEC)
+    )
+    rows = _rows(eval_csv, 5)
+    expected = list(est.predict(_rows_input_fn(rows)))
+    loaded = tf.saved_model.load(export)
+    served = loaded.signatures["serving_default"](examples=tf.constant([_example(r) for r in rows]))
+    assert set(served) == {"logits", "probability", "class_id"}
+    np.testing.assert_allclose(served["probability"].numpy(), [p["probability"] for p in expected], atol=1e-5)
+    assert served["class_id"].numpy().tolist() == [int(p["class_id"]) for p in expected]
+    assert 0 < served["probability"].numpy().min() and served["probability"].numpy().max() < 1
+    assert len(set(np.round(served["probability"].numpy(), 4))) > 1  # the rows' features matter
+
+
 def test_tf1_model_fn_keeps_tf1_variable_names_and_summaries(tf1_trained):
     names = set(tf1_trained.get_variable_names())
     # As tf.estimator's graph named them: scopes, the v1 Adam's slots and its beta powers.
