@@ -2,7 +2,9 @@
 minimize(loss, global_step=...), tf.compat.v1.summary) train, evaluate, predict, export and resume."""
 
 import csv
+import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -240,3 +242,18 @@ def test_v1_layers_route_to_tf_keras_and_leave_tf_keras_alone():
     assert dense.__module__ == "tf_keras.src.legacy_tf_layers.core"
     assert issubclass(tf.compat.v1.layers.Dense, tf_keras.layers.Dense)  # the TF1 layer over tf_keras's Dense
     assert tf.keras.layers.Dense.__module__.startswith("keras")  # tf.keras is still Keras 3
+
+
+def test_the_readme_tf1_model_fn_runs_as_shown(titanic_csvs, tmp_path, monkeypatch):
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = readme.split("### TF1-style model_fns", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)  # its model_dir="model"
+    namespace: dict = {}
+    exec(compile(code, "README.md (TF1-style model_fns)", "exec"), namespace)
+    model = namespace["model"]
+    train_csv, eval_csv = titanic_csvs
+    model.train(make_input_fn(train_csv), steps=30)
+    results = model.evaluate(make_input_fn(eval_csv, shuffle=False, epochs=1))
+    assert results["global_step"] == 30 and 0.5 < results["accuracy"] <= 1
+    assert {"tower/hidden/kernel", "tower/weights", "beta1_power"} <= set(model.get_variable_names())
