@@ -44,6 +44,17 @@ _NONFINITE = "tfpipe: the training loss is not finite"
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _MODEL_FN_ARGS = {"features", "labels", "mode", "params", "config"}
 _LOCAL_COLLECTIONS = {tf.compat.v1.GraphKeys.LOCAL_VARIABLES, tf.compat.v1.GraphKeys.METRIC_VARIABLES}
+# Collections a TF1-style model_fn fills and reads back (tf.compat.v1.losses.get_total_loss(), the batch
+# norm's UPDATE_OPS, a v1 optimizer's TRAIN_OP): a traced graph starts without them, as tf.estimator's
+# graph per call did. A graph traced inside another (the loop body around later steps) copies its
+# outer graph's, which hold the first step's.
+_MODEL_FN_COLLECTIONS = (
+    tf.compat.v1.GraphKeys.LOSSES,
+    tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES,
+    tf.compat.v1.GraphKeys.UPDATE_OPS,
+    tf.compat.v1.GraphKeys.TRAIN_OP,
+    tf.compat.v1.GraphKeys.SUMMARIES,
+)
 
 
 class _Program:
@@ -133,6 +144,8 @@ class _Program:
             # model_fn using tf.compat.v1.get_variable / tf.compat.v1.layers makes its variables anew
             # (by the same names), and the creator above hands back the first trace's.
             _compat.fresh_tf1_stores(graph)
+            for key in _MODEL_FN_COLLECTIONS:
+                graph.clear_collection(key)
             self._cursor.graph = graph
         allow_keras3_variables_in_group()
         try:
@@ -263,8 +276,14 @@ def _unique_names(names) -> list[str]:
 
 
 def _is_metric_variable(var) -> bool:
-    # Keras metrics keep their state in non-trainable, sync-on-read variables.
-    return (not var.trainable) and getattr(var, "synchronization", None) == tf.VariableSynchronization.ON_READ
+    # Keras metrics (tf_keras and Keras 3) keep their state in non-trainable, sync-on-read variables
+    # summed across replicas. tf_keras's BatchNormalization (tf.compat.v1.layers.batch_normalization's)
+    # keeps its moving statistics in sync-on-read variables too, averaged: those are the model's.
+    return (
+        (not var.trainable)
+        and getattr(var, "synchronization", None) == tf.VariableSynchronization.ON_READ
+        and getattr(var, "aggregation", None) == tf.VariableAggregation.SUM
+    )
 
 
 def _deps(op) -> list:

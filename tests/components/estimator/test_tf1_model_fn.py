@@ -232,6 +232,81 @@ def test_tf1_variable_reuse_shares_one_set_of_weights(titanic_csvs, tmp_path):
     assert est.get_variable_value("global_step") == 3
 
 
+def collections_model_fn(features, labels, mode):
+    """Reads back what it put in TF1's collections: its loss (LOSSES, REGULARIZATION_LOSSES), the batch
+    norm's moving-statistics updates (UPDATE_OPS)."""
+    x = tf.stack([tf.cast(features["age"], tf.float32) / 80.0, tf.cast(features["fare"], tf.float32) / 100.0], 1)
+    with tf.compat.v1.variable_scope("net"):
+        h = tf.compat.v1.layers.batch_normalization(x, training=mode == estimator.ModeKeys.TRAIN, name="bn")
+        logits = tf.compat.v1.layers.dense(h, 1, kernel_regularizer=lambda k: 0.0 * tf.reduce_sum(k) + 0.5)[:, 0]
+    if mode == estimator.ModeKeys.PREDICT:
+        return estimator.EstimatorSpec(mode, predictions={"logits": logits, "normalized": h})
+    tf.compat.v1.losses.add_loss(0.0 * tf.reduce_mean(logits) + 1.0)
+    loss = tf.compat.v1.losses.get_total_loss()  # 1.0 + the regularizer's 0.5, at every step
+    update_ops = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)
+    with tf.control_dependencies(update_ops):
+        train_op = tf.compat.v1.train.GradientDescentOptimizer(0.1).minimize(
+            loss, global_step=tf.compat.v1.train.get_global_step()
+        )
+    return estimator.EstimatorSpec(mode, loss=loss, train_op=train_op)
+
+
+def test_tf1_collections_and_batch_norm_statistics(titanic_csvs, tmp_path):
+    train_csv, _ = titanic_csvs
+    est = estimator.Estimator(
+        collections_model_fn, model_dir=str(tmp_path), config=estimator.RunConfig(save_summary_steps=10)
+    )
+    est.train(make_input_fn(train_csv), steps=40)  # one call of 40 steps: the later ones trace in a loop body
+    losses = []
+    for path in tf.io.gfile.glob(f"{tmp_path}/events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            losses += [float(tf.make_ndarray(v.tensor)) for v in event.summary.value if v.tag == "loss"]
+    assert len(losses) >= 3 and all(loss == pytest.approx(1.5) for loss in losses), losses  # counted once
+    # The moving statistics moved (their updates ran), and are in the checkpoint (they are sync-on-read
+    # variables, as Keras metrics' are, but the model's).
+    mean, variance = est.get_variable_value("net/bn/moving_mean"), est.get_variable_value("net/bn/moving_variance")
+    assert np.all(mean > 0.05) and not np.allclose(variance, 1.0)
+    # Prediction normalizes with them: restored into the PREDICT program.
+    rows = [{"age": 30.0, "fare": 20.0}, {"age": 60.0, "fare": 200.0}]
+    predicted = next(
+        iter(
+            est.predict(
+                lambda: tf.data.Dataset.from_tensor_slices({k: [r[k] for r in rows] for k in rows[0]}).batch(2),
+                yield_single_examples=False,
+            )
+        )
+    )
+    x = np.array([[r["age"] / 80.0, r["fare"] / 100.0] for r in rows], np.float32)
+    gamma, beta = est.get_variable_value("net/bn/gamma"), est.get_variable_value("net/bn/beta")
+    expected = gamma * (x - mean) / np.sqrt(variance + 1e-3) + beta  # tf.compat.v1.layers' epsilon
+    np.testing.assert_allclose(predicted["normalized"], expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow  # 16 s on the shared 2-core VM
+def test_tf1_layers_under_a_distribution_strategy_with_a_tf_keras_optimizer(titanic_csvs, tmp_path):
+    import tf_keras
+
+    def model_fn(features, labels, mode):
+        x = tf.stack([tf.cast(features["age"], tf.float32) / 80.0, tf.cast(features["fare"], tf.float32) / 100.0], 1)
+        with tf.compat.v1.variable_scope("net"):
+            h = tf.compat.v1.layers.batch_normalization(x, training=mode == estimator.ModeKeys.TRAIN, name="bn")
+            logits = tf.compat.v1.layers.dense(h, 1, name="out")[:, 0]
+        loss = tf.compat.v1.losses.sigmoid_cross_entropy(tf.cast(labels, tf.float32), logits)
+        variables = tf.compat.v1.trainable_variables()
+        with tf.control_dependencies(tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)):
+            apply = tf_keras.optimizers.legacy.SGD(0.05).apply_gradients(zip(tf.gradients(loss, variables), variables))
+        train_op = tf.group(apply, tf.compat.v1.train.get_global_step().assign_add(1))
+        return estimator.EstimatorSpec(mode, loss=loss, train_op=train_op)
+
+    train_csv, _ = titanic_csvs
+    config = estimator.RunConfig(train_distribute=tf.distribute.MirroredStrategy(["/cpu:0"]))
+    est = estimator.Estimator(model_fn, model_dir=str(tmp_path), config=config)
+    est.train(make_input_fn(train_csv), steps=20)
+    assert est.get_variable_value("global_step") == 20
+    assert {"net/bn/moving_mean", "net/out/kernel"} <= set(est.get_variable_names())
+    assert np.all(est.get_variable_value("net/bn/moving_mean") > 0.01)
+
+
 def test_v1_layers_route_to_tf_keras_and_leave_tf_keras_alone():
     import tf_keras
 
