@@ -13,7 +13,7 @@ moves one.
 - `FASTER_LEGACY`: tf_keras's legacy optimizers with cheaper sparse updates, through OptimizerV2's
   `_resource_apply_sparse_duplicate_indices` / `_resource_apply_sparse` hooks.
 - `learning_rate_schedule`: an optimizer's learning-rate schedule object.
-- `route_v1_layers_to_tf_keras`: `tf.compat.v1.layers` under Keras 3 (tf_keras's legacy layers).
+- `route_v1_layers_to_tf_keras`: `tf.compat.v1.layers` and `.nn.rnn_cell` under Keras 3 (tf_keras's).
 - `fresh_tf1_stores`: TF1's variable and variable-scope stores, one pair per traced graph.
 - `tracking_resources`: the resources (lookup tables) a block of code creates, for a SavedModel to keep.
 
@@ -210,20 +210,25 @@ def learning_rate_schedule(optimizer):
     return optimizer._learning_rate
 
 
-# Where TensorFlow itself routes tf.compat.v1.layers when TF_USE_LEGACY_KERAS is set.
-_TF_KERAS_V1_LAYERS = "tf_keras.api._v1.keras.__internal__.legacy.layers"
+# Where TensorFlow itself routes tf.compat.v1.layers and tf.compat.v1.nn.rnn_cell when
+# TF_USE_LEGACY_KERAS is set: (parent module, name, a name the module has, tf_keras's module).
+_TF_KERAS_V1_MODULES = (
+    (tf.compat.v1, "layers", "dense", "tf_keras.api._v1.keras.__internal__.legacy.layers"),
+    (tf.compat.v1.nn, "rnn_cell", "LSTMCell", "tf_keras.api._v1.keras.__internal__.legacy.rnn_cell"),
+)
 
 
 def route_v1_layers_to_tf_keras() -> None:
-    """Makes `tf.compat.v1.layers` (`dense`, `conv2d`, `batch_normalization`, `Dense`, ...) tf_keras's
-    legacy TF1 layers where it routes to Keras 3, once.
+    """Makes `tf.compat.v1.layers` (`dense`, `conv2d`, `batch_normalization`, `Dense`, ...) and
+    `tf.compat.v1.nn.rnn_cell` (`LSTMCell`, `GRUCell`, `MultiRNNCell`, ...) tf_keras's legacy TF1 ones
+    where they route to Keras 3, once.
 
-    With Keras 3 installed (TF 2.16+'s default), every name of `tf.compat.v1.layers` raises
-    "`dense` is not available with Keras 3"; TensorFlow routes it to tf_keras only when the environment
-    variable TF_USE_LEGACY_KERAS is set before TensorFlow is imported, which also turns `tf.keras` into
-    tf_keras for the whole process. This routes `tf.compat.v1.layers` alone, and changes nothing where
-    it already works (TF_USE_LEGACY_KERAS set, or Keras 2). The module's names go into the lazy
-    loader object itself, so a reference taken earlier (`from tensorflow.compat.v1 import layers`) works too.
+    With Keras 3 installed (TF 2.16+'s default), every name of these modules raises "`dense` is not
+    available with Keras 3"; TensorFlow routes them to tf_keras only when the environment variable
+    TF_USE_LEGACY_KERAS is set before TensorFlow is imported, which also turns `tf.keras` into tf_keras
+    for the whole process. This routes these two modules alone, and changes nothing where they already
+    work (TF_USE_LEGACY_KERAS set, or Keras 2). The module's names go into the lazy loader object
+    itself, so a reference taken earlier (`from tensorflow.compat.v1 import layers`) works too.
     """
     global _v1_layers_routed
     if _v1_layers_routed:
@@ -233,16 +238,17 @@ def route_v1_layers_to_tf_keras() -> None:
 
     from tensorflow.python.util.lazy_loader import KerasLazyLoader
 
-    loader = tf.compat.v1.__dict__.get("layers")
-    if not isinstance(loader, KerasLazyLoader):
-        return  # already a module
-    try:
-        loader.dense  # noqa: B018  (raises under Keras 3)
-        return
-    except AttributeError:
-        pass
-    module = importlib.import_module(_TF_KERAS_V1_LAYERS)
-    loader.__dict__.update({k: v for k, v in vars(module).items() if not k.startswith("__")})
+    for parent, name, probe, target in _TF_KERAS_V1_MODULES:
+        loader = parent.__dict__.get(name)
+        if not isinstance(loader, KerasLazyLoader):
+            continue  # already a module
+        try:
+            getattr(loader, probe)  # raises under Keras 3
+            continue
+        except AttributeError:
+            pass
+        module = importlib.import_module(target)
+        loader.__dict__.update({k: v for k, v in vars(module).items() if not k.startswith("__")})
 
 
 def fresh_tf1_stores(graph) -> None:

@@ -1119,6 +1119,14 @@ def _run_eval(program, iterator, has_labels, steps, path, hooks) -> dict:
         runner.end()
     if batches == 0:
         raise InputError("input_fn produced no data to evaluate on")
+    if int(program.global_step.numpy()) != global_step:
+        # tf.estimator's graph ran only the ops evaluation fetched; a tf.function runs every stateful op
+        # it traced, so a train_op built in EVAL mode trained on the evaluation data.
+        raise ConfigError(
+            "the model_fn's EVAL mode advanced the global step: it builds a train_op (an optimizer's "
+            "minimize or apply_gradients) in EVAL mode, and TF 2 runs it during evaluation. Build the "
+            "optimizer and train_op only when mode == ModeKeys.TRAIN."
+        )
     results = {"loss": np.float32(total / batches), "global_step": np.int64(program.global_step.numpy())}
     for key, value in spec.eval_metric_ops.items():
         results[key] = value.result().numpy() if is_metric_object(value) else last_updates[key].numpy()

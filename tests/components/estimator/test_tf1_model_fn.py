@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from components import estimator
+from components.errors import ConfigError
 from examples.titanic.data import split_titanic
 from examples.titanic.seed_estimator import make_input_fn
 
@@ -307,6 +308,43 @@ def test_tf1_layers_under_a_distribution_strategy_with_a_tf_keras_optimizer(tita
     assert np.all(est.get_variable_value("net/bn/moving_mean") > 0.01)
 
 
+def rnn_model_fn(features, labels, mode, params):
+    """TF1 recurrent cells (tf.compat.v1.nn.rnn_cell, dynamic_rnn) over the two numbers as a sequence."""
+    sequence = tf.stack([tf.cast(features["age"], tf.float32) / 80.0, tf.cast(features["fare"], tf.float32) / 100.0], 1)
+    cells = [tf.compat.v1.nn.rnn_cell.LSTMCell(8), tf.compat.v1.nn.rnn_cell.GRUCell(4)]
+    outputs, _ = tf.compat.v1.nn.dynamic_rnn(
+        tf.compat.v1.nn.rnn_cell.MultiRNNCell(cells), sequence[:, :, None], dtype=tf.float32, scope="rnn"
+    )
+    logits = tf.compat.v1.layers.dense(outputs[:, -1], 1, name="out")[:, 0]
+    if mode == estimator.ModeKeys.PREDICT:
+        return estimator.EstimatorSpec(mode, predictions={"logits": logits})
+    loss = tf.compat.v1.losses.sigmoid_cross_entropy(tf.cast(labels, tf.float32), logits)
+    train_op = None
+    if mode == estimator.ModeKeys.TRAIN or params["train_op_in_every_mode"]:
+        train_op = tf.compat.v1.train.AdamOptimizer(0.01).minimize(
+            loss, global_step=tf.compat.v1.train.get_or_create_global_step()
+        )
+    return estimator.EstimatorSpec(mode, loss=loss, train_op=train_op)
+
+
+@pytest.mark.slow  # 30 s on the shared 2-core VM: dynamic_rnn's loops, traced per mode
+def test_tf1_rnn_cells_and_a_train_op_built_in_eval_mode(titanic_csvs, tmp_path):
+    train_csv, eval_csv = titanic_csvs
+    est = estimator.Estimator(rnn_model_fn, model_dir=str(tmp_path), params={"train_op_in_every_mode": False})
+    est.train(make_input_fn(train_csv), steps=10)
+    assert est.evaluate(make_input_fn(eval_csv, shuffle=False, epochs=1), steps=3)["global_step"] == 10
+    assert {
+        "rnn/multi_rnn_cell/cell_0/lstm_cell/kernel",
+        "rnn/multi_rnn_cell/cell_1/gru_cell/gates/kernel",
+        "out/kernel",
+    } <= set(est.get_variable_names())
+    # tf.estimator ignored a train_op returned in EVAL mode; TF 2 would run it: a clear error instead.
+    sloppy = estimator.Estimator(rnn_model_fn, model_dir=str(tmp_path), params={"train_op_in_every_mode": True})
+    with pytest.raises(ConfigError, match=r"only when mode == ModeKeys\.TRAIN"):
+        sloppy.evaluate(make_input_fn(eval_csv, shuffle=False, epochs=1), steps=3)
+    assert est.latest_checkpoint().endswith("model.ckpt-10")  # the checkpoint is untouched
+
+
 def test_v1_layers_route_to_tf_keras_and_leave_tf_keras_alone():
     import tf_keras
 
@@ -316,6 +354,7 @@ def test_v1_layers_route_to_tf_keras_and_leave_tf_keras_alone():
     dense = tf.compat.v1.layers.dense
     assert dense.__module__ == "tf_keras.src.legacy_tf_layers.core"
     assert issubclass(tf.compat.v1.layers.Dense, tf_keras.layers.Dense)  # the TF1 layer over tf_keras's Dense
+    assert tf.compat.v1.nn.rnn_cell.LSTMCell.__module__.startswith("tf_keras.")
     assert tf.keras.layers.Dense.__module__.startswith("keras")  # tf.keras is still Keras 3
 
 
