@@ -14,6 +14,9 @@ moves one.
 - `FASTER_LEGACY`: tf_keras's legacy optimizers with cheaper sparse updates, through OptimizerV2's
   `_resource_apply_sparse_duplicate_indices` / `_resource_apply_sparse` hooks.
 - `learning_rate_schedule`: an optimizer's learning-rate schedule object.
+- `route_v1_layers_to_tf_keras`: `tf.compat.v1.layers` and `.nn.rnn_cell` under Keras 3 (tf_keras's).
+- `fresh_tf1_stores`: TF1's variable and variable-scope stores, one pair per traced graph.
+- `tracking_resources`: the resources (lookup tables) a block of code creates, for a SavedModel to keep.
 
 Keras 3 and tf.group:
 
@@ -25,6 +28,7 @@ Keras 3's `optimizer.apply_gradients` returns its `iterations` variable, a Keras
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import random
@@ -38,6 +42,7 @@ from tensorflow.python.feature_column import feature_column_v2 as fc2  # noqa: F
 from tensorflow.python.trackable.trackable_utils import escape_local_name  # noqa: F401  (re-exported)
 
 _patched = False
+_v1_layers_routed = False
 
 
 def trackable_children(obj) -> dict[str, Any]:
@@ -233,3 +238,75 @@ def learning_rate_schedule(optimizer):
     if isinstance(hyper, dict) and "learning_rate" in hyper:
         return hyper["learning_rate"]
     return optimizer._learning_rate
+
+
+# Where TensorFlow itself routes tf.compat.v1.layers and tf.compat.v1.nn.rnn_cell when
+# TF_USE_LEGACY_KERAS is set: (parent module, name, a name the module has, tf_keras's module).
+_TF_KERAS_V1_MODULES = (
+    (tf.compat.v1, "layers", "dense", "tf_keras.api._v1.keras.__internal__.legacy.layers"),
+    (tf.compat.v1.nn, "rnn_cell", "LSTMCell", "tf_keras.api._v1.keras.__internal__.legacy.rnn_cell"),
+)
+
+
+def route_v1_layers_to_tf_keras() -> None:
+    """Makes `tf.compat.v1.layers` (`dense`, `conv2d`, `batch_normalization`, `Dense`, ...) and
+    `tf.compat.v1.nn.rnn_cell` (`LSTMCell`, `GRUCell`, `MultiRNNCell`, ...) tf_keras's legacy TF1 ones
+    where they route to Keras 3, once.
+
+    With Keras 3 installed (TF 2.16+'s default), every name of these modules raises "`dense` is not
+    available with Keras 3"; TensorFlow routes them to tf_keras only when the environment variable
+    TF_USE_LEGACY_KERAS is set before TensorFlow is imported, which also turns `tf.keras` into tf_keras
+    for the whole process. This routes these two modules alone, and changes nothing where they already
+    work (TF_USE_LEGACY_KERAS set, or Keras 2). The module's names go into the lazy loader object
+    itself, so a reference taken earlier (`from tensorflow.compat.v1 import layers`) works too.
+    """
+    global _v1_layers_routed
+    if _v1_layers_routed:
+        return
+    _v1_layers_routed = True
+    import importlib
+
+    from tensorflow.python.util.lazy_loader import KerasLazyLoader
+
+    for parent, name, probe, target in _TF_KERAS_V1_MODULES:
+        loader = parent.__dict__.get(name)
+        if not isinstance(loader, KerasLazyLoader):
+            continue  # already a module
+        try:
+            getattr(loader, probe)  # raises under Keras 3
+            continue
+        except AttributeError:
+            pass
+        module = importlib.import_module(target)
+        loader.__dict__.update({k: v for k, v in vars(module).items() if not k.startswith("__")})
+
+
+def fresh_tf1_stores(graph) -> None:
+    """Gives `graph`, a graph being traced, TF1 variable and variable-scope stores of its own.
+
+    A traced graph shares both with the process's default graph (tf.function's FuncGraph takes them
+    by reference), so a second trace of a model_fn that calls `tf.compat.v1.get_variable("w")` (or a
+    `tf.compat.v1.layers` layer, which does) would find "w" already there and fail ("Variable w already
+    exists, disallowed"), and scope names would count on across traces (dense, dense_1, ...). Fresh
+    stores, as tf.estimator's fresh graph per call gave, make every trace name its variables alike;
+    the Estimator's variable creator hands back the first trace's variables.
+    """
+    from tensorflow.python.ops import variable_scope
+
+    graph.clear_collection(variable_scope._VARSTORE_KEY)
+    graph.clear_collection(variable_scope._VARSCOPESTORE_KEY)
+
+
+@contextlib.contextmanager
+def tracking_resources():
+    """Yields a list that gets every resource (a lookup table, say) created inside the block.
+
+    A model_fn that makes its own tables (tf.compat.v1.feature_column.input_layer over a vocabulary
+    column) creates them outside the traced serving graph, which only captures them: a SavedModel
+    must also track them, or tf.saved_model.save refuses the "untracked resource".
+    """
+    from tensorflow.python.trackable import resource
+
+    tracker = resource.ResourceTracker()
+    with resource.resource_tracker_scope(tracker):
+        yield tracker.resources

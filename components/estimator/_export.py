@@ -125,7 +125,9 @@ def _mode_signatures(est, checkpoint, mode, receiver_fn):
         captured["receiver"], captured["outputs"] = receiver, outputs
         return {name: out.as_outputs() for name, out in outputs.items()}
 
-    wrapped = tf.compat.v1.wrap_function(serving_graph, [])
+    with _compat.tracking_resources() as model_fn_resources:  # tables the model_fn made itself
+        wrapped = tf.compat.v1.wrap_function(serving_graph, [])
+    program.model_fn_resources = list(model_fn_resources)  # saved with the module, as the variables are
     receiver = captured["receiver"]
     inputs = receiver.receiver_tensors
     single_string = len(inputs) == 1 and next(iter(inputs.values())).dtype == tf.string
@@ -162,6 +164,7 @@ def _save(est, programs, receivers, signatures, methods, export_dir_base, assets
     # What a premade estimator built for a mode outside its model_fn (its eval metrics' variables).
     module.state_variables = [v for p in programs for v in _state_variables(p.state)]
     module.resources = est._export_resources()
+    module.model_fn_resources = [r for p in programs for r in p.model_fn_resources]
     module.receiver_trackables = [t for r in receivers for t in r.trackables]
     os.makedirs(export_dir_base, exist_ok=True)
     stamp = int(time.time())

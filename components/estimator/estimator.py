@@ -65,6 +65,17 @@ _NONFINITE = "tfpipe: the training loss is not finite"
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _MODEL_FN_ARGS = {"features", "labels", "mode", "params", "config"}
 _LOCAL_COLLECTIONS = {tf.compat.v1.GraphKeys.LOCAL_VARIABLES, tf.compat.v1.GraphKeys.METRIC_VARIABLES}
+# Collections a TF1-style model_fn fills and reads back (tf.compat.v1.losses.get_total_loss(), the batch
+# norm's UPDATE_OPS, a v1 optimizer's TRAIN_OP): a traced graph starts without them, as tf.estimator's
+# graph per call did. A graph traced inside another (the loop body around later steps) copies its
+# outer graph's, which hold the first step's.
+_MODEL_FN_COLLECTIONS = (
+    tf.compat.v1.GraphKeys.LOSSES,
+    tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES,
+    tf.compat.v1.GraphKeys.UPDATE_OPS,
+    tf.compat.v1.GraphKeys.TRAIN_OP,
+    tf.compat.v1.GraphKeys.SUMMARIES,
+)
 
 
 class _Program:
@@ -77,6 +88,7 @@ class _Program:
 
     def __init__(self, estimator: Estimator, mode: str, strategy, transform_in_step: bool = False):
         self.est, self.mode = estimator, mode
+        self.model_fn_resources: list = []  # lookup tables the model_fn made itself (an export saves them)
         # Whether call_model_fn applies the estimator's input transform (the input then carries raw
         # features); otherwise the dataset map has applied it (see Estimator._transform_in_step).
         self.transform_in_step = transform_in_step
@@ -107,6 +119,8 @@ class _Program:
         # Steps an endless-input chunk has run (see _chunk_fn), made with that chunk.
         self.steps_done: tf.Variable | None = None
         self.synced: tuple | None = None
+        # tf.compat.v1.layers in a TF1-style model_fn, under Keras 3: tf_keras's (here: not traced).
+        _compat.route_v1_layers_to_tf_keras()
         with self.strategy.scope():
             estimator._prebuild(self)
 
@@ -149,6 +163,12 @@ class _Program:
             # model_fn's variables, so none leak to other graphs (tf.Transform rejects a preprocessing
             # graph that has any).
             graph.clear_collection(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)
+            # And its own TF1 variable stores, as tf.estimator's graph per call had: each trace of a
+            # model_fn using tf.compat.v1.get_variable / tf.compat.v1.layers makes its variables anew
+            # (by the same names), and the creator above hands back the first trace's.
+            _compat.fresh_tf1_stores(graph)
+            for key in _MODEL_FN_COLLECTIONS:
+                graph.clear_collection(key)
             self._cursor.graph = graph
         allow_keras3_variables_in_group()
         allow_setting_keras3_iterations()
@@ -286,8 +306,14 @@ def _unique_names(names) -> list[str]:
 
 
 def _is_metric_variable(var) -> bool:
-    # Keras metrics keep their state in non-trainable, sync-on-read variables.
-    return (not var.trainable) and getattr(var, "synchronization", None) == tf.VariableSynchronization.ON_READ
+    # Keras metrics (tf_keras and Keras 3) keep their state in non-trainable, sync-on-read variables
+    # summed across replicas. tf_keras's BatchNormalization (tf.compat.v1.layers.batch_normalization's)
+    # keeps its moving statistics in sync-on-read variables too, averaged: those are the model's.
+    return (
+        (not var.trainable)
+        and getattr(var, "synchronization", None) == tf.VariableSynchronization.ON_READ
+        and getattr(var, "aggregation", None) == tf.VariableAggregation.SUM
+    )
 
 
 def _deps(op) -> list:
@@ -1144,6 +1170,14 @@ def _run_eval(program, iterator, has_labels, steps, path, hooks) -> dict:
         runner.end()
     if batches == 0:
         raise InputError("input_fn produced no data to evaluate on")
+    if int(program.global_step.numpy()) != global_step:
+        # tf.estimator's graph ran only the ops evaluation fetched; a tf.function runs every stateful op
+        # it traced, so a train_op built in EVAL mode trained on the evaluation data.
+        raise ConfigError(
+            "the model_fn's EVAL mode advanced the global step: it builds a train_op (an optimizer's "
+            "minimize or apply_gradients) in EVAL mode, and TF 2 runs it during evaluation. Build the "
+            "optimizer and train_op only when mode == ModeKeys.TRAIN."
+        )
     results = {"loss": np.float32(total / batches), "global_step": np.int64(program.global_step.numpy())}
     for key, value in spec.eval_metric_ops.items():
         results[key] = value.result().numpy() if is_metric_object(value) else last_updates[key].numpy()
