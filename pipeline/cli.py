@@ -392,6 +392,72 @@ def _cmd_stats(args) -> int:
     return 0
 
 
+def _cmd_schema(args) -> int:
+    """The schema ingest infers (domains, presence, value counts), in pbtxt, to edit and pin with ingest.schema."""
+    import tempfile
+    from datetime import UTC, datetime
+
+    from google.protobuf import text_format
+
+    from components.errors import ConfigError
+    from pipeline.config import load_config
+
+    cfg = load_config(args.config, _overrides(args))
+    ingests = [n for n in cfg.nodes.values() if n.component.name == "ingest"]
+    if args.component:
+        ingests = [n for n in ingests if n.id == args.component]
+        if not ingests:
+            raise ConfigError(f"{args.config}: no ingest instance with id {args.component!r}")
+    if len(ingests) > 1 and not args.statistics:
+        raise ConfigError(
+            f"{args.config} has {len(ingests)} ingest instances ({', '.join(n.id for n in ingests)}); "
+            "name one with --component ID"
+        )
+    train_split = ingests[0].params.train_split if ingests else "train"
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if args.statistics:
+        from components.statistics import load_statistics
+        from schemas.schema import infer_schema
+
+        folder = args.statistics
+        if not os.path.isdir(folder) and not folder.isdigit():
+            raise ConfigError(f"--statistics {folder}: neither a folder nor an artifact id")
+        if not os.path.isdir(folder):
+            store = _store(args)[1]
+            folder = store.artifact(store.resolve(args.statistics)).uri
+        schema = infer_schema(load_statistics(folder), train_split)
+        source = f"the statistics in {_short(folder)}"
+    else:
+        if not ingests:
+            raise ConfigError(f"{args.config} has no ingest instance to infer a schema from; pass --statistics")
+        from components.ingest import ingest
+        from schemas.schema import load_schema
+
+        node = ingests[0]
+        params = node.params.model_copy(update={"schema_file": None})  # infer, even where one is pinned
+        with tempfile.TemporaryDirectory(prefix="tfpipe-schema-") as tmp:
+            result = ingest(params, Path(tmp) / "examples", tmp, tmp)
+            schema = load_schema(result.schema_path)
+        rows = ", ".join(f"{k} {v}" for k, v in result.counts.items())
+        source = f"the input of {node.id} as it is now ({rows} rows)"
+    text = (
+        f"# tensorflow-metadata Schema of pipeline {cfg.name}, inferred by `tfpipe schema` from {source}, {when}.\n"
+        f"# String domains come from split {train_split}. Edit it, then pin it: ingest's `schema: <this file>`.\n"
+        + text_format.MessageToString(schema)
+    )
+    if args.out:
+        out = Path(args.out)
+        staging = out.with_name(f".{out.name}.tmp")
+        staging.write_text(text, encoding="utf-8")
+        staging.replace(out)
+        print(
+            f"schema written to {args.out} ({len(schema.feature)} features); pin it with ingest.schema", file=sys.stderr
+        )
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _cmd_reproduce(args) -> int:
     from pipeline.metadata import run_label
     from pipeline.reproduce import DIFFERENT, reproduce
@@ -482,6 +548,11 @@ _EXAMPLES = {
     "stats": [
         "tfpipe stats titanic/20261207T060513-4dcccf --config examples/titanic/pipeline.yaml",
         "tfpipe stats 7 --config examples/titanic/pipeline.yaml     # a statistics or anomalies artifact",
+    ],
+    "schema": [
+        "tfpipe schema examples/titanic/pipeline.yaml --out schema.pbtxt     # then edit it, and pin it: ingest.schema",
+        "tfpipe schema examples/penguin/pipeline.yaml | less",
+        "tfpipe schema pipeline.yaml --statistics 12 --out schema.pbtxt     # from a statistics artifact, no reading",
     ],
     "reproduce": ["tfpipe reproduce titanic/20261207T060513-4dcccf --config examples/titanic/pipeline.yaml"],
     "diff": [
@@ -619,6 +690,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="the pipeline YAML whose MLMD store to read")
     _store_args(p)
     p.set_defaults(func=_cmd_stats)
+
+    p = add(
+        "schema",
+        "the schema ingest infers from the pipeline's input (types, presence, value counts, string domains from the "
+        "train split), as a tensorflow-metadata Schema in text format, to edit and pin (ingest.schema); read from the "
+        "input files as they are now, into a temporary folder, nothing recorded",
+    )
+    p.add_argument("config", help="the pipeline YAML")
+    p.add_argument("--out", "-o", help="write to this file (atomically) instead of printing")
+    p.add_argument("--component", help="the ingest instance's id, where the pipeline has several")
+    p.add_argument(
+        "--statistics",
+        metavar="ARTIFACT",
+        help="infer from this statistics artifact (an id in the pipeline's store, or its folder) instead of reading "
+        "the input: instant on a big input",
+    )
+    _store_args(p)
+    p.set_defaults(func=_cmd_schema)
 
     p = add(
         "reproduce",

@@ -211,3 +211,87 @@ def test_validate_in_process_names_the_feature_and_value(tmp_path):
     measured = load_anomalies(tmp_path / "age" / "out")["train"].drift_skew_info
     age = next(m for m in measured if list(m.path.step) == ["Age"])
     assert age.drift_measurements[0].value > 0.2 and age.drift_measurements[0].threshold == pytest.approx(0.2)
+
+
+def test_an_inferred_domain_lets_another_split_hold_an_unknown_value_only_as_rarely_as_sampling_explains(tmp_path):
+    """The string domain ingest infers comes from the train split; an eval value outside it is sampling when it
+    is rarer than 3 / (train values), and an anomaly naming it when it is more frequent."""
+    from components.example_validator import ValidatorConfig, validate
+    from components.ingest import IngestConfig, ingest
+    from components.statistics import StatisticsConfig, compute
+
+    def judged(name: str, greens: int):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "train.csv").write_text("color,n\n" + "red,1\nblue,2\n" * 20)  # 40 values: min_domain_mass 0.925
+        (d / "eval.csv").write_text("color,n\n" + "red,1\n" * (20 - greens) + "green,2\n" * greens)
+        ingest(IngestConfig(input={"train": str(d / "train.csv"), "eval": str(d / "eval.csv")}), d / "ex", d, d)
+        compute(str(d / "ex"), str(d / "stats"), StatisticsConfig())
+        return validate(ValidatorConfig(), str(d / "stats"), str(d / "schema.pbtxt"), None, str(d / "out"))[0].items
+
+    assert judged("rare", 1) == []  # 5 % of eval's values: within 1 - 0.925
+    items = judged("frequent", 4)  # 20 %
+    assert [(i["split"], i["feature"], i["type"]) for i in items] == [
+        ("eval", "color", "ENUM_TYPE_UNEXPECTED_STRING_VALUES")
+    ]
+    assert "'green'" in items[0]["summary"] and "the schema's domain" in items[0]["summary"]
+
+
+def _graph_without_training(folder: Path, schema: str | None = None) -> None:
+    ingest = {"id": "ingest", "type": "ingest", "input": "data.csv", **({"schema": schema} if schema else {})}
+    instances = [
+        ingest,
+        {"id": "statistics", "type": "statistics", "inputs": {"examples": "ingest.examples"}},
+        {
+            "id": "validator",
+            "type": "example_validator",
+            "inputs": {"statistics": "statistics.statistics", "schema": "ingest.schema"},
+        },
+    ]
+    (folder / "pipeline.yaml").write_text(
+        yaml.safe_dump({"name": "dv", "root": "root", "components": instances}, sort_keys=False)
+    )
+
+
+@pytest.mark.slow
+def test_tfpipe_schema_round_trips_as_a_pinned_schema_and_a_curated_domain_stops_the_run(tmp_path):
+    from components.statistics import load_statistics
+    from pipeline.metadata import MetadataStore
+    from schemas.schema import infer_schema, load_schema
+
+    tiny_titanic(tmp_path)
+    _graph_without_training(tmp_path)
+    done = tfpipe("schema", "pipeline.yaml", "--out", "schema.pbtxt", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    schema = load_schema(tmp_path / "schema.pbtxt")  # parses as a tensorflow-metadata Schema, comments and all
+    features = {f.name: f for f in schema.feature}
+    assert list(features["Sex"].string_domain.value) == ["female", "male"]
+    assert "C" in features["Embarked"].string_domain.value
+    assert features["Age"].presence.min_fraction == 0.0 and features["Age"].presence.min_count == 1
+    # Printed, it is the same schema
+    printed = tfpipe("schema", "pipeline.yaml", cwd=tmp_path)
+    assert printed.returncode == 0 and printed.stdout == (tmp_path / "schema.pbtxt").read_text()
+
+    # Pinned as it is: the run passes the validator
+    _graph_without_training(tmp_path, schema="schema.pbtxt")
+    done = tfpipe("run", "pipeline.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _last_run(tmp_path) == {"ingest": "COMPLETE", "statistics": "COMPLETE", "validator": "COMPLETE"}
+    # ... and the statistics it made give the same schema again (the rule from TFDV statistics: --statistics)
+    store = MetadataStore(str(tmp_path / "root" / "metadata.sqlite"))
+    stats = [a for a in store.artifacts("ExampleStatistics") if "statistics" in a.uri][-1]
+    assert infer_schema(load_statistics(stats.uri)) == schema
+    from_stats = tfpipe("schema", "pipeline.yaml", "--statistics", str(stats.id), cwd=tmp_path)
+    assert from_stats.returncode == 0, from_stats.stderr[-3000:]
+    assert from_stats.stdout.split("\n", 2)[2] == printed.stdout.split("\n", 2)[2]  # less the comment lines
+
+    # Curated: C is no longer a valid port; the run stops naming it
+    text = (tmp_path / "schema.pbtxt").read_text().replace('    value: "C"\n', "", 1)
+    (tmp_path / "schema.pbtxt").write_text(text)
+    assert (
+        "C" not in {f.name: f for f in load_schema(tmp_path / "schema.pbtxt").feature}["Embarked"].string_domain.value
+    )
+    done = tfpipe("run", "pipeline.yaml", cwd=tmp_path)
+    line = _stopped(done, "Embarked", "'C'", "the schema's domain")
+    assert "split train" in line
+    assert _last_run(tmp_path) == {"ingest": "COMPLETE", "statistics": "COMPLETE", "validator": "COMPLETE"}
