@@ -351,6 +351,7 @@ def _cmd_stats(args) -> int:
     from pipeline.ui import data_validation_pairs, statistics_rows
 
     folder = Path(args.target)
+    baselines: dict[str, str] = {}
     if folder.is_dir() and list(folder.glob("Split-*/FeatureStats.pb")):
         pairs = [(str(folder), None)]  # a statistics folder: no store needed
     else:
@@ -379,9 +380,17 @@ def _cmd_stats(args) -> int:
 
             raise ConfigError(f"{ref}: no statistics in TFDV's format (a statistics component's output) there")
         pairs = [(s.uri, a.uri if a is not None else None) for s, a in found]
+        # the validator's drift baseline: the previous drop's statistics it compared with
+        baselines = {
+            s.uri: store.artifact(int(a.properties["baseline_statistics"])).uri
+            for s, a in found
+            if a is not None and int(a.properties.get("baseline_statistics") or 0)
+        }
     from components.example_validator import load_anomalies
     from components.statistics import by_split, load_statistics
 
+    if args.html:
+        return _stats_html(args, pairs, baselines)
     for stats_uri, anomalies_uri in pairs:
         anomalies: dict = load_anomalies(anomalies_uri) if anomalies_uri else {}
         for split, dataset in by_split(load_statistics(stats_uri)).items():
@@ -389,6 +398,31 @@ def _cmd_stats(args) -> int:
             rows = statistics_rows(dataset, anomalies.get(split))
             headers = list(dict.fromkeys(k for row in rows for k in row))
             _table(headers, [[row.get(h, "-") for h in headers] for row in rows])
+    return 0
+
+
+def _stats_html(args, pairs: list, baselines: dict) -> int:
+    """`tfpipe stats ... --html FILE`: one self-contained page (pipeline/stats_html.py), written atomically."""
+    from components.example_validator import load_anomalies
+    from components.statistics import load_statistics
+    from pipeline.stats_html import render
+
+    drops = [
+        {
+            "title": f"Statistics {_short(stats_uri)}"
+            + (f", judged in {_short(anomalies_uri)}" if anomalies_uri else "")
+            + (f", against the previous drop {_short(baselines[stats_uri])}" if stats_uri in baselines else ""),
+            "statistics": load_statistics(stats_uri),
+            "anomalies": load_anomalies(anomalies_uri) if anomalies_uri else {},
+            "previous": load_statistics(baselines[stats_uri]) if stats_uri in baselines else None,
+        }
+        for stats_uri, anomalies_uri in pairs
+    ]
+    out = Path(args.html)
+    staging = out.with_name(f".{out.name}.tmp")
+    staging.write_text(render(drops, f"tfpipe stats {args.target}"), encoding="utf-8")
+    staging.replace(out)
+    print(f"statistics of {args.target} written to {args.html} ({len(drops)} statistics artifact(s))")
     return 0
 
 
@@ -548,6 +582,7 @@ _EXAMPLES = {
     "stats": [
         "tfpipe stats titanic/20261207T060513-4dcccf --config examples/titanic/pipeline.yaml",
         "tfpipe stats 7 --config examples/titanic/pipeline.yaml     # a statistics or anomalies artifact",
+        "tfpipe stats titanic/20261207T060513-4dcccf --config examples/titanic/pipeline.yaml --html stats.html",
     ],
     "schema": [
         "tfpipe schema examples/titanic/pipeline.yaml --out schema.pbtxt     # then edit it, and pin it: ingest.schema",
@@ -688,6 +723,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("stats", "statistics per split (and anomalies) of a statistics artifact, its folder, or a run")
     p.add_argument("target", help="an artifact id or path (ExampleStatistics or ExampleAnomalies), or a run id")
     p.add_argument("--config", help="the pipeline YAML whose MLMD store to read")
+    p.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write a self-contained HTML page instead: per feature, histograms comparing the splits and the "
+        "previous drop (the drift baseline), drifted and anomalous features marked",
+    )
     _store_args(p)
     p.set_defaults(func=_cmd_stats)
 
