@@ -198,11 +198,13 @@ def render(drops: list[dict], title: str) -> str:
     "previous": the baseline's DatasetFeatureStatisticsList or None, "train_split": name}."""
     body = [f"<h1>{html.escape(title)}</h1>"]
     for drop in drops:
-        splits = {d.name: d for d in drop["statistics"].datasets}
+        train_split = drop.get("train_split", "train")
+        # the train split first (the reference the others are read against), then the rest in their order
+        splits = {d.name: d for d in sorted(drop["statistics"].datasets, key=lambda d: d.name != train_split)}
         previous = None
         if drop.get("previous") is not None:
             prev = {d.name: d for d in drop["previous"].datasets}
-            previous = prev.get(drop.get("train_split", "train")) or next(iter(prev.values()), None)
+            previous = prev.get(train_split) or next(iter(prev.values()), None)
         verdicts = _verdicts(drop.get("anomalies") or {})
         labels = [(name, _COLORS[i % len(_COLORS)]) for i, name in enumerate(splits)]
         if previous is not None:
