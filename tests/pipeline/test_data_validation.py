@@ -325,3 +325,47 @@ def test_the_shipped_examples_pass_their_own_validator_with_the_inferred_schema(
             by_type["example_validator"], str(d / "stats"), str(d / "schema.pbtxt"), baseline, str(d / "o")
         )
         assert [x for x in found.items if x["severity"] == "error"] == [], found.items
+
+
+def test_a_pinned_domain_is_the_users_word_and_an_inferred_one_still_meets_the_previous_drop(tmp_path):
+    """A new value X in a second drop: the schema ingest inferred from that drop has X in its domain, so only
+    the previous drop's values catch it; a pinned schema that lists X lets it through."""
+    from google.protobuf import text_format
+
+    from components.example_validator import ValidatorConfig, validate
+    from components.ingest import IngestConfig, ingest
+    from components.statistics import StatisticsConfig, compute
+    from schemas.artifacts import Artifact
+    from schemas.schema import load_schema
+
+    tiny_titanic(tmp_path / "src")
+    good = (tmp_path / "src" / "data.csv").read_text()
+    folders = {}
+    for name, edits in (("base", ()), ("new", (_new_embarked,))):
+        d = folders[name] = tmp_path / name
+        d.mkdir()
+        write_drop(d, good, *edits)
+        ingest(IngestConfig(input=str(d / "data.csv")), d / "ex", d, d)
+        compute(str(d / "ex"), str(d / "stats"), StatisticsConfig())
+    d = folders["new"]
+    schema = load_schema(d / "schema.pbtxt")
+    assert "X" in next(f for f in schema.feature if f.name == "Embarked").string_domain.value  # inferred from it
+    baseline = Artifact(3, "ExampleStatistics", str(folders["base"] / "stats"))
+
+    def judged(pinned: bool) -> list:
+        out = tmp_path / f"out-{pinned}"
+        return validate(ValidatorConfig(), str(d / "stats"), str(d / "schema.pbtxt"), baseline, str(out), pinned)[
+            0
+        ].items
+
+    inferred = judged(pinned=False)
+    assert {(i["feature"], i["check"]) for i in inferred} == {("Embarked", "new_values")}, inferred
+    assert "'X'" in inferred[0]["summary"] and "previous data drop" in inferred[0]["summary"]
+    assert judged(pinned=True) == []
+    # and a pinned schema without X stops it, by the schema's own domain
+    for f in schema.feature:
+        if f.name == "Embarked":
+            f.string_domain.value.remove("X")
+    (d / "schema.pbtxt").write_text(text_format.MessageToString(schema))
+    pinned = judged(pinned=True)
+    assert {(i["split"], i["feature"], i["check"]) for i in pinned} >= {("train", "Embarked", "schema")}, pinned
