@@ -356,6 +356,7 @@ def _cmd_stats(args) -> int:
     from pipeline.ui import data_validation_pairs, statistics_rows
 
     folder = Path(args.target)
+    baselines: dict[str, str] = {}
     if folder.is_dir() and list(folder.glob("Split-*/FeatureStats.pb")):
         pairs = [(str(folder), None)]  # a statistics folder: no store needed
     else:
@@ -384,9 +385,17 @@ def _cmd_stats(args) -> int:
 
             raise ConfigError(f"{ref}: no statistics in TFDV's format (a statistics component's output) there")
         pairs = [(s.uri, a.uri if a is not None else None) for s, a in found]
+        # the validator's drift baseline: the previous drop's statistics it compared with
+        baselines = {
+            s.uri: store.artifact(int(a.properties["baseline_statistics"])).uri
+            for s, a in found
+            if a is not None and int(a.properties.get("baseline_statistics") or 0)
+        }
     from components.example_validator import load_anomalies
     from components.statistics import by_split, load_statistics
 
+    if args.html:
+        return _stats_html(args, pairs, baselines)
     for stats_uri, anomalies_uri in pairs:
         anomalies: dict = load_anomalies(anomalies_uri) if anomalies_uri else {}
         for split, dataset in by_split(load_statistics(stats_uri)).items():
@@ -394,6 +403,97 @@ def _cmd_stats(args) -> int:
             rows = statistics_rows(dataset, anomalies.get(split))
             headers = list(dict.fromkeys(k for row in rows for k in row))
             _table(headers, [[row.get(h, "-") for h in headers] for row in rows])
+    return 0
+
+
+def _stats_html(args, pairs: list, baselines: dict) -> int:
+    """`tfpipe stats ... --html FILE`: one self-contained page (pipeline/stats_html.py), written atomically."""
+    from components.example_validator import load_anomalies
+    from components.statistics import load_statistics
+    from pipeline.stats_html import render
+
+    drops = [
+        {
+            "title": f"Statistics {_short(stats_uri)}"
+            + (f", judged in {_short(anomalies_uri)}" if anomalies_uri else "")
+            + (f", against the previous drop {_short(baselines[stats_uri])}" if stats_uri in baselines else ""),
+            "statistics": load_statistics(stats_uri),
+            "anomalies": load_anomalies(anomalies_uri) if anomalies_uri else {},
+            "previous": load_statistics(baselines[stats_uri]) if stats_uri in baselines else None,
+        }
+        for stats_uri, anomalies_uri in pairs
+    ]
+    out = Path(args.html)
+    staging = out.with_name(f".{out.name}.tmp")
+    staging.write_text(render(drops, f"tfpipe stats {args.target}"), encoding="utf-8")
+    staging.replace(out)
+    print(f"statistics of {args.target} written to {args.html} ({len(drops)} statistics artifact(s))")
+    return 0
+
+
+def _cmd_schema(args) -> int:
+    """The schema ingest infers (domains, presence, value counts), in pbtxt, to edit and pin with ingest.schema."""
+    import tempfile
+    from datetime import UTC, datetime
+
+    from google.protobuf import text_format
+
+    from components.errors import ConfigError
+    from pipeline.config import load_config
+
+    cfg = load_config(args.config, _overrides(args))
+    ingests = [n for n in cfg.nodes.values() if n.component.name == "ingest"]
+    if args.component:
+        ingests = [n for n in ingests if n.id == args.component]
+        if not ingests:
+            raise ConfigError(f"{args.config}: no ingest instance with id {args.component!r}")
+    if len(ingests) > 1 and not args.statistics:
+        raise ConfigError(
+            f"{args.config} has {len(ingests)} ingest instances ({', '.join(n.id for n in ingests)}); "
+            "name one with --component ID"
+        )
+    train_split = ingests[0].params.train_split if ingests else "train"
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if args.statistics:
+        from components.statistics import load_statistics
+        from schemas.schema import infer_schema
+
+        folder = args.statistics
+        if not os.path.isdir(folder) and not folder.isdigit():
+            raise ConfigError(f"--statistics {folder}: neither a folder nor an artifact id")
+        if not os.path.isdir(folder):
+            store = _store(args)[1]
+            folder = store.artifact(store.resolve(args.statistics)).uri
+        schema = infer_schema(load_statistics(folder), train_split)
+        source = f"the statistics in {_short(folder)}"
+    else:
+        if not ingests:
+            raise ConfigError(f"{args.config} has no ingest instance to infer a schema from; pass --statistics")
+        from components.ingest import ingest
+        from schemas.schema import load_schema
+
+        node = ingests[0]
+        params = node.params.model_copy(update={"schema_file": None})  # infer, even where one is pinned
+        with tempfile.TemporaryDirectory(prefix="tfpipe-schema-") as tmp:
+            result = ingest(params, Path(tmp) / "examples", tmp, tmp)
+            schema = load_schema(result.schema_path)
+        rows = ", ".join(f"{k} {v}" for k, v in result.counts.items())
+        source = f"the input of {node.id} as it is now ({rows} rows)"
+    text = (
+        f"# tensorflow-metadata Schema of pipeline {cfg.name}, inferred by `tfpipe schema` from {source}, {when}.\n"
+        f"# String domains come from split {train_split}. Edit it, then pin it: ingest's `schema: <this file>`.\n"
+        + text_format.MessageToString(schema)
+    )
+    if args.out:
+        out = Path(args.out)
+        staging = out.with_name(f".{out.name}.tmp")
+        staging.write_text(text, encoding="utf-8")
+        staging.replace(out)
+        print(
+            f"schema written to {args.out} ({len(schema.feature)} features); pin it with ingest.schema", file=sys.stderr
+        )
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -489,6 +589,12 @@ _EXAMPLES = {
     "stats": [
         "tfpipe stats titanic/20261207T060513-4dcccf --config examples/titanic/pipeline.yaml",
         "tfpipe stats 7 --config examples/titanic/pipeline.yaml     # a statistics or anomalies artifact",
+        "tfpipe stats titanic/20261207T060513-4dcccf --config examples/titanic/pipeline.yaml --html stats.html",
+    ],
+    "schema": [
+        "tfpipe schema examples/titanic/pipeline.yaml --out schema.pbtxt     # then edit it, and pin it: ingest.schema",
+        "tfpipe schema examples/penguin/pipeline.yaml | less",
+        "tfpipe schema pipeline.yaml --statistics 12 --out schema.pbtxt     # from a statistics artifact, no reading",
     ],
     "reproduce": ["tfpipe reproduce titanic/20261207T060513-4dcccf --config examples/titanic/pipeline.yaml"],
     "diff": [
@@ -648,8 +754,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("stats", "statistics per split (and anomalies) of a statistics artifact, its folder, or a run")
     p.add_argument("target", help="an artifact id or path (ExampleStatistics or ExampleAnomalies), or a run id")
     p.add_argument("--config", help="the pipeline YAML whose MLMD store to read")
+    p.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write a self-contained HTML page instead: per feature, histograms comparing the splits and the "
+        "previous drop (the drift baseline), drifted and anomalous features marked",
+    )
     _store_args(p)
     p.set_defaults(func=_cmd_stats)
+
+    p = add(
+        "schema",
+        "the schema ingest infers from the pipeline's input (types, presence, value counts, string domains from the "
+        "train split), as a tensorflow-metadata Schema in text format, to edit and pin (ingest.schema); read from the "
+        "input files as they are now, into a temporary folder, nothing recorded",
+    )
+    p.add_argument("config", help="the pipeline YAML")
+    p.add_argument("--out", "-o", help="write to this file (atomically) instead of printing")
+    p.add_argument("--component", help="the ingest instance's id, where the pipeline has several")
+    p.add_argument(
+        "--statistics",
+        metavar="ARTIFACT",
+        help="infer from this statistics artifact (an id in the pipeline's store, or its folder) instead of reading "
+        "the input: instant on a big input",
+    )
+    _store_args(p)
+    p.set_defaults(func=_cmd_schema)
 
     p = add(
         "reproduce",

@@ -16,6 +16,7 @@ COMMANDS = (
     "artifacts",
     "lineage",
     "stats",
+    "schema",
     "reproduce",
     "diff",
     "version",
