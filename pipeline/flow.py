@@ -245,15 +245,7 @@ def _run_id_from_name(pipeline: str) -> str:
 
 def _tag(pipeline: str) -> None:
     """Tags the flow run with the pipeline's name (filterable in the UI), however the run was started."""
-    from prefect.client.orchestration import get_client
-    from prefect.runtime import flow_run
-
-    if flow_run.id and pipeline not in (flow_run.tags or []):
-        try:
-            with get_client(sync_client=True) as client:
-                client.update_flow_run(flow_run.id, tags=sorted({*(flow_run.tags or []), pipeline}))
-        except Exception as e:  # a tag is not worth failing a run for
-            log.debug("could not tag the flow run: %s", e)
+    ui.add_tags(pipeline)
 
 
 def check_inputs(store: MetadataStore, cfg, component: str, inputs: dict) -> dict:
