@@ -120,7 +120,8 @@ def jensen_shannon(a: list, b: list) -> float | None:
     return max(0.0, min(1.0, out / 2))
 
 
-def _frequencies(feature) -> dict[str, float]:
+def frequencies(feature) -> dict[str, float]:
+    """A string feature's values and their shares (its rank histogram, else its top values)."""
     s = feature.string_stats
     buckets = [(b.label, b.sample_count) for b in s.rank_histogram.buckets] or [
         (t.value, t.frequency) for t in s.top_values
@@ -131,7 +132,7 @@ def _frequencies(feature) -> dict[str, float]:
 
 def l_infinity(a, b) -> tuple[float, str] | None:
     """The largest difference in a value's frequency between two string features, and that value."""
-    p, q = _frequencies(a), _frequencies(b)
+    p, q = frequencies(a), frequencies(b)
     if not p or not q:
         return None
     value = max(set(p) | set(q), key=lambda v: (abs(p.get(v, 0.0) - q.get(v, 0.0)), v))

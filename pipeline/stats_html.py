@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.example_validator import frequencies
+
 _BINS = 20
 _TOP = 12
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
@@ -133,17 +135,8 @@ def _numeric_svg(name: str, series: list[_Series]) -> str:
     return "".join(parts)
 
 
-def _frequencies(feature) -> dict[str, float]:
-    s = feature.string_stats
-    buckets = [(b.label, b.sample_count) for b in s.rank_histogram.buckets] or [
-        (t.value, t.frequency) for t in s.top_values
-    ]
-    total = sum(c for _, c in buckets) or 1.0
-    return {label: count / total for label, count in buckets}
-
-
 def _string_table(name: str, series: list[_Series]) -> str:
-    freqs = [(s, _frequencies(s.feature)) for s in series]
+    freqs = [(s, frequencies(s.feature)) for s in series]
     order: dict[str, float] = {}
     for _, f in freqs:
         for value, share in f.items():
