@@ -11,6 +11,7 @@ import tf_keras
 from components.errors import ConfigError
 from components.estimator import heads as heads_lib
 from components.estimator._features import ColumnTransform
+from components.estimator._legacy_checkpoint import Target
 from components.estimator.linear import linear_part
 from components.estimator.premade import Part, PremadeEstimator, sparse_lookups
 
@@ -73,6 +74,15 @@ class _Dense(tf.Module):
 
     def __call__(self, x):
         return tf.matmul(x, self.kernel) + self.bias
+
+    def legacy_layout(self) -> dict:
+        """Where tf.estimator's one first-layer kernel is kept here (see _legacy_checkpoint): the rows of
+        `kernel` and of each indicator column's variable, as parts of the [fan_in, units] matrix."""
+        if self._dense_rows is None:
+            return {}
+        parts = [Target(self.kernel, lambda k: self._split(k)[0])] if self._dense_rows else []
+        parts += [Target(var, lambda k, c=c: self._split(k)[1][c]) for c, var in self.indicator_kernels.items()]
+        return {"kernel": parts}
 
     def assign_kernel(self, kernel) -> None:
         """Sets the kernel from tf.estimator's layout: one [fan_in, units] matrix, columns in name order."""
