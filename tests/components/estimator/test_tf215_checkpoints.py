@@ -18,6 +18,7 @@ import tf_keras
 from components import estimator
 from components.errors import ConfigError
 from tests.components.estimator.data.tf215 import make_checkpoints as tf215
+from tests.components.estimator.helpers import serialized_example
 
 DATA = tf215.HERE
 RECORD = json.loads((DATA / "metrics.json").read_text())
@@ -82,6 +83,14 @@ def test_evaluate_and_predict_the_untouched_215_checkpoint(name, tmp_path, caplo
     else:  # the custom model's accuracy at its 0.5 threshold
         _, labels = tf215.read_csv(DATA / "eval.csv")
         assert np.mean((np.array(predicted) > 0.5) == np.array(labels)) == pytest.approx(want["accuracy"], abs=1e-4)
+    if name in ("dnn", "wide_deep"):  # exported from the 2.15 checkpoint, it serves what predict gives
+        features, _ = tf215.read_csv(DATA / "eval.csv")
+        spec = tf.feature_column.make_parse_example_spec([c for p in est._parts.values() for c in p.transform.columns])
+        receiver = estimator.export.build_parsing_serving_input_receiver_fn(spec)
+        serving = tf.saved_model.load(est.export_saved_model(str(tmp_path / "export"), receiver))
+        row = serialized_example(**{k: v[0] for k, v in features.items()})
+        scores = serving.signatures["classification"](inputs=tf.constant([row]))["scores"]
+        assert float(scores[0, 1]) == pytest.approx(predicted[0], abs=1e-6)
 
 
 @pytest.mark.parametrize("name", MODELS)
