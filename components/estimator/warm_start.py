@@ -132,14 +132,21 @@ def model_variables(root, exclude) -> dict:
     return out
 
 
-def _selected(variables: dict, spec) -> dict:
+def _selected(variables: dict, spec, aliases: dict | None = None) -> dict:
+    """The variables `spec` chooses, by their names or their `aliases` ({id(variable): tf.estimator's name},
+    where that differs: the parts of the DNN's first-layer kernel are all 'dnn/hiddenlayer_0/kernel')."""
+    aliases = aliases or {}
+
+    def names(n, v):
+        return (n, aliases[id(v)]) if id(v) in aliases else (n,)
+
     if isinstance(spec, str):
         pattern = re.compile(spec)
-        return {n: v for n, v in variables.items() if v.trainable and pattern.match(n)}
+        return {n: v for n, v in variables.items() if v.trainable and any(pattern.match(a) for a in names(n, v))}
     if isinstance(spec, (list, tuple)):
         if all(isinstance(s, str) for s in spec):
             patterns = [re.compile(s) for s in spec]
-            return {n: v for n, v in variables.items() if any(p.match(n) for p in patterns)}
+            return {n: v for n, v in variables.items() if any(p.match(a) for p in patterns for a in names(n, v))}
         wanted = {id(v) for v in spec}
         return {n: v for n, v in variables.items() if id(v) in wanted}
     if spec is None:
@@ -153,19 +160,20 @@ def warm_start(root, global_step, warm_start_from) -> None:
     path = _checkpoint_path(settings.ckpt_to_initialize_from)
     reader = tf.train.load_checkpoint(path)
     name_based = _legacy_checkpoint.is_name_based(reader)
+    # tf.estimator's name of each variable, and the part of that variable it holds (see _legacy_checkpoint).
+    legacy = {
+        id(t.variable): (name, t)
+        for name, targets in _legacy_checkpoint.legacy_variables(root, [global_step])[0].items()
+        for t in targets
+    }
     if name_based:
         stored = list(reader.get_variable_to_shape_map())
-        # tf.estimator's name of each variable, and the part of that variable it holds (see _legacy_checkpoint).
-        legacy = {
-            id(t.variable): (name, t)
-            for name, targets in _legacy_checkpoint.legacy_variables(root, [global_step])[0].items()
-            for t in targets
-        }
     else:
         stored = [k[: -len(_SUFFIX)] for k in reader.get_variable_to_shape_map() if k.endswith(_SUFFIX)]
-        legacy = {}
     renames = settings.var_name_to_prev_var_name or {}
-    chosen = _selected(model_variables(root, [global_step]), settings.vars_to_warm_start)
+    variables = model_variables(root, [global_step])
+    aliases = {id(v): legacy[id(v)][0] for n, v in variables.items() if id(v) in legacy and legacy[id(v)][0] != n}
+    chosen = _selected(variables, settings.vars_to_warm_start, aliases)
     missing, done = [], 0
     for name, var in chosen.items():
         if name_based:  # tf.estimator's checkpoint: its names are exact
