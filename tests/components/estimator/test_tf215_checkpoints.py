@@ -209,3 +209,14 @@ def test_a_215_checkpoint_of_another_model_fails_clearly(tmp_path):
     est = tf215.estimators(estimator, tmp_path, estimator.RunConfig(), tf_keras)["dnn"]
     with pytest.raises(ConfigError, match=r"name-based.*dnn/hiddenlayer_0/kernel"):
         est.evaluate(_input("dnn", "eval", epochs=1))
+
+
+@pytest.mark.parametrize("name,seed", [("dnn", 1), ("dnn", 2), ("dnn", 3), ("wide_deep", 1)])
+def test_a_dnn_trained_from_scratch_is_215s_model_for_the_same_seed(name, seed, tmp_path):
+    # For a tf_random_seed, the DNN starts from the values 2.15 drew (its initializers, in its graph's op-seed
+    # order) and trains as 2.15 did: the model 2.15 made, not just one as good on average.
+    est = tf215.estimators(estimator, tmp_path, estimator.RunConfig(tf_random_seed=seed), tf_keras)[name]
+    est.train(_input(name, "train"), steps=tf215.STEPS)
+    got = est.evaluate(_input(name, "eval", epochs=1))
+    want = RECORD["dnn_seeds"][str(seed)] if name == "dnn" else RECORD["metrics"][name]
+    assert {k: float(v) for k, v in got.items()} == pytest.approx(want, abs=1e-4)
