@@ -17,7 +17,6 @@ from components.estimator._compat import escape_local_name, trackable_children
 from components.estimator.optimizers import is_optimizer
 
 log = logging.getLogger("tfpipe.estimator")
-_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
 class VocabInfo(NamedTuple):
@@ -168,8 +167,14 @@ def warm_start(root, global_step, warm_start_from) -> None:
     }
     if name_based:
         stored = list(reader.get_variable_to_shape_map())
+        key_of = {k: k for k in stored}
     else:
-        stored = [k[: -len(_SUFFIX)] for k in reader.get_variable_to_shape_map() if k.endswith(_SUFFIX)]
+        # Every object path that reaches a variable (a SavedModel may key it by another one, such as
+        # state_variables/<i>, and reach it along checkpoint_root/<its path> too).
+        from components.estimator.estimator import _variable_paths  # estimator imports this module
+
+        key_of = {p: k for k, paths in _variable_paths(path, all_paths=True).items() for p in paths}
+        stored = sorted(key_of)
     renames = settings.var_name_to_prev_var_name or {}
     variables = model_variables(root, [global_step])
     aliases = {id(v): legacy[id(v)][0] for n, v in variables.items() if id(v) in legacy and legacy[id(v)][0] != n}
@@ -186,11 +191,12 @@ def warm_start(root, global_step, warm_start_from) -> None:
         else:
             source, target = renames.get(name, name), None
             # An exported SavedModel keeps the same names one level down (checkpoint_root/...).
-            matches = [k for k in stored if k == source or k.endswith("/" + source)]
+            found = {key_of[k]: k for k in stored if k == source or k.endswith("/" + source)}
+            matches = sorted(found.values())
         if len(matches) != 1:
             missing.append(source)
             continue
-        value = reader.get_tensor(matches[0] + ("" if name_based else _SUFFIX))
+        value = reader.get_tensor(key_of[matches[0]])
         if target is not None:
             value = _legacy_checkpoint.part(target, value, matches[0], path)
         info = (settings.var_name_to_vocab_info or {}).get(name)
