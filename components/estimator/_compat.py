@@ -7,7 +7,7 @@ moves one.
 - `escape_local_name`, `trackable_children`: how object-based checkpoints name a variable's path.
 - `set_signature_keywords`: a pruned function's input names, which become a SavedModel signature's.
 - `compile_metrics`: the metrics a Keras model was compiled with (model_to_estimator copies them).
-- `set_global_seed`: tf.random.set_seed without clearing the eager kernel cache.
+- `set_global_seed`: tf.random.set_seed without clearing the eager kernel cache; `global_seed`: the seed set.
 - `allow_keras3_variables_in_group`: tf.estimator-era model_fn code with Keras 3 optimizers.
 - `allow_setting_keras3_iterations`: `optimizer.iterations = global_step` on a Keras 3 optimizer.
 - `TracedWrites`: a tf.train.Checkpoint that tf.train.CheckpointManager saves with a traced write.
@@ -106,6 +106,13 @@ def allow_setting_keras3_iterations() -> None:
         self._iterations = value
 
     BaseOptimizer.iterations = prop.setter(set_iterations)
+
+
+def global_seed() -> int | None:
+    """The global seed tf.random.set_seed (or set_global_seed) set, or None."""
+    from tensorflow.python.eager import context
+
+    return context.global_seed()
 
 
 def set_global_seed(seed: int) -> None:

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from components import stop as stop_lib
 from components.errors import ClusterError, ConfigError, InputError, NotTrainedError, Stopped
-from components.estimator import _compat, basic_hooks
+from components.estimator import _compat, _legacy_checkpoint, basic_hooks
 from components.estimator import hooks as hooks_lib
 from components.estimator._compat import (
     allow_keras3_variables_in_group,
@@ -255,6 +255,10 @@ class _Program:
         return True
 
     def restore(self, path: str) -> None:
+        if _legacy_checkpoint.is_name_based(path):  # tf.estimator's (TF1 Saver's) format: by name
+            ordered = _compat.trackable_children(self.root).get(ORDERED) if self._saver() is None else None
+            _legacy_checkpoint.restore(self.root, self.global_step, path, exclude=[ordered])
+            return
         try:
             status = self._restore_root(path).restore(path)
             status.expect_partial()
@@ -607,7 +611,10 @@ class Estimator:
         A variable reachable along several paths (a model's and its optimizer's) is named by the
         shortest path that does not go through an optimizer.
         """
-        return sorted(_variable_paths(self._require_checkpoint()))
+        path = self._require_checkpoint()
+        if _legacy_checkpoint.is_name_based(path):  # tf.estimator's: the keys are the names
+            return sorted(tf.train.load_checkpoint(path).get_variable_to_shape_map())
+        return sorted(_variable_paths(path))
 
     def get_variable_value(self, name: str) -> np.ndarray:
         """The value of variable `name`: any object path that reaches it in the latest checkpoint."""
@@ -616,6 +623,8 @@ class Estimator:
         for key in (name, name + _VALUE_SUFFIX):
             if reader.has_tensor(key):
                 return reader.get_tensor(key)
+        if _legacy_checkpoint.is_name_based(reader):
+            raise ConfigError(f"no variable {name!r} in {path}; get_variable_names() lists them")
         for key, paths in _variable_paths(path, all_paths=True).items():
             if name in paths:
                 return reader.get_tensor(key)
@@ -633,8 +642,8 @@ class Estimator:
         latest = self.latest_checkpoint()
         if max_steps is not None and latest:
             reader = tf.train.load_checkpoint(latest)
-            key = "global_step" + _VALUE_SUFFIX
-            done = int(reader.get_tensor(key)) if reader.has_tensor(key) else 0
+            keys = [k for k in ("global_step" + _VALUE_SUFFIX, "global_step") if reader.has_tensor(k)]
+            done = int(reader.get_tensor(keys[0])) if keys else 0  # the second: tf.estimator's name-based format
             if done >= max_steps:
                 log.info("skipping training: global step %d already reached max_steps %d", done, max_steps)
                 return self

@@ -33,18 +33,9 @@ class _Derived:
         return self._fn()
 
 
-class _TrapezoidalPRAUC(tf_keras.metrics.AUC):
-    """PR AUC by the trapezoidal rule, as tf.estimator's heads computed it (Keras interpolates instead)."""
-
-    def __init__(self, name="auc_precision_recall"):
-        super().__init__(num_thresholds=200, curve="PR", name=name)
-
-    def result(self):
-        eps = 1e-6
-        tp, fp, fn = self.true_positives, self.false_positives, self.false_negatives
-        recall = (tp + eps) / (tp + fn + eps)
-        precision = (tp + eps) / (tp + fp + eps)
-        return tf.reduce_sum((recall[:-1] - recall[1:]) * (precision[:-1] + precision[1:]) / 2.0)
+def _pr_auc():
+    # As tf.estimator 2.x's heads: Keras's AUC, interpolated (1.x's TF1 heads summed trapezoids).
+    return tf_keras.metrics.AUC(num_thresholds=200, curve="PR", name="auc_precision_recall")
 
 
 def _reduction(loss_reduction):
@@ -279,7 +270,7 @@ class ClassificationHead(Head):
                     "label/mean": label_mean,
                     "prediction/mean": tf_keras.metrics.Mean(name="prediction/mean"),
                     "auc": tf_keras.metrics.AUC(num_thresholds=200, curve="ROC", name="auc"),
-                    "auc_precision_recall": _TrapezoidalPRAUC(),
+                    "auc_precision_recall": _pr_auc(),
                     "precision": tf_keras.metrics.Precision(name="precision"),
                     "recall": tf_keras.metrics.Recall(name="recall"),
                     "accuracy_baseline": _Derived(lambda: tf.maximum(label_mean.result(), 1.0 - label_mean.result())),
@@ -351,7 +342,7 @@ class MultiLabelHead(Head):
         return {
             "average_loss": tf_keras.metrics.Mean(name="average_loss"),
             "auc": tf_keras.metrics.AUC(num_thresholds=200, curve="ROC", name="auc"),
-            "auc_precision_recall": _TrapezoidalPRAUC(),
+            "auc_precision_recall": _pr_auc(),
         }
 
     def update_metrics(self, metrics, features, labels, logits, predictions) -> dict:

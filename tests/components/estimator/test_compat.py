@@ -83,7 +83,7 @@ def test_each_private_access_still_works_on_this_tensorflow(tmp_path):
     from tensorflow.python.eager import context
 
     _compat.set_global_seed(7)
-    assert context.context()._seed == 7
+    assert context.context()._seed == 7 and _compat.global_seed() == 7
     op_seeds = context.context()._rng.random()
     _compat.set_global_seed(7)
     assert context.context()._rng.random() == op_seeds  # op seeds start over, as after tf.random.set_seed
