@@ -2,7 +2,7 @@
 
     uv run python bench/run_all.py [--scale-rows 1000000,10000000] [--quick]
 
-Runs startup, train_throughput, pipeline_overhead, cached_run and scale (each in its own process, so one's memory
+Runs startup, train_throughput, pipeline_overhead, cached_run, scale and statistics_scale (each in its own process, so one's memory
 and threads do not colour another's), and gathers their documents with a summary of each ratio
 against its target. --quick: fewer steps and a 100k-row scale run, for a smoke test (about 5 min).
 """
@@ -46,6 +46,7 @@ def main(argv=None) -> dict:
         "pipeline": _run("pipeline_overhead.py"),
         "cached_run": _run("cached_run.py"),
         "scale": _run("scale.py", "--rows", "100000" if args.quick else args.scale_rows, "--steps", steps),
+        "statistics_scale": _run("statistics_scale.py", "--rows", "100000,300000" if args.quick else args.scale_rows),
     }
     train, pipe, scale, start = parts["training"], parts["pipeline"], parts["scale"], parts["startup"]
     summary = {
@@ -63,6 +64,14 @@ def main(argv=None) -> dict:
         "scale_ingest_plus_transform_rows_per_s": [
             scale["sizes"][-1]["ingest_plus_transform_rows_per_s"],
             "target >= 25000",
+        ],
+        "statistics_over_ingest": [
+            parts["statistics_scale"]["statistics_over_ingest_at_largest"],
+            "target <= 0.30",
+        ],
+        "statistics_peak_rss_ratio": [
+            parts["statistics_scale"]["statistics_peak_rss_ratio_largest_over_smallest"],
+            "target <= 1.2",
         ],
         "scale_transform_over_beam_transform_dataset": [
             scale["transform_in_memory_over_beam_apply"],

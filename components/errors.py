@@ -40,3 +40,29 @@ class StoreUnavailable(TfpipeError, RuntimeError):
 
 class Stopped(TfpipeError):
     """A stop was asked for from outside (SIGTERM, Ctrl-C); the message says where work stopped."""
+
+
+class DiskFull(TfpipeError, OSError):
+    """The disk filled while a step wrote; the message says to free space and run again."""
+
+
+def no_space(e: BaseException | None) -> str | None:
+    """The file a full disk refused (or ""), when that is what `e` comes down to; else None. Beam and
+    TensorFlow wrap the OSError in errors of their own, and SQLite (the MLMD store) says it in words, so the
+    message is searched too."""
+    import errno
+
+    while e is not None:
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return e.filename or ""
+        if "No space left on device" in str(e) or "database or disk is full" in str(e):
+            return ""
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def disk_full(where: str) -> DiskFull:
+    return DiskFull(
+        f"no space left on the device{f' ({where})' if where else ''}; free some space and run again "
+        "(finished steps are reused)"
+    )

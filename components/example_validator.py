@@ -9,10 +9,13 @@ Checks:
   few examples (FEATURE_TYPE_LOW_FRACTION_PRESENT / LOW_NUMBER_PRESENT); a changed type (UNEXPECTED_DATA_TYPE);
   too few or too many values (FEATURE_TYPE_LOW/HIGH_NUMBER_VALUES); values outside an int or float domain
   (INT_TYPE_SMALL/BIG_INT, FLOAT_TYPE_SMALL/BIG_FLOAT); a string outside the feature's string domain
-  (ENUM_TYPE_UNEXPECTED_STRING_VALUES); a feature the schema lacks (SCHEMA_NEW_COLUMN).
-- **new values** (every split): where the schema gives a string feature no domain, the domain TFDV would infer
-  from the previous drop's train split (at most `max_domain_size` distinct values, each seen twice on average,
-  all of them known): a value outside it is ENUM_TYPE_UNEXPECTED_STRING_VALUES.
+  (ENUM_TYPE_UNEXPECTED_STRING_VALUES), unless the values inside still make up the feature's
+  `distribution_constraints.min_domain_mass` (TFDV's rule: ingest's inferred domains come from the train split and
+  carry one, so that an eval value the train split lacks by chance is not an anomaly); a feature the schema
+  lacks (SCHEMA_NEW_COLUMN).
+- **new values** (every split): the domain ingest would infer (schemas.schema's rule) from the previous drop's
+  train split: a value outside it is ENUM_TYPE_UNEXPECTED_STRING_VALUES. Skipped for a feature whose domain a
+  pinned schema gives (the user's word); an inferred schema's domain came from this very drop, so it is checked.
 - **drift** (the train split against the previous drop's train split, from the `previous_statistics`
   resolver) and **skew** (the eval split against the train split): per feature, the L-infinity distance of
   the value frequencies for strings (COMPARATOR_L_INFTY_HIGH), the Jensen-Shannon divergence (base 2, so in
@@ -41,6 +44,7 @@ from components.contract import BLOCKED, Component, InputSpec, Parameters, Upstr
 from components.errors import ConfigError, InputError
 from components.statistics import by_split, feature_name, load_statistics
 from schemas.artifacts import split_dir
+from schemas.schema import domain_of, min_domain_mass, string_domain
 
 log = logging.getLogger("tfpipe.example_validator")
 
@@ -116,7 +120,8 @@ def jensen_shannon(a: list, b: list) -> float | None:
     return max(0.0, min(1.0, out / 2))
 
 
-def _frequencies(feature) -> dict[str, float]:
+def frequencies(feature) -> dict[str, float]:
+    """A string feature's values and their shares (its rank histogram, else its top values)."""
     s = feature.string_stats
     buckets = [(b.label, b.sample_count) for b in s.rank_histogram.buckets] or [
         (t.value, t.frequency) for t in s.top_values
@@ -127,7 +132,7 @@ def _frequencies(feature) -> dict[str, float]:
 
 def l_infinity(a, b) -> tuple[float, str] | None:
     """The largest difference in a value's frequency between two string features, and that value."""
-    p, q = _frequencies(a), _frequencies(b)
+    p, q = frequencies(a), frequencies(b)
     if not p or not q:
         return None
     value = max(set(p) | set(q), key=lambda v: (abs(p.get(v, 0.0) - q.get(v, 0.0)), v))
@@ -180,16 +185,6 @@ class _Found:
                 "severity": self.severity(feature, check),
             }
         )
-
-
-def _domain(schema, feature) -> list[str] | None:
-    if feature.HasField("string_domain"):
-        return list(feature.string_domain.value)
-    if feature.HasField("domain"):
-        for d in schema.string_domain:
-            if d.name == feature.domain:
-                return list(d.value)
-    return None
 
 
 def _type_name(stats_feature) -> str:
@@ -291,9 +286,10 @@ def _check_schema(found: _Found, split: str, stats, schema) -> None:
         if not _is_string(have):
             _check_range(found, split, f, have)
         else:
-            domain = _domain(schema, f)
+            domain = domain_of(schema, f)
             if domain is not None:
-                _unexpected_values(found, split, name, have, set(domain), "the schema's domain", "schema")
+                mass = f.distribution_constraints.min_domain_mass if f.HasField("distribution_constraints") else 1.0
+                _unexpected_values(found, split, name, have, set(domain), "the schema's domain", "schema", mass)
     known = {f.name for f in schema.feature}
     for name in sorted(set(features) - known):
         found.add(
@@ -338,12 +334,28 @@ def _check_range(found: _Found, split: str, f, have) -> None:
             )
 
 
-def _unexpected_values(found: _Found, split: str, name: str, have, allowed: set, where: str, check: str) -> None:
+def _unexpected_values(
+    found: _Found, split: str, name: str, have, allowed: set, where: str, check: str, mass: float = 1.0
+) -> None:
+    """Values outside `allowed`, unless they are so rare that the values inside still make up `mass` of the
+    split's (TFDV's distribution_constraints.min_domain_mass; 1.0: any value outside is an anomaly)."""
     counts = {b.label: b.sample_count for b in have.string_stats.rank_histogram.buckets}
     new = sorted((v for v in counts if v not in allowed), key=lambda v: (-counts[v], v))
     if not new:
         return
     total = sum(counts.values()) or 1.0
+    inside = 1 - sum(counts[v] for v in new) / total
+    if inside >= mass:
+        log.info(
+            "%s: %d value(s) in split %s outside %s, %.2g%% of its values: within min_domain_mass %g",
+            name,
+            len(new),
+            split,
+            where,
+            100 * (1 - inside),
+            mass,
+        )
+        return
     shown = ", ".join(f"{v} (~{counts[v] / total:.0%})" for v in new[:5]) + (" ..." if len(new) > 5 else "")
     values = ", ".join(repr(v) for v in new[:5]) + (f" and {len(new) - 5} more" if len(new) > 5 else "")
     found.add(
@@ -352,21 +364,23 @@ def _unexpected_values(found: _Found, split: str, name: str, have, allowed: set,
         check,
         "ENUM_TYPE_UNEXPECTED_STRING_VALUES",
         "Unexpected string values",
-        f"Examples contain values missing from {where}: {shown}.",
+        f"Examples contain values missing from {where}: {shown}."
+        + (
+            f" The share of values in the domain is {_g(inside)}, below min_domain_mass {_g(mass)}." if mass < 1 else ""
+        ),
         f"{name} has value(s) {values} in split {split}, never in {where}; if they are valid, add them to the "
         f"schema's domain or set severity {name}: warn",
     )
 
 
-def _inferred_domain(feature, max_size: int) -> set[str] | None:
-    """The values TFDV would make a string feature's domain: few, repeated, and all known (the sketch holds
-    every distinct value)."""
+def _inferred_domain(feature, max_size: int) -> tuple[set[str], float] | None:
+    """The domain ingest would infer from a (previous drop's) string feature (schemas.schema's rule), and the
+    min_domain_mass that goes with it."""
     s = feature.string_stats
-    labels = [b.label for b in s.rank_histogram.buckets]
+    counts = {b.label: b.sample_count for b in s.rank_histogram.buckets}
     values = s.common_stats.tot_num_values
-    if not labels or s.unique > max_size or len(labels) < s.unique or s.unique * 2 > values:
-        return None
-    return set(labels)
+    domain = string_domain(counts, s.unique, values, max_size)
+    return None if domain is None else (set(domain), min_domain_mass(values))
 
 
 def _thresholds(table: dict[str, Thresholds], name: str) -> Thresholds:
@@ -448,9 +462,13 @@ def _compare(
 
 
 def validate(
-    config: ValidatorConfig, stats_uri: str, schema_path: str, baseline: Any, out_dir: str
+    config: ValidatorConfig, stats_uri: str, schema_path: str, baseline: Any, out_dir: str, pinned: bool = False
 ) -> tuple[_Found, dict[str, Any]]:
-    """Runs the checks and writes <out_dir>/Split-<name>/SchemaDiff.pb; returns the findings and the protos."""
+    """Runs the checks and writes <out_dir>/Split-<name>/SchemaDiff.pb; returns the findings and the protos.
+
+    `pinned`: the schema is the user's (ingest's `schema:`), so a string domain in it is the user's word and
+    replaces the previous drop's values in the new-values check. An inferred schema's domains come from this
+    very drop, so the previous drop's values are checked as well."""
     from tensorflow_metadata.proto.v0 import anomalies_pb2 as ap
 
     from schemas.schema import load_schema
@@ -473,19 +491,22 @@ def validate(
                     for f in stats.features:
                         name = feature_name(f)
                         schema_f = schema_features.get(name)
-                        if name not in old or not _is_string(f) or (schema_f and _domain(schema, schema_f) is not None):
+                        if name not in old or not _is_string(f):
                             continue
-                        domain = _inferred_domain(old[name], config.max_domain_size)
-                        if domain is not None:
+                        if pinned and schema_f is not None and domain_of(schema, schema_f) is not None:
+                            continue
+                        inferred = _inferred_domain(old[name], config.max_domain_size)
+                        if inferred is not None:
                             _unexpected_values(
                                 found,
                                 split,
                                 name,
                                 f,
-                                domain,
+                                inferred[0],
                                 f"the previous data drop's {config.train_split} split (statistics artifact "
                                 f"{baseline.id})",
                                 "new_values",
+                                inferred[1],
                             )
     if config.skew and train is not None and config.eval_split in current:
         _compare(
@@ -549,12 +570,14 @@ def _summary(items: list[dict]) -> str:
 
 def _run(inputs: dict, outputs: dict, config: ValidatorConfig) -> dict:
     baseline = inputs.get("baseline_statistics")
+    schema = inputs["schema"]
     found, _ = validate(
         config,
         inputs["statistics"].uri,
-        str(Path(inputs["schema"].uri) / "schema.pbtxt"),
+        str(Path(schema.uri) / "schema.pbtxt"),
         baseline,
         outputs["anomalies"],
+        pinned=schema.properties.get("source") == "pinned",
     )
     errors = [i for i in found.items if i["severity"] == "error"]
     warnings = [i for i in found.items if i["severity"] == "warn"]

@@ -38,7 +38,7 @@ from components.progress import Progress
 from schemas.artifacts import gzip_writer, split_dir
 from schemas.examples import CanonicalEncoder
 from schemas.labels import LabelValues
-from schemas.schema import Observed, kinds, load_schema, required, write_text_proto
+from schemas.schema import Domains, Observed, kinds, load_schema, required, write_text_proto
 from schemas.split import SplitRule
 from schemas.types import BYTES, FLOAT, TYPE_NAMES, BadValue, to_lists
 
@@ -454,6 +454,8 @@ def _read(config: IngestConfig, sources: dict, out: Path, names: list, rule: Spl
     label_kind = kinds(schema).get(config.label) if config.label is not None else None
     labels = LabelValues(config.label, config.label_is_class, label_kind, config.train_split)
     encoder = CanonicalEncoder(schema, drop_missing=True)  # a missing value: no feature at all
+    # An inferred schema's string domains come from the train split's values (schemas.schema); a pinned one is kept.
+    domains = None if config.schema_file else Domains(schema)
     key_encoder = _key_encoder(schema, rule.key) if rule is not None and rule.key else None
     writers, progress = {}, Progress(logging.getLogger("tfpipe.ingest"), "ingest: rows read")
     try:
@@ -470,6 +472,8 @@ def _read(config: IngestConfig, sources: dict, out: Path, names: list, rule: Spl
                     )
                 for name in stats.kinds:
                     stats.add(name, lists.get(name), len(batch))
+                if domains is not None:
+                    _count_domains(domains, lists, targets, config.train_split)
                 if config.label in lists:
                     labels.note(targets, lists[config.label], path, batch.rows)
                 for target, record in zip(targets, records):
@@ -498,7 +502,20 @@ def _read(config: IngestConfig, sources: dict, out: Path, names: list, rule: Spl
             raise _Unlocated
         assert config.label is not None  # LabelValues finds unlearnable values only for a named label
         raise LabelValues.error(value, split, path, row, config.label, config.train_split)
+    if domains is not None:
+        domains.apply(schema, {name: (acc[0], acc[1]) for name, acc in stats.num.items()})
     return schema, counts, stats.as_dict()
+
+
+def _count_domains(domains: Domains, lists: dict, targets: list, train_split: str) -> None:
+    names = [n for n, counts in domains.counts.items() if counts is not None and n in lists]
+    if not names:
+        return
+    train = pa.array([t == train_split for t in targets], pa.bool_())
+    if not pc.any(train).as_py():
+        return
+    for name in names:
+        domains.add(name, lists[name].filter(train).flatten())
 
 
 def _key_encoder(schema, key: str) -> CanonicalEncoder:
@@ -617,9 +634,13 @@ def split_rule(config: IngestConfig) -> str:
 
 
 def input_files(config: IngestConfig) -> list[str]:
-    """Every file the input names (globs expanded): the cache key hashes their contents."""
+    """Every file the input names (globs expanded), and a pinned schema: the cache key hashes their contents (an
+    edited CSV must be read again, and so must one checked against a curated schema)."""
     patterns = config.input.values() if isinstance(config.input, dict) else [config.input]
-    return sorted({f for p in patterns for f in glob.glob(os.path.expanduser(p))})
+    found = {f for p in patterns for f in glob.glob(os.path.expanduser(p))}
+    if config.schema_file and os.path.isfile(config.schema_file):
+        found.add(config.schema_file)
+    return sorted(found)
 
 
 def _canonical(config: IngestConfig) -> dict:
@@ -659,7 +680,9 @@ def _run(inputs: dict, outputs: dict, config: IngestConfig) -> dict:
             "split_names": json.dumps(list(result.counts)),
             "counts": json.dumps(result.counts),
             "split_rule": split_rule(config),
-        }
+        },
+        # pinned: the user's schema, as given (its domains are the user's word); inferred: from this drop
+        "schema": {"source": "pinned" if config.schema_file else "inferred"},
     }
 
 

@@ -78,20 +78,40 @@ def _remove_dead_copies(base: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+# Written anew by each export, even of the same model: saved_model.pb names its traced functions and tables with
+# the exporting process's counters, and fingerprint.pb holds that file's checksum and a random uuid. The
+# fingerprint's other hashes are TensorFlow's own, of the graph with those names made regular.
+_REGENERATED = ("saved_model.pb", "fingerprint.pb")
+_MODEL_HASHES = ("graph_def_program_hash", "signature_def_hash", "saved_object_graph_hash", "checkpoint_hash")
+
+
 def _files(folder: Path) -> dict[str, int]:
-    return {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.stat().st_size
+        for p in folder.rglob("*")
+        if p.is_file() and str(p.relative_to(folder)) not in _REGENERATED
+    }
 
 
 def _digest(folder: Path, files) -> str:
     h = hashlib.sha256()
     for name in sorted(files):
         h.update(name.encode() + b"\0" + (folder / name).read_bytes())
+    fingerprint = folder / "fingerprint.pb"
+    if fingerprint.is_file():
+        from tensorflow.core.protobuf import fingerprint_pb2
+
+        found = fingerprint_pb2.FingerprintDef.FromString(fingerprint.read_bytes())
+        h.update(repr([getattr(found, field) for field in _MODEL_HASHES]).encode())
+    else:  # a SavedModel from before fingerprints: its graph file, byte for byte
+        h.update((folder / "saved_model.pb").read_bytes())
     return h.hexdigest()
 
 
 def in_serving(model_dir: str, serving_base: str) -> str | None:
-    """The version folder under serving_base holding this very model (every file the same), if any: a
-    re-run of an unchanged model says so instead of pushing a copy as a new version."""
+    """The version folder under serving_base holding this very model (the same variables, assets, graph and
+    signatures), if any: a re-run of an unchanged model, or a retrain to the same bits, says so instead of
+    pushing a copy as a new version."""
     base, model = Path(serving_base), Path(model_dir)
     if not base.is_dir():
         return None

@@ -26,7 +26,7 @@ from components import stop as stop_lib
 from components.contract import Component, InputSpec, Parameters, Upstream, UserModule
 from components.errors import ConfigError, InputError, Stopped, TfpipeError
 from components.launchers import ClusterConfig
-from components.progress import Progress
+from components.progress import Activity, Progress, doing
 from components.user_module import load_function
 from schemas import artifacts
 from schemas.schema import feature_spec
@@ -121,20 +121,30 @@ def raw_serving_receiver_fn(tft_output, raw_feature_spec: dict, raw_label: str):
 class _TrainingProgress(logging.Filter):
     """Turns the engine's "step N: loss = ..." lines into progress: step N of max_steps, loss, examples/s, ETA."""
 
-    def __init__(self, max_steps: int, batch_size: int):
+    def __init__(self, max_steps: int, batch_size: int, phase: Activity):
         super().__init__()
         self.progress = Progress(
             logging.getLogger("tfpipe.trainer"), "trainer: step", total=max_steps, unit="examples", per_item=batch_size
         )
+        self.phase, self.first = phase, True
 
     def filter(self, record: logging.LogRecord) -> bool:
         args: Any = record.args  # for this line, a tuple: (step, loss, steps/s, examples/s)
         if record.msg == "step %d: loss = %.5g (%.1f steps/s, %s examples/s)" and args:
             step, loss = int(args[0]), float(args[1])
+            if self.first:
+                # The rate and ETA count from the first step logged, not from the start: building and tracing
+                # the model take seconds that the remaining steps will not.
+                self.progress.started, self.progress.offset, self.first = time.perf_counter(), step, False
             self.progress.done = step
             final = step >= (self.progress.total or 0)
             record.msg, record.args = "%s", (self.progress.line(f"loss {loss:.4g}", final=final),)
             record.tfpipe_progress = "final" if final else "live"
+            self.phase.what = "trainer: saving the last checkpoint, then evaluating" if final else "trainer: training"
+        elif str(record.msg).startswith("evaluation at step"):
+            # Its auc is tf.estimator's (interpolated over 200 thresholds); the evaluator's summary has the exact one.
+            record.msg = "trainer: " + str(record.msg) + " (auc over 200 thresholds, as tf.estimator)"
+            self.phase.what = "trainer: exporting the SavedModel"
         return True
 
 
@@ -183,16 +193,18 @@ def _train_and_evaluate(config: TrainerConfig, estimator, tft_output, transforme
     receiver = raw_serving_receiver_fn(tft_output, feature_spec(schema_path), config.raw_label or config.label)
     exporter = est_lib.FinalExporter("serving", receiver)
     engine_log = logging.getLogger("tfpipe.estimator")
-    progress = _TrainingProgress(config.train_steps, config.batch_size)
-    engine_log.addFilter(progress)
-    try:
-        return est_lib.train_and_evaluate(
-            estimator,
-            est_lib.TrainSpec(train_input, max_steps=config.train_steps),
-            est_lib.EvalSpec(eval_input, steps=config.eval_steps, exporters=[exporter], throttle_secs=600),
-        )
-    finally:
-        engine_log.removeFilter(progress)
+    phase = "trainer: building the model and tracing its training step"
+    with doing(logging.getLogger("tfpipe.trainer"), phase) as activity:
+        progress = _TrainingProgress(config.train_steps, config.batch_size, activity)
+        engine_log.addFilter(progress)
+        try:
+            return est_lib.train_and_evaluate(
+                estimator,
+                est_lib.TrainSpec(train_input, max_steps=config.train_steps),
+                est_lib.EvalSpec(eval_input, steps=config.eval_steps, exporters=[exporter], throttle_secs=600),
+            )
+        finally:
+            engine_log.removeFilter(progress)
 
 
 def _take_export(exports: list, model_dir: str) -> None:
@@ -318,7 +330,8 @@ def train_on_cluster(
         launcher.name,
         model_run_dir,
     )
-    outcome = launcher.run(job)
+    with doing(log, f"trainer: training on the cluster ({cluster.shape()})"):
+        outcome = launcher.run(job)
     try:
         result = json.loads((Path(model_run_dir) / _RESULT).read_text())
         topology = json.loads((Path(model_run_dir) / _TOPOLOGY).read_text())

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from components.contract import Component, InputSpec, Parameters, UserModule
 from components.errors import InputError, TfpipeError
-from components.progress import Progress
+from components.progress import Progress, doing
 from components.user_module import load_function, local_imports, where_in
 from schemas import artifacts
 from schemas.schema import load_schema
@@ -113,7 +113,10 @@ def transform(
     random.seed(0)
     t = time.perf_counter()
     log.info("transform: analyzing Split-%s with Beam (%s)", config.analyze_split, " ".join(config.beam_args))
-    with tempfile.TemporaryDirectory(prefix="tft_", dir=transformed_examples_dir) as tmp:
+    with (
+        doing(log, f"transform: Beam is analyzing Split-{config.analyze_split}"),
+        tempfile.TemporaryDirectory(prefix="tft_", dir=transformed_examples_dir) as tmp,
+    ):
         # Deep copy: each analysis phase re-reads the input instead of the runner holding it all in memory
         # between phases (the Titanic preprocessing_fn has two: a mean, then a z-score that uses it).
         with (

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -71,7 +71,9 @@ def _summary(result: dict) -> None:
         for row in metrics_rows(doc):
             checks = "; ".join(f"{bound}: {verdict}" for bound, verdict in row["checks"])
             was = (f" {row['baseline']:>10.4g}" if row["baseline"] != "-" else f" {'-':>10}") if baseline else ""
-            print(f"  {row['metric']:<24} {row['value']:>10.4g}{was}  {checks}".rstrip()[:100])
+            # The evaluator's AUC is exact (by rank); the trainer's log line has tf.estimator's 200-threshold one.
+            name = "auc (exact)" if row["metric"] == "auc" else row["metric"]
+            print(f"  {name:<24} {row['value']:>10.4g}{was}  {checks}".rstrip()[:100])
         rows = slice_rows(doc)
         if rows:
             # The same columns for every slice, aligned; as many metrics as fit in 100 columns.
@@ -108,16 +110,19 @@ def _run(config_path: str, args, components=None, inputs=None) -> int:
     from pipeline.metadata import probe
 
     probe(cfg.metadata, cfg.metadata_timeout)  # and so does a store that is not there or does not answer
-    from pipeline.flow import check_inputs, check_prefect_api, open_store, pipeline_flow
+    from components.progress import doing
 
-    check_prefect_api(cfg.metadata_timeout)
+    with doing(logging.getLogger("tfpipe.cli"), "tfpipe: loading Prefect and starting the flow run"):
+        from pipeline.flow import check_inputs, check_prefect_api, open_store, pipeline_flow
 
-    if inputs:
-        # A typo, a missing id or an artifact of the wrong type: one line, before any run is recorded.
-        inputs = check_inputs(open_store(cfg), cfg, components[0], inputs)
-    result = pipeline_flow(
-        config_path, overrides=_overrides(args), no_cache=_no_cache(args), components=components, inputs=inputs
-    )
+        check_prefect_api(cfg.metadata_timeout)
+
+        if inputs:
+            # A typo, a missing id or an artifact of the wrong type: one line, before any run is recorded.
+            inputs = check_inputs(open_store(cfg), cfg, components[0], inputs)
+        result = pipeline_flow(
+            config_path, overrides=_overrides(args), no_cache=_no_cache(args), components=components, inputs=inputs
+        )
     _summary(result)
     return 0
 
@@ -351,6 +356,7 @@ def _cmd_stats(args) -> int:
     from pipeline.ui import data_validation_pairs, statistics_rows
 
     folder = Path(args.target)
+    baselines: dict[str, str] = {}
     if folder.is_dir() and list(folder.glob("Split-*/FeatureStats.pb")):
         pairs = [(str(folder), None)]  # a statistics folder: no store needed
     else:
@@ -379,9 +385,17 @@ def _cmd_stats(args) -> int:
 
             raise ConfigError(f"{ref}: no statistics in TFDV's format (a statistics component's output) there")
         pairs = [(s.uri, a.uri if a is not None else None) for s, a in found]
+        # the validator's drift baseline: the previous drop's statistics it compared with
+        baselines = {
+            s.uri: store.artifact(int(a.properties["baseline_statistics"])).uri
+            for s, a in found
+            if a is not None and int(a.properties.get("baseline_statistics") or 0)
+        }
     from components.example_validator import load_anomalies
     from components.statistics import by_split, load_statistics
 
+    if args.html:
+        return _stats_html(args, pairs, baselines)
     for stats_uri, anomalies_uri in pairs:
         anomalies: dict = load_anomalies(anomalies_uri) if anomalies_uri else {}
         for split, dataset in by_split(load_statistics(stats_uri)).items():
@@ -392,11 +406,104 @@ def _cmd_stats(args) -> int:
     return 0
 
 
+def _stats_html(args, pairs: list, baselines: dict) -> int:
+    """`tfpipe stats ... --html FILE`: one self-contained page (pipeline/stats_html.py), written atomically."""
+    from components.example_validator import load_anomalies
+    from components.statistics import load_statistics
+    from pipeline.stats_html import render
+
+    drops = [
+        {
+            "title": f"Statistics {_short(stats_uri)}"
+            + (f", judged in {_short(anomalies_uri)}" if anomalies_uri else "")
+            + (f", against the previous drop {_short(baselines[stats_uri])}" if stats_uri in baselines else ""),
+            "statistics": load_statistics(stats_uri),
+            "anomalies": load_anomalies(anomalies_uri) if anomalies_uri else {},
+            "previous": load_statistics(baselines[stats_uri]) if stats_uri in baselines else None,
+        }
+        for stats_uri, anomalies_uri in pairs
+    ]
+    out = Path(args.html)
+    staging = out.with_name(f".{out.name}.tmp")
+    staging.write_text(render(drops, f"tfpipe stats {args.target}"), encoding="utf-8")
+    staging.replace(out)
+    print(f"statistics of {args.target} written to {args.html} ({len(drops)} statistics artifact(s))")
+    return 0
+
+
+def _cmd_schema(args) -> int:
+    """The schema ingest infers (domains, presence, value counts), in pbtxt, to edit and pin with ingest.schema."""
+    import tempfile
+    from datetime import UTC, datetime
+
+    from google.protobuf import text_format
+
+    from components.errors import ConfigError
+    from pipeline.config import load_config
+
+    cfg = load_config(args.config, _overrides(args))
+    ingests = [n for n in cfg.nodes.values() if n.component.name == "ingest"]
+    if args.component:
+        ingests = [n for n in ingests if n.id == args.component]
+        if not ingests:
+            raise ConfigError(f"{args.config}: no ingest instance with id {args.component!r}")
+    if len(ingests) > 1 and not args.statistics:
+        raise ConfigError(
+            f"{args.config} has {len(ingests)} ingest instances ({', '.join(n.id for n in ingests)}); "
+            "name one with --component ID"
+        )
+    train_split = ingests[0].params.train_split if ingests else "train"
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if args.statistics:
+        from components.statistics import load_statistics
+        from schemas.schema import infer_schema
+
+        folder = args.statistics
+        if not os.path.isdir(folder) and not folder.isdigit():
+            raise ConfigError(f"--statistics {folder}: neither a folder nor an artifact id")
+        if not os.path.isdir(folder):
+            store = _store(args)[1]
+            folder = store.artifact(store.resolve(args.statistics)).uri
+        schema = infer_schema(load_statistics(folder), train_split)
+        source = f"the statistics in {_short(folder)}"
+    else:
+        if not ingests:
+            raise ConfigError(f"{args.config} has no ingest instance to infer a schema from; pass --statistics")
+        from components.ingest import ingest
+        from schemas.schema import load_schema
+
+        node = ingests[0]
+        params = node.params.model_copy(update={"schema_file": None})  # infer, even where one is pinned
+        with tempfile.TemporaryDirectory(prefix="tfpipe-schema-") as tmp:
+            result = ingest(params, Path(tmp) / "examples", tmp, tmp)
+            schema = load_schema(result.schema_path)
+        rows = ", ".join(f"{k} {v}" for k, v in result.counts.items())
+        source = f"the input of {node.id} as it is now ({rows} rows)"
+    text = (
+        f"# tensorflow-metadata Schema of pipeline {cfg.name}, inferred by `tfpipe schema` from {source}, {when}.\n"
+        f"# String domains come from split {train_split}. Edit it, then pin it: ingest's `schema: <this file>`.\n"
+        + text_format.MessageToString(schema)
+    )
+    if args.out:
+        out = Path(args.out)
+        staging = out.with_name(f".{out.name}.tmp")
+        staging.write_text(text, encoding="utf-8")
+        staging.replace(out)
+        print(
+            f"schema written to {args.out} ({len(schema.feature)} features); pin it with ingest.schema", file=sys.stderr
+        )
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _cmd_reproduce(args) -> int:
+    from components.progress import doing
     from pipeline.metadata import run_label
     from pipeline.reproduce import DIFFERENT, reproduce
 
-    report = reproduce(_metadata_store(args), args.run)
+    with doing(logging.getLogger("tfpipe.cli"), f"tfpipe reproduce: reading run {args.run} from the store"):
+        report = reproduce(_metadata_store(args), args.run)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -482,6 +589,12 @@ _EXAMPLES = {
     "stats": [
         "tfpipe stats titanic/20261207T060513-4dcccf --config examples/titanic/pipeline.yaml",
         "tfpipe stats 7 --config examples/titanic/pipeline.yaml     # a statistics or anomalies artifact",
+        "tfpipe stats titanic/20261207T060513-4dcccf --config examples/titanic/pipeline.yaml --html stats.html",
+    ],
+    "schema": [
+        "tfpipe schema examples/titanic/pipeline.yaml --out schema.pbtxt     # then edit it, and pin it: ingest.schema",
+        "tfpipe schema examples/penguin/pipeline.yaml | less",
+        "tfpipe schema pipeline.yaml --statistics 12 --out schema.pbtxt     # from a statistics artifact, no reading",
     ],
     "reproduce": ["tfpipe reproduce titanic/20261207T060513-4dcccf --config examples/titanic/pipeline.yaml"],
     "diff": [
@@ -489,6 +602,26 @@ _EXAMPLES = {
         "examples/titanic/pipeline.yaml"
     ],
 }
+
+
+def _component_slots() -> str:
+    """The standard components' inputs (name: type, and how each is filled) and outputs, as `component --help`
+    lists them; a user component's are in its own declaration."""
+    from components.registry import STANDARD, standard
+
+    lines = ["", "standard components (--input NAME takes an artifact of the input's type):"]
+    for name in STANDARD:
+        comp = standard(name)
+        inputs = [
+            f"{i}: {spec.type}"
+            + (" (optional)" if spec.optional else "")
+            + (f" (found: {spec.resolver})" if spec.resolver else "")
+            for i, spec in comp.inputs.items()
+        ]
+        lines.append(f"  {name}")
+        lines.append(f"    inputs:  {', '.join(inputs) or '-'}")
+        lines.append(f"    outputs: {', '.join(f'{o}: {t}' for o, t in comp.outputs.items())}")
+    return "\n".join(lines) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -566,6 +699,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", nargs="*", metavar="COMPONENT", help="as for `run`")
     _store_args(p)
     p.set_defaults(func=_cmd_component)
+    # Each standard component's inputs and outputs, for --input NAME: read from their declarations only when
+    # the help is asked for (it imports every component module).
+    plain_help = p.format_help
+    p.format_help = lambda: plain_help() + _component_slots()  # type: ignore[method-assign]
 
     p = add(
         "deploy",
@@ -617,8 +754,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("stats", "statistics per split (and anomalies) of a statistics artifact, its folder, or a run")
     p.add_argument("target", help="an artifact id or path (ExampleStatistics or ExampleAnomalies), or a run id")
     p.add_argument("--config", help="the pipeline YAML whose MLMD store to read")
+    p.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write a self-contained HTML page instead: per feature, histograms comparing the splits and the "
+        "previous drop (the drift baseline), drifted and anomalous features marked",
+    )
     _store_args(p)
     p.set_defaults(func=_cmd_stats)
+
+    p = add(
+        "schema",
+        "the schema ingest infers from the pipeline's input (types, presence, value counts, string domains from the "
+        "train split), as a tensorflow-metadata Schema in text format, to edit and pin (ingest.schema); read from the "
+        "input files as they are now, into a temporary folder, nothing recorded",
+    )
+    p.add_argument("config", help="the pipeline YAML")
+    p.add_argument("--out", "-o", help="write to this file (atomically) instead of printing")
+    p.add_argument("--component", help="the ingest instance's id, where the pipeline has several")
+    p.add_argument(
+        "--statistics",
+        metavar="ARTIFACT",
+        help="infer from this statistics artifact (an id in the pipeline's store, or its folder) instead of reading "
+        "the input: instant on a big input",
+    )
+    _store_args(p)
+    p.set_defaults(func=_cmd_schema)
 
     p = add(
         "reproduce",
@@ -717,7 +878,9 @@ def main(argv=None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     except Exception as e:
-        full = _no_space(e)
+        from components.errors import disk_full, no_space
+
+        full = no_space(e)
         if full is None:
             # Not an expected error: the traceback, and a line that says whose code raised it.
             import traceback
@@ -733,12 +896,8 @@ def main(argv=None) -> int:
                 file=sys.stderr,
             )
             return 70  # EX_SOFTWARE
-        # A full disk is the operator's to fix; the failed step recorded itself and published nothing.
-        print(
-            f"tfpipe: error: no space left on the device{f' ({full})' if full else ''}; free some space and "
-            "run again (finished steps are reused)",
-            file=sys.stderr,
-        )
+        # A full disk outside a step (a step's own says so itself): the operator's to fix.
+        print(f"tfpipe: error: {disk_full(full)}", file=sys.stderr)
         return 1
 
 
@@ -776,18 +935,23 @@ def _user_frame(e: BaseException | None) -> str | None:
     return None
 
 
-def _no_space(e: BaseException | None) -> str | None:
-    """The file a full disk refused (or ""), when that is what `e` comes down to; else None. Beam and
-    TensorFlow wrap the OSError in errors of their own, and SQLite (the MLMD store) says it in words, so the
-    message is searched too."""
-    while e is not None:
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            return e.filename or ""
-        if "No space left on device" in str(e) or "database or disk is full" in str(e):
-            return ""
-        e = e.__cause__ or e.__context__
-    return None
+def entry() -> None:
+    """The `tfpipe` command: main(), then an exit that skips the interpreter's teardown of thousands of modules
+    and their C++ libraries (3 to 4 s of silence after the summary, seen here); at-exit handlers (Prefect's
+    server and log flushing) and the streams' flushes still run first."""
+    import atexit
+    import logging
+
+    code = main()
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a reader that went away (`| head`) or a closed stream: nothing left to say
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -35,8 +35,10 @@ def verbose() -> bool:
 
 
 def _expected(exc) -> bool:
-    from components.errors import TfpipeError
+    from components.errors import TfpipeError, no_space
 
+    if no_space(exc) is not None:
+        return True  # a full disk, as a library met it: tfpipe's one line says it (no traceback from Beam or TF)
     while exc is not None:
         if isinstance(exc, TfpipeError):
             return True
@@ -47,6 +49,8 @@ def _expected(exc) -> bool:
 def _noise(record: logging.LogRecord) -> bool:
     """Known noise from the libraries, and Prefect's lines that repeat what tfpipe says."""
     name = record.name
+    if getattr(record, "tfpipe_summarized", False):
+        return True  # a line the run's closing table repeats (a cached step)
     if name.startswith("tensorflow") or name == "py.warnings":
         text = str(record.msg)
         return "deprecated" in text or "Instructions for updating" in text
@@ -57,8 +61,9 @@ def _noise(record: logging.LogRecord) -> bool:
         return "cache key varies" in text or "with ops with unsaved custom gradients" in text
     if name == "prefect" and record.levelno == logging.INFO:
         return True  # the temporary server's start and stop
-    if name == "prefect.task_runs" and record.levelno == logging.INFO:
-        return True  # "Finished in state Completed()": tfpipe's own step lines say it
+    if name in ("prefect.task_runs", "prefect.flow_runs") and record.levelno == logging.INFO:
+        # "Finished in state Completed()": tfpipe's own step lines and closing table say it
+        return name == "prefect.task_runs" or "Finished in state Completed(" in record.getMessage()
     return False
 
 

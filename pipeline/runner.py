@@ -23,7 +23,8 @@ from pathlib import Path
 
 from components import stop as stop_lib
 from components.contract import BLOCKED, Component, user_modules
-from components.errors import Blocked, ConfigError, Stopped
+from components.errors import Blocked, ConfigError, DiskFull, Stopped, disk_full, no_space
+from components.progress import doing
 from components.user_module import module_files
 from pipeline import manifest
 from pipeline.config import Node, PipelineConfig
@@ -326,7 +327,12 @@ def run_component(
         if hit is not None:
             made, outputs = hit
             store.record_cached(run, node_id, inputs, outputs, props(made.manifest.get("hardware", {})))
-            log.info("%s: cached (reusing execution outputs %s)", node_id, ", ".join(a.uri for a in outputs.values()))
+            log.info(
+                "%s: cached (reusing execution outputs %s)",
+                node_id,
+                ", ".join(a.uri for a in outputs.values()),
+                extra={"tfpipe_summarized": True},  # the run's table says CACHED: logs and the UI keep the URIs
+            )
             stop_if_blocked(node_id, made.id, outputs)
             return outputs, "CACHED", 0.0
 
@@ -352,7 +358,11 @@ def run_component(
     log.info("%s: running (execution %d)", node_id, started.id)
     clock = time.perf_counter()
     try:
-        with _stoppable(node_id, bool(comp.resumable)), _final_paths(staging, started.outputs):
+        with (
+            _stoppable(node_id, bool(comp.resumable)),
+            _final_paths(staging, started.outputs),
+            doing(log, f"{node_id}: still running"),  # until the component says more itself
+        ):
             extra = comp.run(inputs, dict(staging), node.params)
         compute = time.perf_counter() - clock
         for out, path in staging.items():
@@ -372,6 +382,13 @@ def run_component(
             else f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}",
         )
         log.error("%s: %s (execution %d): %s", node_id, f"stopped by {stopped}" if stopped else "FAILED", started.id, e)
+        if stopped and not isinstance(e, Stopped):
+            # The stop surfaced through a library that wraps what it catches (Beam re-raises it as an error of
+            # the pipeline's DoFn): still a stop, said as every stop is, not blamed on the user's code.
+            raise Stopped(f"{node_id} stopped by {stopped}") from e
+        full = no_space(e)
+        if full is not None and not isinstance(e, DiskFull):
+            raise disk_full(full) from e  # the operator's to fix, in one line, whatever library met it
         raise
     try:
         props_out = {
@@ -390,6 +407,9 @@ def run_component(
         except Exception:
             pass  # the store is unwell too: the next run marks this execution FAILED (its process is gone)
         log.error("%s: FAILED (execution %d) while publishing: %s", node_id, started.id, e)
+        full = no_space(e)
+        if full is not None and not isinstance(e, DiskFull):
+            raise disk_full(full) from e
         raise
     log.info(
         "%s: COMPLETE (execution %d): %s",

@@ -201,6 +201,33 @@ def _for_table(row: dict) -> dict:
     return out
 
 
+def add_tags(*tags: str) -> None:
+    """Adds tags to the current flow run (the runs list shows them, and filters by them); a run without a
+    Prefect flow run, or an API that refuses, goes on untagged."""
+    import logging
+
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    if not flow_run.id:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            # The server's tags, not the run context's copy (which misses the tags added since it started).
+            have = client.read_flow_run(flow_run.id).tags or []
+            if not set(tags) <= set(have):
+                client.update_flow_run(flow_run.id, tags=sorted({*have, *tags}))
+    except Exception as e:  # a tag is not worth failing a run for
+        logging.getLogger("tfpipe.pipeline").debug("could not tag the flow run: %s", e)
+
+
+def headline(doc: dict) -> str:
+    """The metric a runs list shows: the first one with a threshold (what blessing judged), else accuracy."""
+    judged = [*doc.get("thresholds", {}), *doc.get("change_thresholds", {})]
+    name = next((m for m in judged if m in doc["overall"]), "accuracy" if "accuracy" in doc["overall"] else None)
+    return f"{name} {float(doc['overall'][name]):.4f}" if name else ""
+
+
 def publish(store: MetadataStore, cfg, run_id: str, results: dict) -> None:
     from prefect.artifacts import create_markdown_artifact
 
@@ -209,6 +236,8 @@ def publish(store: MetadataStore, cfg, run_id: str, results: dict) -> None:
     for _, uri in outputs_of_type(results, "ModelEvaluation"):
         doc = json.loads((Path(uri) / "metrics.json").read_text())
         verdict = "BLESSED" if doc["blessed"] else "NOT BLESSED: " + "; ".join(doc["reasons"])
+        # The runs list shows a run's tags: its verdict and headline metric, at a glance.
+        add_tags(*(t for t in ("blessed" if doc["blessed"] else "not blessed", headline(doc)) if t))
         slices = slice_rows(doc)
         create_markdown_artifact(
             key=_key(pipeline, "metrics"),

@@ -14,6 +14,7 @@ import re  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
@@ -98,16 +99,19 @@ def tiny_run(tmp_path_factory):
         if not (master / "done.json").exists():
             shutil.rmtree(master, ignore_errors=True)
             config = tiny_titanic(master / "folder")
+            started = time.time()
             done = tfpipe("run", "--no-cache", "pipeline.yaml", cwd=config.parent)
             (master / "done.json").write_text(
                 json.dumps(
                     {"args": done.args, "returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
                 )
             )
+            (master / "times.json").write_text(json.dumps({"started": started, "ended": time.time()}))
     folder = tmp_path_factory.mktemp("tiny") / "folder"
     shutil.copytree(master / "folder", folder)
     done = subprocess.CompletedProcess(**json.loads((master / "done.json").read_text()))
-    return SimpleNamespace(folder=folder, config=folder / "pipeline.yaml", done=done, root=folder / "root")
+    times = json.loads((master / "times.json").read_text())
+    return SimpleNamespace(folder=folder, config=folder / "pipeline.yaml", done=done, root=folder / "root", **times)
 
 
 def _sql_name(request) -> str:

@@ -6,7 +6,7 @@ est.train(input_fn, steps=100)
 """
 
 from components.estimator import experimental, export, keras
-from components.estimator.baseline import BaselineClassifier, BaselineRegressor
+from components.estimator.baseline import BaselineClassifier, BaselineEstimator, BaselineRegressor
 from components.estimator.basic_hooks import (
     CheckpointSaverHook,
     FeedFnHook,
@@ -16,6 +16,7 @@ from components.estimator.basic_hooks import (
     NanLossDuringTrainingError,
     NanTensorHook,
     ProfilerHook,
+    SecondOrStepTimer,
     StepCounterHook,
     SummarySaverHook,
 )
@@ -36,6 +37,7 @@ from components.estimator.heads import (
     SUM_OVER_BATCH_SIZE,
     BinaryClassHead,
     ClassificationHead,
+    Head,
     LogisticRegressionHead,
     MultiClassHead,
     MultiHead,
@@ -72,6 +74,7 @@ __all__ = [
     "SUM",
     "SUM_OVER_BATCH_SIZE",
     "BaselineClassifier",
+    "BaselineEstimator",
     "BaselineRegressor",
     "BestExporter",
     "BinaryClassHead",
@@ -95,6 +98,7 @@ __all__ = [
     "FinalExporter",
     "FinalOpsHook",
     "GlobalStepWaiterHook",
+    "Head",
     "LatestExporter",
     "LinearClassifier",
     "LinearEstimator",
@@ -111,6 +115,7 @@ __all__ = [
     "ProfilerHook",
     "RegressionHead",
     "RunConfig",
+    "SecondOrStepTimer",
     "SessionRunArgs",
     "SessionRunContext",
     "SessionRunHook",

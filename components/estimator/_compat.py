@@ -7,12 +7,16 @@ moves one.
 - `escape_local_name`, `trackable_children`: how object-based checkpoints name a variable's path.
 - `set_signature_keywords`: a pruned function's input names, which become a SavedModel signature's.
 - `compile_metrics`: the metrics a Keras model was compiled with (model_to_estimator copies them).
-- `set_global_seed`: tf.random.set_seed without clearing the eager kernel cache.
+- `set_global_seed`: tf.random.set_seed without clearing the eager kernel cache; `global_seed`: the seed set.
 - `allow_keras3_variables_in_group`: tf.estimator-era model_fn code with Keras 3 optimizers.
+- `allow_setting_keras3_iterations`: `optimizer.iterations = global_step` on a Keras 3 optimizer.
 - `TracedWrites`: a tf.train.Checkpoint that tf.train.CheckpointManager saves with a traced write.
 - `FASTER_LEGACY`: tf_keras's legacy optimizers with cheaper sparse updates, through OptimizerV2's
   `_resource_apply_sparse_duplicate_indices` / `_resource_apply_sparse` hooks.
 - `learning_rate_schedule`: an optimizer's learning-rate schedule object.
+- `route_v1_layers_to_tf_keras`: `tf.compat.v1.layers` and `.nn.rnn_cell` under Keras 3 (tf_keras's).
+- `fresh_tf1_stores`: TF1's variable and variable-scope stores, one pair per traced graph.
+- `tracking_resources`: the resources (lookup tables) a block of code creates, for a SavedModel to keep.
 
 Keras 3 and tf.group:
 
@@ -24,6 +28,7 @@ Keras 3's `optimizer.apply_gradients` returns its `iterations` variable, a Keras
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import random
@@ -37,6 +42,7 @@ from tensorflow.python.feature_column import feature_column_v2 as fc2  # noqa: F
 from tensorflow.python.trackable.trackable_utils import escape_local_name  # noqa: F401  (re-exported)
 
 _patched = False
+_v1_layers_routed = False
 
 
 def trackable_children(obj) -> dict[str, Any]:
@@ -71,6 +77,42 @@ def allow_keras3_variables_in_group() -> None:
     if not hasattr(Variable, "device"):
         Variable.device = property(lambda self: self.value.device)
     _patched = True
+
+
+_iterations_settable = False
+
+
+def allow_setting_keras3_iterations() -> None:
+    """Gives Keras 3 optimizers' `iterations` property a setter (patched once, when Keras 3 is imported).
+
+    tf.estimator-era model_fns wrote `optimizer.iterations = tf.compat.v1.train.get_or_create_global_step()`
+    (its canned estimators did) so that the optimizer's step was the global step and advanced it. Keras 2
+    allowed that; Keras 3's property has no setter. The setter makes the given variable the optimizer's
+    step counter (`_iterations`, which apply_gradients advances and a learning-rate schedule reads).
+    """
+    global _iterations_settable
+    if _iterations_settable or "keras" not in sys.modules:
+        return
+    _iterations_settable = True
+    try:
+        from keras.src.optimizers.base_optimizer import BaseOptimizer
+    except ImportError:  # Keras 2, or a Keras that moved it: the property stays as it is
+        return
+    prop = BaseOptimizer.__dict__.get("iterations")
+    if not isinstance(prop, property) or prop.fset is not None:
+        return
+
+    def set_iterations(self, value):
+        self._iterations = value
+
+    BaseOptimizer.iterations = prop.setter(set_iterations)
+
+
+def global_seed() -> int | None:
+    """The global seed tf.random.set_seed (or set_global_seed) set, or None."""
+    from tensorflow.python.eager import context
+
+    return context.global_seed()
 
 
 def set_global_seed(seed: int) -> None:
@@ -203,3 +245,75 @@ def learning_rate_schedule(optimizer):
     if isinstance(hyper, dict) and "learning_rate" in hyper:
         return hyper["learning_rate"]
     return optimizer._learning_rate
+
+
+# Where TensorFlow itself routes tf.compat.v1.layers and tf.compat.v1.nn.rnn_cell when
+# TF_USE_LEGACY_KERAS is set: (parent module, name, a name the module has, tf_keras's module).
+_TF_KERAS_V1_MODULES = (
+    (tf.compat.v1, "layers", "dense", "tf_keras.api._v1.keras.__internal__.legacy.layers"),
+    (tf.compat.v1.nn, "rnn_cell", "LSTMCell", "tf_keras.api._v1.keras.__internal__.legacy.rnn_cell"),
+)
+
+
+def route_v1_layers_to_tf_keras() -> None:
+    """Makes `tf.compat.v1.layers` (`dense`, `conv2d`, `batch_normalization`, `Dense`, ...) and
+    `tf.compat.v1.nn.rnn_cell` (`LSTMCell`, `GRUCell`, `MultiRNNCell`, ...) tf_keras's legacy TF1 ones
+    where they route to Keras 3, once.
+
+    With Keras 3 installed (TF 2.16+'s default), every name of these modules raises "`dense` is not
+    available with Keras 3"; TensorFlow routes them to tf_keras only when the environment variable
+    TF_USE_LEGACY_KERAS is set before TensorFlow is imported, which also turns `tf.keras` into tf_keras
+    for the whole process. This routes these two modules alone, and changes nothing where they already
+    work (TF_USE_LEGACY_KERAS set, or Keras 2). The module's names go into the lazy loader object
+    itself, so a reference taken earlier (`from tensorflow.compat.v1 import layers`) works too.
+    """
+    global _v1_layers_routed
+    if _v1_layers_routed:
+        return
+    _v1_layers_routed = True
+    import importlib
+
+    from tensorflow.python.util.lazy_loader import KerasLazyLoader
+
+    for parent, name, probe, target in _TF_KERAS_V1_MODULES:
+        loader = parent.__dict__.get(name)
+        if not isinstance(loader, KerasLazyLoader):
+            continue  # already a module
+        try:
+            getattr(loader, probe)  # raises under Keras 3
+            continue
+        except AttributeError:
+            pass
+        module = importlib.import_module(target)
+        loader.__dict__.update({k: v for k, v in vars(module).items() if not k.startswith("__")})
+
+
+def fresh_tf1_stores(graph) -> None:
+    """Gives `graph`, a graph being traced, TF1 variable and variable-scope stores of its own.
+
+    A traced graph shares both with the process's default graph (tf.function's FuncGraph takes them
+    by reference), so a second trace of a model_fn that calls `tf.compat.v1.get_variable("w")` (or a
+    `tf.compat.v1.layers` layer, which does) would find "w" already there and fail ("Variable w already
+    exists, disallowed"), and scope names would count on across traces (dense, dense_1, ...). Fresh
+    stores, as tf.estimator's fresh graph per call gave, make every trace name its variables alike;
+    the Estimator's variable creator hands back the first trace's variables.
+    """
+    from tensorflow.python.ops import variable_scope
+
+    graph.clear_collection(variable_scope._VARSTORE_KEY)
+    graph.clear_collection(variable_scope._VARSCOPESTORE_KEY)
+
+
+@contextlib.contextmanager
+def tracking_resources():
+    """Yields a list that gets every resource (a lookup table, say) created inside the block.
+
+    A model_fn that makes its own tables (tf.compat.v1.feature_column.input_layer over a vocabulary
+    column) creates them outside the traced serving graph, which only captures them: a SavedModel
+    must also track them, or tf.saved_model.save refuses the "untracked resource".
+    """
+    from tensorflow.python.trackable import resource
+
+    tracker = resource.ResourceTracker()
+    with resource.resource_tracker_scope(tracker):
+        yield tracker.resources

@@ -14,6 +14,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from components.errors import ConfigError
 from components.estimator import _compat
 from components.estimator.export import (
+    EvalOutput,
     PredictOutput,
     ServingInputReceiver,
     SupervisedInputReceiver,
@@ -46,36 +47,87 @@ def _spec_of(value):
     return tf.TensorSpec(value.shape, value.dtype)
 
 
+class TrainOutput(EvalOutput):
+    """The outputs of the TRAIN mode's signature (tf.estimator's TrainOutput): loss, predictions, metrics."""
+
+    method = "train"
+
+
 def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_fn, assets_extra, as_text) -> bytes:
+    return export_all_saved_models(
+        est, checkpoint, export_dir_base, {ModeKeys.PREDICT: serving_input_receiver_fn}, assets_extra, as_text
+    )
+
+
+def export_all_saved_models(est, checkpoint, export_dir_base, input_receiver_fn_map, assets_extra, as_text) -> bytes:
+    """One SavedModel with each mode's signatures: PREDICT's (as export_saved_model), EVAL's `eval` and
+    TRAIN's `train` (loss, predictions and metrics of a supervised receiver; a signature never trains)."""
+    unknown = set(input_receiver_fn_map) - {ModeKeys.PREDICT, ModeKeys.EVAL, ModeKeys.TRAIN}
+    if unknown or not input_receiver_fn_map:
+        raise ConfigError(f"input_receiver_fn_map is keyed by ModeKeys (train, eval, infer), got {sorted(unknown)}")
+    signatures, methods, programs, receivers = {}, {}, [], []
+    for mode in (ModeKeys.PREDICT, ModeKeys.EVAL, ModeKeys.TRAIN):
+        if mode in input_receiver_fn_map:
+            program, receiver, sigs, outputs = _mode_signatures(est, checkpoint, mode, input_receiver_fn_map[mode])
+            programs.append(program)
+            receivers.append(receiver)
+            signatures.update(sigs)
+            methods.update({name: outputs[name].method for name in sigs if name in outputs})
+    return _save(est, programs, receivers, signatures, methods, export_dir_base, assets_extra, as_text)
+
+
+def _mode_signatures(est, checkpoint, mode, receiver_fn):
     from components.estimator.estimator import _Program
 
     transform = est._input_transform() or (lambda f: f)
 
     def features_only():
-        return transform(_receiver(serving_input_receiver_fn).features)
+        return transform(_receiver(receiver_fn).features)
 
-    # 1. The feature structure the model sees at serving time.
+    def labels_only():
+        return getattr(_receiver(receiver_fn), "labels", None)
+
+    # 1. The feature (and label) structure the model sees at serving time.
     probe = tf.compat.v1.wrap_function(features_only, [])
     feature_specs = tf.nest.map_structure(_spec_of, probe.structured_outputs)
+    label_specs = None
+    if mode != ModeKeys.PREDICT:
+        labels = tf.compat.v1.wrap_function(labels_only, []).structured_outputs
+        if labels is None:
+            raise ConfigError(
+                f"the {mode} receiver gives no labels: use export.build_raw_supervised_input_receiver_fn "
+                "(or another receiver with labels)"
+            )
+        label_specs = tf.nest.map_structure(_spec_of, labels)
 
-    # 2. Build the PREDICT program on that structure and load the checkpoint into it.
-    program = _Program(est, ModeKeys.PREDICT, None)
-    tf.function(lambda f: program.call_model_fn(f, None).predictions).get_concrete_function(feature_specs)
+    # 2. Build the mode's program on that structure and load the checkpoint into it.
+    program = _Program(est, mode, None)
+    if label_specs is None:
+        tf.function(lambda f: program.call_model_fn(f, None).predictions).get_concrete_function(feature_specs)
+    else:
+        tf.function(lambda f, y: program.call_model_fn(f, y).loss).get_concrete_function(feature_specs, label_specs)
     program.restore(checkpoint)
 
     # 3. The serving graph: receiver placeholders -> features -> model_fn (reusing the variables).
     captured = {}
 
     def serving_graph():
-        receiver = _receiver(serving_input_receiver_fn)
+        receiver = _receiver(receiver_fn)
         spec = program.call_model_fn(transform(receiver.features), getattr(receiver, "labels", None))
-        outputs = dict(spec.export_outputs or {SERVING_DEFAULT: PredictOutput(spec.predictions)})
-        if SERVING_DEFAULT not in outputs:
-            raise ConfigError(f"model_fn's export_outputs must include {SERVING_DEFAULT!r}")
+        if mode == ModeKeys.EVAL:
+            outputs = {mode: EvalOutput(spec.loss, spec.predictions, spec.eval_metric_ops)}
+        elif mode == ModeKeys.TRAIN:
+            outputs = {mode: TrainOutput(spec.loss, spec.predictions)}
+        else:
+            outputs = dict(spec.export_outputs or {SERVING_DEFAULT: PredictOutput(spec.predictions)})
+            if SERVING_DEFAULT not in outputs:
+                raise ConfigError(f"model_fn's export_outputs must include {SERVING_DEFAULT!r}")
         captured["receiver"], captured["outputs"] = receiver, outputs
         return {name: out.as_outputs() for name, out in outputs.items()}
 
-    wrapped = tf.compat.v1.wrap_function(serving_graph, [])
+    with _compat.tracking_resources() as model_fn_resources:  # tables the model_fn made itself
+        wrapped = tf.compat.v1.wrap_function(serving_graph, [])
+    program.model_fn_resources = list(model_fn_resources)  # saved with the module, as the variables are
     receiver = captured["receiver"]
     inputs = receiver.receiver_tensors
     single_string = len(inputs) == 1 and next(iter(inputs.values())).dtype == tf.string
@@ -98,14 +150,22 @@ def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_
         # Signature input names come from the pruned function's argument keywords.
         _compat.set_signature_keywords(fn, keys)
         signatures[name] = fn
+    return program, receiver, signatures, captured["outputs"]
 
+
+def _save(est, programs, receivers, signatures, methods, export_dir_base, assets_extra, as_text) -> bytes:
     if SERVING_DEFAULT not in signatures and "predict" in signatures:
         signatures[SERVING_DEFAULT] = signatures["predict"]  # serving systems look for serving_default
     module = tf.Module()
-    module.checkpoint_root = program.root
-    module.variables_by_order = list(program.created) + [program.global_step]
+    module.checkpoint_root = programs[0].root
+    module.variables_by_order = list(programs[0].created) + [programs[0].global_step]
+    # The other modes' programs (their own copies of the variables, restored from the same checkpoint).
+    module.other_modes = [(p.root, list(p.created), p.global_step) for p in programs[1:]]
+    # What a premade estimator built for a mode outside its model_fn (its eval metrics' variables).
+    module.state_variables = [v for p in programs for v in _state_variables(p.state)]
     module.resources = est._export_resources()
-    module.receiver_trackables = list(receiver.trackables)
+    module.model_fn_resources = [r for p in programs for r in p.model_fn_resources]
+    module.receiver_trackables = [t for r in receivers for t in r.trackables]
     os.makedirs(export_dir_base, exist_ok=True)
     stamp = int(time.time())
     while os.path.exists(os.path.join(export_dir_base, str(stamp))):
@@ -118,9 +178,7 @@ def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_
         tf.saved_model.save(
             module, tmp, signatures=signatures, options=tf.saved_model.SaveOptions(experimental_custom_gradients=False)
         )
-        _set_method_names(
-            tmp, {name: captured["outputs"][name].method for name in signatures if name in captured["outputs"]}
-        )
+        _set_method_names(tmp, methods)
         if as_text:
             proto = saved_model_pb2.SavedModel()
             with open(os.path.join(tmp, "saved_model.pb"), "rb") as f:
@@ -138,6 +196,15 @@ def export_saved_model(est, checkpoint, export_dir_base, serving_input_receiver_
         raise
     log.info("exported SavedModel to %s (signatures: %s)", final, ", ".join(sorted(signatures)))
     return final.encode()
+
+
+def _state_variables(state) -> list:
+    found: list = []
+    for value in state.values():
+        for obj in value.values() if isinstance(value, dict) else [value]:
+            variables = getattr(obj, "variables", None)
+            found.extend((variables() if callable(variables) else variables) or ())  # a method on OptimizerV2
+    return found
 
 
 # TF Serving's :classify and :regress check these, as tf.estimator's exports set them; TF2's

@@ -72,3 +72,12 @@ class BaselineRegressor(_Baseline):
     ):
         head = heads_lib.RegressionHead(label_dimension, loss_reduction)
         super().__init__(head, model_dir, optimizer, config, weight_column, warm_start_from)
+
+
+class BaselineEstimator(_Baseline):
+    """A baseline with any head (tf.estimator.BaselineEstimator): one learned bias per logit, so it
+    predicts what the head makes of the labels' prior (a class distribution, a mean) for every example.
+    The head carries the weight column, as tf.estimator's heads did."""
+
+    def __init__(self, head, model_dir=None, optimizer="Ftrl", config=None):
+        super().__init__(head, model_dir, optimizer, config, None, None)

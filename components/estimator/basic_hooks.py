@@ -19,6 +19,11 @@ from components.estimator.hooks import SessionRunArgs, SessionRunHook, active_tr
 log = logging.getLogger("tfpipe.estimator")
 
 
+# tf.estimator.SecondOrStepTimer was TF's own timer (TF 2.21 still has it, public, under tf.compat.v1.train):
+# should_trigger_for_step(step), update_last_triggered_step(step) -> (secs, steps), last_triggered_step(), reset().
+SecondOrStepTimer = tf.compat.v1.train.SecondOrStepTimer
+
+
 class NanLossDuringTrainingError(NanLossError):
     """The loss (or the tensor a NanTensorHook watches) became NaN."""
 
@@ -406,8 +411,10 @@ class GlobalStepWaiterHook(SessionRunHook):
 
 class _ModelSaver(CheckpointSaverHook):
     """The Estimator's saver: on global steps that are multiples of save_checkpoints_steps (or every
-    save_checkpoints_secs) and at the end. Not at the start, as tf.estimator did on every call: the
-    state a call starts from is already the previous call's last checkpoint."""
+    save_checkpoints_secs) and at the end. At the start only when model_dir has no checkpoint yet
+    (`model.ckpt-0` of a new model, which scripts wait for, as tf.estimator wrote it), without telling
+    the listeners; tf.estimator saved at the start of every call, but the state a later call starts
+    from is already the previous call's last checkpoint."""
 
     def __init__(self, model_dir, checkpoint_name, every_steps=None, every_secs=None, listeners=(), chief=True):
         self._dir, self._saver, self._basename = os.fspath(model_dir), None, checkpoint_name
@@ -433,6 +440,9 @@ class _ModelSaver(CheckpointSaverHook):
 
     def after_create_session(self, session, coord):
         self._saved_at, self._saved_time = None, time.time()
+        if self._chief and self._manager.latest_checkpoint is None:
+            step = int(self._global_step.numpy())
+            log.info("saved checkpoint %s", self._manager.save(checkpoint_number=step))
 
     def after_run(self, run_context, run_values):
         step = int(run_values.results)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -10,7 +11,9 @@ import tf_keras
 
 from components.errors import ConfigError
 from components.estimator import heads as heads_lib
+from components.estimator._compat import global_seed
 from components.estimator._features import ColumnTransform
+from components.estimator._legacy_checkpoint import Target
 from components.estimator.linear import linear_part
 from components.estimator.premade import Part, PremadeEstimator, sparse_lookups
 
@@ -46,13 +49,16 @@ class _BatchNorm(tf.Module):
 
 
 class _Dense(tf.Module):
-    def __init__(self, fan_in: int, units: int, name: str, dense_rows=None, blocks=()):
+    def __init__(self, fan_in: int, units: int, name: str, dense_rows=None, blocks=(), initial=None):
         """`dense_rows` and `blocks` ((column, first row, rows), ...) split the kernel of the first layer:
         tf.estimator's [fan_in, units] kernel is drawn whole, then the rows of dense inputs stay in `kernel`
-        (in the order of `dense_rows`) and each indicator column's rows become its own variable."""
+        (in the order of `dense_rows`) and each indicator column's rows become its own variable.
+        `initial`: that kernel's initial value (default: drawn here, Glorot uniform)."""
         super().__init__(name=name)
         self._dense_rows, self._blocks = dense_rows, tuple(blocks)
-        dense, indicators = self._split(tf_keras.initializers.GlorotUniform()([fan_in, units]))
+        if initial is None:
+            initial = tf_keras.initializers.GlorotUniform()([fan_in, units])
+        dense, indicators = self._split(initial)
         if dense is not None:
             self.kernel = tf.Variable(dense, name="kernel")
         if dense_rows is not None:
@@ -74,6 +80,15 @@ class _Dense(tf.Module):
     def __call__(self, x):
         return tf.matmul(x, self.kernel) + self.bias
 
+    def legacy_layout(self) -> dict:
+        """Where tf.estimator's one first-layer kernel is kept here (see _legacy_checkpoint): the rows of
+        `kernel` and of each indicator column's variable, as parts of the [fan_in, units] matrix."""
+        if self._dense_rows is None:
+            return {}
+        parts = [Target(self.kernel, lambda k: self._split(k)[0])] if self._dense_rows else []
+        parts += [Target(var, lambda k, c=c: self._split(k)[1][c]) for c, var in self.indicator_kernels.items()]
+        return {"kernel": parts}
+
     def assign_kernel(self, kernel) -> None:
         """Sets the kernel from tf.estimator's layout: one [fan_in, units] matrix, columns in name order."""
         dense, indicators = self._split(kernel)
@@ -81,6 +96,45 @@ class _Dense(tf.Module):
             self.kernel.assign(dense)
         for column, rows in indicators.items():
             self.indicator_kernels[column].assign(rows)
+
+
+def _drawn_as_tf_estimator(embeddings: list, kernels: list, dropout) -> tuple | None:
+    """The DNN's initial values as tf.estimator 2.15 drew them for the global seed (RunConfig's
+    tf_random_seed): (iterator over the embedding tables, iterator over the kernels); None without a seed.
+
+    2.15 built the model in a graph whose seed was tf_random_seed, and each initializer without a seed of
+    its own took the graph's next op seed (0, 1, 2, ...), in the order the training graph made them: each
+    embedding table ([rows, dim], truncated normal of stddev 1/sqrt(dim)) in column-name order, then each
+    kernel ([fan_in, units], Glorot uniform) from the first hidden layer to the logits, a hidden layer's
+    dropout (training with dropout) taking the op seed after its kernel. The same initializers in a graph
+    of their own, seeded alike, give 2.15's values to the bit; biases start at zero, as in 2.15.
+    """
+    seed = global_seed()
+    if seed is None:
+        return None
+    tables, weights = _draws(seed, tuple(embeddings), tuple(tuple(k) for k in kernels), bool(dropout))
+    return iter(tables), iter(weights)
+
+
+@functools.lru_cache(maxsize=16)
+def _draws(seed: int, embeddings: tuple, kernels: tuple, dropout: bool) -> tuple:
+    """_drawn_as_tf_estimator's values, kept: each program (train, eval, predict) of an Estimator builds the
+    model, and a graph and session cost about 70 ms each time."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.set_random_seed(seed)
+        tables = [
+            tf.compat.v1.truncated_normal_initializer(stddev=1.0 / math.sqrt(dim))([rows, dim])
+            for rows, dim in embeddings
+        ]
+        weights = []
+        for i, shape in enumerate(kernels):
+            weights.append(tf.compat.v1.glorot_uniform_initializer()(list(shape)))
+            if dropout and i < len(kernels) - 1:
+                tf.random.uniform([])  # takes the op seed dropout took in 2.15's graph
+        config = tf.compat.v1.ConfigProto(device_count={"GPU": 0})  # drawn on the CPU, as on 2.15's CPU
+        with tf.compat.v1.Session(graph=graph, config=config) as session:
+            return session.run((tables, weights))
 
 
 class DNNModel(tf.Module):
@@ -96,6 +150,12 @@ class DNNModel(tf.Module):
         super().__init__(name="dnn")
         self._dims, self._activation, self._dropout = dims, activation_fn, dropout
         tables, width = {}, 0
+        fan_in = sum(dim[2] if dim[0] == "embedding" else dim[1] for dim in dims.values())
+        drawn = _drawn_as_tf_estimator(
+            [(dim[1], dim[2]) for dim in dims.values() if dim[0] == "embedding"],
+            list(zip([fan_in, *hidden_units], [*hidden_units, units])),
+            dropout,
+        )
         # Rows of tf.estimator's first-layer kernel, columns in name order: each indicator column owns
         # a block (looked up by id), the dense inputs (numeric, bucketized, embeddings) the other rows.
         dense_rows: list[int] = []
@@ -103,7 +163,9 @@ class DNNModel(tf.Module):
         for name, dim in dims.items():
             if dim[0] == "embedding":
                 _, rows, size, _ = dim
-                init = tf.random.truncated_normal([rows, size], stddev=1.0 / math.sqrt(size))
+                init = (
+                    next(drawn[0]) if drawn else tf.random.truncated_normal([rows, size], stddev=1.0 / math.sqrt(size))
+                )
                 tables[name] = {"embedding_weights": tf.Variable(init, name=f"{name}/embedding_weights")}
                 dense_rows.extend(range(width, width + size))
                 width += size
@@ -119,13 +181,18 @@ class DNNModel(tf.Module):
         for i, n in enumerate(hidden_units):
             split = i == 0 and indicators
             layer = _Dense(
-                width, n, f"hiddenlayer_{i}", tuple(dense_rows) if split else None, indicators if split else ()
+                width,
+                n,
+                f"hiddenlayer_{i}",
+                tuple(dense_rows) if split else None,
+                indicators if split else (),
+                next(drawn[1]) if drawn else None,
             )
             if batch_norm:
                 setattr(layer, f"batchnorm_{i}", _BatchNorm(n, f"batchnorm_{i}"))
             setattr(self, f"hiddenlayer_{i}", layer)
             width = n
-        self.logits = _Dense(width, units, "logits")
+        self.logits = _Dense(width, units, "logits", initial=next(drawn[1]) if drawn else None)
 
     def _first_layer(self, columns: dict):
         tables = self.input_from_feature_columns["input_layer"]

@@ -15,15 +15,20 @@ import re
 import sys
 import tempfile
 import threading
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from components import stop as stop_lib
 from components.errors import ClusterError, ConfigError, InputError, NotTrainedError, Stopped
-from components.estimator import _compat, basic_hooks
+from components.estimator import _compat, _legacy_checkpoint, basic_hooks
 from components.estimator import hooks as hooks_lib
-from components.estimator._compat import allow_keras3_variables_in_group, set_global_seed
+from components.estimator._compat import (
+    allow_keras3_variables_in_group,
+    allow_setting_keras3_iterations,
+    set_global_seed,
+)
 from components.estimator._inputs import batch_size_of, call_with_known_args, fn_args, to_dataset
 from components.estimator.mode_keys import ModeKeys
 from components.estimator.run_config import RunConfig
@@ -31,19 +36,46 @@ from components.estimator.spec import EstimatorSpec, is_metric_object
 from components.estimator.warm_start import as_settings, warm_start
 
 log = logging.getLogger("tfpipe.estimator")
+
+
+class _UntilConfigured(logging.StreamHandler):
+    """Prints the engine's lines only while no logger above it has a handler: once the user (or absl,
+    or the CLI) configures logging, the lines propagate there and are printed once, by that handler."""
+
+    def emit(self, record):
+        logger: logging.Logger | None = log.parent
+        while logger is not None:
+            if logger.handlers:
+                return
+            logger = logger.parent if logger.propagate else None
+        super().emit(record)
+
+
 if not logging.getLogger().handlers and not log.handlers:
     # Like absl under tf.estimator: progress is visible without configuring logging first.
-    _handler = logging.StreamHandler()
+    _handler = _UntilConfigured()
     _handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     log.addHandler(_handler)
     log.setLevel(logging.INFO)
-    log.propagate = False  # absl installs a root handler later; avoid printing every line twice
 
 CHECKPOINT_NAME = "model.ckpt"
+# The dataset map's features when add_metrics' metric_fns need the input_fn's own beside the transformed.
+_MODEL_FEATURES, _RAW_FEATURES = "tfpipe/model_features", "tfpipe/input_fn_features"
 _NONFINITE = "tfpipe: the training loss is not finite"
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _MODEL_FN_ARGS = {"features", "labels", "mode", "params", "config"}
 _LOCAL_COLLECTIONS = {tf.compat.v1.GraphKeys.LOCAL_VARIABLES, tf.compat.v1.GraphKeys.METRIC_VARIABLES}
+# Collections a TF1-style model_fn fills and reads back (tf.compat.v1.losses.get_total_loss(), the batch
+# norm's UPDATE_OPS, a v1 optimizer's TRAIN_OP): a traced graph starts without them, as tf.estimator's
+# graph per call did. A graph traced inside another (the loop body around later steps) copies its
+# outer graph's, which hold the first step's.
+_MODEL_FN_COLLECTIONS = (
+    tf.compat.v1.GraphKeys.LOSSES,
+    tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES,
+    tf.compat.v1.GraphKeys.UPDATE_OPS,
+    tf.compat.v1.GraphKeys.TRAIN_OP,
+    tf.compat.v1.GraphKeys.SUMMARIES,
+)
 
 
 class _Program:
@@ -56,6 +88,7 @@ class _Program:
 
     def __init__(self, estimator: Estimator, mode: str, strategy, transform_in_step: bool = False):
         self.est, self.mode = estimator, mode
+        self.model_fn_resources: list = []  # lookup tables the model_fn made itself (an export saves them)
         # Whether call_model_fn applies the estimator's input transform (the input then carries raw
         # features); otherwise the dataset map has applied it (see Estimator._transform_in_step).
         self.transform_in_step = transform_in_step
@@ -74,6 +107,7 @@ class _Program:
         self._lock = threading.Lock()
         self._cursor = threading.local()
         self.spec: EstimatorSpec | None = None
+        self.raw_features: Any = None  # the input_fn's features of the model_fn's current call
         self._root = None
         # Objects a premade estimator builds eagerly for this program (model, optimizer, metrics).
         self.state: dict = {}
@@ -85,6 +119,8 @@ class _Program:
         # Steps an endless-input chunk has run (see _chunk_fn), made with that chunk.
         self.steps_done: tf.Variable | None = None
         self.synced: tuple | None = None
+        # tf.compat.v1.layers in a TF1-style model_fn, under Keras 3: tf_keras's (here: not traced).
+        _compat.route_v1_layers_to_tf_keras()
         with self.strategy.scope():
             estimator._prebuild(self)
 
@@ -127,11 +163,24 @@ class _Program:
             # model_fn's variables, so none leak to other graphs (tf.Transform rejects a preprocessing
             # graph that has any).
             graph.clear_collection(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)
+            # And its own TF1 variable stores, as tf.estimator's graph per call had: each trace of a
+            # model_fn using tf.compat.v1.get_variable / tf.compat.v1.layers makes its variables anew
+            # (by the same names), and the creator above hands back the first trace's.
+            _compat.fresh_tf1_stores(graph)
+            for key in _MODEL_FN_COLLECTIONS:
+                graph.clear_collection(key)
             self._cursor.graph = graph
         allow_keras3_variables_in_group()
+        allow_setting_keras3_iterations()
         try:
-            if self.transform_in_step:
-                features = self.est._traced_transform(features)
+            # add_metrics' metric_fns get the input_fn's features, as in tf.estimator, and the model_fn
+            # the transformed ones: made here, or by the dataset map, which then carries both.
+            if isinstance(features, dict) and _RAW_FEATURES in features:
+                self.raw_features, features = features[_RAW_FEATURES], features[_MODEL_FEATURES]
+            else:
+                self.raw_features = features
+                if self.transform_in_step:
+                    features = self.est._traced_transform(features)
             # The root name scope, as in tf.estimator's graph: summary tags made in the model_fn carry
             # no "while/cond_1/" of the loop around the step.
             with tf.variable_creator_scope(self._creator), graph.name_scope(""):
@@ -206,6 +255,10 @@ class _Program:
         return True
 
     def restore(self, path: str) -> None:
+        if _legacy_checkpoint.is_name_based(path):  # tf.estimator's (TF1 Saver's) format: by name
+            ordered = _compat.trackable_children(self.root).get(ORDERED) if self._saver() is None else None
+            _legacy_checkpoint.restore(self.root, self.global_step, path, exclude=[ordered])
+            return
         try:
             status = self._restore_root(path).restore(path)
             status.expect_partial()
@@ -257,8 +310,14 @@ def _unique_names(names) -> list[str]:
 
 
 def _is_metric_variable(var) -> bool:
-    # Keras metrics keep their state in non-trainable, sync-on-read variables.
-    return (not var.trainable) and getattr(var, "synchronization", None) == tf.VariableSynchronization.ON_READ
+    # Keras metrics (tf_keras and Keras 3) keep their state in non-trainable, sync-on-read variables
+    # summed across replicas. tf_keras's BatchNormalization (tf.compat.v1.layers.batch_normalization's)
+    # keeps its moving statistics in sync-on-read variables too, averaged: those are the model's.
+    return (
+        (not var.trainable)
+        and getattr(var, "synchronization", None) == tf.VariableSynchronization.ON_READ
+        and getattr(var, "aggregation", None) == tf.VariableAggregation.SUM
+    )
 
 
 def _deps(op) -> list:
@@ -441,7 +500,7 @@ class Estimator:
             raise ConfigError(f"model_fn must return an EstimatorSpec, got {type(spec).__name__}")
         if mode == ModeKeys.EVAL and self._metric_fns:
             available = {
-                "features": features,
+                "features": features if getattr(program, "raw_features", None) is None else program.raw_features,
                 "labels": labels,
                 "predictions": spec.predictions,
                 "config": self._config,
@@ -467,7 +526,12 @@ class Estimator:
         }
         ds, has_labels = to_dataset(call_with_known_args(input_fn, available), input_fn, mode == ModeKeys.TRAIN)
         transform = self._traced_transform
-        if transform is not None and not raw:
+        if transform is not None and not raw and mode == ModeKeys.EVAL and self._metric_fns:
+            ds = ds.map(
+                lambda f, *rest: ({_MODEL_FEATURES: transform(f), _RAW_FEATURES: f}, *rest),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        elif transform is not None and not raw:
             ds = ds.map(lambda f, *rest: (transform(f), *rest), num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE), has_labels
 
@@ -547,7 +611,10 @@ class Estimator:
         A variable reachable along several paths (a model's and its optimizer's) is named by the
         shortest path that does not go through an optimizer.
         """
-        return sorted(_variable_paths(self._require_checkpoint()))
+        path = self._require_checkpoint()
+        if _legacy_checkpoint.is_name_based(path):  # tf.estimator's: the keys are the names
+            return sorted(tf.train.load_checkpoint(path).get_variable_to_shape_map())
+        return sorted(_variable_paths(path))
 
     def get_variable_value(self, name: str) -> np.ndarray:
         """The value of variable `name`: any object path that reaches it in the latest checkpoint."""
@@ -556,6 +623,8 @@ class Estimator:
         for key in (name, name + _VALUE_SUFFIX):
             if reader.has_tensor(key):
                 return reader.get_tensor(key)
+        if _legacy_checkpoint.is_name_based(reader):
+            raise ConfigError(f"no variable {name!r} in {path}; get_variable_names() lists them")
         for key, paths in _variable_paths(path, all_paths=True).items():
             if name in paths:
                 return reader.get_tensor(key)
@@ -573,8 +642,8 @@ class Estimator:
         latest = self.latest_checkpoint()
         if max_steps is not None and latest:
             reader = tf.train.load_checkpoint(latest)
-            key = "global_step" + _VALUE_SUFFIX
-            done = int(reader.get_tensor(key)) if reader.has_tensor(key) else 0
+            keys = [k for k in ("global_step" + _VALUE_SUFFIX, "global_step") if reader.has_tensor(k)]
+            done = int(reader.get_tensor(keys[0])) if keys else 0  # the second: tf.estimator's name-based format
             if done >= max_steps:
                 log.info("skipping training: global step %d already reached max_steps %d", done, max_steps)
                 return self
@@ -723,6 +792,22 @@ class Estimator:
         path = self._require_checkpoint(checkpoint_path)
         return _export.export_saved_model(
             self, path, os.fspath(export_dir_base), serving_input_receiver_fn, assets_extra, as_text
+        )
+
+    def experimental_export_all_saved_models(
+        self, export_dir_base, input_receiver_fn_map, assets_extra=None, as_text=False, checkpoint_path=None
+    ):
+        """One SavedModel (at `<export_dir_base>/<timestamp>`, written atomically) for the modes in
+        `input_receiver_fn_map` ({ModeKeys.PREDICT: serving receiver fn, ModeKeys.EVAL / TRAIN: a supervised
+        receiver fn}): PREDICT's signatures as export_saved_model gives them, plus `eval` (EvalOutput: loss,
+        predictions, metrics) and `train` (loss, predictions). tf.estimator wrote one MetaGraph per mode,
+        tagged serve / eval / train; a TF2 SavedModel has the one `serve` MetaGraph, so the modes are its
+        signatures, and running `train` computes the loss without training."""
+        from components.estimator import _export
+
+        path = self._require_checkpoint(checkpoint_path)
+        return _export.export_all_saved_models(
+            self, path, os.fspath(export_dir_base), dict(input_receiver_fn_map), assets_extra, as_text
         )
 
     def export_savedmodel(self, *args, **kwargs):
@@ -1094,6 +1179,14 @@ def _run_eval(program, iterator, has_labels, steps, path, hooks) -> dict:
         runner.end()
     if batches == 0:
         raise InputError("input_fn produced no data to evaluate on")
+    if int(program.global_step.numpy()) != global_step:
+        # tf.estimator's graph ran only the ops evaluation fetched; a tf.function runs every stateful op
+        # it traced, so a train_op built in EVAL mode trained on the evaluation data.
+        raise ConfigError(
+            "the model_fn's EVAL mode advanced the global step: it builds a train_op (an optimizer's "
+            "minimize or apply_gradients) in EVAL mode, and TF 2 runs it during evaluation. Build the "
+            "optimizer and train_op only when mode == ModeKeys.TRAIN."
+        )
     results = {"loss": np.float32(total / batches), "global_step": np.int64(program.global_step.numpy())}
     for key, value in spec.eval_metric_ops.items():
         results[key] = value.result().numpy() if is_metric_object(value) else last_updates[key].numpy()

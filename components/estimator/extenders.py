@@ -16,8 +16,8 @@ def add_metrics(estimator, metric_fn):
 
     metric_fn takes any of `predictions`, `features`, `labels`, `config` and returns a dict of
     Keras metric objects (updated) or (value, update_op) tuples; a name it shares with the model's
-    metrics replaces the model's. For premade estimators, `features` are those the model sees
-    (after the feature columns' string work), not the input_fn's raw ones.
+    metrics replaces the model's. `features` are the input_fn's, as tf.estimator gave them (for
+    premade estimators too, whose model sees them after the feature columns' string work).
     """
     from components.estimator.estimator import Estimator
 

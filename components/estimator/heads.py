@@ -33,18 +33,9 @@ class _Derived:
         return self._fn()
 
 
-class _TrapezoidalPRAUC(tf_keras.metrics.AUC):
-    """PR AUC by the trapezoidal rule, as tf.estimator's heads computed it (Keras interpolates instead)."""
-
-    def __init__(self, name="auc_precision_recall"):
-        super().__init__(num_thresholds=200, curve="PR", name=name)
-
-    def result(self):
-        eps = 1e-6
-        tp, fp, fn = self.true_positives, self.false_positives, self.false_negatives
-        recall = (tp + eps) / (tp + fn + eps)
-        precision = (tp + eps) / (tp + fp + eps)
-        return tf.reduce_sum((recall[:-1] - recall[1:]) * (precision[:-1] + precision[1:]) / 2.0)
+def _pr_auc():
+    # As tf.estimator 2.x's heads: Keras's AUC, interpolated (1.x's TF1 heads summed trapezoids).
+    return tf_keras.metrics.AUC(num_thresholds=200, curve="PR", name="auc_precision_recall")
 
 
 def _reduction(loss_reduction):
@@ -61,8 +52,10 @@ def example_weights(features, like):
     return tf.ones_like(like)
 
 
-class _Head:
-    """What every head shares: labels in, a reduced loss out, and the export outputs' shape."""
+class Head:
+    """tf.estimator.Head: the base of every head (labels in, a reduced loss out, predictions, eval metrics
+    and export outputs), so `isinstance(h, Head)` holds for each, and a model_fn's own head may
+    subclass it and give its own `create_estimator_spec`."""
 
     logits_dimension: int
     reduction: str
@@ -74,6 +67,16 @@ class _Head:
     make_metrics: Callable[..., Any]
     update_metrics: Callable[..., Any]
     name: str | None = None  # set by a `name=` argument; a MultiHead keys its heads' labels, logits and metrics by it
+
+    def __new__(cls, *args, **kwargs):
+        if cls is Head:
+            raise TypeError("Head is abstract: use a head class (BinaryClassHead, RegressionHead, ...) or subclass it")
+        return super().__new__(cls)
+
+    @property
+    def loss_reduction(self) -> str:
+        """How the training loss reduces over the batch: SUM_OVER_BATCH_SIZE or SUM (tf.estimator's name)."""
+        return getattr(self, "reduction", SUM_OVER_BATCH_SIZE)
 
     def loss(self, features, labels, logits):
         """The training loss: weighted per-example losses, summed or averaged over the batch."""
@@ -132,9 +135,14 @@ class _Head:
             variables = list(trainable_variables)
             # The model_fn runs traced (a graph): gradients are taken symbolically, as tf.estimator did.
             grads = tf.gradients(loss / tf.distribute.get_replica_context().num_replicas_in_sync, variables)
-            train_op = tf.group(
-                optimizer.apply_gradients(zip(grads, variables)), tf.compat.v1.train.get_global_step().assign_add(1)
-            )
+            train_op = optimizer.apply_gradients(zip(grads, variables))
+            global_step = tf.compat.v1.train.get_global_step()
+            # tf.estimator's heads left the step to the optimizer, whose `iterations` a model_fn set to the
+            # global step (`optimizer.iterations = get_or_create_global_step()`, as its canned estimators
+            # did); such an optimizer already advances it. Any other (a Keras 3 optimizer, whose
+            # `iterations` cannot be set) advances its own counter, and the head advances the step.
+            if not _same_variable(getattr(optimizer, "iterations", None), global_step):
+                train_op = tf.group(train_op, global_step.assign_add(1))
         if update_ops:
             train_op = tf.group(train_op, *update_ops)
         return EstimatorSpec(mode, loss=loss, predictions=predictions, train_op=train_op)
@@ -158,6 +166,18 @@ class _Head:
         return tf.reshape(labels, [-1, width])
 
 
+def _same_variable(a, b) -> bool:
+    """Whether `a` and `b` are one variable (a distributed variable or its value on this replica)."""
+    if a is None or b is None:
+        return False
+    if a is b:
+        return True
+    try:
+        return a.handle is b.handle
+    except (AttributeError, ValueError):
+        return False
+
+
 def _single_label(labels):
     if isinstance(labels, dict):
         if len(labels) != 1:
@@ -166,7 +186,7 @@ def _single_label(labels):
     return labels
 
 
-class ClassificationHead(_Head):
+class ClassificationHead(Head):
     """Binary (sigmoid) or multi-class (softmax) classification, with tf.estimator's keys and metrics."""
 
     def __init__(self, n_classes=2, label_vocabulary=None, loss_reduction=SUM_OVER_BATCH_SIZE):
@@ -250,7 +270,7 @@ class ClassificationHead(_Head):
                     "label/mean": label_mean,
                     "prediction/mean": tf_keras.metrics.Mean(name="prediction/mean"),
                     "auc": tf_keras.metrics.AUC(num_thresholds=200, curve="ROC", name="auc"),
-                    "auc_precision_recall": _TrapezoidalPRAUC(),
+                    "auc_precision_recall": _pr_auc(),
                     "precision": tf_keras.metrics.Precision(name="precision"),
                     "recall": tf_keras.metrics.Recall(name="recall"),
                     "accuracy_baseline": _Derived(lambda: tf.maximum(label_mean.result(), 1.0 - label_mean.result())),
@@ -282,7 +302,7 @@ class ClassificationHead(_Head):
         return outputs
 
 
-class MultiLabelHead(_Head):
+class MultiLabelHead(Head):
     """Independent sigmoid per class; labels are multi-hot [batch, n_classes] (tf.estimator.MultiLabelHead)."""
 
     def __init__(self, n_classes, label_vocabulary=None, loss_reduction=SUM_OVER_BATCH_SIZE, name=None):
@@ -322,7 +342,7 @@ class MultiLabelHead(_Head):
         return {
             "average_loss": tf_keras.metrics.Mean(name="average_loss"),
             "auc": tf_keras.metrics.AUC(num_thresholds=200, curve="ROC", name="auc"),
-            "auc_precision_recall": _TrapezoidalPRAUC(),
+            "auc_precision_recall": _pr_auc(),
         }
 
     def update_metrics(self, metrics, features, labels, logits, predictions) -> dict:
@@ -338,7 +358,7 @@ class MultiLabelHead(_Head):
         return _classification_outputs(predictions, "classes")
 
 
-class RegressionHead(_Head):
+class RegressionHead(Head):
     """Squared-error regression of `label_dimension` float targets (tf.estimator.RegressionHead)."""
 
     def __init__(self, label_dimension=1, loss_reduction=SUM_OVER_BATCH_SIZE, name=None):
@@ -572,7 +592,7 @@ def _custom_loss(loss_fn, labels, logits):
     return tf.cast(loss, logits.dtype)
 
 
-class MultiHead(_Head):
+class MultiHead(Head):
     """tf.estimator.MultiHead: several named heads over one model, e.g. a class and a regression target.
 
     Labels are a dict keyed by head name; logits are such a dict or one tensor of width logits_dimension,

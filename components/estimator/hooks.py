@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -112,6 +113,50 @@ class StopAtStepHook(SessionRunHook):
             run_context.request_stop()
 
 
+class _StopAtCheckpointStepHook(SessionRunHook):
+    """Stops once the global step has reached `last_step` and so has model_dir's latest checkpoint
+    (a non-chief task's stop: its training is only done when the chief has saved it)."""
+
+    def __init__(self, model_dir, last_step, wait_after_file_check_secs=30):
+        if last_step is None:
+            raise ConfigError("make_stop_at_checkpoint_step_hook: last_step must be given")
+        if model_dir is None:
+            raise ConfigError("make_stop_at_checkpoint_step_hook: the estimator needs a model_dir")
+        self._model_dir, self._last_step, self._wait = model_dir, last_step, wait_after_file_check_secs
+
+    def before_run(self, run_context):
+        return SessionRunArgs("global_step")
+
+    def after_run(self, run_context, run_values):
+        if int(run_values.results) < self._last_step:
+            return
+        if _checkpoint_step(self._model_dir) >= self._last_step:
+            run_context.request_stop()
+        else:
+            time.sleep(self._wait)  # many tasks reading the checkpoint state at once: throttle
+
+
+def _checkpoint_step(model_dir) -> int:
+    """The global step of model_dir's latest checkpoint (0 when there is none)."""
+    path = tf.train.latest_checkpoint(model_dir)
+    if path is None:
+        return 0
+    reader = tf.train.load_checkpoint(path)
+    for key in ("global_step/.ATTRIBUTES/VARIABLE_VALUE", "global_step"):
+        if reader.has_tensor(key):
+            return int(reader.get_tensor(key))
+    return int(path.rsplit("-", 1)[-1])
+
+
+def make_stop_at_checkpoint_step_hook(estimator, last_step, wait_after_file_check_secs=30):
+    """tf.estimator.experimental.make_stop_at_checkpoint_step_hook: on the chief a StopAtStepHook at
+    `last_step`; on other tasks a hook that stops once the chief's latest checkpoint has reached it,
+    reading it at most every `wait_after_file_check_secs` once the task's own step is there."""
+    if estimator.config.is_chief:
+        return StopAtStepHook(last_step=last_step)
+    return _StopAtCheckpointStepHook(estimator.model_dir, last_step, wait_after_file_check_secs)
+
+
 STEP_OUTPUTS = ("loss", "global_step")
 
 
@@ -153,7 +198,9 @@ class FetchResolver:
             if self.graph is None:
                 raise ConfigError(f"a hook asked for {leaf!r}; here a step provides {STEP_OUTPUTS}")
             try:
-                return "graph", self._pair(self.graph.get_tensor_by_name(leaf))
+                return "graph", self._pair(self._tensor_named(leaf))
+            except ConfigError:
+                raise
             except (KeyError, ValueError) as e:
                 raise ConfigError(
                     f"a hook asked for {leaf!r}, which is not a tensor of the model_fn nor one of {STEP_OUTPUTS}"
@@ -165,6 +212,17 @@ class FetchResolver:
         if isinstance(leaf, tf.Tensor):
             return "graph", self._pair(leaf)
         raise ConfigError(f"a hook asked for {leaf!r}; fetches are tensors, variables, operations or tensor names")
+
+    def _tensor_named(self, name: str):
+        """The tensor `name` names: "op:k", or an op's name for its only output, as tf.estimator's hooks took it."""
+        if ":" in name:
+            return self.graph.get_tensor_by_name(name)
+        op = self.graph.get_operation_by_name(name)
+        if len(op.outputs) != 1:
+            raise ConfigError(
+                f"a hook asked for {name!r}, an operation with {len(op.outputs)} outputs: name one, e.g. {name}:0"
+            )
+        return op.outputs[0]
 
     def plan(self, fetches):
         leaves = [self._leaf(leaf) for leaf in tf.nest.flatten(fetches)]

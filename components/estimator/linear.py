@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import tensorflow as tf
 
 from components.errors import ConfigError
 from components.estimator import heads as heads_lib
+from components.estimator import linear_sdca
 from components.estimator._features import ColumnTransform
-from components.estimator.premade import Part, PremadeEstimator, sparse_lookups
+from components.estimator.heads import example_weights
+from components.estimator.mode_keys import ModeKeys
+from components.estimator.premade import Part, PremadeEstimator, _scaffold, sparse_lookups
+from components.estimator.spec import EstimatorSpec
 
 _COMBINERS = ("sum", "mean", "sqrtn")
 
@@ -65,7 +70,8 @@ def linear_part(
 
 
 class LinearEstimator(PremadeEstimator):
-    """A linear model with any head (tf.estimator.LinearEstimator)."""
+    """A linear model with any head (tf.estimator.LinearEstimator). `optimizer=experimental.LinearSDCA(...)`
+    trains a binary classifier or a one-dimensional regression by SDCA (see linear_sdca)."""
 
     def __init__(
         self,
@@ -78,14 +84,60 @@ class LinearEstimator(PremadeEstimator):
         sparse_combiner="sum",
         weight_column=None,
     ):
+        self._sdca = optimizer if isinstance(optimizer, linear_sdca.LinearSDCA) else None
+        part = linear_part(
+            feature_columns,
+            head.logits_dimension,
+            "Ftrl" if self._sdca else optimizer,
+            sparse_combiner,
+            flat=True,
+        )
+        if self._sdca is not None:
+            self._sdca_loss = linear_sdca.loss_type(head)
+            if sparse_combiner != "sum":
+                raise ConfigError(
+                    f"LinearSDCA combines sparse ids by sum, as tf.estimator's did; got {sparse_combiner!r}"
+                )
+            build, sdca = part.build_model, self._sdca
+            part = dataclasses.replace(
+                part, optimizer=None, build_model=lambda: linear_sdca.attach_state(build(), sdca)
+            )
         super().__init__(
             head,
-            {"linear": linear_part(feature_columns, head.logits_dimension, optimizer, sparse_combiner, flat=True)},
+            {"linear": part},
             weight_column=weight_column,
             model_dir=model_dir,
             config=config,
             warm_start_from=warm_start_from,
         )
+
+    def _transform(self, features):
+        out = super()._transform(features)
+        if self._sdca is not None and self._sdca.example_id_column in features:
+            out[linear_sdca.EXAMPLE_ID_KEY] = features[self._sdca.example_id_column]
+        return out
+
+    def _premade_model_fn(self, features, labels, mode, config, program):
+        if self._sdca is None or mode != ModeKeys.TRAIN:
+            return super()._premade_model_fn(features, labels, mode, config, program)
+        if labels is None:
+            raise ConfigError("train needs labels: the input_fn must return (features, labels)")
+        self._check_weight(features, mode)
+        model, head = program.state["models"]["linear"], self._head
+        labels = head.labels(labels)
+        logits = model(features["linear"], training=True)
+        loss = head.loss(features, labels, logits)
+        step = linear_sdca.train_op(
+            model,
+            self._sdca,
+            self._sdca_loss,
+            features["linear"],
+            labels,
+            example_weights(features, tf.cast(labels, tf.float32)),
+            features.get(linear_sdca.EXAMPLE_ID_KEY),
+        )
+        train_op = tf.group(step, tf.compat.v1.train.get_global_step().assign_add(1))
+        return EstimatorSpec(mode, loss=loss, train_op=train_op, scaffold=_scaffold({"linear": model}))
 
 
 class LinearClassifier(LinearEstimator):

@@ -89,3 +89,19 @@ class EstimatorSpec(
             tuple(evaluation_hooks or ()),
             tuple(prediction_hooks or ()),
         )
+
+
+def call_logit_fn(logit_fn, features, mode, params, config):
+    """tf.estimator.experimental.call_logit_fn: calls `logit_fn(features, [mode], [params], [config])`,
+    passing only the arguments its signature names, and checks that it returned logits: a Tensor or a
+    dict of str to Tensors."""
+    from components.estimator._inputs import fn_args
+
+    names = fn_args(logit_fn)
+    available = {"mode": mode, "params": params, "config": config}
+    logits = logit_fn(features=features, **{k: v for k, v in available.items() if k in names})
+    if isinstance(logits, tf.Tensor) or (
+        isinstance(logits, dict) and all(isinstance(k, str) and isinstance(v, tf.Tensor) for k, v in logits.items())
+    ):
+        return logits
+    raise ConfigError(f"logit_fn should return a Tensor or a dict of str to Tensors, got {type(logits).__name__}")

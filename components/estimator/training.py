@@ -194,6 +194,9 @@ def _evaluator_loop(estimator, train_spec, eval_spec):
         step = int(latest.rsplit("-", 1)[1]) if latest else 0
         final = step >= train_spec.max_steps
         if latest and latest != last and (final or time.time() - last_time >= eval_spec.throttle_secs):
+            if step == 0 and not final:  # the chief's model.ckpt-0: nothing trained yet
+                last = latest
+                continue
             try:
                 result, exports = _evaluate_and_export(estimator, eval_spec, final, latest)
             except (tf.errors.NotFoundError, ValueError) as e:

@@ -12,11 +12,11 @@ import numpy as np
 import tensorflow as tf
 
 from components.errors import ConfigError
+from components.estimator import _legacy_checkpoint
 from components.estimator._compat import escape_local_name, trackable_children
 from components.estimator.optimizers import is_optimizer
 
 log = logging.getLogger("tfpipe.estimator")
-_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 
 class VocabInfo(NamedTuple):
@@ -131,14 +131,21 @@ def model_variables(root, exclude) -> dict:
     return out
 
 
-def _selected(variables: dict, spec) -> dict:
+def _selected(variables: dict, spec, aliases: dict | None = None) -> dict:
+    """The variables `spec` chooses, by their names or their `aliases` ({id(variable): tf.estimator's name},
+    where that differs: the parts of the DNN's first-layer kernel are all 'dnn/hiddenlayer_0/kernel')."""
+    aliases = aliases or {}
+
+    def names(n, v):
+        return (n, aliases[id(v)]) if id(v) in aliases else (n,)
+
     if isinstance(spec, str):
         pattern = re.compile(spec)
-        return {n: v for n, v in variables.items() if v.trainable and pattern.match(n)}
+        return {n: v for n, v in variables.items() if v.trainable and any(pattern.match(a) for a in names(n, v))}
     if isinstance(spec, (list, tuple)):
         if all(isinstance(s, str) for s in spec):
             patterns = [re.compile(s) for s in spec]
-            return {n: v for n, v in variables.items() if any(p.match(n) for p in patterns)}
+            return {n: v for n, v in variables.items() if any(p.match(a) for p in patterns for a in names(n, v))}
         wanted = {id(v) for v in spec}
         return {n: v for n, v in variables.items() if id(v) in wanted}
     if spec is None:
@@ -151,25 +158,55 @@ def warm_start(root, global_step, warm_start_from) -> None:
     settings = as_settings(warm_start_from)
     path = _checkpoint_path(settings.ckpt_to_initialize_from)
     reader = tf.train.load_checkpoint(path)
-    stored = [k[: -len(_SUFFIX)] for k in reader.get_variable_to_shape_map() if k.endswith(_SUFFIX)]
+    name_based = _legacy_checkpoint.is_name_based(reader)
+    # tf.estimator's name of each variable, and the part of that variable it holds (see _legacy_checkpoint).
+    legacy = {
+        id(t.variable): (name, t)
+        for name, targets in _legacy_checkpoint.legacy_variables(root, [global_step])[0].items()
+        for t in targets
+    }
+    if name_based:
+        stored = list(reader.get_variable_to_shape_map())
+        key_of = {k: k for k in stored}
+    else:
+        # Every object path that reaches a variable (a SavedModel may key it by another one, such as
+        # state_variables/<i>, and reach it along checkpoint_root/<its path> too).
+        from components.estimator.estimator import _variable_paths  # estimator imports this module
+
+        key_of = {p: k for k, paths in _variable_paths(path, all_paths=True).items() for p in paths}
+        stored = sorted(key_of)
     renames = settings.var_name_to_prev_var_name or {}
-    chosen = _selected(model_variables(root, [global_step]), settings.vars_to_warm_start)
+    variables = model_variables(root, [global_step])
+    aliases = {id(v): legacy[id(v)][0] for n, v in variables.items() if id(v) in legacy and legacy[id(v)][0] != n}
+    chosen = _selected(variables, settings.vars_to_warm_start, aliases)
     missing, done = [], 0
     for name, var in chosen.items():
-        source = renames.get(name, name)
-        # An exported SavedModel keeps the same names one level down (checkpoint_root/...).
-        matches = [k for k in stored if k == source or k.endswith("/" + source)]
+        if name_based:  # tf.estimator's checkpoint: its names are exact
+            old, target = legacy.get(id(var), (name, _legacy_checkpoint.Target(var)))
+            source = str(renames.get(name, renames.get(old, old)))
+            key = _legacy_checkpoint.find_key(
+                [source] if source != old else _legacy_checkpoint.candidates(old, [target]), stored, suffix=False
+            )
+            matches = [key] if key is not None else []
+        else:
+            source, target = renames.get(name, name), None
+            # An exported SavedModel keeps the same names one level down (checkpoint_root/...).
+            found = {key_of[k]: k for k in stored if k == source or k.endswith("/" + source)}
+            matches = sorted(found.values())
         if len(matches) != 1:
             missing.append(source)
             continue
-        value = reader.get_tensor(matches[0] + _SUFFIX)
+        value = reader.get_tensor(key_of[matches[0]])
+        if target is not None:
+            value = _legacy_checkpoint.part(target, value, matches[0], path)
         info = (settings.var_name_to_vocab_info or {}).get(name)
         if info is not None:
             value = _remapped(value, tuple(var.shape), var.dtype, info)
         if tuple(value.shape) != tuple(var.shape):
             raise ConfigError(
                 f"warm start: {name} has shape {tuple(var.shape)} but {matches[0]} in {path} has "
-                f"{tuple(value.shape)}; leave it out of vars_to_warm_start"
+                f"{tuple(value.shape)}{' (the part of it this variable holds)' if target and target.select else ''}; "
+                "leave it out of vars_to_warm_start"
             )
         var.assign(value)
         done += 1

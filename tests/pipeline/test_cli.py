@@ -16,6 +16,7 @@ COMMANDS = (
     "artifacts",
     "lineage",
     "stats",
+    "schema",
     "reproduce",
     "diff",
     "version",
@@ -42,6 +43,18 @@ def test_every_command_documents_itself(capsys):
         assert f"usage: tfpipe {command}" in out
         if command != "version":  # each command's help ends with examples to copy
             assert "\nexamples:\n  tfpipe " + command in out, out
+
+
+def test_component_help_lists_each_standard_components_inputs_and_outputs(capsys):
+    with pytest.raises(SystemExit):
+        main(["component", "--help"])
+    out = capsys.readouterr().out
+    listed = out.split("standard components")[1]
+    assert "  evaluator\n    inputs:  model: Model, examples: Examples" in listed
+    assert "baseline: PushedModel (optional) (found: latest_pushed_model)" in listed
+    assert (
+        "  pusher\n    inputs:  model: Model, blessing: ModelBlessing\n    outputs: pushed_model: PushedModel" in listed
+    )
 
 
 def test_a_mistyped_option_gets_its_command_usage_and_a_suggestion(capsys):

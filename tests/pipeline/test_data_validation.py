@@ -211,3 +211,161 @@ def test_validate_in_process_names_the_feature_and_value(tmp_path):
     measured = load_anomalies(tmp_path / "age" / "out")["train"].drift_skew_info
     age = next(m for m in measured if list(m.path.step) == ["Age"])
     assert age.drift_measurements[0].value > 0.2 and age.drift_measurements[0].threshold == pytest.approx(0.2)
+
+
+def test_an_inferred_domain_lets_another_split_hold_an_unknown_value_only_as_rarely_as_sampling_explains(tmp_path):
+    """The string domain ingest infers comes from the train split; an eval value outside it is sampling when it
+    is rarer than 3 / (train values), and an anomaly naming it when it is more frequent."""
+    from components.example_validator import ValidatorConfig, validate
+    from components.ingest import IngestConfig, ingest
+    from components.statistics import StatisticsConfig, compute
+
+    def judged(name: str, greens: int):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "train.csv").write_text("color,n\n" + "red,1\nblue,2\n" * 20)  # 40 values: min_domain_mass 0.925
+        (d / "eval.csv").write_text("color,n\n" + "red,1\n" * (20 - greens) + "green,2\n" * greens)
+        ingest(IngestConfig(input={"train": str(d / "train.csv"), "eval": str(d / "eval.csv")}), d / "ex", d, d)
+        compute(str(d / "ex"), str(d / "stats"), StatisticsConfig())
+        return validate(ValidatorConfig(), str(d / "stats"), str(d / "schema.pbtxt"), None, str(d / "out"))[0].items
+
+    assert judged("rare", 1) == []  # 5 % of eval's values: within 1 - 0.925
+    items = judged("frequent", 4)  # 20 %
+    assert [(i["split"], i["feature"], i["type"]) for i in items] == [
+        ("eval", "color", "ENUM_TYPE_UNEXPECTED_STRING_VALUES")
+    ]
+    assert "'green'" in items[0]["summary"] and "the schema's domain" in items[0]["summary"]
+
+
+def _graph_without_training(folder: Path, schema: str | None = None) -> None:
+    ingest = {"id": "ingest", "type": "ingest", "input": "data.csv", **({"schema": schema} if schema else {})}
+    instances = [
+        ingest,
+        {"id": "statistics", "type": "statistics", "inputs": {"examples": "ingest.examples"}},
+        {
+            "id": "validator",
+            "type": "example_validator",
+            "inputs": {"statistics": "statistics.statistics", "schema": "ingest.schema"},
+        },
+    ]
+    (folder / "pipeline.yaml").write_text(
+        yaml.safe_dump({"name": "dv", "root": "root", "components": instances}, sort_keys=False)
+    )
+
+
+@pytest.mark.slow
+def test_tfpipe_schema_round_trips_as_a_pinned_schema_and_a_curated_domain_stops_the_run(tmp_path):
+    from components.statistics import load_statistics
+    from pipeline.metadata import MetadataStore
+    from schemas.schema import infer_schema, load_schema
+
+    tiny_titanic(tmp_path)
+    _graph_without_training(tmp_path)
+    done = tfpipe("schema", "pipeline.yaml", "--out", "schema.pbtxt", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    schema = load_schema(tmp_path / "schema.pbtxt")  # parses as a tensorflow-metadata Schema, comments and all
+    features = {f.name: f for f in schema.feature}
+    assert list(features["Sex"].string_domain.value) == ["female", "male"]
+    assert "C" in features["Embarked"].string_domain.value
+    assert features["Age"].presence.min_fraction == 0.0 and features["Age"].presence.min_count == 1
+    # Printed, it is the same schema
+    printed = tfpipe("schema", "pipeline.yaml", cwd=tmp_path)
+    assert printed.returncode == 0 and printed.stdout == (tmp_path / "schema.pbtxt").read_text()
+
+    # Pinned as it is: the run passes the validator
+    _graph_without_training(tmp_path, schema="schema.pbtxt")
+    done = tfpipe("run", "pipeline.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _last_run(tmp_path) == {"ingest": "COMPLETE", "statistics": "COMPLETE", "validator": "COMPLETE"}
+    # ... and the statistics it made give the same schema again (the rule from TFDV statistics: --statistics)
+    store = MetadataStore(str(tmp_path / "root" / "metadata.sqlite"))
+    stats = [a for a in store.artifacts("ExampleStatistics") if "statistics" in a.uri][-1]
+    assert infer_schema(load_statistics(stats.uri)) == schema
+    from_stats = tfpipe("schema", "pipeline.yaml", "--statistics", str(stats.id), cwd=tmp_path)
+    assert from_stats.returncode == 0, from_stats.stderr[-3000:]
+    assert from_stats.stdout.split("\n", 2)[2] == printed.stdout.split("\n", 2)[2]  # less the comment lines
+
+    # Curated: C is no longer a valid port; the run stops naming it
+    text = (tmp_path / "schema.pbtxt").read_text().replace('    value: "C"\n', "", 1)
+    (tmp_path / "schema.pbtxt").write_text(text)
+    assert (
+        "C" not in {f.name: f for f in load_schema(tmp_path / "schema.pbtxt").feature}["Embarked"].string_domain.value
+    )
+    done = tfpipe("run", "pipeline.yaml", cwd=tmp_path)
+    line = _stopped(done, "Embarked", "'C'", "the schema's domain")
+    assert "split train" in line
+    assert _last_run(tmp_path) == {"ingest": "COMPLETE", "statistics": "COMPLETE", "validator": "COMPLETE"}
+
+
+@pytest.mark.slow  # ~50 s on the loaded 2-core machine: ingest of the full files, TensorFlow's import
+@pytest.mark.parametrize("example", ["titanic", "penguin"])
+def test_the_shipped_examples_pass_their_own_validator_with_the_inferred_schema(example, tmp_path):
+    """A clean re-run of a shipped example (its own data as the previous drop) finds no error: the inferred
+    domains, presence and value counts fit every split (the full file, and the tests' 60-row Titanic sample)."""
+    from components.example_validator import validate
+    from components.ingest import ingest
+    from components.statistics import StatisticsConfig, compute
+    from pipeline.config import load_config
+    from schemas.artifacts import Artifact
+
+    root = Path(__file__).resolve().parents[2] / "examples" / example
+    cfg = load_config(root / "pipeline.yaml")
+    by_type = {node.component.name: node.params for node in cfg.nodes.values()}
+    inputs = [by_type["ingest"]]
+    if example == "titanic":
+        sample = tmp_path / "sample.csv"
+        sample.write_text("\n".join((root / "data" / "train.csv").read_text().splitlines()[:61]) + "\n")
+        inputs.append(by_type["ingest"].model_copy(update={"input": str(sample)}))
+    for i, params in enumerate(inputs):
+        d = tmp_path / str(i)
+        ingest(params, d / "ex", d, d)
+        compute(str(d / "ex"), str(d / "stats"), StatisticsConfig())
+        baseline = Artifact(1, "ExampleStatistics", str(d / "stats"))
+        found, _ = validate(
+            by_type["example_validator"], str(d / "stats"), str(d / "schema.pbtxt"), baseline, str(d / "o")
+        )
+        assert [x for x in found.items if x["severity"] == "error"] == [], found.items
+
+
+def test_a_pinned_domain_is_the_users_word_and_an_inferred_one_still_meets_the_previous_drop(tmp_path):
+    """A new value X in a second drop: the schema ingest inferred from that drop has X in its domain, so only
+    the previous drop's values catch it; a pinned schema that lists X lets it through."""
+    from google.protobuf import text_format
+
+    from components.example_validator import ValidatorConfig, validate
+    from components.ingest import IngestConfig, ingest
+    from components.statistics import StatisticsConfig, compute
+    from schemas.artifacts import Artifact
+    from schemas.schema import load_schema
+
+    tiny_titanic(tmp_path / "src")
+    good = (tmp_path / "src" / "data.csv").read_text()
+    folders = {}
+    for name, edits in (("base", ()), ("new", (_new_embarked,))):
+        d = folders[name] = tmp_path / name
+        d.mkdir()
+        write_drop(d, good, *edits)
+        ingest(IngestConfig(input=str(d / "data.csv")), d / "ex", d, d)
+        compute(str(d / "ex"), str(d / "stats"), StatisticsConfig())
+    d = folders["new"]
+    schema = load_schema(d / "schema.pbtxt")
+    assert "X" in next(f for f in schema.feature if f.name == "Embarked").string_domain.value  # inferred from it
+    baseline = Artifact(3, "ExampleStatistics", str(folders["base"] / "stats"))
+
+    def judged(pinned: bool) -> list:
+        out = tmp_path / f"out-{pinned}"
+        return validate(ValidatorConfig(), str(d / "stats"), str(d / "schema.pbtxt"), baseline, str(out), pinned)[
+            0
+        ].items
+
+    inferred = judged(pinned=False)
+    assert {(i["feature"], i["check"]) for i in inferred} == {("Embarked", "new_values")}, inferred
+    assert "'X'" in inferred[0]["summary"] and "previous data drop" in inferred[0]["summary"]
+    assert judged(pinned=True) == []
+    # and a pinned schema without X stops it, by the schema's own domain
+    for f in schema.feature:
+        if f.name == "Embarked":
+            f.string_domain.value.remove("X")
+    (d / "schema.pbtxt").write_text(text_format.MessageToString(schema))
+    pinned = judged(pinned=True)
+    assert {(i["split"], i["feature"], i["check"]) for i in pinned} >= {("train", "Embarked", "schema")}, pinned

@@ -89,6 +89,14 @@ def test_deployment_runs_on_a_worker_and_shows_in_the_ui(prefect_server, tmp_pat
         assert api.task_states(first["id"]) == dict.fromkeys(
             ["ingest", "transform", "trainer", "evaluator", "pusher"], "Completed"
         )
+        # The run graph's edges: each step's task run names the task runs it waited for (the UI draws them).
+        tasks = api("/task_runs/filter", {"flow_runs": {"id": {"any_": [first["id"]]}}})
+        ids = {t["name"]: t["id"] for t in tasks}
+        waited = {
+            t["name"]: {i["id"] for i in t["task_inputs"].get("wait_for", []) if i.get("input_type") == "task_run"}
+            for t in tasks
+        }
+        assert waited["transform"] == {ids["ingest"]} and waited["pusher"] == {ids["trainer"], ids["evaluator"]}
 
         # A per-run parameter: this run re-runs only the pusher; the rest is reused and shows as Cached.
         second = api(f"/deployments/{deployment['id']}/create_flow_run", {"parameters": {"no_cache": ["pusher"]}})
@@ -125,6 +133,8 @@ def test_deployment_runs_on_a_worker_and_shows_in_the_ui(prefect_server, tmp_pat
     flow_run = api(f"/flow_runs/{first['id']}")
     name, run_id = flow_run["name"].split("/")
     assert name == "deployed" and "deployed" in flow_run["tags"]
+    # The runs list shows each run's tags: the verdict and the headline metric (the thresholded one) among them.
+    assert "blessed" in flow_run["tags"] and any(re.fullmatch(r"accuracy [\d.]{6}", t) for t in flow_run["tags"])
     assert run_id in metrics and run_id in artifacts["deployed-lineage"]["data"]  # tfpipe's run id, shown
     assert str(root / "serving") in artifacts["deployed-pushed-model"]["data"]
 
@@ -169,6 +179,8 @@ def _ui_shows_the_run(ui: str, flow_run_id: str, run_names: list) -> None:
         page.goto(f"{ui}/runs")
         for name in run_names:  # two pipelines' runs, each named <pipeline>/<run id>
             page.get_by_text(name).first.wait_for(timeout=60_000)
+        # The deployed run's verdict and headline metric, as tags on its row.
+        page.get_by_text(re.compile(r"^accuracy 0\.\d{4}$")).first.wait_for(timeout=60_000)
         page.screenshot(path=str(OUTPUT / "prefect_ui_flow_runs.png"), full_page=True)
         page.goto(f"{ui}/runs/flow-run/{flow_run_id}")
         page.get_by_text("Task Runs", exact=True).first.click()

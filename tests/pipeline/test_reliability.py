@@ -159,6 +159,36 @@ def test_killed_transform_publishes_nothing_and_the_rerun_replaces_it(tmp_path, 
     assert store.inputs_of(done.id)["examples"].id == store.inputs_of(dead.id)["examples"].id
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("after", [0.0, 3.0])
+def test_sigterm_during_transform_is_the_same_one_line_stop_whenever_it_lands(tmp_path, prefect_server, after):
+    """SIGTERM as Beam starts its analysis, and a few seconds into it: each time exit 143, the one `tfpipe:
+    stopped:` line (not an error blamed on the user's code, not Prefect's crash report), no traceback, and
+    the transform FAILED as stopped with nothing of it published."""
+    config = _small_titanic(tmp_path, rows=891)
+    log = tmp_path / "run.log"
+    proc = _tfpipe(log, "run", str(config), env=prefect_server["env"])
+    deadline = time.time() + 300
+    while time.time() < deadline and "transform: analyzing" not in log.read_text():
+        time.sleep(0.05)
+    time.sleep(after)
+    proc.send_signal(signal.SIGTERM)  # to tfpipe alone, as a container runtime does
+    try:
+        proc.wait(timeout=60)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+    text = log.read_text()
+    assert proc.returncode == 143, text[-3000:]
+    [stop] = [line for line in text.splitlines() if line.startswith("tfpipe: stopped: ")]
+    assert stop.startswith("tfpipe: stopped: transform stopped by SIGTERM"), stop
+    assert "Traceback" not in text and "Crash detected" not in text and "your code" not in text, text[-3000:]
+    store = MetadataStore(str(tmp_path / "root" / "metadata.sqlite"))
+    [stopped] = store.executions("transform")
+    assert _state(stopped) == "FAILED" and stopped.custom.get("stopped", "") == "SIGTERM"
+    assert not [a for a in store.outputs_of(stopped.id).values() if a.state == "LIVE"]
+    assert not list((tmp_path / "root" / "transform").glob("*/*"))  # no staging folder, no published output
+
+
 _SLOW_PUSH = """
 import sys
 from components.pusher import push
@@ -269,15 +299,17 @@ def test_sigterm_stops_training_with_a_checkpoint_and_the_rerun_resumes_from_it(
     terminal's whole process group, Prefect's temporary server included): the step stops within seconds,
     recorded as stopped by the signal, with a checkpoint at the step it reached; the next run resumes there."""
     config = _small_titanic(tmp_path, train_steps=200_000, checkpoint_steps=500)
-    proc = _tfpipe(tmp_path / "first.log", "run", str(config))
     staging = tmp_path / "root" / "trainer" / "model_run"
-    deadline = time.time() + 300
-    # The `checkpoint` state file, not a checkpoint's .index: the index is written first, and a kill
-    # between the two leaves a checkpoint nothing names, so the rerun would rightly start from step 0.
-    while time.time() < deadline and not list(staging.glob("*.staging/checkpoint")):
-        time.sleep(0.05)
-    assert list(staging.glob("*.staging/checkpoint")), "training never checkpointed"
-    with machine_to_itself():  # the stop is timed: no other test beside it (under xdist)
+    # The stop is timed: no other test beside it (under xdist). Taken before the run starts, not once it
+    # trains: a training of 200k steps waiting for the machine would slow the test it waits for.
+    with machine_to_itself():
+        proc = _tfpipe(tmp_path / "first.log", "run", str(config))
+        deadline = time.time() + 300
+        # The `checkpoint` state file, not a checkpoint's .index: the index is written first, and a kill
+        # between the two leaves a checkpoint nothing names, so the rerun would rightly start from step 0.
+        while time.time() < deadline and not list(staging.glob("*.staging/checkpoint")):
+            time.sleep(0.05)
+        assert list(staging.glob("*.staging/checkpoint")), "training never checkpointed"
         time.sleep(1)
         sent = time.time()
         if sig == "SIGTERM":
@@ -340,27 +372,26 @@ def _consistent(root: Path, settled: bool = True) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
-def test_a_full_disk_leaves_mlmd_and_the_disk_consistent_and_the_next_run_completes(tmp_path, prefect_server):
+@pytest.mark.parametrize("room", [1_200_000, 700_000], ids=["at_the_pusher", "in_the_transform"])
+def test_a_full_disk_leaves_mlmd_and_the_disk_consistent_and_the_next_run_completes(tmp_path, prefect_server, room):
     """Both runs on the session's Prefect server (whose database is not on the full disk) instead of each
-    starting a temporary one; the full disk is the pipeline root's, as before."""
+    starting a temporary one; the full disk is the pipeline root's, as before. With room for most of a run,
+    the pusher or its record meets the full disk; with less, the transform does (inside Beam and TensorFlow,
+    which wrap the error and log their own tracebacks): one line either way."""
     config = _small_titanic(tmp_path, train_steps=100)
     root = tmp_path / "root"
     root.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(root)], check=True)
     try:
         filler = root / "filler"
-        # Room for most of a run (a whole one takes about 1.4 MB): the pusher or its record meets the full disk;
-        # TFPIPE_FULL_DISK_ROOM=700000 makes it transform (Beam and TensorFlow wrap the error).
-        free = os.statvfs(root).f_bavail * os.statvfs(root).f_frsize
-        subprocess.run(
-            ["fallocate", "-l", str(free - int(os.environ.get("TFPIPE_FULL_DISK_ROOM", 1_200_000))), str(filler)],
-            check=True,
-        )
+        free = os.statvfs(root).f_bavail * os.statvfs(root).f_frsize  # a whole run takes about 1.4 MB
+        subprocess.run(["fallocate", "-l", str(free - room), str(filler)], check=True)
         proc = _tfpipe(tmp_path / "full.log", "run", str(config), env=prefect_server["env"])
         proc.wait(timeout=600)
         text = (tmp_path / "full.log").read_text()
         assert proc.returncode == 1, text[-3000:]
         assert "tfpipe: error: no space left on the device" in text, text[-3000:]
+        assert "Traceback" not in text, text[-5000:]
         _consistent(root, settled=False)
         filler.unlink()
         text = _finish(

@@ -1,6 +1,7 @@
 """tf.estimator's standard hooks on the TF2 loop, used as tf.estimator's docs used them."""
 
 import glob
+import logging
 import os
 import threading
 import time
@@ -323,3 +324,47 @@ def test_two_estimators_training_at_once_in_two_threads_each_save_their_own_mode
     assert est_b.get_variable_value("global_step") == 7
     assert tf.train.latest_checkpoint(str(tmp_path / "a")).endswith("-3")
     assert tf.train.latest_checkpoint(str(tmp_path / "b")).endswith("-7")
+
+
+def test_logging_tensor_hook_takes_tensor_names(tmp_path, caplog):
+    """As tf.estimator's hook did: a list or dict of names, an op's name standing for its only output."""
+
+    def hooks(loss, pred):
+        tf.identity(loss, name="my_loss")
+        return [
+            estimator.LoggingTensorHook(["my_loss", "loss"], every_n_iter=1),
+            estimator.LoggingTensorHook({"named loss": "my_loss:0"}, every_n_iter=2),
+        ]
+
+    est = estimator.Estimator(line_model_fn, str(tmp_path), params={"hooks": hooks})
+    with caplog.at_level(logging.INFO, logger="tfpipe.estimator"):  # the engine's logger propagates
+        est.train(input_fn, steps=3)
+    lines = [r.getMessage() for r in caplog.records if r.name == "tfpipe.estimator"]
+    by_name = [line for line in lines if line.startswith("my_loss = ")]
+    assert len(by_name) == 3 and all(", loss = " in line for line in by_name)
+    assert len([line for line in lines if line.startswith("named loss = ")]) == 2
+
+    def ambiguous(loss, pred):
+        tf.unique(tf.constant([1, 1]), name="two_outputs")
+        return [estimator.LoggingTensorHook(["two_outputs"], every_n_iter=1)]
+
+    est = estimator.Estimator(line_model_fn, str(tmp_path / "b"), params={"hooks": ambiguous})
+    with pytest.raises(ConfigError, match="2 outputs"):
+        est.train(input_fn, steps=1)
+
+
+def test_training_from_scratch_writes_model_ckpt_0_before_its_first_step(tmp_path):
+    """As tf.estimator did: a script that waits for the first checkpoint sees model.ckpt-0 once training starts."""
+    seen = []
+
+    class Look(estimator.SessionRunHook):
+        def before_run(self, run_context):
+            seen.append(tf.train.latest_checkpoint(str(tmp_path)))
+
+    est = estimator.Estimator(line_model_fn, str(tmp_path))
+    est.train(input_fn, steps=2, hooks=[Look()])
+    assert seen[0] == str(tmp_path / "model.ckpt-0")
+    assert tf.train.load_checkpoint(seen[0]).get_tensor("global_step/.ATTRIBUTES/VARIABLE_VALUE") == 0
+    est.train(input_fn, steps=2, hooks=[Look()])
+    assert seen[2] == str(tmp_path / "model.ckpt-2")  # a later call starts from the last call's checkpoint
+    assert sorted(p.name for p in tmp_path.glob("model.ckpt-*.index")) == [f"model.ckpt-{s}.index" for s in (0, 2, 4)]

@@ -69,11 +69,21 @@ def test_each_private_access_still_works_on_this_tensorflow(tmp_path):
     model.compile(loss="mse", metrics=["mae"])
     assert _compat.compile_metrics(model) == ["mae"]
 
+    # a Keras 3 optimizer's `iterations` set to the global step, as tf.estimator-era model_fns did
+    import keras
+
+    _compat.allow_setting_keras3_iterations()
+    optimizer, step = keras.optimizers.SGD(0.1), tf.Variable(3, dtype=tf.int64)
+    optimizer.iterations = step
+    assert optimizer.iterations is step
+    optimizer.apply_gradients([(tf.constant(1.0), keras.Variable(1.0))])
+    assert int(step.numpy()) == 4
+
     # the global seed, without clearing the kernel cache
     from tensorflow.python.eager import context
 
     _compat.set_global_seed(7)
-    assert context.context()._seed == 7
+    assert context.context()._seed == 7 and _compat.global_seed() == 7
     op_seeds = context.context()._rng.random()
     _compat.set_global_seed(7)
     assert context.context()._rng.random() == op_seeds  # op seeds start over, as after tf.random.set_seed
@@ -127,3 +137,30 @@ def test_the_faster_legacy_optimizers_are_still_called_through_optimizer_v2s_hoo
     schedule = tf_keras.optimizers.schedules.ExponentialDecay(0.1, 2, 0.5)
     assert _compat.learning_rate_schedule(tf_keras.optimizers.legacy.Adagrad(schedule)) is schedule
     assert _compat.learning_rate_schedule(tf_keras.optimizers.Adam(schedule)) is schedule
+
+
+def test_tf1_variable_stores_and_resource_tracking_still_reachable():
+    # Without fresh stores, the second get_variable finds the first's "probe" in the store that every
+    # tf.function graph shares with the process's default graph, and refuses it.
+    made: list = []
+
+    def first_one(next_creator, **kwargs):  # as the Estimator's creator: later calls get the first's variable
+        return made[0] if made else next_creator(**kwargs)
+
+    def graph_fn():
+        _compat.fresh_tf1_stores(tf.compat.v1.get_default_graph())
+        with tf.variable_creator_scope(first_one), tf.compat.v1.variable_scope("scope"):
+            made.append(tf.compat.v1.get_variable("probe", [], initializer=tf.compat.v1.zeros_initializer()))
+
+    @tf.function
+    def traced():
+        graph_fn()
+        graph_fn()
+        return 0
+
+    traced.get_concrete_function()
+    assert len(made) >= 2 and all(v is made[0] for v in made) and made[0].name == "scope/probe:0"
+
+    with _compat.tracking_resources() as resources:
+        table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(["a"], [1]), -1)
+    assert resources == [table]

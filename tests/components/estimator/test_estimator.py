@@ -109,9 +109,9 @@ def test_train_evaluate_predict_with_custom_model_fn(tmp_path):
     assert preds[0]["twice"] == pytest.approx(2 * preds[0]["y"])
     only = next(est.predict(line_input_fn, predict_keys="y", yield_single_examples=False))
     assert set(only) == {"y"} and only["y"].shape == (16, 1)
-    # Checkpoints every 50 steps, five kept, named model.ckpt-<step>; summaries for TensorBoard.
+    # Checkpoints at the start and every 50 steps, five kept, named model.ckpt-<step>; summaries for TensorBoard.
     kept = sorted(int(p.split("-")[-1].split(".")[0]) for p in glob.glob(str(tmp_path / "model.ckpt-*.index")))
-    assert kept == [50, 100, 150, 200]
+    assert kept == [0, 50, 100, 150, 200]
     tags = _event_tags(str(tmp_path))
     assert {"loss", "global_step/sec"} <= tags
     assert {"loss", "mae"} <= _event_tags(str(tmp_path / "eval"))

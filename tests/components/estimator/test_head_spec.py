@@ -67,3 +67,27 @@ def test_a_head_without_optimizer_or_train_op_fn_says_what_it_needs(tmp_path):
 
     with pytest.raises(ConfigError, match=r"give optimizer .* or train_op_fn"):
         estimator.Estimator(model_fn, str(tmp_path)).train(_input_fn, steps=1)
+
+
+@pytest.mark.parametrize(("library", "set_iterations"), [("keras3", True), ("keras3", False), ("tf_keras", True)])
+def test_the_global_step_advances_once_per_step_with_either_keras(tmp_path, library, set_iterations):
+    """tf.estimator's model_fns made the optimizer's `iterations` the global step (its canned estimators
+    did): the optimizer then advances the step and the head must not advance it again. Keras 3's
+    `iterations` has no setter of its own; without the assignment the head advances the step."""
+    keras = tf.keras if library == "keras3" else tf_keras
+
+    def model_fn(features, labels, mode):
+        layer = keras.layers.Dense(1)
+        logits = layer(features["x"])
+        optimizer = keras.optimizers.Adagrad(0.5)
+        if set_iterations and mode == estimator.ModeKeys.TRAIN:
+            optimizer.iterations = tf.compat.v1.train.get_or_create_global_step()
+        return estimator.BinaryClassHead().create_estimator_spec(
+            features, mode, logits, labels, optimizer=optimizer, trainable_variables=layer.trainable_variables
+        )
+
+    est = estimator.Estimator(model_fn, str(tmp_path))
+    est.train(_input_fn, steps=5)
+    assert est.get_variable_value("global_step") == 5 and est.latest_checkpoint().endswith("model.ckpt-5")
+    est.train(_input_fn, steps=5)
+    assert est.get_variable_value("global_step") == 10

@@ -122,3 +122,32 @@ def test_add_metrics_to_a_canned_estimator(tmp_path):
     assert est.get_variable_value("global_step") == 55
     with pytest.raises(ConfigError, match="weights"):
         estimator.add_metrics(est, lambda weights: {})
+
+
+@pytest.mark.parametrize("distributed", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_add_metrics_gives_the_metric_fn_the_input_fns_own_features(tmp_path, distributed):
+    """As tf.estimator's add_metrics did: a metric_fn that takes `features` gets the input_fn's features,
+    including ones no feature column reads and strings before the columns' vocabulary lookup."""
+    features = {
+        "x": np.array([[1.0], [2.0], [3.0], [4.0]], np.float32),
+        "c": np.array([["a"], ["b"], ["b"], ["b"]]),
+        "w": np.array([[1.0], [2.0], [1.0], [2.0]], np.float32),
+    }
+
+    def input_fn():
+        return tf.data.Dataset.from_tensors((features, np.array([[0], [1], [0], [1]]))).repeat(2)
+
+    def metric_fn(features):
+        mean_w, share_b = tf_keras.metrics.Mean(), tf_keras.metrics.Mean()
+        mean_w.update_state(features["w"])
+        share_b.update_state(tf.cast(tf.equal(features["c"], "b"), tf.float32))
+        return {"mean_w": mean_w, "share_b": share_b}
+
+    c = tf.feature_column.categorical_column_with_vocabulary_list("c", ["a", "b"])
+    # eval_distribute: the dataset map, not the step, does the columns' string work
+    config = estimator.RunConfig(eval_distribute=tf.distribute.OneDeviceStrategy("/cpu:0") if distributed else None)
+    est = estimator.LinearClassifier([X, c], model_dir=str(tmp_path), config=config)
+    est.train(input_fn, steps=2)
+    result = estimator.add_metrics(est, metric_fn).evaluate(input_fn)
+    assert result["mean_w"] == pytest.approx(1.5) and result["share_b"] == pytest.approx(0.75)
+    assert "accuracy" in result

@@ -1,0 +1,157 @@
+"""The statistics component at scale, beside ingest on the same input, with peak memory.
+
+    uv run python bench/statistics_scale.py [--rows 1000000,10000000] [--keep DIR] [--no-write]
+
+For each size the parent generates a Titanic-shaped CSV on the fly (bench/scale.py's generator, seeded, not
+committed), then runs, each in a fresh process so that its peak memory is its own (`resource.getrusage`'s
+ru_maxrss of that process): ingest (CSV -> tf.Examples per split, a schema, statistics.json) and then the
+statistics component on ingest's output (TFDV's DatasetFeatureStatisticsList per split, one streaming pass).
+Each is timed around the component's own call (imports outside), and reported as rows/s.
+
+Targets: statistics adds at most 30 % to ingest's time (`statistics_over_ingest` <= 0.30) and its memory is
+flat in the rows (peak RSS at the largest size over the smallest <= 1.2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+RATIO_TARGET = 0.30
+RSS_BOUND = 1.2
+
+
+def _peak_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def child(step: str, workdir: Path) -> dict:
+    """One step in this (fresh) process: {seconds, peak_rss_mb, ...}."""
+    if step == "ingest":
+        import tensorflow  # noqa: F401  (ingest writes TFRecords with it: its import is not ingest's time)
+        import tfx_bsl.public.tfxio  # noqa: F401  (and encodes with tfx-bsl, which imports Beam: 4-7 s here)
+
+        from components.ingest import IngestConfig, ingest
+
+        out: dict[str, Any] = {"rss_before_mb": _peak_mb()}
+        t = time.perf_counter()
+        result = ingest(
+            IngestConfig(input=str(workdir / "data.csv"), label="Survived"),
+            workdir / "examples",
+            workdir,
+            workdir,
+        )
+        out.update(seconds=time.perf_counter() - t, counts=result.counts)
+    else:
+        from tensorflow_metadata.proto.v0 import statistics_pb2  # noqa: F401
+        from tfx_bsl import sketches  # noqa: F401
+        from tfx_bsl.coders import example_coder  # noqa: F401
+
+        from components.statistics import StatisticsConfig, compute
+
+        out = {"rss_before_mb": _peak_mb()}
+        t = time.perf_counter()
+        counts = compute(str(workdir / "examples"), str(workdir / "statistics"), StatisticsConfig())
+        out.update(seconds=time.perf_counter() - t, counts=counts)
+    out["peak_rss_mb"] = _peak_mb()
+    return out
+
+
+def _run_child(step: str, workdir: Path) -> dict:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", step, str(workdir)], env=env, capture_output=True, text=True
+    )
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if done.returncode != 0 or line is None:
+        raise SystemExit(f"{step} at {workdir} failed:\n{done.stderr[-4000:]}")
+    return json.loads(line[len("RESULT ") :])
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", default="1000000,10000000", help="comma-separated sizes (default 1M,10M)")
+    parser.add_argument("--keep", help="keep the data and outputs under this folder")
+    parser.add_argument("--no-write", action="store_true", help="print only; do not write bench/results")
+    parser.add_argument("--child", nargs=2, metavar=("STEP", "WORKDIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print("RESULT " + json.dumps(child(args.child[0], Path(args.child[1]))), flush=True)
+        return {}
+    from _report import emit
+    from scale import generate
+
+    sizes = sorted(int(r) for r in args.rows.split(","))
+    base = Path(args.keep or tempfile.mkdtemp(prefix="bench_statistics_"))
+    results = []
+    load_before = os.getloadavg()
+    for rows in sizes:
+        workdir = base / f"rows-{rows}"
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        t = time.perf_counter()
+        generate(workdir / "data.csv", rows)
+        generated = time.perf_counter() - t
+        ingest = _run_child("ingest", workdir)
+        stats = _run_child("statistics", workdir)
+        assert stats["counts"] == ingest["counts"], (stats["counts"], ingest["counts"])
+        results.append(
+            {
+                "rows": rows,
+                "csv_mb": round((workdir / "data.csv").stat().st_size / 2**20, 1),
+                "generate_seconds": round(generated, 1),
+                "split_counts": ingest["counts"],
+                "ingest_seconds": round(ingest["seconds"], 2),
+                "ingest_rows_per_s": round(rows / ingest["seconds"]),
+                "ingest_peak_rss_mb": ingest["peak_rss_mb"],
+                "statistics_seconds": round(stats["seconds"], 2),
+                "statistics_rows_per_s": round(rows / stats["seconds"]),
+                "statistics_peak_rss_mb": stats["peak_rss_mb"],
+                "statistics_rss_after_imports_mb": stats["rss_before_mb"],
+                "statistics_over_ingest": round(stats["seconds"] / ingest["seconds"], 3),
+            }
+        )
+        print(f"# {rows} rows: {results[-1]}", file=sys.stderr, flush=True)
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    small, large = results[0], results[-1]
+    doc = {
+        "benchmark": "statistics_scale",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        },
+        "sizes": results,
+        "statistics_over_ingest_target": RATIO_TARGET,
+        "statistics_over_ingest_at_largest": large["statistics_over_ingest"],
+        "statistics_peak_rss_ratio_largest_over_smallest": round(
+            large["statistics_peak_rss_mb"] / small["statistics_peak_rss_mb"], 3
+        ),
+        "ingest_peak_rss_ratio_largest_over_smallest": round(
+            large["ingest_peak_rss_mb"] / small["ingest_peak_rss_mb"], 3
+        ),
+        "peak_rss_bound": RSS_BOUND,
+    }
+    return emit(doc, "statistics-scale", write=not args.no_write)
+
+
+if __name__ == "__main__":
+    main()
