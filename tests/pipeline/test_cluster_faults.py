@@ -48,13 +48,15 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _checkpointed(config: Path, proc: subprocess.Popen, log: Path, timeout: float = 400) -> Path:
-    """The trainer's staging folder once its `checkpoint` state file names a whole checkpoint."""
+    """The trainer's staging folder once its `checkpoint` state file names a whole checkpoint of a trained
+    step (the chief also saves model.ckpt-0 as training starts)."""
     staging = config.parent / "root" / "trainer" / "model_run"
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
-        found = list(staging.glob("*.staging/checkpoint"))
-        if found:
-            return found[0].parent
+        for state in staging.glob("*.staging/checkpoint"):
+            named = re.search(r'^model_checkpoint_path: "model\.ckpt-(\d+)"', state.read_text(), re.M)
+            if named and int(named.group(1)) > 0:
+                return state.parent
         time.sleep(0.1)
     raise AssertionError(f"training never checkpointed:\n{log.read_text()[-4000:]}")
 
