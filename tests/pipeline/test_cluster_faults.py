@@ -149,21 +149,23 @@ def test_with_no_restarts_left_the_step_fails_in_one_line(tmp_path):
 def test_sigterm_stops_every_task_within_10_s_keeps_the_checkpoint_and_the_rerun_resumes(tmp_path, machine_to_itself):
     config = _tiny(tmp_path, {"workers": 1, "ps": 1}, train_steps=1200, checkpoint_steps=100)
     log = tmp_path / "first.log"
-    proc = _start(config, log)
-    try:
-        staging = _checkpointed(config, proc, log)
-        pids = _task_pids(log)
-        assert sorted(pids) == ["chief:0", "ps:0", "worker:0"]
-        with machine_to_itself():  # the stop is timed: no other test beside it (under xdist)
+    # The stop is timed: no other test beside it (under xdist). Taken before the cluster starts: waiting for
+    # the machine with the cluster training, the 1200 steps could end before the signal is sent.
+    with machine_to_itself():
+        proc = _start(config, log)
+        try:
+            staging = _checkpointed(config, proc, log)
+            pids = _task_pids(log)
+            assert sorted(pids) == ["chief:0", "ps:0", "worker:0"]
             sent = time.time()
             proc.send_signal(signal.SIGTERM)  # to tfpipe alone, as a container runtime does
             while time.time() - sent < 10 and not all(_gone(pid) for pid in pids.values()):
                 time.sleep(0.05)
             took = time.time() - sent
-        assert all(_gone(pid) for pid in pids.values()), (took, log.read_text()[-3000:])
-        proc.wait(timeout=60)
-    finally:
-        _kill_group(proc)
+            assert all(_gone(pid) for pid in pids.values()), (took, log.read_text()[-3000:])
+            proc.wait(timeout=60)
+        finally:
+            _kill_group(proc)
     text = log.read_text()
     assert took < 10 and proc.returncode == 143, (took, proc.returncode, text[-3000:])
     stopped = re.search(
