@@ -288,8 +288,11 @@ def test_four_pipelines_at_once_lose_no_record(tmp_path, backend, prefect_server
         wired = set(nodes[e.component].wiring)
         resolved = {n for n, s in nodes[e.component].component.inputs.items() if s.resolver}
         assert wired <= set(inputs[e.id]) <= wired | resolved, (e.component, sorted(inputs[e.id]))
-    pushed = {a.properties["pushed_destination"] for a in outputs if a.type == "PushedModel"}
-    assert len(pushed) == 4 and all((Path(p) / "saved_model.pb").exists() for p in pushed)
+    # The four train the same model (same data and seed): a push that finds it in serving adds no version, so
+    # there are 1 to 4 versions (pushes that ran at once each made one), and every record names a whole one.
+    pushes = [a.properties["pushed_destination"] for a in outputs if a.type == "PushedModel"]
+    assert len(pushes) == 4 and 1 <= len(set(pushes)) <= 4
+    assert all((Path(p) / "saved_model.pb").exists() for p in pushes)
 
 
 @pytest.mark.slow
