@@ -943,6 +943,15 @@ def entry() -> None:
     import logging
 
     code = main()
+    if "prefect.logging.handlers" in sys.modules:
+        # The run's last log records reach the Prefect API while its temporary server still runs (the at-exit
+        # handlers stop it first, and a flush after that prints "--- Error logging to API ---").
+        from prefect.logging.handlers import APILogWorker
+
+        try:
+            APILogWorker.drain_all(timeout=5)
+        except Exception:
+            pass  # an API that is gone: the run's outcome is already said and recorded
     atexit._run_exitfuncs()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

@@ -364,6 +364,10 @@ def run_component(
             doing(log, f"{node_id}: still running"),  # until the component says more itself
         ):
             extra = comp.run(inputs, dict(staging), node.params)
+            if stop_lib.requested():
+                # Asked to stop, but a library swallowed the stop (Beam, as it builds the analysis): nothing
+                # it made is published, and the stop is said as every stop is.
+                raise Stopped(f"{node_id} stopped by {stop_lib.requested()}")
         compute = time.perf_counter() - clock
         for out, path in staging.items():
             os.rename(path, started.outputs[out].uri)  # publish: the final URI appears complete or not at all
