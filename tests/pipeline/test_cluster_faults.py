@@ -41,6 +41,16 @@ def _start(config: Path, log: Path) -> subprocess.Popen:
         )
 
 
+def _run_to_the_end(config: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """`tfpipe run` until it exits (or 600 s), whatever it left behind killed; its output."""
+    proc = _start(config, log)
+    try:
+        proc.wait(timeout=600)
+    finally:
+        _kill_group(proc)
+    return proc, log.read_text()
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -181,12 +191,7 @@ def test_sigterm_stops_every_task_within_10_s_keeps_the_checkpoint_and_the_rerun
 
     # The same run again: it adopts the checkpoints, the new cluster resumes from them and finishes.
     log = tmp_path / "rerun.log"
-    proc = _start(config, log)
-    try:
-        proc.wait(timeout=600)
-    finally:
-        _kill_group(proc)
-    text = log.read_text()
+    proc, text = _run_to_the_end(config, log)
     assert proc.returncode == 0, text[-4000:]
     assert f"trainer: resuming from the checkpoint at step {step}" in text, text[-4000:]
     assert re.search(rf"\[chief:0\] restored \S+model\.ckpt-{step} \(global step {step}\)", text), text[-4000:]
@@ -198,12 +203,7 @@ def test_sigterm_stops_every_task_within_10_s_keeps_the_checkpoint_and_the_rerun
 def test_a_mistake_every_task_would_meet_again_is_one_line_without_restarts(tmp_path):
     config = _tiny(tmp_path, {"workers": 2}, label="survivd")
     log = tmp_path / "run.log"
-    proc = _start(config, log)
-    try:
-        proc.wait(timeout=600)
-    finally:
-        _kill_group(proc)
-    text = log.read_text()
+    proc, text = _run_to_the_end(config, log)
     assert proc.returncode == 1, text[-4000:]
     assert "Traceback" not in text and "restarting the cluster" not in text, text[-4000:]
     errors = [line for line in text.splitlines() if line.startswith("tfpipe: ")]
@@ -233,12 +233,7 @@ def test_tasks_die_with_a_killed_tfpipe_and_the_next_run_resumes(tmp_path):
     finally:
         _kill_group(proc)
     log = tmp_path / "rerun.log"
-    proc = _start(config, log)
-    try:
-        proc.wait(timeout=600)
-    finally:
-        _kill_group(proc)
-    text = log.read_text()
+    proc, text = _run_to_the_end(config, log)
     assert proc.returncode == 0, text[-4000:]
     assert "was left RUNNING by a process that died; marked FAILED" in text
     resumed = re.search(r"trainer: resuming from the checkpoint at step (\d+)", text)
