@@ -86,11 +86,8 @@ _MODEL_HASHES = ("graph_def_program_hash", "signature_def_hash", "saved_object_g
 
 
 def _files(folder: Path) -> dict[str, int]:
-    return {
-        str(p.relative_to(folder)): p.stat().st_size
-        for p in folder.rglob("*")
-        if p.is_file() and str(p.relative_to(folder)) not in _REGENERATED
-    }
+    found = {str(p.relative_to(folder)): p for p in folder.rglob("*") if p.is_file()}
+    return {name: p.stat().st_size for name, p in found.items() if name not in _REGENERATED}
 
 
 def _digest(folder: Path, files) -> str:
