@@ -16,6 +16,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
@@ -57,10 +58,13 @@ def tiny_titanic(folder: Path, name: str = "tiny", drop_label: bool = False, **e
     return folder / "pipeline.yaml"
 
 
-def tfpipe(*args, cwd, timeout=900) -> subprocess.CompletedProcess:
+def tfpipe(*args, cwd, timeout=900, server: dict | None = None) -> subprocess.CompletedProcess:
     """The installed `tfpipe` command as a user runs it, stdout and stderr piped (not a terminal), with none of
-    the test session's quieting in its environment."""
+    the test session's quieting in its environment. With `server` (the `prefect_server` fixture), it talks to
+    that server, as a team's runs do, instead of starting Prefect's temporary one (6 s a run)."""
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TFPIPE_LOG_LEVEL")}
+    if server is not None:
+        env.update(api_env(server))
     return subprocess.run(
         [str(Path(sys.executable).parent / "tfpipe"), *map(str, args)],
         cwd=cwd,
@@ -69,6 +73,11 @@ def tfpipe(*args, cwd, timeout=900) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
     )
+
+
+def api_env(server: dict) -> dict[str, str]:
+    """The variables that point a process at the `prefect_server` fixture's server."""
+    return {k: server["env"][k] for k in ("PREFECT_HOME", "PREFECT_API_URL", "PREFECT_UI_API_URL")}
 
 
 def shared_dir(tmp_path_factory) -> Path:
@@ -89,29 +98,53 @@ def locked(path: Path, shared: bool = False):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-    """One whole `tfpipe run --no-cache` of the tiny Titanic pipeline, shared by the console, CLI-input and serving
-    tests, which only read it: it runs once per pytest run (the first xdist worker to need it runs it, under a
-    lock; the others wait and reuse it), and each worker gets its own copy of the folder."""
-    master = shared_dir(tmp_path_factory) / "tiny_run"
-    with locked(shared_dir(tmp_path_factory) / "tiny_run.lock"):
+def run_once(tmp_path_factory, name: str, make: Callable[[Path], Path], *args: str) -> Path:
+    """`tfpipe run ARGS CONFIG` of the pipeline folder `make(folder)` writes, once per pytest run: the first xdist
+    worker to ask runs it under a lock, the others wait and reuse it. The master folder (its `done.json` holds
+    the command's result, `times.json` its start and end); tests copy it (`copy_of`) and never write into it."""
+    master = shared_dir(tmp_path_factory) / name
+    with locked(shared_dir(tmp_path_factory) / f"{name}.lock"):
         if not (master / "done.json").exists():
             shutil.rmtree(master, ignore_errors=True)
-            config = tiny_titanic(master / "folder")
+            config = make(master / "folder")
             started = time.time()
-            done = tfpipe("run", "--no-cache", "pipeline.yaml", cwd=config.parent)
+            done = tfpipe("run", *args, config.name, cwd=config.parent)
             (master / "done.json").write_text(
                 json.dumps(
                     {"args": done.args, "returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
                 )
             )
             (master / "times.json").write_text(json.dumps({"started": started, "ended": time.time()}))
+    return master
+
+
+def copy_of(master: Path, folder: Path) -> Path:
+    """A copy of a `run_once` pipeline folder at `folder`, its run checked to have succeeded. The copied store
+    names the master's artifacts (URIs are absolute): a re-run there finds the steps it does not change CACHED,
+    reading, never writing, the master's outputs."""
+    done = json.loads((master / "done.json").read_text())
+    assert done["returncode"] == 0, done["stderr"][-3000:]
+    shutil.copytree(master / "folder", folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One whole `tfpipe run --no-cache` of the tiny Titanic pipeline, shared by the console, CLI-input and serving
+    tests, which only read it: it runs once per pytest run, and each worker gets its own copy of the folder."""
+    master = run_once(tmp_path_factory, "tiny_run", tiny_titanic, "--no-cache")
     folder = tmp_path_factory.mktemp("tiny") / "folder"
     shutil.copytree(master / "folder", folder)
     done = subprocess.CompletedProcess(**json.loads((master / "done.json").read_text()))
     times = json.loads((master / "times.json").read_text())
     return SimpleNamespace(folder=folder, config=folder / "pipeline.yaml", done=done, root=folder / "root", **times)
+
+
+@pytest.fixture(scope="session")
+def tiny_master(tmp_path_factory) -> Path:
+    """The master folder of `tiny_run`'s run, for tests that copy it (`copy_of`) and change a step: they find the
+    steps before it cached. Not tied to one xdist worker as `tiny_run`'s tests are."""
+    return run_once(tmp_path_factory, "tiny_run", tiny_titanic, "--no-cache")
 
 
 def _sql_name(request) -> str:

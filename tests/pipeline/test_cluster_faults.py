@@ -1,7 +1,10 @@
 """Faults of a trainer cluster (trainer.cluster, the local launcher), with real processes: a worker killed with
 SIGKILL is restarted and training resumes from the checkpoint; with no restarts left, one line and the
 trainer FAILED in MLMD; SIGTERM to `tfpipe run` stops every task within 10 s, keeps the checkpoint, and the
-re-run resumes from it."""
+re-run resumes from it.
+
+Each test starts from a copy of the tiny pipeline already run once (`tiny_master`): ingest, data validation
+and transform are cached, so what runs is what the test is about: the trainer on a cluster, and what follows."""
 
 import os
 import re
@@ -15,35 +18,37 @@ import pytest
 import yaml
 
 from pipeline.metadata import MetadataStore
-from tests.conftest import tiny_titanic
+from tests.conftest import api_env, copy_of
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
-def _tiny(tmp_path: Path, cluster: dict, **trainer) -> Path:
-    config = tiny_titanic(tmp_path / "p")
+def _tiny(master: Path, tmp_path: Path, cluster: dict, **trainer) -> Path:
+    config = copy_of(master, tmp_path / "p") / "pipeline.yaml"
     doc = yaml.safe_load(config.read_text())
     doc["trainer"].update(trainer, cluster=cluster)
     config.write_text(yaml.safe_dump(doc))
     return config
 
 
-def _start(config: Path, log: Path) -> subprocess.Popen:
-    """`tfpipe run` as a user starts it, in a session of its own; its output into `log`."""
+def _start(config: Path, log: Path, server: dict) -> subprocess.Popen:
+    """`tfpipe run` as a user starts it, in a session of its own, against the test session's Prefect server;
+    its output into `log`."""
     with open(log, "w") as out:
         return subprocess.Popen(
             [str(BIN / "tfpipe"), "run", config.name],
             cwd=config.parent,
+            env={**os.environ, **api_env(server)},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
 
-def _run_to_the_end(config: Path, log: Path) -> tuple[subprocess.Popen, str]:
+def _run_to_the_end(config: Path, log: Path, server: dict) -> tuple[subprocess.Popen, str]:
     """`tfpipe run` until it exits (or 600 s), whatever it left behind killed; its output."""
-    proc = _start(config, log)
+    proc = _start(config, log, server)
     try:
         proc.wait(timeout=600)
     finally:
@@ -90,10 +95,12 @@ def _store(config: Path) -> MetadataStore:
     return MetadataStore(str(config.parent / "root" / "metadata.sqlite"))
 
 
-def test_a_worker_killed_mid_training_is_restarted_and_training_resumes_from_the_checkpoint(tmp_path):
-    config = _tiny(tmp_path, {"workers": 2}, train_steps=1500, checkpoint_steps=100)
+def test_a_worker_killed_mid_training_is_restarted_and_training_resumes_from_the_checkpoint(
+    tiny_master, prefect_server, tmp_path
+):
+    config = _tiny(tiny_master, tmp_path, {"workers": 2}, train_steps=1500, checkpoint_steps=100)
     log = tmp_path / "run.log"
-    proc = _start(config, log)
+    proc = _start(config, log, prefect_server)
     try:
         _checkpointed(config, proc, log)
         pids = _task_pids(log)
@@ -121,17 +128,19 @@ def test_a_worker_killed_mid_training_is_restarted_and_training_resumes_from_the
     assert all(_gone(pid) for pid in pids.values())
 
     store = _store(config)
-    [trainer] = store.executions("trainer")
+    [_, trainer] = store.executions("trainer")  # the copied run's, and this one
     assert trainer.state == "COMPLETE"
     run = store.outputs_of(trainer.id)["model_run"].properties
     assert run["restarts"] == 1 and run["global_step"] == 1500.0
-    assert [e.state for e in store.executions("pusher")] == ["COMPLETE"]
+    assert [e.state for e in store.executions("pusher")] == ["COMPLETE", "COMPLETE"]
 
 
-def test_with_no_restarts_left_the_step_fails_in_one_line(tmp_path):
-    config = _tiny(tmp_path, {"workers": 2, "max_restarts": 0}, train_steps=1500, checkpoint_steps=100)
+def test_with_no_restarts_left_the_step_fails_in_one_line(tiny_master, prefect_server, tmp_path):
+    config = _tiny(
+        tiny_master, prefect_server, tmp_path, {"workers": 2, "max_restarts": 0}, train_steps=1500, checkpoint_steps=100
+    )
     log = tmp_path / "run.log"
-    proc = _start(config, log)
+    proc = _start(config, log, prefect_server)
     try:
         _checkpointed(config, proc, log)
         pids = _task_pids(log)
@@ -151,18 +160,22 @@ def test_with_no_restarts_left_the_step_fails_in_one_line(tmp_path):
     ), errors[0]
     assert all(_gone(pid) for pid in pids.values())
     store = _store(config)
-    [trainer] = store.executions("trainer")
+    [_, trainer] = store.executions("trainer")
     assert trainer.state == "FAILED" and "no restarts left" in trainer.properties["error"]
-    assert store.executions("evaluator") == [] and store.executions("pusher") == []
+    assert len(store.executions("evaluator")) == len(store.executions("pusher")) == 1  # the copied run's alone
 
 
-def test_sigterm_stops_every_task_within_10_s_keeps_the_checkpoint_and_the_rerun_resumes(tmp_path, machine_to_itself):
-    config = _tiny(tmp_path, {"workers": 1, "ps": 1}, train_steps=1200, checkpoint_steps=100)
+def test_sigterm_stops_every_task_within_10_s_keeps_the_checkpoint_and_the_rerun_resumes(
+    tiny_master, prefect_server, tmp_path, machine_to_itself
+):
+    config = _tiny(
+        tiny_master, prefect_server, tmp_path, {"workers": 1, "ps": 1}, train_steps=1200, checkpoint_steps=100
+    )
     log = tmp_path / "first.log"
     # The stop is timed: no other test beside it (under xdist). Taken before the cluster starts: waiting for
     # the machine with the cluster training, the 1200 steps could end before the signal is sent.
     with machine_to_itself():
-        proc = _start(config, log)
+        proc = _start(config, log, prefect_server)
         try:
             staging = _checkpointed(config, proc, log)
             pids = _task_pids(log)
@@ -186,24 +199,24 @@ def test_sigterm_stops_every_task_within_10_s_keeps_the_checkpoint_and_the_rerun
     assert stopped and "Traceback" not in text, text[-3000:]
     step = int(stopped.group(1))
     assert (staging / f"model.ckpt-{step}.index").is_file()
-    [first] = _store(config).executions("trainer")
+    [_, first] = _store(config).executions("trainer")
     assert first.state == "FAILED" and first.custom.get("stopped") == "SIGTERM"
 
     # The same run again: it adopts the checkpoints, the new cluster resumes from them and finishes.
     log = tmp_path / "rerun.log"
-    proc, text = _run_to_the_end(config, log)
+    proc, text = _run_to_the_end(config, log, prefect_server)
     assert proc.returncode == 0, text[-4000:]
     assert f"trainer: resuming from the checkpoint at step {step}" in text, text[-4000:]
     assert re.search(rf"\[chief:0\] restored \S+model\.ckpt-{step} \(global step {step}\)", text), text[-4000:]
     assert "evaluation: BLESSED" in text
-    [_, done] = _store(config).executions("trainer")
+    [_, _, done] = _store(config).executions("trainer")
     assert done.state == "COMPLETE"
 
 
-def test_a_mistake_every_task_would_meet_again_is_one_line_without_restarts(tmp_path):
-    config = _tiny(tmp_path, {"workers": 2}, label="survivd")
+def test_a_mistake_every_task_would_meet_again_is_one_line_without_restarts(tiny_master, prefect_server, tmp_path):
+    config = _tiny(tiny_master, tmp_path, {"workers": 2}, label="survivd")
     log = tmp_path / "run.log"
-    proc, text = _run_to_the_end(config, log)
+    proc, text = _run_to_the_end(config, log, prefect_server)
     assert proc.returncode == 1, text[-4000:]
     assert "Traceback" not in text and "restarting the cluster" not in text, text[-4000:]
     errors = [line for line in text.splitlines() if line.startswith("tfpipe: ")]
@@ -211,20 +224,20 @@ def test_a_mistake_every_task_would_meet_again_is_one_line_without_restarts(tmp_
         "tfpipe: error: trainer: label 'survivd' is not among the transformed features ["
     ), text[-4000:]
     assert len([line for line in text.splitlines() if "trainer: cluster started" in line]) == 1
-    [trainer] = _store(config).executions("trainer")
+    [_, trainer] = _store(config).executions("trainer")
     assert trainer.state == "FAILED"
 
 
-def test_tasks_die_with_a_killed_tfpipe_and_the_next_run_resumes(tmp_path):
+def test_tasks_die_with_a_killed_tfpipe_and_the_next_run_resumes(tiny_master, prefect_server, tmp_path):
     """The tasks run in sessions of their own (a Ctrl-C reaches tfpipe alone), so killing tfpipe's process
     group does not reach them: they go because their parent did (PR_SET_PDEATHSIG)."""
-    config = _tiny(tmp_path, {"workers": 2}, train_steps=1500, checkpoint_steps=100)
+    config = _tiny(tiny_master, tmp_path, {"workers": 2}, train_steps=1500, checkpoint_steps=100)
     log = tmp_path / "run.log"
-    proc = _start(config, log)
+    proc = _start(config, log, prefect_server)
     try:
         _checkpointed(config, proc, log)
         pids = _task_pids(log)
-        os.killpg(proc.pid, signal.SIGKILL)  # tfpipe and Prefect's temporary server, as a lost machine would
+        os.killpg(proc.pid, signal.SIGKILL)  # tfpipe and all it started in its session, as a lost machine would
         proc.wait()
         deadline = time.time() + 10
         while time.time() < deadline and not all(_gone(pid) for pid in pids.values()):
@@ -233,7 +246,7 @@ def test_tasks_die_with_a_killed_tfpipe_and_the_next_run_resumes(tmp_path):
     finally:
         _kill_group(proc)
     log = tmp_path / "rerun.log"
-    proc, text = _run_to_the_end(config, log)
+    proc, text = _run_to_the_end(config, log, prefect_server)
     assert proc.returncode == 0, text[-4000:]
     assert "was left RUNNING by a process that died; marked FAILED" in text
     resumed = re.search(r"trainer: resuming from the checkpoint at step (\d+)", text)

@@ -29,8 +29,8 @@ def _titanic(tmp_path: Path, cluster: dict, steps: int = 300) -> Path:
     return folder / "pipeline.yaml"
 
 
-def _run(config: Path):
-    done = tfpipe("run", config.name, cwd=config.parent)
+def _run(config: Path, server: dict):
+    done = tfpipe("run", config.name, cwd=config.parent, server=server)
     assert done.returncode == 0, done.stderr[-4000:]
     return done
 
@@ -39,14 +39,14 @@ def _states(store: MetadataStore, last: int) -> dict:
     return {e.component: e.state for e in store.executions()[-last:]}
 
 
-def test_titanic_on_a_parameter_server_cluster_each_task_on_a_host_of_its_own(tmp_path):
+def test_titanic_on_a_parameter_server_cluster_each_task_on_a_host_of_its_own(prefect_server, tmp_path):
     with netns.hosts(5) as places:
         (chief, w0, w1, ps, ev) = ({"host": address, "netns": ns} for ns, address in places)
         shape = {"workers": 2, "ps": 1, "evaluator": True}
         config = _titanic(
             tmp_path, {**shape, "hosts": {"chief": [chief], "worker": [w0, w1], "ps": [ps], "evaluator": [ev]}}
         )
-        done = _run(config)
+        done = _run(config, prefect_server)
         log = done.stderr
         # Every task ran, in its namespace at its own address (the others reached it there), its lines prefixed.
         for role, place in (("ps:0", ps), ("worker:0", w0), ("worker:1", w1)):
@@ -69,7 +69,7 @@ def test_titanic_on_a_parameter_server_cluster_each_task_on_a_host_of_its_own(tm
         assert (Path(outputs["model"].uri) / "saved_model.pb").is_file()
 
         # The same config again: everything cached, the cluster not started.
-        again = _run(config)
+        again = _run(config, prefect_server)
         assert _states(store, len(TITANIC)) == dict.fromkeys(TITANIC, "CACHED")
         assert "cluster started" not in again.stderr
 
@@ -80,9 +80,9 @@ def test_titanic_on_a_parameter_server_cluster_each_task_on_a_host_of_its_own(tm
     assert "on a cluster chief:1 worker:2 ps:1 evaluator:1 (ParameterServerStrategy)" in line, lineage.stdout
 
 
-def test_titanic_on_multi_worker_mirrored_strategy_reproduces_within_tolerance(tmp_path):
+def test_titanic_on_multi_worker_mirrored_strategy_reproduces_within_tolerance(prefect_server, tmp_path):
     config = _titanic(tmp_path, {"workers": 2})
-    done = _run(config)
+    done = _run(config, prefect_server)
     assert "[worker:0] saved checkpoint" in done.stderr and "[worker:1]" in done.stderr
     assert "evaluation: BLESSED" in done.stdout
 
@@ -96,7 +96,12 @@ def test_titanic_on_multi_worker_mirrored_strategy_reproduces_within_tolerance(t
 
     [recorded] = store.runs("titanic")
     reproduced = tfpipe(
-        "reproduce", "titanic/" + recorded["run"].split(".", 1)[1], "--config", config.name, cwd=config.parent
+        "reproduce",
+        "titanic/" + recorded["run"].split(".", 1)[1],
+        "--config",
+        config.name,
+        cwd=config.parent,
+        server=prefect_server,
     )
     assert reproduced.returncode == 0, reproduced.stdout + reproduced.stderr[-3000:]
     out = reproduced.stdout

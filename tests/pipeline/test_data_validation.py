@@ -106,10 +106,10 @@ def _stopped(done, *words: str) -> str:
 
 
 @pytest.mark.slow
-def test_a_bad_drop_stops_at_the_validator_and_good_data_is_cached(tmp_path):
+def test_a_bad_drop_stops_at_the_validator_and_good_data_is_cached(prefect_server, tmp_path):
     dv_pipeline(tmp_path)
     good = (tmp_path / "data.csv").read_text()
-    first = tfpipe("run", "pipeline.yaml", cwd=tmp_path)
+    first = tfpipe("run", "pipeline.yaml", cwd=tmp_path, server=prefect_server)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "drift and new values are not checked" in first.stderr + first.stdout
 
@@ -120,7 +120,7 @@ def test_a_bad_drop_stops_at_the_validator_and_good_data_is_cached(tmp_path):
     ]
     for edit, words in cases:
         write_drop(tmp_path, good, edit)
-        done = tfpipe("run", "pipeline.yaml", cwd=tmp_path)
+        done = tfpipe("run", "pipeline.yaml", cwd=tmp_path, server=prefect_server)
         _stopped(done, *words)
         states = _last_run(tmp_path)
         # The validator's execution is recorded with its anomalies; nothing after it started.
@@ -138,26 +138,26 @@ def test_a_bad_drop_stops_at_the_validator_and_good_data_is_cached(tmp_path):
     assert fare.reason[0].type == anomalies_pb2.AnomalyInfo.FEATURE_TYPE_LOW_FRACTION_PRESENT
 
     # The same bad drop again: the verdict is reused, and still stops the run.
-    again = tfpipe("run", "pipeline.yaml", cwd=tmp_path)
+    again = tfpipe("run", "pipeline.yaml", cwd=tmp_path, server=prefect_server)
     _stopped(again, "Fare is missing in 40%")
     assert _last_run(tmp_path) == {"ingest": "CACHED", "statistics": "CACHED", "validator": "CACHED"}
 
     # The good data again: every step reused, the validator's verdict included (the stopped drops are no
     # baseline, so it is judged as it was the first time).
     (tmp_path / "data.csv").write_text(good)
-    done = tfpipe("run", "pipeline.yaml", cwd=tmp_path)
+    done = tfpipe("run", "pipeline.yaml", cwd=tmp_path, server=prefect_server)
     assert done.returncode == 0, done.stderr[-3000:]
     assert set(_last_run(tmp_path).values()) == {"CACHED"}, _last_run(tmp_path)
     assert len(_last_run(tmp_path)) == 5
 
 
 @pytest.mark.slow
-def test_with_severity_warn_a_bad_drop_runs_to_the_end_with_warnings(tmp_path):
+def test_with_severity_warn_a_bad_drop_runs_to_the_end_with_warnings(prefect_server, tmp_path):
     dv_pipeline(tmp_path, severity={"default": "warn"})
     good = (tmp_path / "data.csv").read_text()
-    assert tfpipe("run", "pipeline.yaml", cwd=tmp_path).returncode == 0
+    assert tfpipe("run", "pipeline.yaml", cwd=tmp_path, server=prefect_server).returncode == 0
     write_drop(tmp_path, good, _shift_age, _new_embarked, _fare_missing)
-    done = tfpipe("run", "pipeline.yaml", cwd=tmp_path)
+    done = tfpipe("run", "pipeline.yaml", cwd=tmp_path, server=prefect_server)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout + done.stderr
     # (the edits move rows between splits: Fare is missing in some 40-55 % of the train split)
@@ -254,7 +254,7 @@ def _graph_without_training(folder: Path, schema: str | None = None) -> None:
 
 
 @pytest.mark.slow
-def test_tfpipe_schema_round_trips_as_a_pinned_schema_and_a_curated_domain_stops_the_run(tmp_path):
+def test_tfpipe_schema_round_trips_as_a_pinned_schema_and_a_curated_domain_stops_the_run(prefect_server, tmp_path):
     from components.statistics import load_statistics
     from pipeline.metadata import MetadataStore
     from schemas.schema import infer_schema, load_schema
@@ -274,7 +274,7 @@ def test_tfpipe_schema_round_trips_as_a_pinned_schema_and_a_curated_domain_stops
 
     # Pinned as it is: the run passes the validator
     _graph_without_training(tmp_path, schema="schema.pbtxt")
-    done = tfpipe("run", "pipeline.yaml", cwd=tmp_path)
+    done = tfpipe("run", "pipeline.yaml", cwd=tmp_path, server=prefect_server)
     assert done.returncode == 0, done.stderr[-3000:]
     assert _last_run(tmp_path) == {"ingest": "COMPLETE", "statistics": "COMPLETE", "validator": "COMPLETE"}
     # ... and the statistics it made give the same schema again (the rule from TFDV statistics: --statistics)
@@ -291,7 +291,7 @@ def test_tfpipe_schema_round_trips_as_a_pinned_schema_and_a_curated_domain_stops
     assert (
         "C" not in {f.name: f for f in load_schema(tmp_path / "schema.pbtxt").feature}["Embarked"].string_domain.value
     )
-    done = tfpipe("run", "pipeline.yaml", cwd=tmp_path)
+    done = tfpipe("run", "pipeline.yaml", cwd=tmp_path, server=prefect_server)
     line = _stopped(done, "Embarked", "'C'", "the schema's domain")
     assert "split train" in line
     assert _last_run(tmp_path) == {"ingest": "COMPLETE", "statistics": "COMPLETE", "validator": "COMPLETE"}

@@ -318,7 +318,7 @@ BRANCHES = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_independent_branches_run_at_once(tmp_path):
+def test_independent_branches_run_at_once(prefect_server, tmp_path):
     from pipeline.metadata import MetadataStore
 
     folder = tmp_path / "branches"
@@ -338,7 +338,7 @@ def test_independent_branches_run_at_once(tmp_path):
             sort_keys=False,
         )
     )
-    done = tfpipe("run", "pipeline.yaml", cwd=folder)
+    done = tfpipe("run", "pipeline.yaml", cwd=folder, server=prefect_server)
     assert done.returncode == 0, done.stderr[-5000:]
 
     store = MetadataStore(str(folder / "root" / "metadata.sqlite"))
@@ -358,7 +358,7 @@ def test_independent_branches_run_at_once(tmp_path):
         [report] = (folder / "root" / branch / "report").glob("*/report.txt")
         assert report.read_text().startswith(branch)
 
-    again = tfpipe("run", "pipeline.yaml", cwd=folder)
+    again = tfpipe("run", "pipeline.yaml", cwd=folder, server=prefect_server)
     assert again.returncode == 0, again.stderr[-5000:]
     store = MetadataStore(str(folder / "root" / "metadata.sqlite"))
     last = store.runs("branches")[-1]["executions"]
