@@ -38,6 +38,7 @@ from components.launchers import (
 PORT = 2222
 VOLUME = "shared"  # the shared volume's name inside each pod
 CONTAINER = "tensorflow"
+MODEL_DIR = "tfpipe/model-dir"  # a launcher's Job's annotation: the folder of the run that made it
 # A container waiting for one of these will not start by waiting longer: the user's to fix, not restarted.
 _CANNOT_START = {
     "ErrImagePull",
@@ -100,6 +101,7 @@ def job_manifest(
     grace_period_s: int | None = None,
     restart_policy: str = "Never",
     backoff_limit: int = 0,
+    annotations: dict[str, str] | None = None,
 ) -> dict:
     """The Job that runs `task` (of `tasks`, as `placed` gives them): one pod told its role by TF_CONFIG."""
     container: dict[str, Any] = {
@@ -122,10 +124,13 @@ def job_manifest(
         pod["serviceAccountName"] = service_account
     if grace_period_s is not None:
         pod["terminationGracePeriodSeconds"] = grace_period_s
+    metadata: dict[str, Any] = {"name": object_name(prefix, task), "labels": labels(prefix, task)}
+    if annotations:
+        metadata["annotations"] = annotations
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": object_name(prefix, task), "labels": labels(prefix, task)},
+        "metadata": metadata,
         "spec": {
             "backoffLimit": backoff_limit,
             "template": {"metadata": {"labels": labels(prefix, task)}, "spec": pod},
@@ -134,10 +139,10 @@ def job_manifest(
 
 
 def run_name(job: Job) -> str:
-    """The name prefix of one step run's objects: the step and a hash of the folder it owns, so two steps
-    in one namespace never meet and a re-run of the same step finds what an earlier one left."""
+    """The name prefix of a step's objects: the step and a hash of its key (its folder of runs), so two
+    steps in one namespace never meet and a re-run of a step finds what a killed run of it left."""
     what = re.sub(r"[^a-z0-9]+", "-", job.what.lower()).strip("-")[:24] or "task"
-    digest = hashlib.sha256(os.path.abspath(job.workdir).encode()).hexdigest()[:8]
+    digest = hashlib.sha256(os.path.abspath(job.key or job.workdir).encode()).hexdigest()[:8]
     return f"tfpipe-{what}-{digest}"
 
 
@@ -293,6 +298,14 @@ class KubernetesLauncher(Launcher):
         ns, selector = self.settings.namespace, f"app={self.prefix}"
         jobs = self._call("listing Jobs", batch.list_namespaced_job, ns, label_selector=selector).items
         services = self._call("listing Services", core.list_namespaced_service, ns, label_selector=selector).items
+        for found in jobs:  # another run's, alive while its folder is there (a re-run adopts a killed run's)
+            owner = (found.metadata.annotations or {}).get(MODEL_DIR)
+            if owner and owner != os.path.abspath(job.workdir) and os.path.exists(owner):
+                raise ClusterError(
+                    f"{job.what}: another run of this step is training in namespace {ns} (Job "
+                    f"{found.metadata.name}, model directory {owner}): wait until it ends, or stop it (`kubectl "
+                    f"delete job,service -l app={self.prefix} -n {ns}`)"
+                )
         if jobs or services:  # a tfpipe that was killed leaves its Jobs running: they would clash and share files
             job.log.warning(
                 "%s: deleting %d Job(s) and %d Service(s) an earlier run of this step left in namespace %s",
@@ -350,6 +363,7 @@ class KubernetesLauncher(Launcher):
             env={**job.env, "PYTHONUNBUFFERED": "1"},  # lines reach the log as they are printed
             service_account=s.service_account,
             grace_period_s=s.grace_period_s,
+            annotations={MODEL_DIR: os.path.abspath(job.workdir)},
         )
 
     def _follow(self, started: _Pod, log: logging.Logger) -> None:

@@ -237,6 +237,9 @@ class Job:
     # Paths the tasks read besides `workdir` (their inputs, the user's module): a launcher whose tasks run on
     # other machines checks that they can see them.
     reads: list[str] = field(default_factory=list)
+    # Names the step across its runs (what a launcher creates outside this process is named after it, so a
+    # re-run finds what a killed run left); default: `workdir`.
+    key: str = ""
 
 
 @dataclass

@@ -327,6 +327,7 @@ def train_on_cluster(
         resume_note=lambda: _checkpoint_note(model_run_dir),
         max_restarts=cluster.max_restarts,
         env=env,
+        key=str(Path(model_run_dir).parent),  # the step's folder of runs: a re-run adopts a killed run's folder
         reads=[str(transformed_dir), str(transform_graph_dir), str(schema_path)]
         + ([config.module] if config.module.endswith(".py") else []),
     )

@@ -455,18 +455,24 @@ def test_a_stop_deletes_every_job_the_training_tasks_first_then_the_services(tmp
     assert kube.jobs == {} and kube.services == {} and kube.pods == {}
 
 
-def test_what_an_earlier_run_left_is_deleted_before_the_cluster_starts(tmp_path, kube, caplog):
-    # A tfpipe killed with SIGKILL leaves its Jobs and Services (nothing ties pods to its process).
+def test_what_a_killed_run_left_is_deleted_before_the_cluster_starts_and_a_live_run_is_left_alone(
+    tmp_path, kube, caplog
+):
+    # A tfpipe killed with SIGKILL leaves its Jobs and Services (nothing ties pods to its process); the
+    # re-run adopts its folder (renames it), so a Job whose folder is gone is a leftover.
     job = _job(tmp_path, [Task("worker", 0), Task("worker", 1)], finishers=lambda t: True)
+    job.key = str(Path(job.workdir).parent)
     prefix = k8s.run_name(job)
     tasks = k8s.placed(prefix, job.tasks)
-    with kube.lock:
-        kube.create_job(
-            k8s.job_manifest(
-                prefix, tasks, tasks[1], image="x", command=["x"], volume=SharedVolume(claim="c", mount_path="/")
-            )
-        )
-        kube.services[f"{prefix}-worker-1"] = k8s.service_manifest(prefix, tasks[1])
+
+    def leave(owner: Path) -> None:
+        body = k8s.job_manifest(prefix, tasks, tasks[1], image="x", command=["x"], volume=SharedVolume(claim="c", mount_path="/"),
+                                annotations={k8s.MODEL_DIR: str(owner)})  # fmt: skip
+        with kube.lock:
+            kube.create_job(body)
+            kube.services[f"{prefix}-worker-1"] = k8s.service_manifest(prefix, tasks[1])
+
+    leave(Path(job.workdir).parent / "6")  # adopted: gone
     kube.script.update({"worker:0": ("exit", 0), "worker:1": ("exit", 0)})
     with caplog.at_level(logging.INFO, logger="tfpipe"):
         _launcher(_settings(tmp_path)).run(job)
@@ -474,6 +480,16 @@ def test_what_an_earlier_run_left_is_deleted_before_the_cluster_starts(tmp_path,
         r.getMessage() for r in caplog.records
     ]
     assert kube.starts == {"worker:0": 1, "worker:1": 2} and kube.jobs == {} and kube.services == {}
+    # The Jobs the launcher makes say whose they are.
+    annotations = {b["metadata"]["annotations"][k8s.MODEL_DIR] for _, _, _, b in kube.calls("POST", r".*/jobs")[1:]}
+    assert annotations == {job.workdir}
+
+    live = Path(job.workdir).parent / "8"  # another run of the step, training now
+    live.mkdir()
+    leave(live)
+    with pytest.raises(ClusterError, match=rf"^trainer: another run of this step is training in namespace {NS} \(Job "):
+        _launcher(_settings(tmp_path)).run(job)
+    assert set(kube.jobs) == {f"{prefix}-worker-1"}  # left alone
 
 
 def test_the_model_directory_off_the_shared_volume_is_one_line_before_anything_is_created(tmp_path, kube):
