@@ -32,6 +32,7 @@ from components.launchers import (
     Started,
     Task,
     describe_exit,
+    stop_order,
     tf_config,
 )
 
@@ -303,8 +304,8 @@ class KubernetesLauncher(Launcher):
             if owner and owner != os.path.abspath(job.workdir) and os.path.exists(owner):
                 raise ClusterError(
                     f"{job.what}: another run of this step is training in namespace {ns} (Job "
-                    f"{found.metadata.name}, model directory {owner}): wait until it ends, or stop it (`kubectl "
-                    f"delete job,service -l app={self.prefix} -n {ns}`)"
+                    f"{found.metadata.name}, model directory {owner}), or a killed run left it there: wait until "
+                    f"it ends, or delete it (`kubectl delete job,service -l app={self.prefix} -n {ns}`)"
                 )
         if jobs or services:  # a tfpipe that was killed leaves its Jobs running: they would clash and share files
             job.log.warning(
@@ -471,8 +472,7 @@ class KubernetesLauncher(Launcher):
         pods = [r for r in running if isinstance(r, _Pod)]
         live = [r for r in pods if not r.deleted]
         log = logging.getLogger("tfpipe.launchers")
-        groups = [[r for r in live if first(r.task)], [r for r in live if not first(r.task)]] if first else [live]
-        for group in groups:
+        for group in stop_order(live, first):
             for r in group:
                 if r.ended is not None:
                     r.drain()  # its log is whole before its pod goes with it

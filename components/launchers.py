@@ -67,8 +67,9 @@ class TaskPlace(Parameters):
     netns: str | None = None  # local launcher: run the task inside this network namespace (ip netns exec)
 
 
-# A Kubernetes object name that is also a DNS label (Services, namespaces).
-_DNS_LABEL = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+# Kubernetes object names: a DNS label (namespaces) or a DNS subdomain (claims, service accounts).
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?$"
 # How deploy/docker's image runs Python in the project's locked environment (its ENTRYPOINT's words).
 IMAGE_PYTHON = ("uv", "run", "--locked", "--no-dev", "python")
 
@@ -77,7 +78,7 @@ class SharedVolume(Parameters):
     """The volume every pod mounts, holding the pipeline's root (the model directory the step owns, the
     transformed examples, the user's module): a ReadWriteMany PersistentVolumeClaim."""
 
-    claim: str = Field(pattern=r"^[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?$")  # the PersistentVolumeClaim's name
+    claim: str = Field(pattern=_DNS_SUBDOMAIN)  # the PersistentVolumeClaim's name
     # Where the pods mount it, and where the step's own process must see it too (the same files at the same
     # paths): the pipeline's root lies under it.
     mount_path: str = Field(pattern=r"^/")
@@ -89,7 +90,8 @@ class KubernetesConfig(Parameters):
     image: str = Field(min_length=1)  # holds tfpipe and the user's dependencies (deploy/docker/Dockerfile)
     volume: SharedVolume
     namespace: str = Field(default="default", pattern=_DNS_LABEL)
-    service_account: str | None = Field(default=None, pattern=_DNS_LABEL)  # default: the namespace's default
+    # default: the namespace's `default` account
+    service_account: str | None = Field(default=None, pattern=_DNS_SUBDOMAIN)
     python: list[str] = Field(default_factory=lambda: list(IMAGE_PYTHON), min_length=1)  # the image's Python
     # Each task container's resources, as Kubernetes writes them: {requests: {cpu: 2, memory: 4Gi}, limits: ...}
     resources: dict[Literal["requests", "limits"], dict[str, str | int | float]] = Field(default_factory=dict)
@@ -368,6 +370,14 @@ class Launcher:
         raise NotImplementedError
 
 
+def stop_order(live: list, first: Callable[[Task], bool] | None) -> list[list]:
+    """The tasks to stop in groups, one after the other: those `first` picks (the training tasks, which
+    checkpoint on SIGTERM), then the servers they need until then."""
+    if first is None:
+        return [live]
+    return [[r for r in live if first(r.task)], [r for r in live if not first(r.task)]]
+
+
 def launcher(cluster: ClusterConfig) -> Launcher:
     """The launcher `cluster.launcher` names, with its settings (nothing is contacted yet)."""
     if cluster.launcher == "kubernetes":
@@ -388,7 +398,7 @@ def check_place(task: Task) -> None:
 
 
 def describe_exit(code: int) -> str:
-    """ "killed by SIGKILL", "exited with code 1": how a task with exit code `code` ended."""
+    """How a task that exited with `code` ended: "killed by SIGKILL", "exited with code 1"."""
     if code < 0:
         try:
             return f"killed by {signal.Signals(-code).name}"
@@ -464,11 +474,7 @@ class LocalLauncher(Launcher):
         procs = [r for r in running if isinstance(r, _Running)]
         live = [r for r in procs if not r.done()]
         if live:
-            if first is not None:
-                groups = [[r for r in live if first(r.task)], [r for r in live if not first(r.task)]]
-            else:
-                groups = [live]
-            for group, grace in zip(groups, (STOP_GRACE_S, SERVER_GRACE_S)):
+            for group, grace in zip(stop_order(live, first), (STOP_GRACE_S, SERVER_GRACE_S)):
                 for r in group:
                     r.signal(signal.SIGTERM)
                 deadline = time.monotonic() + grace

@@ -87,6 +87,7 @@ class FakeKube(ThreadingHTTPServer):
         pod_name = f"{meta['name']}-{start}"
         log = [f"hello from {task}, start {start}"]
         container: dict = {"name": k8s.CONTAINER, "image": "x", "imageID": "", "ready": False, "restartCount": 0}
+        conditions: list = []
         if fate[0] == "exit":
             code, reason = fate[1], fate[2] if len(fate) > 2 else ("Completed" if fate[1] == 0 else "Error")
             if code == 3:
@@ -101,6 +102,11 @@ class FakeKube(ThreadingHTTPServer):
         elif fate[0] == "pending":
             container["state"] = {"waiting": {"reason": fate[1], "message": 'pull access denied for "x"'}}
             phase = "Pending"
+        elif fate[0] == "unschedulable":
+            container["state"] = {"waiting": {"reason": "ContainerCreating"}}
+            phase = "Pending"
+            conditions = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                           "message": "0/3 nodes are available: 3 Insufficient cpu."}]  # fmt: skip
         else:
             container["state"] = {"running": {}}
             phase = "Running"
@@ -108,12 +114,15 @@ class FakeKube(ThreadingHTTPServer):
         pod_labels = {**body["spec"]["template"]["metadata"]["labels"], "job-name": meta["name"]}
         self.pods[pod_name] = {
             "metadata": {"name": pod_name, "namespace": NS, "labels": pod_labels, "creationTimestamp": now},
-            "status": {"phase": phase, "containerStatuses": [container]},
+            "status": {"phase": phase, "containerStatuses": [container], "conditions": conditions},
             "_log": log,
             "_serves": fate[0] == "serve",
         }
         self.gone[pod_name] = threading.Event()
-        self.jobs[meta["name"]] = job
+        if fate[0] != "vanish":  # ("vanish",): someone deletes the Job (and its pod) at once
+            self.jobs[meta["name"]] = job
+        else:
+            del self.pods[pod_name]
         for hook in self.on_create:
             hook(body)
         return job
@@ -425,6 +434,31 @@ def test_a_task_s_user_error_is_not_restarted(tmp_path, kube):
     with pytest.raises(ConfigError, match=r"^label 'survived' is not among the features$"):
         _launcher(_settings(tmp_path)).run(_job(tmp_path, PS_CLUSTER))
     assert kube.starts == {t.name: 1 for t in PS_CLUSTER} and kube.jobs == {}
+
+
+def test_a_job_deleted_outside_tfpipe_is_a_dead_task(tmp_path, kube):
+    kube.script.update({"worker:1": ("vanish",)})
+    with pytest.raises(ClusterError, match=r"^trainer: task worker:1 is gone: its Job tfpipe-trainer-\w+-worker-1 was "
+                       r"deleted outside tfpipe and the cluster has no restarts left \(max_restarts: 0\); "):  # fmt: skip
+        _launcher(_settings(tmp_path)).run(_job(tmp_path, PS_CLUSTER, max_restarts=0))
+    assert kube.jobs == {} and kube.services == {}
+
+
+def test_a_pod_that_waits_for_a_node_is_said_once(tmp_path, kube, caplog):
+    kube.script.update({"worker:1": ("unschedulable",)})
+    asked = threading.Timer(0.5, stop_lib.request, args=("SIGTERM",))  # many polls until then
+    asked.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="tfpipe"), pytest.raises(Stopped):
+            _launcher(_settings(tmp_path)).run(_job(tmp_path, PS_CLUSTER))
+    finally:
+        asked.cancel()
+        stop_lib.clear()
+    assert len(kube.calls("GET", rf"/api/v1/namespaces/{NS}/pods")) > 3
+    waits = [r.getMessage() for r in caplog.records if "waits for a node" in r.getMessage()]
+    assert waits == [
+        "trainer: task worker:1 waits for a node: Unschedulable: 0/3 nodes are available: 3 Insufficient cpu."
+    ]
 
 
 def test_an_image_that_cannot_be_pulled_is_one_line_and_not_restarted(tmp_path, kube):
