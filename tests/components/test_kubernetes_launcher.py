@@ -50,7 +50,8 @@ def _mount_of(path: Path) -> str:
 class FakeKube(ThreadingHTTPServer):
     """Jobs, Services and pods in memory. Each created Job gets one pod whose fate `script` gives per task and
     start ("worker:0#1", else "worker:0"): ("exit", code[, reason]) ends it at once, ("serve",) runs it until
-    it is deleted, ("pending", reason) never starts it. A pod's log is `hello from <task>, start <n>` and,
+    it is deleted, ("pending", reason) never starts its container, ("unschedulable",) finds no node for it,
+    and ("vanish",) has its Job deleted at once, as by someone else. A pod's log is `hello from <task>, start <n>` and,
     for exit 3, the user-error line; a serving pod's log stays open until its pod is deleted."""
 
     daemon_threads = True
@@ -446,7 +447,7 @@ def test_a_job_deleted_outside_tfpipe_is_a_dead_task(tmp_path, kube):
 
 def test_a_pod_that_waits_for_a_node_is_said_once(tmp_path, kube, caplog):
     kube.script.update({"worker:1": ("unschedulable",)})
-    asked = threading.Timer(0.5, stop_lib.request, args=("SIGTERM",))  # many polls until then
+    asked = threading.Timer(1.0, stop_lib.request, args=("SIGTERM",))  # many polls until then
     asked.start()
     try:
         with caplog.at_level(logging.INFO, logger="tfpipe"), pytest.raises(Stopped):
@@ -454,7 +455,7 @@ def test_a_pod_that_waits_for_a_node_is_said_once(tmp_path, kube, caplog):
     finally:
         asked.cancel()
         stop_lib.clear()
-    assert len(kube.calls("GET", rf"/api/v1/namespaces/{NS}/pods")) > 3
+    assert len(kube.calls("GET", rf"/api/v1/namespaces/{NS}/pods")) > 2
     waits = [r.getMessage() for r in caplog.records if "waits for a node" in r.getMessage()]
     assert waits == [
         "trainer: task worker:1 waits for a node: Unschedulable: 0/3 nodes are available: 3 Insufficient cpu."
@@ -473,7 +474,7 @@ def test_an_image_that_cannot_be_pulled_is_one_line_and_not_restarted(tmp_path, 
     assert kube.starts["worker:1"] == 1 and kube.jobs == {}
 
 
-def test_a_stop_deletes_every_job_the_training_tasks_first_then_the_services(tmp_path, kube):
+def test_a_stop_deletes_every_job_and_service_the_training_tasks_first(tmp_path, kube):
     job = _job(tmp_path, PS_CLUSTER)
     asked = threading.Timer(0.5, stop_lib.request, args=("SIGTERM",))
     asked.start()
