@@ -120,8 +120,9 @@ class Component:
 class Upstream:
     """What a component's `check` may ask of the graph: the component and parameters wired to an input."""
 
-    def __init__(self, lookup: Callable[[str], tuple[Component, BaseModel] | None]):
+    def __init__(self, lookup: Callable[[str], tuple[Component, BaseModel] | None], root: str | None = None):
         self._lookup = lookup
+        self.root = root  # the pipeline's root folder (where its outputs go), when the loader knows it
 
     def __call__(self, input_name: str) -> tuple[Component, BaseModel] | None:
         return self._lookup(input_name)

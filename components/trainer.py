@@ -299,7 +299,7 @@ def train_on_cluster(
     cluster = config.cluster
     assert cluster is not None
     log = logging.getLogger("tfpipe.trainer")
-    launcher = launchers.launcher(cluster.launcher)
+    launcher = launchers.launcher(cluster)
     for stale in (_RESULT, _TOPOLOGY):
         (Path(model_run_dir) / stale).unlink(missing_ok=True)
     spec = json.dumps(
@@ -311,17 +311,25 @@ def train_on_cluster(
             "model_run_dir": str(model_run_dir),
         }
     )
-    repo = str(Path(__file__).resolve().parents[1])  # the tasks run this very code, whatever their folder
+    if cluster.kubernetes is not None:  # the pods run the image's own tfpipe, with its Python
+        python, env = list(cluster.kubernetes.python), {}
+    else:
+        repo = str(Path(__file__).resolve().parents[1])  # the tasks run this very code, whatever their folder
+        python = [sys.executable]
+        env = {"PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p)}
     job = launchers.Job(
         what="trainer",
         tasks=launchers.tasks_of(cluster),
-        command=lambda task: [sys.executable, "-m", "components.trainer", "task", spec],
+        command=lambda task: [*python, "-m", "components.trainer", "task", spec],
         finishers=_finisher(cluster),
         workdir=str(model_run_dir),
         log=log,
         resume_note=lambda: _checkpoint_note(model_run_dir),
         max_restarts=cluster.max_restarts,
-        env={"PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p)},
+        env=env,
+        key=str(Path(model_run_dir).parent),  # the step's folder of runs: a re-run adopts a killed run's folder
+        reads=[str(transformed_dir), str(transform_graph_dir), str(schema_path)]
+        + ([config.module] if config.module.endswith(".py") else []),
     )
     log.info(
         "trainer: training on a %s cluster (%s), launcher %s; TensorBoard: tensorboard --logdir %s",
@@ -444,11 +452,18 @@ def _task_main(argv: list[str]) -> int:
 
 
 def _check(config: TrainerConfig, upstream: Upstream) -> None:
-    """Before anything runs: a cluster the launcher can start, with a batch its workers can split."""
+    """Before anything runs: a cluster the launcher can start (with kubernetes, its files on the shared
+    volume), with a batch its workers can split."""
     cluster = config.cluster
     if cluster is None:
         return
-    launchers.launcher(cluster.launcher)
+    if cluster.kubernetes is not None:  # the pods see only the shared volume: the step's files must be on it
+        from components import k8s
+
+        paths = [("the pipeline's root", upstream.root)] if upstream.root else []
+        if config.module.endswith(".py"):
+            paths.append(("the module", config.module))
+        k8s.check_on_volume(cluster.kubernetes.volume, paths, "")
     if not cluster.ps and config.batch_size % cluster.workers:
         raise ConfigError(
             f"batch_size {config.batch_size} does not split evenly over the cluster's {cluster.workers} workers "

@@ -383,7 +383,7 @@ def parse(raw: dict, path: Path) -> PipelineConfig:
                 return (nodes[wired[0]].component, nodes[wired[0]].params) if wired else None
 
             try:
-                node.component.check(node.params, Upstream(upstream))
+                node.component.check(node.params, Upstream(upstream, root))
             except ConfigError as e:
                 raise ConfigFileError(f"{path}: {node.id}: {e}") from None
 

@@ -1,18 +1,23 @@
 """Renders training-job.yaml: one Job and one headless Service per task of a TF_CONFIG cluster, each pod
 told its own role by TF_CONFIG, all sharing one volume for checkpoints and exports.
 
-    python deploy/k8s/render.py --workers 2 --ps 1 > deploy/k8s/training-job.yaml
+    uv run python deploy/k8s/render.py --workers 2 --ps 1 > deploy/k8s/training-job.yaml
+
+The manifests are components.k8s's, the ones the trainer's `kubernetes` launcher creates; here each Job
+restarts its own pod (`restartPolicy: OnFailure`), as nothing else watches a cluster run by hand.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from pathlib import Path
 
 import yaml
 
-PORT = 2222
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: the repository's packages
+from components import k8s  # noqa: E402
+from components.launchers import IMAGE_PYTHON, SharedVolume, Task  # noqa: E402
 
 
 def tasks(workers: int, ps: int) -> dict:
@@ -20,75 +25,26 @@ def tasks(workers: int, ps: int) -> dict:
     return {role: n for role, n in cluster.items() if n}
 
 
-def host(name: str, role: str, index: int) -> str:
-    return f"{name}-{role}-{index}"
-
-
 def render(name: str, image: str, workers: int, ps: int, steps: int) -> list[dict]:
-    roles = tasks(workers, ps)
-    cluster = {role: [f"{host(name, role, i)}:{PORT}" for i in range(n)] for role, n in roles.items()}
-    docs = [
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": f"{name}-shared"},
-            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "5Gi"}}},
-        }
-    ]
-    for role, n in roles.items():
-        for i in range(n):
-            task = host(name, role, i)
-            labels = {"app": name, "tf-role": role, "tf-index": str(i)}
-            docs.append(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Service",
-                    "metadata": {"name": task, "labels": labels},
-                    "spec": {"clusterIP": "None", "selector": labels, "ports": [{"name": "grpc", "port": PORT}]},
-                }
+    cluster = k8s.placed(name, [Task(role, i) for role, n in tasks(workers, ps).items() for i in range(n)])
+    volume = SharedVolume(claim=f"{name}-shared", mount_path="/shared")
+    command = [*IMAGE_PYTHON, "-m", "examples.titanic.distributed", "--workdir", "/shared/titanic"]
+    docs = [k8s.claim_manifest(volume.claim, "5Gi")]
+    for task in cluster:
+        docs.append(k8s.service_manifest(name, task))
+        docs.append(
+            k8s.job_manifest(
+                name,
+                cluster,
+                task,
+                image=image,
+                command=[*command, "--steps", str(steps)],
+                volume=volume,
+                resources={"requests": {"cpu": "2", "memory": "4Gi"}},
+                restart_policy="OnFailure",
+                backoff_limit=4,
             )
-            tf_config = json.dumps({"cluster": cluster, "task": {"type": role, "index": i}}, sort_keys=True)
-            container = {
-                "name": "tensorflow",
-                "image": image,
-                "command": [
-                    "uv",
-                    "run",
-                    "--locked",
-                    "--no-dev",
-                    "python",
-                    "-m",
-                    "examples.titanic.distributed",
-                    "--workdir",
-                    "/shared/titanic",
-                    "--steps",
-                    str(steps),
-                ],
-                "env": [{"name": "TF_CONFIG", "value": tf_config}],
-                "ports": [{"containerPort": PORT, "name": "grpc"}],
-                "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
-                "resources": {"requests": {"cpu": "2", "memory": "4Gi"}},
-            }
-            docs.append(
-                {
-                    "apiVersion": "batch/v1",
-                    "kind": "Job",
-                    "metadata": {"name": task, "labels": labels},
-                    "spec": {
-                        "backoffLimit": 4,
-                        "template": {
-                            "metadata": {"labels": labels},
-                            "spec": {
-                                "restartPolicy": "OnFailure",
-                                "containers": [container],
-                                "volumes": [
-                                    {"name": "shared", "persistentVolumeClaim": {"claimName": f"{name}-shared"}}
-                                ],
-                            },
-                        },
-                    },
-                }
-            )
+        )
     return docs
 
 

@@ -210,11 +210,6 @@ def test_a_task_that_cannot_start_stops_those_started_before_it(tmp_path):
     assert running == []
 
 
-def test_the_kubernetes_launcher_is_not_there_yet():
-    with pytest.raises(ConfigError, match=r"^launcher kubernetes is not available yet; "):
-        launchers.launcher("kubernetes")
-
-
 def _config(tmp_path: Path, **trainer) -> Path:
     config = tiny_titanic(tmp_path / "p")
     doc = yaml.safe_load(config.read_text())
@@ -229,10 +224,10 @@ def _config(tmp_path: Path, **trainer) -> Path:
         (
             {"workers": 2, "wrkers": 3},
             "trainer.cluster.wrkers: unknown key (did you mean 'workers'?); the keys here are workers, ps, "
-            "evaluator, max_restarts, launcher, host, hosts",
+            "evaluator, max_restarts, launcher, host, hosts, kubernetes",
         ),
         ({"ps": 1}, "trainer.cluster.workers: required, but not given"),
-        ({"workers": 2, "launcher": "kubernetes"}, "trainer: launcher kubernetes is not available yet"),
+        ({"workers": 2, "launcher": "kubernetes"}, "launcher kubernetes needs a `kubernetes:` section with at least"),
         ({"workers": 2, "launcher": "slurm"}, "trainer.cluster.launcher: Input should be 'local' or 'kubernetes'"),
         (
             {"workers": 2, "hosts": {"worker": ["10.0.0.1", "10.0.0.2", "10.0.0.3"]}},
