@@ -136,9 +136,7 @@ def test_a_worker_killed_mid_training_is_restarted_and_training_resumes_from_the
 
 
 def test_with_no_restarts_left_the_step_fails_in_one_line(tiny_master, prefect_server, tmp_path):
-    config = _tiny(
-        tiny_master, prefect_server, tmp_path, {"workers": 2, "max_restarts": 0}, train_steps=1500, checkpoint_steps=100
-    )
+    config = _tiny(tiny_master, tmp_path, {"workers": 2, "max_restarts": 0}, train_steps=1500, checkpoint_steps=100)
     log = tmp_path / "run.log"
     proc = _start(config, log, prefect_server)
     try:
@@ -168,9 +166,7 @@ def test_with_no_restarts_left_the_step_fails_in_one_line(tiny_master, prefect_s
 def test_sigterm_stops_every_task_within_10_s_keeps_the_checkpoint_and_the_rerun_resumes(
     tiny_master, prefect_server, tmp_path, machine_to_itself
 ):
-    config = _tiny(
-        tiny_master, prefect_server, tmp_path, {"workers": 1, "ps": 1}, train_steps=1200, checkpoint_steps=100
-    )
+    config = _tiny(tiny_master, tmp_path, {"workers": 1, "ps": 1}, train_steps=1200, checkpoint_steps=100)
     log = tmp_path / "first.log"
     # The stop is timed: no other test beside it (under xdist). Taken before the cluster starts: waiting for
     # the machine with the cluster training, the 1200 steps could end before the signal is sent.
