@@ -134,6 +134,7 @@ def main(argv=None) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
+    at_start = load()
     work = Path(tempfile.mkdtemp(prefix="bench_cluster_"))
     try:
         inputs = prepare(work, args.rows)
@@ -149,7 +150,7 @@ def main(argv=None) -> dict:
         "benchmark": "cluster_throughput",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "tensorflow": tf.__version__},
-        "load_at_start": load(),
+        "load_at_start": at_start,
         "data": f"{args.rows} synthetic Titanic-shaped rows, ingested and transformed by the real components",
         "model": "examples/titanic/model.py, DNN [32, 16]",
         "train_steps": args.steps,

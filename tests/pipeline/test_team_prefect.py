@@ -77,6 +77,12 @@ def _cli(env: dict, *args: str) -> subprocess.CompletedProcess:
     return done
 
 
+def _messages(api, flow_run_id: str) -> list[str]:
+    """The flow run's log lines, as the server keeps them (what the UI shows): why a run failed."""
+    logs = api("/logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200})
+    return [f"{entry['name']}: {entry['message'][-1500:]}" for entry in logs]
+
+
 def _t(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp)
 
@@ -145,12 +151,15 @@ def test_two_workers_four_scheduled_runs_one_training_at_a_time(tmp_path, prefec
             for name in pipelines:
                 deployment = api(f"/deployments/name/tfpipe/{name}")
                 for _ in range(2):  # as the scheduler makes them: Scheduled, due now
-                    runs.append(api(f"/deployments/{deployment['id']}/create_flow_run", {})["id"])
-            assert {api(f"/flow_runs/{r}")["state"]["type"] for r in runs} == {"SCHEDULED"}
+                    created = api(f"/deployments/{deployment['id']}/create_flow_run", {})
+                    assert created["state"]["type"] == "SCHEDULED"
+                    runs.append(created["id"])
             finished = {r: api.wait(r, timeout=780) for r in runs}
             worker_logs = {w: p.read_text() for w, p in logs.items()}
             states = {r: f["state"]["type"] for r, f in finished.items()}
-            assert set(states.values()) == {"COMPLETED"}, (states, [t[-3000:] for t in worker_logs.values()])
+            assert set(states.values()) == {"COMPLETED"}, {
+                r: (f["state"].get("message"), _messages(api, r)[-15:]) for r, f in finished.items()
+            }
         finally:
             for worker in workers:
                 os.killpg(worker.pid, signal.SIGTERM)
