@@ -2,9 +2,9 @@
 
     uv run python bench/run_all.py [--scale-rows 1000000,10000000] [--quick]
 
-Runs startup, train_throughput, pipeline_overhead, cached_run, scale and statistics_scale (each in its own process, so one's memory
-and threads do not colour another's), and gathers their documents with a summary of each ratio
-against its target. --quick: fewer steps and a 100k-row scale run, for a smoke test (about 5 min).
+Runs startup, train_throughput, cluster_throughput, pipeline_overhead, cached_run, scale and statistics_scale
+(each in its own process, so one's memory and threads do not colour another's), and gathers their documents
+with a summary of each ratio against its target. --quick: fewer steps and a 100k-row scale run, for a smoke test (about 5 min).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def main(argv=None) -> dict:
     parts = {
         "startup": _run("startup.py"),
         "training": _run("train_throughput.py", "--steps", steps),
+        "cluster_training": _run("cluster_throughput.py", "--steps", "1000" if args.quick else "2000"),
         "pipeline": _run("pipeline_overhead.py"),
         "cached_run": _run("cached_run.py"),
         "scale": _run("scale.py", "--rows", "100000" if args.quick else args.scale_rows, "--steps", steps),
@@ -78,6 +79,10 @@ def main(argv=None) -> dict:
             "baseline: tf.Transform's TransformDataset in Beam = 1.0",
         ],
     }
+    summary["cluster_2_workers_over_1_process_steady"] = [
+        parts["cluster_training"]["steady_ratio_2_workers_over_1"],
+        "no target: on 2 cores the workers share them (what_2_cores_allow)",
+    ]
     for model, figures in train.get("models", {}).items():
         summary[f"train_{model}_over_keras_fit"] = [figures.get("ratio_vs_keras_fit"), "target >= 1.0"]
     doc = {

@@ -18,6 +18,7 @@ Nothing here imports TensorFlow, Beam, Prefect or ml_metadata.
 from __future__ import annotations
 
 import inspect
+import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -111,7 +112,20 @@ class Component:
     # parameters -> {"tf_config_cluster": {role: tasks}, ...} or None; recorded in the manifest's hardware,
     # whose determinism verdict it informs.
     placement: Callable[[Any], dict | None] | None = None
+    # Shared resources the executor occupies while it runs, one slot of each (the trainer: ("training",)).
+    # The pipeline's orchestrator holds the slots for the whole run of the instance: under Prefect, its task
+    # run is tagged `tfpipe-<slot>`, so a concurrency limit on that tag (`prefect concurrency-limit create
+    # tfpipe-training 1`) bounds how many such instances run at once on every worker of the server.
+    holds: tuple[str, ...] = ()
     description: str = ""
+
+    def __post_init__(self):
+        for slot in self.holds:
+            if not isinstance(slot, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", slot):
+                raise ConfigError(
+                    f"component {self.name}: holds={self.holds!r}: a slot is a lowercase name of letters, digits, "
+                    "'-' and '_' (e.g. 'training')"
+                )
 
     def run(self, inputs: dict[str, Artifact], outputs: dict[str, str], params: BaseModel) -> dict:
         return dict(self.executor(inputs, outputs, params) or {})
@@ -180,13 +194,20 @@ class Output(str, Generic[T]):
         return Annotated[str, _Slot("output", _type_name(item))]
 
 
-def component(fn: Callable | None = None, *, name: str | None = None, resumable: tuple[str, ...] = ()):
+def component(
+    fn: Callable | None = None,
+    *,
+    name: str | None = None,
+    resumable: tuple[str, ...] = (),
+    holds: tuple[str, ...] = (),
+):
     """Turns a typed function into a component: `Input[...]` arguments are its inputs, `Output[...]`
     arguments its outputs (folders it writes into), and every other argument a parameter, typed and
     defaulted as in the signature. It may return {output: {property: value}} to record on its outputs.
+    `holds`: the shared slots it occupies while it runs, as the trainer's ("training",) (see Component).
     The function stays callable as it was; its declaration is `fn.component`."""
     if fn is None:
-        return lambda f: component(f, name=name, resumable=resumable)
+        return lambda f: component(f, name=name, resumable=resumable, holds=holds)
     hints = typing.get_type_hints(fn, include_extras=True)
     inputs, outputs, fields = {}, {}, {}
     for arg, p in inspect.signature(fn).parameters.items():
@@ -215,6 +236,7 @@ def component(fn: Callable | None = None, *, name: str | None = None, resumable:
         code=("components.contract",),
         user_file=inspect.getfile(fn),
         resumable=tuple(resumable),
+        holds=(holds,) if isinstance(holds, str) else tuple(holds),
         description=(fn.__doc__ or "").strip().split("\n")[0],
     )
     return fn

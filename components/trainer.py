@@ -518,6 +518,7 @@ COMPONENT = Component(
     canonical=_canonical,
     check=_check,
     placement=_placement,
+    holds=("training",),  # one training at a time where the Prefect server limits tag tfpipe-training
     description="the user's Estimator, trained with train_and_evaluate, exported for raw tf.Examples",
 )
 

@@ -220,6 +220,27 @@ def component_task(
     return result
 
 
+SLOT_TAG = "tfpipe-{}"  # the Prefect tag of a slot a component holds (Component.holds)
+_SLOTTED: dict[tuple[str, ...], Any] = {}  # tags -> component_task with them
+
+
+def slot_tags(component) -> list[str]:
+    """The Prefect tags of the slots a component declares it holds: `tfpipe-training` for the trainer. A tag
+    concurrency limit on one (`prefect concurrency-limit create tfpipe-training 1`) is a slot the server
+    hands out: the task run waits for it before it starts and frees it when it ends, whichever worker runs it."""
+    return [SLOT_TAG.format(slot) for slot in component.holds]
+
+
+def task_for(component):
+    """component_task, tagged with the slots the component holds (its concurrency limits apply to it)."""
+    tags = tuple(slot_tags(component))
+    if not tags:
+        return component_task
+    if tags not in _SLOTTED:
+        _SLOTTED[tags] = component_task.with_options(tags=set(tags))
+    return _SLOTTED[tags]
+
+
 def new_run_id() -> str:
     return f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
@@ -346,15 +367,15 @@ def _run_graph(cfg, store, config_path, overrides, no_cache, run_id, components,
             [(component, (input_ids, after))] = calls.items()
             # A task that reports itself Cached hands back its State: .result() gives the same dict either way.
             finished = {
-                component: component_task(
+                component: task_for(cfg.nodes[component].component)(
                     *args, component, run_id, input_ids, no_cache, purpose, return_state=True, wait_for=after
                 )
             }
         else:
             with stop_handlers():
                 futures = {
-                    # Task.submit's overloads do not match *args: the call is component_task's own signature.
-                    c: component_task.submit(*args, c, run_id, ids, no_cache, purpose, wait_for=after)  # type: ignore[call-overload]
+                    # (task_for: component_task with the slots it holds; its arguments are component_task's)
+                    c: task_for(cfg.nodes[c].component).submit(*args, c, run_id, ids, no_cache, purpose, wait_for=after)
                     for c, (ids, after) in calls.items()
                 }
                 finished = {c: f.wait() or f.state for c, f in futures.items()}

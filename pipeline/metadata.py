@@ -308,6 +308,35 @@ class _Retrying:
         return call
 
 
+def _raced(e: Exception) -> bool:
+    """Another process created the same table or row at the same moment (PostgreSQL, MySQL/MariaDB)."""
+    text = str(e).lower()
+    return any(w in text for w in ("already exists", "duplicate key", "duplicate entry"))
+
+
+def _open_racing(url: str, tries: int = 6):
+    """MLMD's client on `url`. The first runs on a new shared store all create its tables at once: one wins,
+    and the others, failing on its rows, find the tables complete when they try again."""
+    for attempt in range(tries):
+        try:
+            return metadata_store.MetadataStore(connection_config(url))
+        except Exception as e:
+            if not _raced(e) or attempt == tries - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def _put_type(put, proto) -> int:
+    """Registers a type, which another process may be registering at the same moment: then its row is
+    there, and the second put finds it."""
+    try:
+        return put(proto)
+    except Exception as e:
+        if not _raced(e):
+            raise
+        return put(proto)
+
+
 DEFAULT_TIMEOUT = 10.0  # seconds to reach a shared store and hear it answer
 DEFAULT_QUERY_TIMEOUT = 60.0  # seconds for one call to a shared store, once logged in
 
@@ -451,7 +480,7 @@ class MetadataStore:
         probe(url, timeout)
         deadline = _Deadline(url, query_timeout) if _server(url) else None
         try:
-            self.store = _Retrying(metadata_store.MetadataStore(connection_config(url)), deadline)
+            self.store = _Retrying(_open_racing(url), deadline)
             if deadline:
                 deadline.watch()
         except Exception as e:
@@ -468,7 +497,7 @@ class MetadataStore:
             raise ConfigError(f"cannot open the metadata store {redact(url)}: {message}") from e
         self._types: dict[tuple[str, str], int] = {}  # (kind, name) -> type id
         for name in (PIPELINE, PIPELINE_RUN, COMPONENT, CACHE_KEY):
-            self._types[("ctx", name)] = self.store.put_context_type(pb.ContextType(name=name))
+            self._types[("ctx", name)] = _put_type(self.store.put_context_type, pb.ContextType(name=name))
         self._type_names: dict[int, str] = {}  # artifact type id -> name
         for name in ARTIFACT_TYPES:
             self._art_type(name)
@@ -478,7 +507,7 @@ class MetadataStore:
         """The artifact type's id, registered on first use (a user's component may declare its own types)."""
         key = ("art", name)
         if key not in self._types:
-            self._types[key] = self.store.put_artifact_type(pb.ArtifactType(name=name))
+            self._types[key] = _put_type(self.store.put_artifact_type, pb.ArtifactType(name=name))
             self._type_names[self._types[key]] = name
         return self._types[key]
 
@@ -531,7 +560,7 @@ class MetadataStore:
             etype = pb.ExecutionType(name=f"tfpipe.{component}")
             for prop in _EXEC_PROPS:
                 etype.properties[prop] = pb.STRING
-            self._types[key] = self.store.put_execution_type(etype)
+            self._types[key] = _put_type(self.store.put_execution_type, etype)
         return self._types[key]
 
     def _contexts(self, run: dict, component: str, cache_key: str | None = None) -> list:

@@ -119,3 +119,31 @@ def test_serving_config_parses_as_a_model_server_config():
     assert model.model_version_policy.latest.num_versions == 1
     mount = re.search(r"-v (\S+):/models/titanic", text).group(1)
     assert mount.endswith("/serving") and model.base_path == "/models/titanic"
+
+
+def test_team_compose_file_has_a_postgres_server_two_workers_and_the_trainers_limit():
+    """deploy/team/compose.yaml: the Prefect server on PostgreSQL, two workers on one pool sharing the artifacts
+    volume, the concurrency limit on the very tag the trainer's task runs carry, and an MLMD URL tfpipe opens."""
+    from components.trainer import COMPONENT as TRAINER
+    from pipeline.flow import slot_tags
+    from pipeline.metadata import connection_config
+
+    doc = yaml.safe_load((DEPLOY / "team" / "compose.yaml").read_text())
+    services = doc["services"]
+    server = services["prefect"]
+    assert server["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"].startswith("postgresql+asyncpg://")
+    assert server["command"][:3] == ["prefect", "server", "start"]
+    workers = {name: s for name, s in services.items() if s.get("command", [])[:3] == ["prefect", "worker", "start"]}
+    assert len(workers) == 2
+    pools = {s["command"][s["command"].index("--pool") + 1] for s in workers.values()}
+    assert pools == {"tfpipe"}
+    for worker in workers.values():
+        assert "artifacts:/var/lib/tfpipe" in worker["volumes"]
+        assert worker["environment"]["PREFECT_API_URL"] == "http://prefect:4200/api"
+    setup = services["setup"]["command"][0]
+    [training] = slot_tags(TRAINER)
+    assert f"prefect concurrency-limit create {training} 1" in setup
+    assert "prefect work-pool create tfpipe --type process" in setup
+    metadata = re.search(r"--metadata ([^\s;]+)", setup).group(1)
+    assert connection_config(metadata).postgresql.dbname == "mlmd"
+    assert "CREATE DATABASE mlmd" in (DEPLOY / "team" / "initdb.sql").read_text()

@@ -1,5 +1,6 @@
 """A real Prefect server for the tests that need one (deployments, several pipelines sharing a server)."""
 
+import contextlib
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -55,10 +57,11 @@ class Api:
         return {t["name"]: t["state"]["name"] for t in runs}
 
 
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory):
-    """`prefect server start` on a free loopback port, with its own home; its UI talks to that port."""
-    home = tmp_path_factory.mktemp("prefect_server")
+@contextlib.contextmanager
+def prefect_server_at(home: Path, **settings: str):
+    """`prefect server start` on a free loopback port, with its own home and these extra settings (e.g.
+    PREFECT_API_DATABASE_CONNECTION_URL for a server on PostgreSQL); its UI talks to that port. Yields
+    {"api", "env" (what a client or worker of it needs), "home", "ui"}; stops the server after the block."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = dict(
@@ -68,6 +71,7 @@ def prefect_server(tmp_path_factory):
         PREFECT_UI_API_URL=url,
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         TF_CPP_MIN_LOG_LEVEL="2",
+        **settings,
     )
     log = open(home / "server.log", "w")
     proc = subprocess.Popen(
@@ -77,16 +81,26 @@ def prefect_server(tmp_path_factory):
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    api = Api(url)
-    deadline = time.time() + 180
-    while True:
-        try:
-            if api("/health"):
-                break
-        except OSError:
-            pass
-        assert proc.poll() is None and time.time() < deadline, (home / "server.log").read_text()[-3000:]
-        time.sleep(1)
-    yield {"api": api, "env": env, "home": home, "ui": f"http://127.0.0.1:{port}"}
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=60)
+    try:
+        api = Api(url)
+        deadline = time.time() + 180
+        while True:
+            try:
+                if api("/health"):
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.time() < deadline, (home / "server.log").read_text()[-3000:]
+            time.sleep(1)
+        yield {"api": api, "env": env, "home": home, "ui": f"http://127.0.0.1:{port}"}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """A Prefect server (SQLite, Prefect's default) shared by the session's deployment tests."""
+    with prefect_server_at(tmp_path_factory.mktemp("prefect_server")) as server:
+        yield server

@@ -363,3 +363,44 @@ def test_independent_branches_run_at_once(prefect_server, tmp_path):
     store = MetadataStore(str(folder / "root" / "metadata.sqlite"))
     last = store.runs("branches")[-1]["executions"]
     assert sorted((c, s) for c, s, _ in last) == [("ingest", "CACHED"), ("left", "CACHED"), ("right", "CACHED")], last
+
+
+# ---- slots a component holds (a Prefect concurrency limit's tag) -----------------------------------------------
+
+HOLDING = CHECKS + textwrap.dedent('''
+
+    @component(holds=("training",))
+    def fit_side_model(examples: Input["Examples"], model: Output["Model"]):
+        """A user's own training step: it takes a training slot, as the trainer does."""
+        raise NotImplementedError("never run by these tests")
+''')
+
+
+def _with_side_model(by_id, instances):
+    instances.insert(1, {"id": "side", "type": "checks.py:fit_side_model", "inputs": {"examples": "ingest.examples"}})
+
+
+def test_the_trainer_and_a_users_component_declare_the_training_slot_they_hold(tmp_path):
+    """The flow tags a component's task run with the slots its declaration holds, whatever its name: the
+    trainer's and a user's `@component(holds=("training",))` alike; the others hold none."""
+    from pipeline.config import load_config
+    from pipeline.flow import task_for
+
+    config = graph_pipeline(tmp_path, _with_side_model)
+    (tmp_path / "checks.py").write_text(HOLDING)
+    cfg = load_config(config)
+    tags = {i: set(task_for(node.component).tags) for i, node in cfg.nodes.items()}
+    assert tags == {
+        "ingest": set(),
+        "side": {"tfpipe-training"},
+        "transform": set(),
+        "trainer": {"tfpipe-training"},
+        "evaluator": set(),
+        "pusher": set(),
+    }
+
+
+def test_a_slot_that_is_no_plain_name_is_refused_in_one_line(tmp_path):
+    config = graph_pipeline(tmp_path, _with_side_model)
+    (tmp_path / "checks.py").write_text(HOLDING.replace('holds=("training",)', 'holds=("GPU slot",)'))
+    refused(config.parent, ": side: ", "holds=('GPU slot',)", "lowercase name")

@@ -2,7 +2,9 @@
 
 import os
 import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -213,3 +215,43 @@ def test_the_deadline_survives_its_watcher_being_killed(tmp_path, pg_url):
         assert time.time() - started < 10
     finally:
         proxy.kill()
+
+
+_OPEN_AT = """
+import sys, time
+from pipeline.metadata import MetadataStore
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+store = MetadataStore(sys.argv[1])
+store.start_run("fresh", sys.argv[3])
+print("opened")
+"""
+
+
+def test_runs_that_open_a_new_postgresql_store_at_the_same_moment_all_open_it():
+    """Scheduled runs that start together on a store no run has used yet each create MLMD's tables and types;
+    one process wins and the others find its tables (the team-scale test had one of four runs fail on this,
+    with a message blaming the password)."""
+    from tests.conftest import _psql
+
+    name = f"tfpipe_fresh_{uuid.uuid4().hex[:8]}"
+    _psql(f'CREATE DATABASE "{name}"')
+    try:
+        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+        at = time.time() + 20  # all four past their imports, then at once
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _OPEN_AT, url, str(at), f"run{i}"],
+                cwd=Path(__file__).resolve().parents[2],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(4)
+        ]
+        done = [(r.communicate(timeout=300), r.returncode) for r in runs]
+        assert all(code == 0 and out.strip() == "opened" for (out, _), code in done), [
+            err[-1500:] for (_, err), _ in done
+        ]
+        assert len(MetadataStore(url).runs("fresh")) == 4
+    finally:
+        _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
