@@ -6,6 +6,9 @@ Typing, checks, canonical bytes and the split all come from `schemas`, the same 
 row gives the same example in the same split whatever file it came from. Reading streams a batch at a
 time (two passes when the schema is inferred); memory does not grow with the input.
 
+Each split's TFDV statistics are gathered in the writing pass, from the typed columns, by the statistics
+component's own accumulators, and saved beside the split's files for that component (components/statistics.py).
+
 CSV is read by Arrow in C++, which cannot tell which line a row came from. When a row must be named (a
 bad value, a missing label, a label the train split lacks), the files are read again, the same way but
 through Python's csv module, which can.
@@ -32,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
+from components import statistics as tfdv_statistics
 from components.contract import Component, Parameters, PathParam
 from components.errors import ConfigError, InputError
 from components.progress import Progress
@@ -47,7 +51,11 @@ _TOP_VALUES_CAP = 10_000
 _MAX_FIELD = 1 << 20  # characters in one CSV field; longer is almost always an unclosed quote
 _SHARD_ROWS = 250_000  # rows per output file: a big input becomes several files, which transform applies in parallel
 _BATCH_ROWS = 4096  # rows per batch where the reader chooses (Python's csv, Parquet, TFRecord)
-_BLOCK = 1 << 23  # bytes of CSV per Arrow block
+# Bytes of CSV per Arrow block. Arrow's streaming reader reads blocks ahead on its I/O thread, up to 32 of them
+# (its background queue), whatever the consumer keeps up with: with 8 MiB blocks that held up to 256 MiB of raw
+# CSV, all of a small file but a fixed slice of a big one, so peak memory grew from 1M to 10M rows (1.23x).
+# 2 MiB caps it at 64 MiB, less than a 1M-row file: the same at any size (and no slower, measured).
+_BLOCK = 1 << 21
 _DEFAULT_SPLITS: dict[str, float] = {"train": 7, "eval": 3}  # ingest.splits unless given
 
 
@@ -457,13 +465,17 @@ def _read(config: IngestConfig, sources: dict, out: Path, names: list, rule: Spl
     # An inferred schema's string domains come from the train split's values (schemas.schema); a pinned one is kept.
     domains = None if config.schema_file else Domains(schema)
     key_encoder = _key_encoder(schema, rule.key) if rule is not None and rule.key else None
+    # TFDV's statistics per split, gathered from the typed columns as they are written, so that the statistics
+    # component need not read and decode the examples again (it loads these; components/statistics.py).
+    split_stats = tfdv_statistics.SplitAccumulators(names)
     writers, progress = {}, Progress(logging.getLogger("tfpipe.ingest"), "ingest: rows read")
     try:
         writers = _open_writers(out, names)
         for split, path in files:
             for batch in _batches(path, config, located):
                 lists = _typed(batch, schema, config, rule)
-                records = encoder.encode(_record_batch(lists))
+                typed = _record_batch(lists)
+                records = encoder.encode(typed)
                 if rule is None:
                     targets = [split] * len(batch)
                 else:
@@ -472,6 +484,7 @@ def _read(config: IngestConfig, sources: dict, out: Path, names: list, rule: Spl
                     )
                 for name in stats.kinds:
                     stats.add(name, lists.get(name), len(batch))
+                split_stats.add(typed, targets, path)
                 if domains is not None:
                     _count_domains(domains, lists, targets, config.train_split)
                 if config.label in lists:
@@ -504,6 +517,7 @@ def _read(config: IngestConfig, sources: dict, out: Path, names: list, rule: Spl
         raise LabelValues.error(value, split, path, row, config.label, config.train_split)
     if domains is not None:
         domains.apply(schema, {name: (acc[0], acc[1]) for name, acc in stats.num.items()})
+    split_stats.save(out)  # last: written only once the examples are whole and checked
     return schema, counts, stats.as_dict()
 
 
@@ -589,8 +603,8 @@ def _open_writers(out: Path, names: list) -> dict:
     for name in names:
         folder = split_dir(out, name)
         folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("data-*.tfrecord.gz"):  # an earlier pass's, when the rows are read again
-            stale.unlink()
+        for stale in [*folder.glob("data-*.tfrecord.gz"), folder / tfdv_statistics.STATE_FILE]:
+            stale.unlink(missing_ok=True)  # an earlier pass's, when the rows are read again
         writers[name] = _ShardWriter(folder)
     return writers
 

@@ -41,7 +41,8 @@ class ArtifactType:
 
 
 class Examples(ArtifactType):
-    """<uri>/Split-<name>/*.gz: gzipped TFRecords of tf.Examples."""
+    """<uri>/Split-<name>/*.gz: gzipped TFRecords of tf.Examples (from ingest, also statistics_state.json: the
+    statistics component's accumulators over those files)."""
 
 
 class Schema(ArtifactType):

@@ -18,7 +18,9 @@ from components.errors import InputError
 from components.ingest import IngestConfig, ingest
 from components.statistics import (
     _EPSILON,
+    STATE_FILE,
     STATS_FILE,
+    Accumulator,
     StatisticsConfig,
     by_split,
     compute,
@@ -49,10 +51,17 @@ def _rank(sorted_values: np.ndarray, x: float) -> tuple[int, int]:
     return int(np.searchsorted(sorted_values, x, "left")), int(np.searchsorted(sorted_values, x, "right"))
 
 
-@pytest.fixture(scope="module")
-def titanic_stats(tmp_path_factory):
+@pytest.fixture(scope="module", params=["gathered by ingest", "read back"])
+def titanic_stats(tmp_path_factory, request):
+    """Both ways the component gets its figures: the accumulators ingest saved beside the examples, and (with
+    them removed, as for examples from any other component) its own pass over the files."""
     folder = tmp_path_factory.mktemp("stats")
     ingest(IngestConfig(input=str(TITANIC)), folder / "examples", folder, folder)
+    states = list((folder / "examples").glob(f"Split-*/{STATE_FILE}"))
+    assert len(states) == 2
+    if request.param == "read back":
+        for state in states:
+            state.unlink()
     counts = compute(str(folder / "examples"), str(folder / "stats"), StatisticsConfig())
     return folder, counts
 
@@ -192,3 +201,90 @@ def test_tfpipe_stats_prints_a_table_per_split_of_a_statistics_folder(titanic_st
         assert f"split {split}: {n} examples" in out
     age = next(line for line in out.splitlines() if line.startswith("Age "))
     assert "FLOAT" in age and "%" in age
+
+
+# ---- ingest's pass and the component's own pass: one accumulator, the same figures --------------------------------
+
+
+def _mixed_csv(path: Path, rows: int, seed: int = 0) -> None:
+    """Titanic-like columns: ints, floats with missing values, categories (some missing), a few hundred tickets."""
+    rng = np.random.default_rng(seed)
+    age = rng.uniform(1, 80, rows).round(1).astype(str)
+    age[rng.random(rows) < 0.2] = ""
+    embarked = rng.choice(np.array(["S", "C", "Q", ""]), rows, p=[0.6, 0.2, 0.15, 0.05])
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("PassengerId,Survived,Pclass,Age,Fare,Embarked,Ticket\n")
+        for i in range(rows):
+            fare = rng.lognormal(3, 0.8)
+            f.write(
+                f"{i},{rng.integers(0, 2)},{rng.integers(1, 4)},{age[i]},{fare:.4f},{embarked[i]},T{rng.integers(500)}\n"
+            )
+
+
+def _flat(message, path: str = "") -> dict:
+    """{field path: value} of every leaf of a proto, for a comparison that names what differs."""
+    from google.protobuf.json_format import MessageToDict
+
+    out: dict = {}
+
+    def walk(x, at):
+        if isinstance(x, dict):
+            for k, v in x.items():
+                walk(v, f"{at}.{k}")
+        elif isinstance(x, list):
+            for i, v in enumerate(x):
+                walk(v, f"{at}[{i}]")
+        else:
+            out[at] = x
+
+    walk(MessageToDict(message), path)
+    return out
+
+
+@pytest.mark.parametrize("pre_split", [False, True])
+def test_ingests_pass_and_the_components_own_pass_give_the_same_statistics(tmp_path, caplog, pre_split):
+    """12,000 rows: one Arrow block for ingest, three 4096-record batches a split for the component's reader, so the
+    two paths feed the same accumulator differently cut batches. Everything is equal (the sketches are exact
+    below their capacity), means and deviations to the last bits that a different batching rounds."""
+    if pre_split:
+        _mixed_csv(tmp_path / "train.csv", 12_000, seed=1)
+        _mixed_csv(tmp_path / "eval.csv", 5_000, seed=2)
+        config = IngestConfig(input={"train": str(tmp_path / "train.csv"), "eval": str(tmp_path / "eval.csv")})
+    else:
+        _mixed_csv(tmp_path / "data.csv", 17_000)
+        config = IngestConfig(input=str(tmp_path / "data.csv"), label="Survived")
+    examples = tmp_path / "examples"
+    ingest(config, examples, tmp_path, tmp_path)
+    with caplog.at_level("INFO", logger="tfpipe.statistics"):
+        gathered = compute(str(examples), str(tmp_path / "gathered"), StatisticsConfig())
+    assert sum("gathered by ingest" in r.getMessage() for r in caplog.records) == 2
+    for state in examples.glob(f"Split-*/{STATE_FILE}"):
+        state.unlink()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="tfpipe.statistics"):
+        read = compute(str(examples), str(tmp_path / "read"), StatisticsConfig())
+    assert not any("gathered by ingest" in r.getMessage() for r in caplog.records)
+    assert gathered == read and read["train"] > 8192
+    a, b = _flat(load_statistics(tmp_path / "gathered")), _flat(load_statistics(tmp_path / "read"))
+    assert a.keys() == b.keys() and len(a) > 500
+    for key, value in a.items():
+        if isinstance(value, float) and key.rsplit(".", 1)[-1] in ("mean", "stdDev"):
+            assert value == pytest.approx(b[key], rel=1e-12), key
+        else:
+            assert value == b[key], key
+
+
+def test_a_state_that_no_longer_matches_its_files_is_not_used(tmp_path):
+    examples = tmp_path / "examples"
+    ingest(IngestConfig(input=str(TITANIC)), examples, tmp_path, tmp_path)
+    train = examples / "Split-train"
+    files = sorted(str(p) for p in train.glob("*.gz"))
+    assert Accumulator.load(train, files) is not None
+    # the train split rewritten with its first 100 examples (as a user's component might): read it again
+    kept = list(tf.data.TFRecordDataset(files, compression_type="GZIP").take(100).as_numpy_iterator())
+    with gzip_writer(files[0]) as w:
+        for record in kept:
+            w.write(record)
+    assert Accumulator.load(train, files) is None
+    counts = compute(str(examples), str(tmp_path / "stats"), StatisticsConfig())
+    assert counts["train"] == 100
