@@ -110,6 +110,13 @@ def _run(config_path: str, args, components=None, inputs=None) -> int:
     from pipeline.metadata import probe
 
     probe(cfg.metadata, cfg.metadata_timeout)  # and so does a store that is not there or does not answer
+    if inputs and not cfg.metadata_secret:
+        # A typo, a missing id or an artifact of the wrong type: one line, before any run is recorded, and before
+        # Prefect loads (seconds). A store whose password is a Prefect Secret is read once Prefect is there.
+        from pipeline.runner import check_inputs
+
+        store = _existing_store(cfg.metadata, cfg.metadata_timeout, cfg.metadata_query_timeout)
+        inputs = check_inputs(store, cfg, components[0], inputs)
     from components.progress import doing
 
     with doing(logging.getLogger("tfpipe.cli"), "tfpipe: loading Prefect and starting the flow run"):
@@ -117,8 +124,7 @@ def _run(config_path: str, args, components=None, inputs=None) -> int:
 
         check_prefect_api(cfg.metadata_timeout)
 
-        if inputs:
-            # A typo, a missing id or an artifact of the wrong type: one line, before any run is recorded.
+        if inputs and cfg.metadata_secret:
             inputs = check_inputs(open_store(cfg), cfg, components[0], inputs)
         result = pipeline_flow(
             config_path, overrides=_overrides(args), no_cache=_no_cache(args), components=components, inputs=inputs

@@ -127,7 +127,7 @@ from components.errors import Blocked, ConfigError  # noqa: E402
 from components.progress import doing  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.metadata import PASSWORD_ENV, PRODUCTION, MetadataStore, redact  # noqa: E402
-from pipeline.runner import run_component, stop_handlers  # noqa: E402
+from pipeline.runner import check_inputs, run_component, stop_handlers  # noqa: E402
 
 log = logging.getLogger("tfpipe.pipeline")
 
@@ -267,30 +267,6 @@ def _run_id_from_name(pipeline: str) -> str:
 def _tag(pipeline: str) -> None:
     """Tags the flow run with the pipeline's name (filterable in the UI), however the run was started."""
     ui.add_tags(pipeline)
-
-
-def check_inputs(store: MetadataStore, cfg, component: str, inputs: dict) -> dict:
-    """{input name: artifact id or URI} given by a user -> {input name: artifact id}, or a ConfigError naming the
-    component's input names, a missing artifact, or the type an artifact has against the one the input takes."""
-    node = cfg.node(component)
-    declared = node.component.inputs
-    out = {}
-    for name, ref in inputs.items():
-        if name not in declared:
-            raise ConfigError(f"{component} has no input {name!r}; its inputs are {', '.join(declared)}")
-        artifact = store.artifact(store.resolve(ref))
-        wanted = declared[name].type
-        if artifact.type != wanted:
-            wired = node.wiring.get(name)
-            source = f" ({wired[0]}'s {wired[1]})" if wired else ""
-            raise ConfigError(
-                f"--input {name}={ref}: artifact {artifact.id} has type {artifact.type}; "
-                f"{component}'s input {name} takes a {wanted}{source}"
-            )
-        if artifact.state != "LIVE":
-            raise ConfigError(f"--input {name}={ref}: artifact {artifact.id} is {artifact.state}, not LIVE")
-        out[name] = artifact.id
-    return out
 
 
 def _waves(cfg, chosen: list[str]) -> list[list[str]]:

@@ -91,6 +91,30 @@ def cache_key(
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def check_inputs(store: MetadataStore, cfg, component: str, inputs: dict) -> dict:
+    """{input name: artifact id or URI} given by a user -> {input name: artifact id}, or a ConfigError naming the
+    component's input names, a missing artifact, or the type an artifact has against the one the input takes."""
+    node = cfg.node(component)
+    declared = node.component.inputs
+    out = {}
+    for name, ref in inputs.items():
+        if name not in declared:
+            raise ConfigError(f"{component} has no input {name!r}; its inputs are {', '.join(declared)}")
+        artifact = store.artifact(store.resolve(ref))
+        wanted = declared[name].type
+        if artifact.type != wanted:
+            wired = node.wiring.get(name)
+            source = f" ({wired[0]}'s {wired[1]})" if wired else ""
+            raise ConfigError(
+                f"--input {name}={ref}: artifact {artifact.id} has type {artifact.type}; "
+                f"{component}'s input {name} takes a {wanted}{source}"
+            )
+        if artifact.state != "LIVE":
+            raise ConfigError(f"--input {name}={ref}: artifact {artifact.id} is {artifact.state}, not LIVE")
+        out[name] = artifact.id
+    return out
+
+
 def resolve_inputs(node: Node, store: MetadataStore, pipeline: str, inputs: dict[str, Artifact]) -> dict:
     """The wired inputs plus those the component's resolvers find in MLMD (left out when they find none)."""
     out = dict(inputs)
