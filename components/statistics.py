@@ -64,7 +64,7 @@ log = logging.getLogger("tfpipe.statistics")
 STATS_FILE = "FeatureStats.pb"
 # Beside an Examples split's data files: the accumulators ingest gathered while writing them (Accumulator.save).
 STATE_FILE = "statistics_state.json"
-_STATE_VERSION = 1  # a change to what the accumulators hold must change this
+_STATE_VERSION = 2  # a change to what the accumulators hold must change this
 _EPSILON = 0.01  # the quantiles sketch's rank error, as a fraction of the values (TFDV's default)
 _MAX_ELEMENTS = 1 << 32
 _KMV_BUCKETS = 1024
@@ -230,7 +230,14 @@ class _Feature:
         if self.quantiles is not None:
             out["quantiles"] = _b64(self.quantiles.__getstate__())
         if self.top is not None:
-            out["top"], out["unique"] = _b64(self.top.Serialize()), _b64(self.unique.Serialize())
+            # The Misra-Gries counters as (value, count) in the sketch's own order (count, then value), not its
+            # Serialize(): that lists them in hash-map order, which differs between processes, and the state
+            # is part of the examples artifact that `reproduce` compares byte for byte.
+            counts = self.top.Estimate()
+            out["top"] = [
+                [_b64(v), c] for v, c in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())
+            ]
+            out["unique"] = _b64(self.unique.Serialize())
         return out
 
     @classmethod
@@ -244,7 +251,15 @@ class _Feature:
         if "quantiles" in state:
             feature.quantiles = _quantiles_sketch(state["quantiles"])
         if "top" in state:
-            feature.top = sketches.MisraGriesSketch.Deserialize(base64.b64decode(state["top"]))
+            # A sketch of the same settings given its counters back, weighted: no more values than its buckets,
+            # so none is evicted, and it estimates the counts it saved (weights are float32, as tfx-bsl takes
+            # them: exact up to 2^24, 16.7M rows of one value).
+            feature._start("STRING")
+            top = state["top"]
+            feature.top.AddValues(
+                pa.array([base64.b64decode(v) for v, _ in top], pa.large_binary()),
+                pa.array([float(c) for _, c in top], pa.float32()),
+            )
             feature.unique = sketches.KmvSketch.Deserialize(base64.b64decode(state["unique"]))
         return feature
 
