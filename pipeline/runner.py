@@ -211,15 +211,36 @@ def _stop_all(why: str, patient: bool) -> None:
         raise Stopped(mine)
 
 
+def _in_logging(frame) -> bool:
+    """Whether the main thread was writing a log record when the signal came."""
+    while frame is not None:
+        if frame.f_code.co_filename == logging.__file__:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _on_signal(signum, frame) -> None:
+    if _in_logging(frame):
+        # Raised inside a log handler, the stop would be swallowed by logging's handleError (which prints
+        # "--- Logging error ---") and the step would run on for minutes: the signal again once the record is out.
+        threading.Timer(0.05, signal.pthread_kill, (threading.main_thread().ident, signum)).start()
+        return
     why = signal.Signals(signum).name
     first = stop_lib.request(why)
     with _RUNNING_LOCK:
         patient = first and any(resumable for _, resumable in _RUNNING.values())
     if patient:
-        signal.signal(signal.SIGALRM, lambda s, f: _stop_all(stop_lib.requested() or why, patient=False))
+        signal.signal(signal.SIGALRM, _on_patience_over)
         signal.setitimer(signal.ITIMER_REAL, 8)
     _stop_all(stop_lib.requested() or why, patient)
+
+
+def _on_patience_over(signum, frame) -> None:
+    if _in_logging(frame):
+        signal.setitimer(signal.ITIMER_REAL, 0.05)  # as above: once the log record is out
+        return
+    _stop_all(stop_lib.requested() or "SIGTERM", patient=False)
 
 
 @contextlib.contextmanager

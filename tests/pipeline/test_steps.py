@@ -215,3 +215,35 @@ def test_a_dead_execution_is_recovered_by_its_own_pipeline_only(tmp_path):
     assert recovered.properties.get("pipeline", "") == "a"
     states = {e.properties.get("pipeline", ""): e.state for e in store.executions("ingest")}
     assert states == {"a": "FAILED", "b": "RUNNING"}  # b's next run recovers b's
+
+
+def test_a_stop_that_lands_while_a_log_record_is_written_still_stops_the_step():
+    """SIGTERM arriving inside a log handler: raised there, logging's handleError would swallow the stop
+    ("--- Logging error ---") and the step would run on (a Beam analysis of a minute, in one CI run); it is
+    delivered again once the record is out, and the step stops."""
+    import logging
+    import os
+    import signal
+    import time
+
+    from components.errors import Stopped
+    from pipeline import runner
+
+    class Stream:  # a console whose write is under way when the signal comes
+        def write(self, text):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)  # the signal handler runs here, inside StreamHandler.emit
+
+        def flush(self):
+            pass
+
+    log = logging.getLogger("tfpipe.test_stop_in_logging")
+    handler = logging.StreamHandler(Stream())
+    log.addHandler(handler)
+    try:
+        with runner.stop_handlers(), runner._stoppable("transform", False), pytest.raises(Stopped) as stopped:
+            log.warning("analyzing")
+            time.sleep(5)  # the step's work, which the stop must interrupt
+        assert str(stopped.value) == "transform stopped by SIGTERM"
+    finally:
+        log.removeHandler(handler)
