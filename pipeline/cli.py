@@ -171,6 +171,12 @@ def _cmd_deploy(args) -> int:
         )
     overrides = _overrides(args)
     cfg = load_config(args.config, overrides)  # a deployment of a broken config would fail at 3 a.m.
+    if "://" in cfg.metadata and not cfg.metadata_secret:
+        # A shared store is opened here, once: it answers now rather than at 3 a.m., and its tables exist before
+        # the first scheduled runs, which would otherwise all create them at the same moment.
+        from pipeline.metadata import MetadataStore
+
+        MetadataStore(cfg.metadata, cfg.metadata_timeout, cfg.metadata_query_timeout)
     from pipeline.deploy import deploy
 
     name = args.name or cfg.name
