@@ -129,22 +129,23 @@ def copy_of(master: Path, folder: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
+def tiny_master(tmp_path_factory) -> Path:
+    """The master folder of the tiny pipeline's one `tfpipe run --no-cache`, which `tiny_run` copies, and tests that
+    change a step copy (`copy_of`): they find the steps before it cached. Not tied to one xdist worker as
+    `tiny_run`'s tests are."""
+    return run_once(tmp_path_factory, "tiny_run", tiny_titanic, "--no-cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_master):
     """One whole `tfpipe run --no-cache` of the tiny Titanic pipeline, shared by the console, CLI-input and serving
     tests, which only read it: it runs once per pytest run, and each worker gets its own copy of the folder."""
-    master = run_once(tmp_path_factory, "tiny_run", tiny_titanic, "--no-cache")
+    master = tiny_master
     folder = tmp_path_factory.mktemp("tiny") / "folder"
     shutil.copytree(master / "folder", folder)
     done = subprocess.CompletedProcess(**json.loads((master / "done.json").read_text()))
     times = json.loads((master / "times.json").read_text())
     return SimpleNamespace(folder=folder, config=folder / "pipeline.yaml", done=done, root=folder / "root", **times)
-
-
-@pytest.fixture(scope="session")
-def tiny_master(tmp_path_factory) -> Path:
-    """The master folder of `tiny_run`'s run, for tests that copy it (`copy_of`) and change a step: they find the
-    steps before it cached. Not tied to one xdist worker as `tiny_run`'s tests are."""
-    return run_once(tmp_path_factory, "tiny_run", tiny_titanic, "--no-cache")
 
 
 def _sql_name(request) -> str:
