@@ -120,11 +120,21 @@ def run_once(tmp_path_factory, name: str, make: Callable[[Path], Path], *args: s
 
 def copy_of(master: Path, folder: Path) -> Path:
     """A copy of a `run_once` pipeline folder at `folder`, its run checked to have succeeded. The copied store
-    names the master's artifacts (URIs are absolute): a re-run there finds the steps it does not change CACHED,
-    reading, never writing, the master's outputs."""
+    names the master's artifacts (URIs are absolute), and the copied YAML names the master's data and modules
+    (cache keys hold their absolute paths): a re-run there finds the steps it does not change CACHED, reading,
+    never writing, the master's outputs and files."""
+    import yaml
+
     done = json.loads((master / "done.json").read_text())
     assert done["returncode"] == 0, done["stderr"][-3000:]
     shutil.copytree(master / "folder", folder)
+    config = folder / "pipeline.yaml"
+    doc = yaml.safe_load(config.read_text())
+    for section in doc.values():
+        for key, value in section.items() if isinstance(section, dict) else ():
+            if isinstance(value, str) and not os.path.isabs(value) and (master / "folder" / value).is_file():
+                section[key] = str(master / "folder" / value)
+    config.write_text(yaml.safe_dump(doc))
     return folder
 
 

@@ -63,9 +63,10 @@ def _edit(path: Path) -> None:
 
 
 def test_edits_rerun_the_step_that_runs_the_code_and_everything_after_it(project):
+    """A first run, then five, each after one edit. A re-run with nothing changed is not a run of its own: the
+    edit to the runner (in no step's key) must leave every step CACHED, which a plain re-run would have to too."""
     src = project["src"]
     assert _run(project) == dict.fromkeys(COMPONENTS, "COMPLETE")
-    assert _run(project) == dict.fromkeys(COMPONENTS, "CACHED")  # nothing changed: nothing runs
 
     _edit(src / "components" / "estimator" / "heads.py")  # the Estimator engine: the trainer runs it
     assert _run(project) == {

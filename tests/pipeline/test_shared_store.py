@@ -71,7 +71,6 @@ def test_a_store_that_never_answers_or_refuses_is_named_within_the_timeout():
     know: each is one ConfigError naming the host and the cause, in bounded time."""
     import socket
     import threading
-    import time
 
     from components.errors import ConfigError
 
@@ -138,10 +137,10 @@ while True:
 """
 
 
+@pytest.mark.slow  # a real `tfpipe run`
 @pytest.mark.quiet
 def test_a_store_that_goes_silent_mid_run_fails_the_run_within_the_query_timeout(tmp_path, pg_url):
     import sys
-    import time
 
     from tests.pipeline.test_reliability import _tfpipe
 
@@ -190,7 +189,6 @@ def test_the_deadline_survives_its_watcher_being_killed(tmp_path, pg_url):
     call starts another, and a silent server is still cut off in time, as StoreUnavailable."""
     import signal
     import sys
-    import time
 
     from components.errors import StoreUnavailable
 
@@ -218,11 +216,12 @@ def test_the_deadline_survives_its_watcher_being_killed(tmp_path, pg_url):
 
 
 _OPEN_AT = """
-import sys, time
+import sys
 from pipeline.metadata import MetadataStore
-time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+print("ready", flush=True)
+sys.stdin.readline()  # the go, sent to all at once
 store = MetadataStore(sys.argv[1])
-store.start_run("fresh", sys.argv[3])
+store.start_run("fresh", sys.argv[2])
 print("opened")
 """
 
@@ -237,17 +236,22 @@ def test_runs_that_open_a_new_postgresql_store_at_the_same_moment_all_open_it():
     _psql(f'CREATE DATABASE "{name}"')
     try:
         url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-        at = time.time() + 20  # all four past their imports, then at once
         runs = [
             subprocess.Popen(
-                [sys.executable, "-c", _OPEN_AT, url, str(at), f"run{i}"],
+                [sys.executable, "-c", _OPEN_AT, url, f"run{i}"],
                 cwd=Path(__file__).resolve().parents[2],
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
             )
             for i in range(4)
         ]
+        # All four past their imports, then at once (not a fixed wait: imports take 2 s here on a quiet day)
+        assert [r.stdout.readline().strip() for r in runs] == ["ready"] * 4, [r.stderr.read()[-1500:] for r in runs]
+        for r in runs:
+            r.stdin.write("go\n")
+            r.stdin.flush()
         done = [(r.communicate(timeout=300), r.returncode) for r in runs]
         assert all(code == 0 and out.strip() == "opened" for (out, _), code in done), [
             err[-1500:] for (_, err), _ in done
