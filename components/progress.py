@@ -61,8 +61,10 @@ class Progress:
         self.log.info("%s", self.line(extra, final=True), extra={"tfpipe_progress": "final"})
 
 
-# A wait longer than this without a tfpipe line is not left silent (see `doing`).
-QUIET_SECONDS = 4.0
+# A wait longer than this without a tfpipe line is not left silent (see `doing`). The promise is a line at
+# least every 5 s; 3 s leaves 2 s for the heartbeat thread to get the GIL on a loaded machine (a CI run saw it
+# come 2.7 s late, inside Beam's analysis, with 4 s).
+QUIET_SECONDS = 3.0
 _activities: dict[int, Activity] = {}
 _lock = threading.Lock()
 _last_line = [time.monotonic()]
