@@ -171,11 +171,12 @@ def _cmd_deploy(args) -> int:
         )
     overrides = _overrides(args)
     cfg = load_config(args.config, overrides)  # a deployment of a broken config would fail at 3 a.m.
-    if "://" in cfg.metadata and not cfg.metadata_secret:
-        # A shared store is opened here, once: it answers now rather than at 3 a.m., and its tables exist before
-        # the first scheduled runs, which would otherwise all create them at the same moment.
-        from pipeline.metadata import MetadataStore
+    from pipeline.metadata import MetadataStore, is_shared
 
+    if is_shared(cfg.metadata) and not cfg.metadata_secret:
+        # A shared store is opened here, once: it answers now rather than at 3 a.m., and its tables exist before
+        # the first scheduled runs, which would otherwise all create them at the same moment. (A sqlite:/// URL
+        # is a file of this machine's: nothing to open early, and no file made by a deploy.)
         MetadataStore(cfg.metadata, cfg.metadata_timeout, cfg.metadata_query_timeout)
     from pipeline.deploy import deploy
 

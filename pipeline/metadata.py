@@ -64,6 +64,11 @@ def _server(url: str) -> tuple[str, str, int] | None:
     return kind, parsed.hostname or "127.0.0.1", parsed.port or (5432 if kind == "PostgreSQL" else 3306)
 
 
+def is_shared(url: str) -> bool:
+    """Whether url names a shared store (PostgreSQL or MySQL/MariaDB), not a SQLite file."""
+    return _server(url) is not None
+
+
 def connection_config(url: str) -> pb.ConnectionConfig:
     """sqlite path (or sqlite:///path), postgresql://user[:pw]@host[:port]/db, mysql://user[:pw]@host[:port]/db."""
     config = pb.ConnectionConfig()
